@@ -1,0 +1,28 @@
+//! dmuc's component graph: TOML text in, a validated [`Config`] out.
+//!
+//! # Layout
+//! - [`diag`]: positioned diagnostics (`file:line:col: message` plus a hint).
+//! - [`model`]: the validated types (`Component`, `Probe`, `Dependency`, ...).
+//! - [`parse`]: walks the TOML document, collecting *every* problem with its position.
+//! - [`graph`]: dependency graph: cycle detection (with the cycle's path), levels, order.
+//! - [`duration`], [`signal`], [`expand`]: small value parsers used by `parse`.
+//! - [`paths`]: default daemon paths for root and non-root users.
+//!
+//! Nothing here touches the file system, the environment or the clock: the caller passes
+//! the text, the file name and an environment lookup. That keeps every rule a unit test.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod diag;
+pub mod duration;
+pub mod expand;
+pub mod graph;
+pub mod model;
+pub mod parse;
+pub mod paths;
+pub mod signal;
+
+pub use diag::{ConfigError, Diagnostic};
+pub use graph::Graph;
+pub use model::*;
+pub use parse::parse_config;

@@ -1,0 +1,308 @@
+use super::*;
+
+fn env(n: &str) -> Option<String> {
+    (n == "NODE").then(|| "node-1".to_string())
+}
+
+fn ok(text: &str) -> Config {
+    match parse_config(text, Path::new("t.toml"), &env) {
+        Ok(c) => c,
+        Err(e) => panic!("expected a valid config, got:\n{e}"),
+    }
+}
+
+fn errs(text: &str) -> Vec<Diagnostic> {
+    match parse_config(text, Path::new("t.toml"), &env) {
+        Ok(_) => panic!("expected errors"),
+        Err(e) => e.diagnostics,
+    }
+}
+
+fn has(diags: &[Diagnostic], line: usize, needle: &str) -> bool {
+    diags.iter().any(|d| {
+        d.line == line
+            && (d.message.contains(needle) || d.hint.as_deref().unwrap_or("").contains(needle))
+    })
+}
+
+#[track_caller]
+fn assert_has(diags: &[Diagnostic], line: usize, needle: &str) {
+    assert!(
+        has(diags, line, needle),
+        "no diagnostic on line {line} containing {needle:?} in {diags:#?}"
+    );
+}
+
+#[test]
+fn full_component_parses_with_defaults_and_values() {
+    let c = ok(r#"
+[vars]
+node = "${env:NODE}"
+dir = "/srv/${node}"
+
+[component.etcd]
+command = ["etcd", "--name", "${node}", "--data-dir", "${dir}"]
+ready = { http = "http://127.0.0.1:2379/health", status = 200, interval = "100ms" }
+
+[component.certs]
+kind = "oneshot"
+command = "sh -c 'echo hi > /tmp/x'"
+
+[component.api]
+command = ["api"]
+env = { A = "1", B = "${node}" }
+cwd = "/tmp"
+after = ["etcd", { component = "certs", condition = "completed" }]
+restart = "on-failure"
+backoff = { initial = "0s", max = "5s", factor = 1.5, reset-after = "30s" }
+start-limit = { burst = 3, interval = "20s" }
+ready = { tcp = "127.0.0.1:6443", timeout = "2s", initial-delay = "1s", success-threshold = 2, failure-threshold = 5 }
+liveness = { exec = ["true"] }
+stop = { signal = "SIGINT", timeout = "3s", scope = "process" }
+"#);
+    let g = &c.graph;
+    assert_eq!(g.len(), 3);
+    let etcd = g.get("etcd").unwrap();
+    assert_eq!(
+        etcd.command,
+        vec!["etcd", "--name", "node-1", "--data-dir", "/srv/node-1"]
+    );
+    assert_eq!(etcd.kind, Kind::Service);
+    assert_eq!(etcd.restart, Restart::Always);
+    let r = etcd.ready.as_ref().unwrap();
+    assert_eq!(r.interval, Duration::from_millis(100));
+    assert!(matches!(
+        &r.check,
+        Check::Http {
+            status: Some(200),
+            ..
+        }
+    ));
+    let certs = g.get("certs").unwrap();
+    assert_eq!(certs.command, vec!["sh", "-c", "echo hi > /tmp/x"]);
+    assert_eq!(certs.restart, Restart::Never);
+    let api = g.get("api").unwrap();
+    assert_eq!(
+        api.env,
+        vec![("A".into(), "1".into()), ("B".into(), "node-1".into())]
+    );
+    assert_eq!(
+        api.after[1],
+        Dependency {
+            component: "certs".into(),
+            condition: Condition::Completed
+        }
+    );
+    assert_eq!(api.restart, Restart::OnFailure);
+    assert_eq!(api.backoff.initial, Duration::ZERO);
+    assert_eq!(api.backoff.factor, 1.5);
+    assert_eq!(
+        api.start_limit,
+        StartLimit {
+            burst: 3,
+            interval: Duration::from_secs(20)
+        }
+    );
+    let r = api.ready.as_ref().unwrap();
+    assert_eq!((r.success_threshold, r.failure_threshold), (2, 5));
+    assert_eq!(r.initial_delay, Duration::from_secs(1));
+    assert_eq!(
+        api.stop,
+        Stop {
+            signal: 2,
+            timeout: Duration::from_secs(3),
+            scope: StopScope::Process
+        }
+    );
+    assert_eq!(g.levels(), vec![vec!["etcd", "certs"], vec!["api"]]);
+}
+
+#[test]
+fn daemon_section() {
+    let c = ok(r#"
+[daemon]
+socket = "/tmp/s.sock"
+tmux-socket = "/tmp/t.sock"
+session = "lab"
+log-dir = "/tmp/logs"
+state-dir = "/tmp/state"
+log-max-size = "1M"
+log-keep = 2
+history-limit = 500
+"#);
+    assert_eq!(c.daemon.socket, Some("/tmp/s.sock".into()));
+    assert_eq!(c.daemon.session, "lab");
+    assert_eq!(c.daemon.log_max_size, 1 << 20);
+    assert_eq!(c.daemon.log_keep, 2);
+    assert_eq!(c.daemon.history_limit, 500);
+}
+
+#[test]
+fn unknown_keys_with_suggestions_all_at_once() {
+    let d = errs(
+        r#"
+[deamon]
+[component.a]
+comand = ["x"]
+restrat = "always"
+"#,
+    );
+    assert_has(&d, 2, "did you mean 'daemon'?");
+    assert_has(&d, 4, "did you mean 'command'?");
+    assert_has(&d, 5, "did you mean 'restart'?");
+    assert_has(&d, 3, "has no command");
+}
+
+#[test]
+fn undefined_dependency_and_completed_on_service() {
+    let d = errs(
+        r#"
+[component.etcd]
+command = ["etcd"]
+[component.api]
+command = ["api"]
+after = ["etc", { component = "etcd", condition = "completed" }]
+"#,
+    );
+    assert_has(&d, 6, "undefined component 'etc'");
+    assert_has(&d, 6, "did you mean 'etcd'?");
+    assert_has(&d, 6, "is a service");
+}
+
+#[test]
+fn cycle_is_printed_as_a_path() {
+    let d = errs(
+        r#"
+[component.a]
+command = ["a"]
+after = ["b"]
+[component.b]
+command = ["b"]
+after = ["c"]
+[component.c]
+command = ["c"]
+after = ["a"]
+"#,
+    );
+    assert_has(&d, 4, "dependency cycle: a -> b -> c -> a");
+    assert_eq!(d.len(), 1);
+}
+
+#[test]
+fn bad_values() {
+    let d = errs(
+        r#"
+[component.a]
+command = ["a"]
+restart = "sometimes"
+backoff = { initial = "5 parsecs", max = 3 }
+stop = { signal = "SIGTREM" }
+ready = { log = "([unclosed" }
+liveness = { tcp = "nohost" }
+kind = "daemon"
+"#,
+    );
+    assert_has(&d, 4, "invalid value \"sometimes\"");
+    assert_has(&d, 5, "initial");
+    assert_has(&d, 5, "must be a duration string");
+    assert_has(&d, 6, "did you mean \"SIGTERM\"?");
+    assert_has(&d, 7, "invalid regex");
+    assert_has(&d, 8, "is not HOST:PORT");
+    assert_has(&d, 9, "invalid value \"daemon\"");
+}
+
+#[test]
+fn probe_shape_errors() {
+    let d = errs(
+        r#"
+[component.a]
+command = ["a"]
+ready = { tcp = "h:1", file = "/x" }
+liveness = { interval = "1s" }
+[component.b]
+command = ["b"]
+ready = { file = "/x", status = 200 }
+"#,
+    );
+    assert_has(&d, 4, "several checks (tcp, file)");
+    assert_has(&d, 5, "names no check");
+    assert_has(&d, 8, "only applies to http probes");
+}
+
+#[test]
+fn names_vars_and_syntax() {
+    let d = errs("[component.Bad_Name]\ncommand = \"x ${nope}\"\n");
+    assert_has(&d, 1, "invalid component name 'Bad_Name'");
+    assert_has(&d, 2, "unknown variable '${nope}'");
+
+    let d = errs("[component.a]\ncommand = [\n");
+    assert_eq!(d.len(), 1);
+    assert!(d[0].message.starts_with("invalid TOML"), "{d:?}");
+
+    let d = errs("[component.a]\ncommand = \"unterminated 'quote\"\n");
+    assert_has(&d, 2, "cannot split the command");
+
+    let d = errs("[component.a]\ncommand = []\n");
+    assert_has(&d, 2, "is empty");
+}
+
+#[test]
+fn oneshot_cannot_have_liveness_and_duplicates_rejected() {
+    let d = errs(
+        r#"
+[component.a]
+kind = "oneshot"
+command = ["a"]
+liveness = { exec = ["true"] }
+[component.b]
+command = ["b"]
+after = ["a", "a"]
+"#,
+    );
+    assert_has(&d, 5, "cannot have a liveness probe");
+    assert_has(&d, 8, "twice");
+}
+
+#[test]
+fn error_display_names_file_line_col_and_hint() {
+    let e = parse_config(
+        "[component.a]\ncomand = [\"x\"]\n",
+        Path::new("/etc/dmuc/x.toml"),
+        &env,
+    )
+    .unwrap_err();
+    let s = e.to_string();
+    assert!(
+        s.contains("/etc/dmuc/x.toml:2:1: error: unknown key 'comand'"),
+        "{s}"
+    );
+    assert!(s.contains("hint: did you mean 'command'?"), "{s}");
+}
+
+#[test]
+fn graph_closures() {
+    let c = ok(r#"
+[component.a]
+command = ["a"]
+[component.b]
+command = ["b"]
+after = ["a"]
+[component.c]
+command = ["c"]
+after = ["b"]
+"#);
+    let g = &c.graph;
+    let (a, b, cc) = (0, 1, 2);
+    assert_eq!(g.closure_deps(cc), vec![a, b]);
+    assert_eq!(g.closure_dependents(a), vec![b, cc]);
+    assert_eq!(g.level(cc), 2);
+}
+
+#[test]
+fn size_parsing() {
+    let t = |s: &str| size_of(&toml_edit::value(s));
+    assert_eq!(t("10M"), Some(10 << 20));
+    assert_eq!(t("512KiB"), Some(512 << 10));
+    assert_eq!(t("4096"), Some(4096));
+    assert_eq!(t("lots"), None);
+}
