@@ -1,0 +1,272 @@
+//! A tmux control-mode client for one private tmux server.
+//!
+//! Why not `tmux_interface`: it forks a `tmux` client per command (~6 ms each, against
+//! ~0.2 ms over a persistent control connection), keeps only the last line of multi-line
+//! control-mode replies, and does not quote arguments (see docs/architecture.md). This module
+//! is the small part of it we need, done so that those three things are right:
+//!
+//! - [`quote`] wraps every argument in single quotes, so `#`, `;`, spaces and quotes reach tmux
+//!   intact; newlines and NUL are rejected because a control line is one command.
+//! - [`Client::send`] writes its commands at once, one per line, and hands back a future for
+//!   their replies; the reader matches `%begin`/`%end`/`%error` blocks to requests in order.
+//!   One command per line because a parse error turns a whole `a ; b` line into a single
+//!   `%error` block, which would shift every later reply. Blocks not caused by us (flag 0,
+//!   e.g. the attach command itself) are skipped.
+//! - Everything is read as bytes; notifications (`%exit`, `%window-close`, ...) go to a channel.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, oneshot};
+
+/// Errors from the tmux client.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// tmux could not be run.
+    #[error("cannot run tmux: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// The control connection is gone (the server exited or was killed).
+    #[error("the tmux control connection is closed")]
+    Closed,
+    /// An argument cannot be sent over a control line.
+    #[error("argument contains a newline or NUL, which a tmux control line cannot carry: {0:?}")]
+    BadArgument(String),
+    /// tmux answered with `%error`.
+    #[error("tmux: {0}")]
+    Tmux(String),
+}
+
+/// One command's reply: its output lines, or tmux's error text.
+pub type Reply = Result<Vec<Vec<u8>>, Error>;
+
+/// A notification line from the server (without the leading `%`), as bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification(pub Vec<u8>);
+
+impl Notification {
+    /// The notification's name (`exit`, `window-close`, ...).
+    pub fn name(&self) -> &[u8] {
+        self.0.split(|b| *b == b' ').next().unwrap_or(&[])
+    }
+}
+
+/// Quotes one argument for a control-mode command line.
+pub fn quote(arg: &str) -> Result<String, Error> {
+    if arg.contains('\n') || arg.contains('\r') || arg.contains('\0') {
+        return Err(Error::BadArgument(arg.to_string()));
+    }
+    Ok(format!("'{}'", arg.replace('\'', "'\\''")))
+}
+
+/// Builds the control lines for several commands, one line each.
+pub fn command_lines(commands: &[Vec<String>]) -> Result<String, Error> {
+    let mut out = String::new();
+    for c in commands {
+        let q: Result<Vec<String>, Error> = c.iter().map(|a| quote(a)).collect();
+        out.push_str(&q?.join(" "));
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+type Waiters = Arc<Mutex<VecDeque<oneshot::Sender<Reply>>>>;
+
+/// A persistent control-mode connection to a private tmux server.
+pub struct Client {
+    socket: PathBuf,
+    waiters: Waiters,
+    writer: mpsc::UnboundedSender<String>,
+    child: Mutex<Option<Child>>,
+}
+
+impl Client {
+    /// Starts (or joins) the server on `socket` with config `conf`, attaching a control
+    /// client to session `ctl_session`, created if missing and running `idle_argv`.
+    /// Returns the client and its notification stream; the stream ends with the connection.
+    pub async fn connect(
+        socket: &Path,
+        conf: &Path,
+        ctl_session: &str,
+        idle_argv: &[String],
+    ) -> Result<(Client, mpsc::UnboundedReceiver<Notification>), Error> {
+        let mut cmd = Command::new("tmux");
+        cmd.arg("-S").arg(socket).arg("-f").arg(conf).arg("-C");
+        cmd.args(["new-session", "-A", "-s", ctl_session, "-n", "ctl", "--"]);
+        cmd.args(idle_argv);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        cmd.kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(Error::Spawn)?;
+        let mut stdin = child.stdin.take().ok_or(Error::Closed)?;
+        let stdout = child.stdout.take().ok_or(Error::Closed)?;
+
+        let waiters: Waiters = Arc::new(Mutex::new(VecDeque::new()));
+        let (wtx, mut wrx) = mpsc::unbounded_channel::<String>();
+        tokio::spawn(async move {
+            while let Some(line) = wrx.recv().await {
+                if stdin.write_all(line.as_bytes()).await.is_err() {
+                    break;
+                }
+            }
+            let _ = stdin.shutdown().await;
+        });
+        let (ntx, nrx) = mpsc::unbounded_channel();
+        tokio::spawn(read_loop(BufReader::new(stdout), waiters.clone(), ntx));
+        let client = Client {
+            socket: socket.to_path_buf(),
+            waiters,
+            writer: wtx,
+            child: Mutex::new(Some(child)),
+        };
+        // Never let our own control client stall the panes (tmux.md §4).
+        client
+            .run(&[vec![
+                "refresh-client".into(),
+                "-f".into(),
+                "no-output".into(),
+            ]])
+            .await?;
+        Ok((client, nrx))
+    }
+
+    /// The server's socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Sends commands on one line now; the receiver yields one reply per command.
+    pub fn send(&self, commands: &[Vec<String>]) -> Result<oneshot::Receiver<Vec<Reply>>, Error> {
+        let line = command_lines(commands)?;
+        let n = commands.len();
+        let (tx, rx) = oneshot::channel();
+        let mut rxs = Vec::with_capacity(n);
+        {
+            // Queue the waiters and the write under one lock so the order of the lines on
+            // the wire is the order of the waiters.
+            let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+            for _ in 0..n {
+                let (t, r) = oneshot::channel();
+                w.push_back(t);
+                rxs.push(r);
+            }
+            self.writer.send(line).map_err(|_| Error::Closed)?;
+        }
+        tokio::spawn(async move {
+            let mut out = Vec::with_capacity(n);
+            for r in rxs {
+                out.push(r.await.unwrap_or(Err(Error::Closed)));
+            }
+            let _ = tx.send(out);
+        });
+        Ok(rx)
+    }
+
+    /// Sends commands and waits for their replies; the first error is returned.
+    pub async fn run(&self, commands: &[Vec<String>]) -> Result<Vec<Vec<Vec<u8>>>, Error> {
+        let replies = self.send(commands)?.await.map_err(|_| Error::Closed)?;
+        replies.into_iter().collect()
+    }
+
+    /// Detaches the control client (the server keeps running).
+    pub async fn detach(&self) {
+        let child = self.child.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(mut c) = child {
+            let _ = self.writer.send("detach-client\n".into());
+            let _ = c.wait().await;
+        }
+    }
+}
+
+async fn read_loop<R: tokio::io::AsyncRead + Unpin>(
+    mut r: BufReader<R>,
+    waiters: Waiters,
+    notes: mpsc::UnboundedSender<Notification>,
+) {
+    let mut line = Vec::new();
+    // Some(ours, lines) while inside a %begin block.
+    let mut block: Option<(bool, Vec<Vec<u8>>)> = None;
+    loop {
+        line.clear();
+        match r.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        if let Some((ours, lines)) = block.as_mut() {
+            let end = line.starts_with(b"%end ");
+            let err = line.starts_with(b"%error ");
+            if (end || err) && guard_matches(&line) {
+                let ours = *ours;
+                let lines = std::mem::take(lines);
+                block = None;
+                if ours {
+                    let w = waiters
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .pop_front();
+                    if let Some(w) = w {
+                        let reply = if err {
+                            let text: Vec<String> = lines
+                                .iter()
+                                .map(|l| String::from_utf8_lossy(l).into_owned())
+                                .collect();
+                            Err(Error::Tmux(text.join("; ")))
+                        } else {
+                            Ok(lines)
+                        };
+                        let _ = w.send(reply);
+                    }
+                }
+                continue;
+            }
+            lines.push(line.clone());
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix(b"%begin ") {
+            // "%begin TIME NUMBER FLAGS": flag 1 means the command came from this client.
+            let ours = rest.split(|b| *b == b' ').nth(2).is_some_and(|f| f == b"1");
+            block = Some((ours, Vec::new()));
+        } else if let Some(rest) = line.strip_prefix(b"%") {
+            let _ = notes.send(Notification(rest.to_vec()));
+        }
+    }
+    // Connection gone: every waiter learns it now rather than hanging.
+    let mut w = waiters.lock().unwrap_or_else(|e| e.into_inner());
+    while let Some(t) = w.pop_front() {
+        let _ = t.send(Err(Error::Closed));
+    }
+    let _ = notes.send(Notification(b"exit".to_vec()));
+}
+
+fn guard_matches(line: &[u8]) -> bool {
+    // "%end TIME NUMBER FLAGS": three fields after the keyword.
+    line.split(|b| *b == b' ').count() == 4
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote("a b").unwrap(), "'a b'");
+        assert_eq!(quote("it's").unwrap(), "'it'\\''s'");
+        assert_eq!(quote("#{pane_id};").unwrap(), "'#{pane_id};'");
+        assert!(quote("a\nb").is_err());
+        let line = command_lines(&[
+            vec!["display".into(), "-p".into(), "x".into()],
+            vec!["ls".into()],
+        ])
+        .unwrap();
+        assert_eq!(line, "'display' '-p' 'x'\n'ls'\n");
+    }
+}
