@@ -57,10 +57,11 @@ fn lookup(
 
 /// Expands the `[vars]` table itself: a var may use `${env:...}` and vars defined before it.
 pub fn expand_vars(
+    builtins: &BTreeMap<String, String>,
     raw: &[(String, String)],
     env: EnvLookup<'_>,
 ) -> (BTreeMap<String, String>, Vec<(usize, String)>) {
-    let mut done = BTreeMap::new();
+    let mut done = builtins.clone();
     let mut errors = Vec::new();
     for (i, (k, v)) in raw.iter().enumerate() {
         match expand(v, &done, env) {
@@ -113,7 +114,7 @@ mod tests {
             ("b".to_string(), "${a}2".to_string()),
             ("c".to_string(), "${d}".to_string()),
         ];
-        let (v, errs) = expand_vars(&raw, &env);
+        let (v, errs) = expand_vars(&BTreeMap::new(), &raw, &env);
         assert_eq!(v["b"], "12");
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].0, 2);

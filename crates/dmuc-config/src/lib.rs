@@ -25,4 +25,4 @@ pub mod signal;
 pub use diag::{ConfigError, Diagnostic};
 pub use graph::Graph;
 pub use model::*;
-pub use parse::parse_config;
+pub use parse::{parse_config, parse_config_with};

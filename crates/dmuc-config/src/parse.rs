@@ -73,11 +73,22 @@ const AFTER_KEYS: &[&str] = &["component", "condition"];
 /// Parses and validates a config. `file` is used in messages only; `env` resolves
 /// `${env:NAME}`.
 pub fn parse_config(text: &str, file: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
+    parse_config_with(text, file, env, &BTreeMap::new())
+}
+
+/// Like [`parse_config`], with predefined variables (the daemon defines `dmucd-dir`, the
+/// directory of its own binary, so a graph can name programs shipped beside it).
+pub fn parse_config_with(
+    text: &str,
+    file: &Path,
+    env: EnvLookup<'_>,
+    builtins: &BTreeMap<String, String>,
+) -> Result<Config, ConfigError> {
     let mut cx = Cx {
         text,
         lines: LineIndex::new(text),
         diags: Vec::new(),
-        vars: BTreeMap::new(),
+        vars: builtins.clone(),
         env,
     };
     let doc = match toml_edit::Document::parse(text) {
@@ -121,7 +132,7 @@ pub fn parse_config(text: &str, file: &Path, env: EnvLookup<'_>) -> Result<Confi
                         ),
                     }
                 }
-                let (vars, errors) = expand_vars(&raw, env);
+                let (vars, errors) = expand_vars(builtins, &raw, env);
                 for (i, e) in errors {
                     cx.err(
                         &spans[i],

@@ -1,0 +1,198 @@
+//! The tmux edge: our private server, its config, and creating or respawning a component's
+//! window. All commands go over one control-mode connection (`dmuc_tmux::Client`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use dmuc_tmux::{Client, Notification};
+use tokio::sync::mpsc;
+
+/// Session the daemon's own control client attaches to, kept apart from the component
+/// session so our client can never stall the panes (tmux.md §4).
+pub const CTL_SESSION: &str = "_dmucctl";
+
+/// The tmux server of one daemon.
+pub struct Tmux {
+    client: Arc<Client>,
+    session: String,
+    exe: PathBuf,
+}
+
+/// Where a component lives in tmux.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pane {
+    /// `@N`.
+    pub window: String,
+    /// `%N`.
+    pub pane: String,
+}
+
+fn conf_text(history_limit: u32) -> String {
+    format!(
+        "# Written by dmucd; the server never reads ~/.tmux.conf or /etc/tmux.conf.\n\
+         set -g exit-empty off\n\
+         set -g destroy-unattached off\n\
+         set -g history-limit {history_limit}\n\
+         set -g default-size 200x50\n\
+         set -g default-shell /bin/sh\n\
+         set -g allow-rename off\n\
+         set -g base-index 0\n\
+         set -g status-left '[dmuc] '\n\
+         set -wg remain-on-exit on\n\
+         set -wg automatic-rename off\n"
+    )
+}
+
+impl Tmux {
+    /// Starts a fresh private server (replacing a leftover one on the same socket) with the
+    /// session holding an overview window.
+    pub async fn start(
+        socket: &Path,
+        runtime_dir: &Path,
+        session: &str,
+        history_limit: u32,
+    ) -> anyhow::Result<(Tmux, mpsc::UnboundedReceiver<Notification>)> {
+        let exe = std::env::current_exe()?;
+        let conf = runtime_dir.join("tmux.conf");
+        std::fs::write(&conf, conf_text(history_limit))?;
+        // A server left by an earlier daemon on our socket: its components are not ours to
+        // adopt yet, so replace it rather than run two copies of the cluster.
+        let alive = tokio::process::Command::new("tmux")
+            .arg("-S")
+            .arg(socket)
+            .args(["has-session"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .await
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if alive {
+            tracing::warn!(socket = %socket.display(), "replacing a tmux server left by an earlier dmucd");
+            let _ = tokio::process::Command::new("tmux")
+                .arg("-S")
+                .arg(socket)
+                .arg("kill-server")
+                .status()
+                .await;
+        }
+        let idle = vec![exe.display().to_string(), "idle".into()];
+        let (client, notes) = Client::connect(socket, &conf, CTL_SESSION, &idle).await?;
+        let mut args: Vec<String> = [
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-n",
+            "dmuc",
+            "-x",
+            "200",
+            "-y",
+            "50",
+            "--",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend([exe.display().to_string(), "idle".into(), "--banner".into()]);
+        client.run(&[args]).await?;
+        Ok((
+            Tmux {
+                client: Arc::new(client),
+                session: session.to_string(),
+                exe,
+            },
+            notes,
+        ))
+    }
+
+    fn shim_argv(&self, spec: &Path, run: u64) -> Vec<String> {
+        vec![
+            self.exe.display().to_string(),
+            "shim".into(),
+            "--spec".into(),
+            spec.display().to_string(),
+            "--run".into(),
+            run.to_string(),
+        ]
+    }
+
+    /// Starts run `run` of `name`: respawns its pane when it has one, else opens its window
+    /// (also when the respawn fails because an operator closed the window). Returns a
+    /// `'static` future so many launches can be in flight at once.
+    pub fn launch(
+        &self,
+        name: &str,
+        pane: Option<&Pane>,
+        spec: &Path,
+        run: u64,
+    ) -> impl std::future::Future<Output = Result<Pane, String>> + use<> {
+        let argv = self.shim_argv(spec, run);
+        let client = self.client.clone();
+        let session = self.session.clone();
+        let name = name.to_string();
+        let pane = pane.cloned();
+        async move {
+            if let Some(p) = pane {
+                let mut c = vec![
+                    "respawn-pane".to_string(),
+                    "-k".into(),
+                    "-t".into(),
+                    p.pane.clone(),
+                    "--".into(),
+                ];
+                c.extend(argv.iter().cloned());
+                match client.run(&[c]).await {
+                    Ok(_) => return Ok(p),
+                    Err(e) => {
+                        tracing::info!(component = %name, "respawn failed ({e}); opening a new window")
+                    }
+                }
+            }
+            // `-n` is format-expanded; a component name is [a-z0-9-], so it holds no `#`.
+            let mut new = vec![
+                "new-window".to_string(),
+                "-d".into(),
+                "-n".into(),
+                name.clone(),
+                "-t".into(),
+                format!("{session}:"),
+                "-P".into(),
+                "-F".into(),
+                "#{window_id} #{pane_id}".into(),
+                "--".into(),
+            ];
+            new.extend(argv);
+            let out = client.run(&[new]).await.map_err(|e| e.to_string())?;
+            let line = out
+                .first()
+                .and_then(|l| l.first())
+                .map(|l| String::from_utf8_lossy(l).into_owned())
+                .unwrap_or_default();
+            let mut parts = line.split(' ');
+            let (Some(window), Some(pane)) = (parts.next(), parts.next()) else {
+                return Err(format!("unexpected new-window reply: {line:?}"));
+            };
+            let tag = vec![
+                "set-option".to_string(),
+                "-w".into(),
+                "-t".into(),
+                window.to_string(),
+                "@dmuc_component".into(),
+                name.clone(),
+            ];
+            if let Err(e) = client.run(&[tag]).await {
+                tracing::warn!(component = %name, "cannot tag window {window}: {e}");
+            }
+            Ok(Pane {
+                window: window.to_string(),
+                pane: pane.to_string(),
+            })
+        }
+    }
+
+    /// Stops the server (and with it every pane).
+    pub async fn kill_server(&self) {
+        let _ = self.client.send(&[vec!["kill-server".into()]]);
+        self.client.detach().await;
+    }
+}

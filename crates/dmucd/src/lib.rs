@@ -1,0 +1,208 @@
+//! dmucd: runs a component graph, one tmux window per component.
+//!
+//! # Theory of operation
+//! `run` resolves the daemon's paths, takes the state-dir lock (one daemon per state dir),
+//! starts a private tmux server with our own config, binds the shim socket and hands
+//! everything to the [`runtime`] actor. Each component's pane runs `dmucd shim` ([`shim`]),
+//! which starts the real program, owns its log file and reports its PID and exact exit
+//! status. The actor feeds those facts, probe verdicts and timer expiries into the pure state
+//! machine (`dmuc_core`) and carries out the effects it returns.
+//!
+//! # Layout
+//! - [`backend`]: the tmux server and window management.
+//! - [`shim`], [`spec`], [`logfile`]: the pane side.
+//! - [`shimlink`]: the daemon side of the shim socket.
+//! - [`probe`]: tcp/http/exec/file probes.
+//! - [`runtime`]: the actor.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod backend;
+pub mod logfile;
+pub mod probe;
+pub mod runtime;
+pub mod shim;
+pub mod shimlink;
+pub mod spec;
+
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use dmuc_config::Config;
+pub use dmuc_config::paths::Paths;
+use tokio::sync::mpsc;
+
+/// Path overrides from the command line (they win over the config file).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--socket`.
+    pub socket: Option<PathBuf>,
+    /// `--tmux-socket`.
+    pub tmux_socket: Option<PathBuf>,
+    /// `--log-dir`.
+    pub log_dir: Option<PathBuf>,
+    /// `--state-dir`.
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Resolves the daemon's paths: flags, then `[daemon]`, then the defaults for this user.
+pub fn resolve_paths(cfg: &Config, o: &Overrides) -> Paths {
+    let env = dmuc_config::paths::PathEnv {
+        is_root: nix::unistd::geteuid().is_root(),
+        uid: nix::unistd::geteuid().as_raw(),
+        xdg_runtime_dir: std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
+        xdg_state_home: std::env::var_os("XDG_STATE_HOME").map(PathBuf::from),
+        home: std::env::var_os("HOME").map(PathBuf::from),
+    };
+    let mut p = Paths::defaults(&env);
+    let d = &cfg.daemon;
+    if let Some(s) = o.socket.clone().or_else(|| d.socket.clone()) {
+        p.socket = s;
+    }
+    if let Some(s) = o.tmux_socket.clone().or_else(|| d.tmux_socket.clone()) {
+        p.tmux_socket = s;
+    }
+    if let Some(s) = o.log_dir.clone().or_else(|| d.log_dir.clone()) {
+        p.log_dir = s;
+    }
+    if let Some(s) = o.state_dir.clone().or_else(|| d.state_dir.clone()) {
+        p.state_dir = s;
+    }
+    // The shim socket and launch specs live next to the tmux socket, in a private directory.
+    p.runtime_dir = p
+        .tmux_socket
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| p.runtime_dir.clone())
+        .join("dmucd.run");
+    p
+}
+
+fn private_dir(p: &Path) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(p)
+        .with_context(|| format!("cannot create {}", p.display()))
+}
+
+/// Holds the state-dir lock for the daemon's lifetime.
+pub struct Lock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
+
+fn lock(state_dir: &Path) -> anyhow::Result<Lock> {
+    let path = state_dir.join("dmucd.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(mut l) => {
+            use std::io::{Seek, Write};
+            let _ = l.set_len(0);
+            let _ = l.seek(std::io::SeekFrom::Start(0));
+            let _ = write!(l, "{}", std::process::id());
+            Ok(Lock(l))
+        }
+        Err((_, _)) => {
+            let pid = std::fs::read_to_string(&path).unwrap_or_default();
+            anyhow::bail!(
+                "another dmucd (pid {}) is running with state dir {}; stop it first or use --state-dir",
+                pid.trim(),
+                state_dir.display()
+            )
+        }
+    }
+}
+
+/// Runs the graph until `stop` delivers a message (a second one forces the stop).
+pub async fn run(
+    cfg: Config,
+    overrides: Overrides,
+    mut stop: mpsc::UnboundedReceiver<()>,
+) -> anyhow::Result<()> {
+    let paths = resolve_paths(&cfg, &overrides);
+    for d in [&paths.state_dir, &paths.log_dir] {
+        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+    }
+    if let Some(parent) = paths.tmux_socket.parent() {
+        private_dir(parent)?;
+    }
+    private_dir(&paths.runtime_dir)?;
+    private_dir(&paths.runtime_dir.join("spec"))?;
+    let _ = std::fs::set_permissions(&paths.runtime_dir, std::fs::Permissions::from_mode(0o700));
+    let _lock = lock(&paths.state_dir)?;
+
+    let (tx, rx) = mpsc::unbounded_channel();
+    shimlink::listen(&paths.runtime_dir.join("shim.sock"), tx.clone())
+        .context("cannot bind the shim socket")?;
+    let (tmux, notes) = backend::Tmux::start(
+        &paths.tmux_socket,
+        &paths.runtime_dir,
+        &cfg.daemon.session,
+        cfg.daemon.history_limit,
+    )
+    .await
+    .context("cannot start tmux")?;
+    tracing::info!(tmux = %paths.tmux_socket.display(), session = %cfg.daemon.session, "tmux server up; attach with: tmux -S {} attach -t {}", paths.tmux_socket.display(), cfg.daemon.session);
+
+    let stop_tx = tx.clone();
+    tokio::spawn(async move {
+        while stop.recv().await.is_some() {
+            if stop_tx.send(runtime::Msg::Stop).is_err() {
+                break;
+            }
+        }
+    });
+    let rt = runtime::Runtime::new(cfg, paths.clone(), tmux, notes, tx, rx);
+    let result = rt.run().await;
+    let _ = std::fs::remove_file(paths.runtime_dir.join("shim.sock"));
+    let _ = std::fs::remove_dir_all(paths.runtime_dir.join("spec"));
+    result
+}
+
+/// Reads and validates a config file, defining `${dmucd-dir}` (the directory of this binary).
+pub fn load_config(path: &Path) -> Result<Config, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("dmucd: cannot read {}: {e}", path.display()))?;
+    let mut builtins = std::collections::BTreeMap::new();
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+    {
+        builtins.insert("dmucd-dir".to_string(), dir.display().to_string());
+    }
+    dmuc_config::parse_config_with(&text, path, &|k| std::env::var(k).ok(), &builtins)
+        .map_err(|e| e.to_string())
+}
+
+/// Prints the `--check` summary of a valid config: components in start order, by level.
+pub fn check_summary(cfg: &Config) -> String {
+    use std::fmt::Write;
+    let g = &cfg.graph;
+    let mut s = format!("config OK: {} components\n", g.len());
+    for (i, level) in g.levels().iter().enumerate() {
+        let _ = writeln!(s, "  level {i}:");
+        for name in level {
+            let Some(c) = g.get(name) else { continue };
+            let after: Vec<String> = c
+                .after
+                .iter()
+                .map(|d| format!("{} ({})", d.component, d.condition.as_str()))
+                .collect();
+            let ready = c
+                .ready
+                .as_ref()
+                .map_or("-".to_string(), |p| p.check.kind().to_string());
+            let _ = write!(s, "    {name:<24} ready: {ready:<5}");
+            if !after.is_empty() {
+                let _ = write!(s, " after: {}", after.join(", "));
+            }
+            s.push('\n');
+        }
+    }
+    s
+}

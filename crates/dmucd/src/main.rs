@@ -1,0 +1,135 @@
+//! `dmucd`: parse flags, set up logging, run. Hidden subcommands `shim` and `idle` are what
+//! the tmux panes run (the daemon's own binary, so versions always match).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// dmuc's daemon: runs a TOML component graph, one tmux window per component.
+#[derive(Parser, Debug)]
+#[command(version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    /// The component graph.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Validate the config, print the start order and exit (0 valid, 1 invalid).
+    #[arg(long)]
+    check: bool,
+    /// Control socket path.
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// tmux server socket path.
+    #[arg(long, value_name = "PATH")]
+    tmux_socket: Option<PathBuf>,
+    /// Log directory.
+    #[arg(long, value_name = "DIR")]
+    log_dir: Option<PathBuf>,
+    /// State directory.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Runs in a component's pane: starts the program, reports its PID and exit status.
+    #[command(hide = true)]
+    Shim {
+        #[arg(long)]
+        spec: PathBuf,
+        #[arg(long)]
+        run: u64,
+    },
+    /// Holds a tmux window open.
+    #[command(hide = true)]
+    Idle {
+        #[arg(long)]
+        banner: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Some(Cmd::Shim { spec, run }) => {
+            return ExitCode::from(dmucd::shim::main(&spec, run).clamp(0, 255) as u8);
+        }
+        Some(Cmd::Idle { banner }) => {
+            if banner {
+                println!(
+                    "dmuc: each component runs in its own window (C-b w lists them, C-b n/p moves)."
+                );
+                println!("Logs are in the log directory; this window stays open while dmucd runs.");
+            }
+            loop {
+                nix::unistd::pause();
+            }
+        }
+        None => {}
+    }
+    let Some(path) = cli.config else {
+        eprintln!("dmucd: --config FILE is required (try config/demo.toml)");
+        return ExitCode::from(2);
+    };
+    let cfg = match dmucd::load_config(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    if cli.check {
+        print!("{}", dmucd::check_summary(&cfg));
+        return ExitCode::SUCCESS;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DMUC_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let overrides = dmucd::Overrides {
+        socket: cli.socket,
+        tmux_socket: cli.tmux_socket,
+        log_dir: cli.log_dir,
+        state_dir: cli.state_dir,
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("dmucd: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = rt.block_on(async move {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                if tx.send(()).is_err() {
+                    break;
+                }
+            }
+        });
+        dmucd::run(cfg, overrides, rx).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dmucd: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

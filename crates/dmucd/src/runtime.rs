@@ -1,0 +1,511 @@
+//! The one actor that owns the state machine: it turns messages from the edges (shims,
+//! probes, tmux, signals) into `Input`s, and carries out the `Effect`s that come back.
+//! Waiting is event-driven: a `select!` over the message channel, tmux notifications and the
+//! earliest timer; nothing wakes up when nothing is due.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dmuc_config::{Check, Config, StopScope};
+use dmuc_core::{Effect, Event, ExitStatus, Input, ProbeRole, Request, State, Supervisor};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use crate::Paths;
+use crate::backend::{Pane, Tmux};
+use crate::shimlink::ShimWhat;
+use crate::spec::LaunchSpec;
+
+/// How long a launched shim has to report its program's PID.
+const SHIM_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Messages from the edges to the actor.
+#[derive(Debug)]
+pub enum Msg {
+    /// A shim said something.
+    Shim {
+        /// Component name.
+        name: String,
+        /// Run number.
+        run: u64,
+        /// What.
+        what: ShimWhat,
+    },
+    /// A probe's verdict changed.
+    Probe {
+        /// Component index.
+        comp: usize,
+        /// Run number.
+        run: u64,
+        /// Which probe.
+        role: ProbeRole,
+        /// The verdict.
+        ok: bool,
+        /// The last failure, if any.
+        detail: Option<String>,
+    },
+    /// tmux answered a launch.
+    Launched {
+        /// Component index.
+        comp: usize,
+        /// Run number.
+        run: u64,
+        /// The pane, or why not.
+        result: Result<Pane, String>,
+    },
+    /// SIGTERM/SIGINT: the first stops in order, the second forces.
+    Stop,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKey {
+    Core { comp: usize, token: u64 },
+    ShimDeadline { comp: usize, run: u64 },
+}
+
+#[derive(Default)]
+struct Slot {
+    pane: Option<Pane>,
+    probes: Vec<AbortHandle>,
+    note: Option<String>,
+}
+
+/// The actor's state.
+pub struct Runtime {
+    sup: Supervisor,
+    cfg: Config,
+    paths: Paths,
+    tmux: Tmux,
+    notes: mpsc::UnboundedReceiver<dmuc_tmux::Notification>,
+    slots: Vec<Slot>,
+    timers: BTreeSet<(Instant, TimerKey)>,
+    tx: mpsc::UnboundedSender<Msg>,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    base_env: Vec<(String, String)>,
+    events: Option<File>,
+    seq: u64,
+    dirty: bool,
+}
+
+impl Runtime {
+    /// Builds the actor around a started tmux server.
+    pub fn new(
+        cfg: Config,
+        paths: Paths,
+        tmux: Tmux,
+        notes: mpsc::UnboundedReceiver<dmuc_tmux::Notification>,
+        tx: mpsc::UnboundedSender<Msg>,
+        rx: mpsc::UnboundedReceiver<Msg>,
+    ) -> Runtime {
+        let n = cfg.graph.len();
+        let base_env = std::env::vars()
+            .filter(|(k, _)| k != "TMUX" && k != "TMUX_PANE")
+            .collect();
+        let events = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(paths.state_dir.join("events.jsonl"))
+            .ok();
+        Runtime {
+            sup: Supervisor::new(cfg.graph.clone()),
+            cfg,
+            paths,
+            tmux,
+            notes,
+            slots: (0..n).map(|_| Slot::default()).collect(),
+            timers: BTreeSet::new(),
+            tx,
+            rx,
+            base_env,
+            events,
+            seq: 0,
+            dirty: true,
+        }
+    }
+
+    /// Runs the graph until a stop request has stopped everything.
+    pub async fn run(mut self) -> anyhow::Result<()> {
+        self.feed(Input::Boot);
+        let mut stopping = false;
+        loop {
+            if self.dirty {
+                self.write_status();
+            }
+            if stopping && self.sup.all_down() {
+                break;
+            }
+            let next = self.timers.first().map(|(t, _)| *t);
+            tokio::select! {
+                msg = self.rx.recv() => {
+                    let Some(msg) = msg else { break };
+                    if let Msg::Stop = msg {
+                        if stopping {
+                            tracing::warn!("second stop request: killing every component now");
+                            self.force_kill();
+                            break;
+                        }
+                        stopping = true;
+                        tracing::info!("stopping all components in reverse dependency order");
+                        self.feed(Input::Request(Request::Shutdown));
+                    } else {
+                        self.on_msg(msg);
+                    }
+                }
+                note = self.notes.recv() => {
+                    let gone = note.as_ref().is_none_or(|n| n.name() == b"exit");
+                    if gone {
+                        if stopping {
+                            break;
+                        }
+                        self.tmux_lost().await?;
+                    }
+                }
+                _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
+                    self.fire_timers();
+                }
+            }
+        }
+        self.write_status();
+        self.tmux.kill_server().await;
+        Ok(())
+    }
+
+    fn feed(&mut self, input: Input) {
+        let fx = self.sup.handle(input, Instant::now().into_std());
+        self.dirty = true;
+        for e in fx {
+            self.apply(e);
+        }
+    }
+
+    fn comp_of(&self, name: &str) -> Option<usize> {
+        self.sup.graph().index_of(name)
+    }
+
+    fn on_msg(&mut self, msg: Msg) {
+        match msg {
+            Msg::Shim { name, run, what } => {
+                let Some(comp) = self.comp_of(&name) else {
+                    return;
+                };
+                let input = match what {
+                    ShimWhat::Start(pid) => Input::Started { comp, run, pid },
+                    ShimWhat::Match => {
+                        let is_log = self.sup.graph().components()[comp]
+                            .ready
+                            .as_ref()
+                            .is_some_and(|p| matches!(p.check, Check::Log { .. }));
+                        if !is_log {
+                            return;
+                        }
+                        Input::Probe {
+                            comp,
+                            run,
+                            role: ProbeRole::Ready,
+                            ok: true,
+                        }
+                    }
+                    ShimWhat::SpawnFailed(m) => Input::Exited {
+                        comp,
+                        run,
+                        status: ExitStatus::Lost(m),
+                    },
+                    ShimWhat::Exit(status) => Input::Exited { comp, run, status },
+                    ShimWhat::Gone => Input::Exited {
+                        comp,
+                        run,
+                        status: ExitStatus::Lost("the shim died before reporting an exit".into()),
+                    },
+                };
+                self.feed(input);
+            }
+            Msg::Probe {
+                comp,
+                run,
+                role,
+                ok,
+                detail,
+            } => {
+                if self.sup.unit(comp).run == run {
+                    self.slots[comp].note = detail.map(|d| {
+                        format!(
+                            "{} probe: {d}",
+                            if role == ProbeRole::Ready {
+                                "ready"
+                            } else {
+                                "liveness"
+                            }
+                        )
+                    });
+                }
+                self.feed(Input::Probe {
+                    comp,
+                    run,
+                    role,
+                    ok,
+                });
+            }
+            Msg::Launched { comp, run, result } => match result {
+                Ok(p) => self.slots[comp].pane = Some(p),
+                Err(e) => {
+                    tracing::error!(component = %self.name(comp), "tmux could not start the window: {e}");
+                    self.feed(Input::Exited {
+                        comp,
+                        run,
+                        status: ExitStatus::Lost(format!("tmux: {e}")),
+                    });
+                }
+            },
+            Msg::Stop => {}
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(&(t, key)) = self.timers.first() {
+            if t > now {
+                break;
+            }
+            self.timers.pop_first();
+            match key {
+                TimerKey::Core { comp, token } => self.feed(Input::Timer { comp, token }),
+                TimerKey::ShimDeadline { comp, run } => {
+                    let u = self.sup.unit(comp);
+                    if u.run == run && u.pid.is_none() && u.state.is_active() {
+                        let why = format!("the shim did not report a PID within {SHIM_DEADLINE:?}");
+                        self.feed(Input::Exited {
+                            comp,
+                            run,
+                            status: ExitStatus::Lost(why),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// The tmux server died under us: every pane process got SIGHUP. Start a new server and
+    /// let the restart policies bring the components back.
+    async fn tmux_lost(&mut self) -> anyhow::Result<()> {
+        tracing::error!("the tmux server exited unexpectedly; starting a new one");
+        let (tmux, notes) = Tmux::start(
+            &self.paths.tmux_socket,
+            &self.paths.runtime_dir,
+            &self.cfg.daemon.session,
+            self.cfg.daemon.history_limit,
+        )
+        .await?;
+        self.tmux = tmux;
+        self.notes = notes;
+        for comp in 0..self.slots.len() {
+            self.slots[comp].pane = None;
+            let u = self.sup.unit(comp);
+            if u.state.is_active() {
+                let run = u.run;
+                self.feed(Input::Exited {
+                    comp,
+                    run,
+                    status: ExitStatus::Lost("the tmux server died".into()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn force_kill(&mut self) {
+        for comp in 0..self.slots.len() {
+            if let Some(pid) = self.sup.unit(comp).pid {
+                let _ = kill(Pid::from_raw(-(pid as i32)), Signal::SIGKILL);
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+        }
+    }
+
+    fn name(&self, comp: usize) -> &str {
+        &self.sup.graph().components()[comp].name
+    }
+
+    fn apply(&mut self, e: Effect) {
+        match e {
+            Effect::Launch { comp, run } => self.launch(comp, run),
+            Effect::Signal {
+                comp,
+                pid,
+                signal,
+                scope,
+            } => {
+                let target = if scope == StopScope::Group {
+                    -(pid as i32)
+                } else {
+                    pid as i32
+                };
+                let sig = Signal::try_from(signal).unwrap_or(Signal::SIGTERM);
+                tracing::info!(component = %self.name(comp), pid, signal = %sig, ?scope, "signal");
+                if let Err(e) = kill(Pid::from_raw(target), sig)
+                    && e != nix::errno::Errno::ESRCH
+                {
+                    tracing::warn!(component = %self.name(comp), "kill: {e}");
+                }
+            }
+            Effect::SetTimer { comp, token, at } => {
+                self.timers
+                    .insert((Instant::from_std(at), TimerKey::Core { comp, token }));
+            }
+            Effect::StartProbe { comp, run, role } => {
+                let c = &self.sup.graph().components()[comp];
+                let probe = if role == ProbeRole::Ready {
+                    c.ready.clone()
+                } else {
+                    c.liveness.clone()
+                };
+                if let Some(p) = probe {
+                    let h = tokio::spawn(crate::probe::run(p, comp, run, role, self.tx.clone()));
+                    self.slots[comp].probes.push(h.abort_handle());
+                }
+            }
+            Effect::StopProbes { comp } => {
+                for h in self.slots[comp].probes.drain(..) {
+                    h.abort();
+                }
+            }
+            Effect::Event(ev) => self.event(ev),
+        }
+    }
+
+    fn launch(&mut self, comp: usize, run: u64) {
+        let c = &self.sup.graph().components()[comp];
+        let mut env = self.base_env.clone();
+        for (k, v) in &c.env {
+            env.retain(|(ek, _)| ek != k);
+            env.push((k.clone(), v.clone()));
+        }
+        env.push(("DMUC_COMPONENT".into(), c.name.clone()));
+        env.push(("DMUC_RUN".into(), run.to_string()));
+        let spec = LaunchSpec {
+            name: c.name.clone(),
+            argv: c.command.clone(),
+            env,
+            cwd: c.cwd.clone(),
+            user: c.user.clone(),
+            group: c.group.clone(),
+            log_path: self.paths.log_dir.join(format!("{}.log", c.name)),
+            log_max_size: self.cfg.daemon.log_max_size,
+            log_keep: self.cfg.daemon.log_keep,
+            kill_group: c.stop.scope == StopScope::Group,
+            shim_socket: self.paths.runtime_dir.join("shim.sock"),
+            ready_log: c.ready.as_ref().and_then(|p| match &p.check {
+                Check::Log { regex } => Some(regex.clone()),
+                _ => None,
+            }),
+        };
+        let path = self
+            .paths
+            .runtime_dir
+            .join("spec")
+            .join(format!("{}.json", c.name));
+        let written = serde_json::to_vec(&spec)
+            .map_err(|e| e.to_string())
+            .and_then(|b| std::fs::write(&path, b).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            let status =
+                ExitStatus::Lost(format!("cannot write launch spec {}: {e}", path.display()));
+            // Deliver as a message so the state machine is not re-entered from inside apply().
+            let _ = self.tx.send(Msg::Launched {
+                comp,
+                run,
+                result: Err(status.to_string()),
+            });
+            return;
+        }
+        let fut = self
+            .tmux
+            .launch(&c.name, self.slots[comp].pane.as_ref(), &path, run);
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let result = fut.await;
+            let _ = tx.send(Msg::Launched { comp, run, result });
+        });
+        self.timers.insert((
+            Instant::now() + SHIM_DEADLINE,
+            TimerKey::ShimDeadline { comp, run },
+        ));
+    }
+
+    fn event(&mut self, ev: Event) {
+        self.seq += 1;
+        let ts_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let record = match &ev {
+            Event::State {
+                comp,
+                from,
+                to,
+                reason,
+            } => {
+                let name = self.name(*comp);
+                match reason {
+                    Some(r) => tracing::info!(component = %name, "{from} -> {to}: {r}"),
+                    None => tracing::info!(component = %name, "{from} -> {to}"),
+                }
+                json!({"seq": self.seq, "ts_ms": ts_ms, "component": name, "event": "state", "from": from, "to": to, "reason": reason})
+            }
+            Event::Exit { comp, pid, status } => {
+                let name = self.name(*comp);
+                tracing::info!(component = %name, pid, "{status}");
+                let (code, signal) = match status {
+                    ExitStatus::Code(c) => (Some(*c), None),
+                    ExitStatus::Signal { signal, .. } => (None, Some(*signal)),
+                    ExitStatus::Lost(_) => (None, None),
+                };
+                json!({"seq": self.seq, "ts_ms": ts_ms, "component": name, "event": "exit", "pid": pid, "code": code, "signal": signal, "status": status.to_string()})
+            }
+        };
+        if let Some(f) = self.events.as_mut() {
+            let _ = writeln!(f, "{record}");
+        }
+    }
+
+    fn write_status(&mut self) {
+        self.dirty = false;
+        let now = Instant::now().into_std();
+        let comps: Vec<_> = (0..self.slots.len())
+            .map(|comp| {
+                let u = self.sup.unit(comp);
+                let reason = match &u.state {
+                    State::Pending { reason } | State::Failed { reason } => Some(reason.clone()),
+                    State::Starting => self.slots[comp].note.clone(),
+                    _ => None,
+                };
+                json!({
+                    "name": self.name(comp),
+                    "state": u.state.name(),
+                    "pid": u.pid,
+                    "run": u.run,
+                    "restarts": u.restarts,
+                    "since_ms": u.since.map(|s| now.saturating_duration_since(s).as_millis() as u64),
+                    "last_exit": u.last_exit.as_ref().map(|e| e.to_string()),
+                    "reason": reason,
+                    "window": self.slots[comp].pane.as_ref().map(|p| p.window.clone()),
+                })
+            })
+            .collect();
+        let doc = json!({"pid": std::process::id(), "components": comps});
+        let path = self.paths.state_dir.join("status.json");
+        let tmp: PathBuf = self.paths.state_dir.join("status.json.tmp");
+        if std::fs::write(&tmp, doc.to_string())
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .is_err()
+        {
+            tracing::debug!("cannot write {}", path.display());
+        }
+    }
+}
