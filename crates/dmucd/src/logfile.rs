@@ -59,6 +59,8 @@ pub struct LogWriter {
     strip: Stripper,
     buf: Vec<u8>,
     retry_at: Option<Instant>,
+    /// The last byte written ended a line (rotation waits for this).
+    line_start: bool,
     /// The last error, if writing is failing now.
     pub error: Option<String>,
 }
@@ -75,6 +77,7 @@ impl LogWriter {
             strip: Stripper::default(),
             buf: Vec::new(),
             retry_at: None,
+            line_start: true,
             error: None,
         };
         w.open();
@@ -114,14 +117,29 @@ impl LogWriter {
             }
             self.open();
         }
-        // Rotate only at line boundaries: write through the last newline, check, then the rest.
-        let split = clean.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        let (head, tail) = clean.split_at(split);
-        self.put(head);
-        if self.size >= self.max {
-            self.rotate();
+        // Fill the file up to `max`, finish the line that crosses it, rotate, go on: files stay
+        // near `max` even when one read brings megabytes, and never split a line.
+        let mut rest: &[u8] = &clean;
+        while !rest.is_empty() {
+            if self.size >= self.max && self.line_start {
+                self.rotate();
+            }
+            let room = (self.max.saturating_sub(self.size) as usize).max(1);
+            let cut = if rest.len() <= room {
+                rest.len()
+            } else {
+                rest[room - 1..]
+                    .iter()
+                    .position(|b| *b == b'\n')
+                    .map_or(rest.len(), |i| room + i)
+            };
+            let (now, later) = rest.split_at(cut);
+            self.put(now);
+            if self.file.is_none() {
+                break; // failing now; the rest of this chunk is dropped (and reported)
+            }
+            rest = later;
         }
-        self.put(tail);
         self.buf = clean;
     }
 
@@ -131,7 +149,10 @@ impl LogWriter {
         }
         if let Some(f) = self.file.as_mut() {
             match f.write_all(data) {
-                Ok(()) => self.size += data.len() as u64,
+                Ok(()) => {
+                    self.size += data.len() as u64;
+                    self.line_start = data.last() == Some(&b'\n');
+                }
                 Err(e) => self.fail(format!("cannot write {}: {e}", self.path.display())),
             }
         }
@@ -183,13 +204,24 @@ mod tests {
             w.write(format!("line-{i}-xxxx\n").as_bytes());
         }
         let read = |s: &str| std::fs::read_to_string(dir.path().join(s)).unwrap_or_default();
-        assert_eq!(read("c.log"), "");
-        assert_eq!(read("c.log.1"), "line-5-xxxx\n");
-        assert_eq!(read("c.log.2"), "line-4-xxxx\n");
+        // Rotation happens when the next line comes, so the live file holds the newest line.
+        assert_eq!(read("c.log"), "line-5-xxxx\n");
+        assert_eq!(read("c.log.1"), "line-4-xxxx\n");
+        assert_eq!(read("c.log.2"), "line-3-xxxx\n");
         assert!(!dir.path().join("c.log.3").exists());
         w.write(b"partial");
         w.write(b" line\n");
-        assert_eq!(read("c.log.1"), "partial line\n");
+        assert_eq!(read("c.log"), "partial line\n");
+        assert_eq!(read("c.log.1"), "line-5-xxxx\n");
+        // One read bringing many lines is still spread over files of about max bytes.
+        w.write(b"aaaaaaaa\nbbbbbbbb\ncccccccc\n");
+        assert_eq!(read("c.log"), "cccccccc\n");
+        assert_eq!(
+            read("c.log.1"),
+            "aaaaaaaa\nbbbbbbbb\n",
+            "the line crossing max is finished"
+        );
+        assert_eq!(read("c.log.2"), "partial line\n");
     }
 
     #[test]

@@ -73,6 +73,11 @@ enum TimerKey {
 #[derive(Default)]
 struct Slot {
     pane: Option<Pane>,
+    /// A tmux launch is in flight; a relaunch waits for it so it reuses the same pane
+    /// instead of opening a second window.
+    launching: bool,
+    /// The run to launch once the in-flight launch has answered.
+    queued: Option<u64>,
     probes: Vec<AbortHandle>,
     note: Option<String>,
 }
@@ -380,6 +385,10 @@ impl Runtime {
     }
 
     fn launch(&mut self, comp: usize, run: u64) {
+        if self.slots[comp].launching {
+            self.slots[comp].queued = Some(run);
+            return;
+        }
         let c = &self.sup.graph().components()[comp];
         let mut env = self.base_env.clone();
         for (k, v) in &c.env {

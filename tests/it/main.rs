@@ -1,0 +1,12 @@
+//! End-to-end tests: the real `dmucd` binary, a real tmux server on a private socket in a
+//! temp dir, real processes (the `dmuc-standin` program and `sh`). Each test cleans up what
+//! it started, by PID and by its own tmux socket. Waiting is polling with a deadline.
+
+#![allow(clippy::unwrap_used)]
+
+mod util;
+
+mod lifecycle;
+mod logs;
+mod ordering;
+mod restart;

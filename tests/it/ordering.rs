@@ -1,0 +1,99 @@
+//! Dependency order, readiness gating and oneshot `completed` conditions.
+
+use std::time::Duration;
+
+use crate::util::*;
+
+const T: Duration = Duration::from_secs(20);
+
+#[test]
+fn dependent_launches_only_after_dependency_probe_passed() {
+    let s = standin();
+    let port = free_port();
+    let toml = format!(
+        r#"
+[vars]
+dir = "${{env:DMUC_TEST_DIR}}"
+[component.store]
+command = ["{s}", "--name", "store", "--port", "{port}", "--ready-after", "700ms"]
+ready = {{ http = "http://127.0.0.1:{port}/health", interval = "50ms" }}
+[component.api]
+command = ["{s}", "--name", "api", "--write-file", "${{dir}}/api.start"]
+after = ["store"]
+"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let toml = toml.replace("${env:DMUC_TEST_DIR}", &dir.path().display().to_string());
+    let mut d = Daemon::start(&toml);
+    let api = d.wait_state("api", "running", T);
+    let store_ready = d.ts_of("store", "ready").expect("store became ready");
+    let store_started = d.ts_of("store", "starting").unwrap();
+    let (api_pid, api_start) = wait_for("api's start file", T, || {
+        read_start(&dir.path().join("api.start"))
+    });
+    assert_eq!(
+        api["pid"].as_u64(),
+        Some(api_pid as u64),
+        "status shows the program's real PID"
+    );
+    assert!(
+        store_ready >= store_started + 600,
+        "the probe gated readiness for ~700ms: {store_started} -> {store_ready}"
+    );
+    assert!(
+        api_start >= store_ready,
+        "api started at {api_start}, before store was ready at {store_ready}"
+    );
+    // Each component has its own window, tagged with @dmuc_component.
+    let w = d.windows();
+    assert!(w.iter().any(|l| l.ends_with(" store store")), "{w:?}");
+    assert!(w.iter().any(|l| l.ends_with(" api api")), "{w:?}");
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn oneshot_completed_gates_and_failure_blocks_with_reason() {
+    let s = standin();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().display();
+    let toml = format!(
+        r#"
+[component.setup]
+kind = "oneshot"
+command = ["{s}", "--name", "setup", "--write-file", "{p}/setup.start", "--exit", "--exit-code", "0"]
+[component.app]
+command = ["{s}", "--name", "app", "--write-file", "{p}/app.start"]
+after = [{{ component = "setup", condition = "completed" }}]
+[component.broken]
+kind = "oneshot"
+command = ["{s}", "--name", "broken", "--exit", "--exit-code", "4"]
+[component.blocked]
+command = ["{s}", "--name", "blocked"]
+after = [{{ component = "broken", condition = "completed" }}]
+"#
+    );
+    let mut d = Daemon::start(&toml);
+    d.wait_state("app", "running", T);
+    d.wait_state("setup", "completed", T);
+    let completed = d.ts_of("setup", "completed").unwrap();
+    let (_, app_start) = wait_for("app's start file", T, || {
+        read_start(&dir.path().join("app.start"))
+    });
+    assert!(app_start >= completed, "app started before setup completed");
+
+    let b = d.wait_state("broken", "failed", T);
+    assert!(
+        b["reason"].as_str().unwrap().contains("exit status 4"),
+        "{b}"
+    );
+    let blocked = d.wait_state("blocked", "pending", T);
+    let reason = wait_for("blocked's reason", T, || {
+        let r = d.comp("blocked")?["reason"].as_str()?.to_string();
+        r.contains("failed").then_some(r)
+    });
+    assert!(
+        reason.contains("dependency broken failed: exit status 4"),
+        "{reason} / {blocked}"
+    );
+    assert_eq!(d.stop(), Some(0));
+}

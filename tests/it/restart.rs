@@ -1,0 +1,124 @@
+//! Exit statuses, restarts, backoff, start limit, liveness.
+
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::util::*;
+
+const T: Duration = Duration::from_secs(20);
+
+#[test]
+fn exact_exit_status_and_kill9_restarts_in_the_same_window() {
+    let s = standin();
+    let toml = format!(
+        r#"
+[component.three]
+command = ["{s}", "--name", "three", "--exit", "--exit-code", "3"]
+restart = "never"
+[component.victim]
+command = ["{s}", "--name", "victim"]
+backoff = {{ initial = "0s" }}
+"#
+    );
+    let mut d = Daemon::start(&toml);
+    let three = d.wait_state("three", "failed", T);
+    assert_eq!(three["last_exit"], "exit status 3");
+    let ev = d
+        .event(|e| e["component"] == "three" && e["event"] == "exit")
+        .unwrap();
+    assert_eq!(ev["code"], 3);
+
+    d.wait_state("victim", "running", T);
+    let v = wait_for("victim's window", T, || {
+        d.comp("victim").filter(|c| c["window"].is_string())
+    });
+    let (pid, window) = (v["pid"].as_u64().unwrap() as u32, v["window"].clone());
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+    let v2 = wait_for("a new victim pid", T, || {
+        let c = d.comp("victim")?;
+        (c["state"] == "running" && c["pid"].as_u64()? as u32 != pid).then_some(c)
+    });
+    assert_eq!(v2["restarts"], 1);
+    assert_eq!(v2["window"], window, "respawned in the same window");
+    let ev = d
+        .event(|e| e["component"] == "victim" && e["event"] == "exit")
+        .unwrap();
+    assert_eq!(ev["signal"], 9);
+    assert_eq!(ev["pid"], pid);
+    assert!(!alive(pid));
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn backoff_is_honoured_and_start_limit_fails() {
+    let s = standin();
+    let toml = format!(
+        r#"
+[component.flappy]
+command = ["{s}", "--name", "flappy", "--exit", "--exit-code", "1"]
+backoff = {{ initial = "300ms", factor = 1.0 }}
+start-limit = {{ burst = 4, interval = "1m" }}
+"#
+    );
+    let mut d = Daemon::start(&toml);
+    let f = d.wait_state("flappy", "failed", T);
+    assert!(
+        f["reason"]
+            .as_str()
+            .unwrap()
+            .contains("start limit hit: 4 starts"),
+        "{f}"
+    );
+    let starts: Vec<u64> = d
+        .events()
+        .iter()
+        .filter(|e| e["component"] == "flappy" && e["event"] == "state" && e["to"] == "starting")
+        .map(|e| e["ts_ms"].as_u64().unwrap())
+        .collect();
+    assert_eq!(starts.len(), 4, "exactly burst starts: {starts:?}");
+    for w in starts.windows(2) {
+        assert!(
+            w[1] - w[0] >= 290,
+            "restart came {}ms after the previous start, backoff is 300ms",
+            w[1] - w[0]
+        );
+    }
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn liveness_failure_restarts() {
+    let s = standin();
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("alive");
+    std::fs::write(&flag, "").unwrap();
+    let toml = format!(
+        r#"
+[component.app]
+command = ["{s}", "--name", "app"]
+backoff = {{ initial = "0s" }}
+liveness = {{ file = "{}", interval = "50ms", failure-threshold = 2 }}
+"#,
+        flag.display()
+    );
+    let mut d = Daemon::start(&toml);
+    let a = d.wait_state("app", "running", T);
+    let pid = a["pid"].as_u64().unwrap();
+    std::fs::remove_file(&flag).unwrap();
+    wait_for("a stop caused by the liveness probe", T, || {
+        d.event(|e| {
+            e["component"] == "app"
+                && e["to"] == "stopping"
+                && e["reason"] == "liveness probe failed"
+        })
+    });
+    std::fs::write(&flag, "").unwrap();
+    let a2 = wait_for("app restarted", T, || {
+        let c = d.comp("app")?;
+        (c["state"] == "running" && c["pid"].as_u64()? != pid).then_some(c)
+    });
+    assert_eq!(a2["restarts"], 1);
+    assert_eq!(d.stop(), Some(0));
+}

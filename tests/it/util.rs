@@ -1,0 +1,267 @@
+//! The test harness: start a daemon on temp paths, read its status and events, stop it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+/// `target/debug` (or whichever profile the tests were built with).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf(); // target/<profile>/deps/.. 
+    for b in ["dmucd", "dmuc-standin"] {
+        assert!(
+            dir.join(b).exists(),
+            "{} is missing: run `cargo build --workspace` (cargo test --workspace builds it)",
+            dir.join(b).display()
+        );
+    }
+    dir
+}
+
+/// The stand-in program's path.
+pub fn standin() -> String {
+    bin_dir().join("dmuc-standin").display().to_string()
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Whether a PID is a live (non-zombie) process.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => {
+            s.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                != Some("Z")
+        }
+        Err(_) => false,
+    }
+}
+
+/// Polls `f` until it returns `Some`, or panics with `what` at the deadline.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10)); // poll interval, bounded by the deadline
+    }
+}
+
+/// A running daemon on private paths.
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+    pids: Vec<u32>,
+}
+
+impl Daemon {
+    /// Writes `toml` and starts `dmucd` on it.
+    pub fn start(toml: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("graph.toml");
+        std::fs::write(&cfg, toml).unwrap();
+        let stderr = std::fs::File::create(dir.path().join("dmucd.stderr")).unwrap();
+        let child = Command::new(bin_dir().join("dmucd"))
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--tmux-socket")
+            .arg(dir.path().join("run/tmux.sock"))
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .arg("--log-dir")
+            .arg(dir.path().join("log"))
+            .arg("--socket")
+            .arg(dir.path().join("run/dmucd.sock"))
+            .env("DMUC_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        Daemon {
+            dir,
+            child: Some(child),
+            pids: Vec::new(),
+        }
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    pub fn tmux_socket(&self) -> PathBuf {
+        self.path("run/tmux.sock")
+    }
+
+    /// The daemon's stderr so far (for failure messages).
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.path("dmucd.stderr")).unwrap_or_default()
+    }
+
+    /// The last status snapshot, if written.
+    pub fn status(&mut self) -> Option<Value> {
+        let s = std::fs::read_to_string(self.path("state/status.json")).ok()?;
+        let v: Value = serde_json::from_str(&s).ok()?;
+        for c in v["components"].as_array()? {
+            if let Some(pid) = c["pid"].as_u64()
+                && !self.pids.contains(&(pid as u32)) {
+                    self.pids.push(pid as u32);
+                }
+        }
+        Some(v)
+    }
+
+    /// One component's status entry.
+    pub fn comp(&mut self, name: &str) -> Option<Value> {
+        self.status()?["components"]
+            .as_array()?
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+    }
+
+    /// Waits until `name` is in `state`; returns its status entry.
+    pub fn wait_state(&mut self, name: &str, state: &str, timeout: Duration) -> Value {
+        let what = format!("{name} to be {state}");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(c) = self.comp(name)
+                && c["state"] == state {
+                    return c;
+                }
+            if Instant::now() >= deadline {
+                panic!(
+                    "timed out waiting for {what}; status: {:?}\nstderr:\n{}",
+                    self.status(),
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// All events so far.
+    pub fn events(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.path("state/events.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// First event matching `f`.
+    pub fn event(&self, f: impl Fn(&Value) -> bool) -> Option<Value> {
+        self.events().into_iter().find(|e| f(e))
+    }
+
+    /// Timestamp (ms) of the first transition of `name` to `to`.
+    pub fn ts_of(&self, name: &str, to: &str) -> Option<u64> {
+        self.event(|e| e["component"] == name && e["event"] == "state" && e["to"] == to)
+            .and_then(|e| e["ts_ms"].as_u64())
+    }
+
+    /// Remembers a PID to kill at cleanup if it is still alive.
+    pub fn track(&mut self, pid: u32) {
+        self.pids.push(pid);
+    }
+
+    /// SIGTERM the daemon and wait for it to exit; returns its exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "dmucd did not exit within 30s of SIGTERM\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Whether our tmux server still answers.
+    pub fn tmux_alive(&self) -> bool {
+        Command::new("tmux")
+            .arg("-S")
+            .arg(self.tmux_socket())
+            .arg("has-session")
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    /// Names of the windows in the component session, with their `@dmuc_component` option.
+    pub fn windows(&self) -> Vec<String> {
+        let out = Command::new("tmux")
+            .arg("-S")
+            .arg(self.tmux_socket())
+            .args([
+                "list-windows",
+                "-t",
+                "dmuc",
+                "-F",
+                "#{window_id} #{window_name} #{@dmuc_component}",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(&format!("log/{name}.log"))).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.stop()));
+        }
+        let _ = Command::new("tmux")
+            .arg("-S")
+            .arg(self.tmux_socket())
+            .arg("kill-server")
+            .stderr(Stdio::null())
+            .status();
+        for &pid in &self.pids {
+            if alive(pid) {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Reads `PID MS` written by `dmuc-standin --write-file`.
+pub fn read_start(path: &Path) -> Option<(u32, u64)> {
+    let s = std::fs::read_to_string(path).ok()?;
+    let mut it = s.split_whitespace();
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
