@@ -121,9 +121,10 @@ impl Daemon {
         let v: Value = serde_json::from_str(&s).ok()?;
         for c in v["components"].as_array()? {
             if let Some(pid) = c["pid"].as_u64()
-                && !self.pids.contains(&(pid as u32)) {
-                    self.pids.push(pid as u32);
-                }
+                && !self.pids.contains(&(pid as u32))
+            {
+                self.pids.push(pid as u32);
+            }
         }
         Some(v)
     }
@@ -143,9 +144,10 @@ impl Daemon {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(c) = self.comp(name)
-                && c["state"] == state {
-                    return c;
-                }
+                && c["state"] == state
+            {
+                return c;
+            }
             if Instant::now() >= deadline {
                 panic!(
                     "timed out waiting for {what}; status: {:?}\nstderr:\n{}",

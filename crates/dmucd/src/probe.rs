@@ -3,7 +3,10 @@
 
 use dmuc_config::{Check, Probe};
 use dmuc_core::{ProbeCounter, ProbeRole};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 
@@ -63,7 +66,22 @@ pub async fn check(c: &Check) -> Result<(), String> {
             .await
             .map(|_| ())
             .map_err(|e| format!("connect {address}: {e}")),
-        Check::Http { url, status, .. } => http_get(url, *status).await,
+        Check::Http {
+            url,
+            status,
+            ca,
+            cert,
+            key,
+            insecure,
+        } => {
+            let tls = TlsOptions {
+                ca: ca.as_deref(),
+                cert: cert.as_deref(),
+                key: key.as_deref(),
+                insecure: *insecure,
+            };
+            http_get(url, *status, &tls).await
+        }
         Check::Exec { command } => {
             let st = tokio::process::Command::new(&command[0])
                 .args(&command[1..])
@@ -88,44 +106,144 @@ pub async fn check(c: &Check) -> Result<(), String> {
     }
 }
 
-/// A minimal HTTP/1.1 GET: enough to read a status line from a health endpoint.
-async fn http_get(url: &str, want: Option<u16>) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: https probes are not supported yet"))?;
+/// TLS settings of an `https` probe.
+pub struct TlsOptions<'a> {
+    /// CA bundle to trust (default: the system bundle).
+    pub ca: Option<&'a Path>,
+    /// Client certificate.
+    pub cert: Option<&'a Path>,
+    /// Client key.
+    pub key: Option<&'a Path>,
+    /// Accept any server certificate.
+    pub insecure: bool,
+}
+
+const SYSTEM_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+fn tls_config(t: &TlsOptions<'_>) -> Result<rustls::ClientConfig, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = if t.insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+    } else {
+        let ca = t.ca.unwrap_or(Path::new(SYSTEM_CA));
+        let mut roots = rustls::RootCertStore::empty();
+        let certs = CertificateDer::pem_file_iter(ca)
+            .map_err(|e| format!("CA file {}: {e}", ca.display()))?;
+        for c in certs {
+            let c = c.map_err(|e| format!("CA file {}: {e}", ca.display()))?;
+            roots
+                .add(c)
+                .map_err(|e| format!("CA file {}: {e}", ca.display()))?;
+        }
+        builder.with_root_certificates(roots)
+    };
+    match (t.cert, t.key) {
+        (Some(cert), Some(key)) => {
+            let chain: Result<Vec<_>, _> = CertificateDer::pem_file_iter(cert)
+                .map_err(|e| format!("client cert {}: {e}", cert.display()))?
+                .collect();
+            let chain = chain.map_err(|e| format!("client cert {}: {e}", cert.display()))?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| format!("client key {}: {e}", key.display()))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("client cert: {e}"))
+        }
+        _ => Ok(builder.with_no_client_auth()),
+    }
+}
+
+/// `insecure = true`: the handshake still happens, the server's certificate is not checked.
+#[derive(Debug)]
+struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &rustls_pki_types::CertificateDer<'_>,
+        _: &[rustls_pki_types::CertificateDer<'_>],
+        _: &rustls_pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &rustls_pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &rustls_pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A minimal HTTP/1.1 GET over TCP or TLS: enough to read a health endpoint's status line.
+async fn http_get(url: &str, want: Option<u16>, tls: &TlsOptions<'_>) -> Result<(), String> {
+    let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err(format!("{url}: not an http(s) URL"));
+    };
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let addr = if hostport
+    let has_port = hostport
         .rsplit_once(':')
         .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        && !hostport.ends_with(']')
-    {
+        && !hostport.ends_with(']');
+    let addr = if has_port {
         hostport.to_string()
     } else {
-        format!("{hostport}:80")
+        format!("{hostport}:{}", if https { 443 } else { 80 })
     };
-    let mut s = tokio::net::TcpStream::connect(&addr)
+    let host = addr
+        .rsplit_once(':')
+        .map_or(hostport, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let tcp = tokio::net::TcpStream::connect(&addr)
         .await
         .map_err(|e| format!("connect {addr}: {e}"))?;
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nUser-Agent: dmucd-probe\r\nConnection: close\r\n\r\n"
     );
-    s.write_all(req.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut buf = Vec::with_capacity(256);
-    let mut chunk = [0u8; 256];
-    while !buf.contains(&b'\n') && buf.len() < 4096 {
-        let n = s.read(&mut chunk).await.map_err(|e| e.to_string())?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let line = String::from_utf8_lossy(&buf);
-    let code: u16 = line
+    let head = if https {
+        let cfg = tls_config(tls)?;
+        let name = rustls_pki_types::ServerName::try_from(host.clone())
+            .map_err(|e| format!("{url}: bad host name {host:?}: {e}"))?;
+        let mut s = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("{url}: TLS: {e}"))?;
+        exchange(&mut s, &req).await?
+    } else {
+        let mut s = tcp;
+        exchange(&mut s, &req).await?
+    };
+    let code: u16 = head
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
@@ -140,3 +258,26 @@ async fn http_get(url: &str, want: Option<u16>) -> Result<(), String> {
         Err(format!("{url}: HTTP {code}"))
     }
 }
+
+/// Sends the request and reads up to the end of the status line.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    req: &str,
+) -> Result<String, String> {
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut buf = Vec::with_capacity(256);
+    let mut chunk = [0u8; 256];
+    while !buf.contains(&b'\n') && buf.len() < 4096 {
+        let n = s.read(&mut chunk).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,345 @@
+//! Each check against real local servers (loopback only). HTTPS runs against `openssl
+//! s_server` with a CA and leaf certificate made for the test.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::*;
+
+async fn http_server(status: &'static str) -> u16 {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes())
+                .await;
+        }
+    });
+    port
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn tcp_http_exec_file() {
+    let port = http_server("200 OK").await;
+    assert!(
+        check(&Check::Tcp {
+            address: format!("127.0.0.1:{port}")
+        })
+        .await
+        .is_ok()
+    );
+    assert!(
+        check(&Check::Tcp {
+            address: format!("127.0.0.1:{}", free_port())
+        })
+        .await
+        .is_err()
+    );
+
+    let http = |url: String, status| Check::Http {
+        url,
+        status,
+        ca: None,
+        cert: None,
+        key: None,
+        insecure: false,
+    };
+    assert!(
+        check(&http(format!("http://127.0.0.1:{port}/health"), None))
+            .await
+            .is_ok()
+    );
+    assert!(
+        check(&http(format!("http://127.0.0.1:{port}/health"), Some(200)))
+            .await
+            .is_ok()
+    );
+    assert!(
+        check(&http(format!("http://127.0.0.1:{port}/health"), Some(204)))
+            .await
+            .unwrap_err()
+            .contains("HTTP 200")
+    );
+    let bad = http_server("503 Service Unavailable").await;
+    assert!(
+        check(&http(format!("http://127.0.0.1:{bad}/readyz"), None))
+            .await
+            .unwrap_err()
+            .contains("HTTP 503")
+    );
+
+    assert!(
+        check(&Check::Exec {
+            command: vec!["true".into()]
+        })
+        .await
+        .is_ok()
+    );
+    assert!(
+        check(&Check::Exec {
+            command: vec!["false".into()]
+        })
+        .await
+        .is_err()
+    );
+    assert!(
+        check(&Check::Exec {
+            command: vec!["/nonexistent/x".into()]
+        })
+        .await
+        .unwrap_err()
+        .contains("cannot run")
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("sock");
+    assert!(check(&Check::File { path: f.clone() }).await.is_err());
+    std::fs::write(&f, "").unwrap();
+    assert!(check(&Check::File { path: f }).await.is_ok());
+}
+
+#[tokio::test]
+async fn probe_loop_reports_verdict_changes_after_thresholds() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("flag");
+    let probe = Probe {
+        check: Check::File { path: f.clone() },
+        interval: Duration::from_millis(20),
+        timeout: Duration::from_secs(1),
+        initial_delay: Duration::ZERO,
+        success_threshold: 2,
+        failure_threshold: 2,
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let h = tokio::spawn(run(probe, 3, 7, ProbeRole::Liveness, tx));
+    let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(
+            first,
+            Msg::Probe {
+                comp: 3,
+                run: 7,
+                ok: false,
+                ..
+            }
+        ),
+        "{first:?}"
+    );
+    std::fs::write(&f, "").unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(second, Msg::Probe { ok: true, .. }), "{second:?}");
+    h.abort();
+}
+
+struct TlsServer {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let st = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "openssl {args:?}");
+}
+
+fn tls_server(require_client_cert: bool) -> TlsServer {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=dmuc test CA",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "srv.key",
+            "-out",
+            "srv.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(
+        d.join("ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "srv.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "ext",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "cli.key",
+            "-out",
+            "cli.csr",
+            "-subj",
+            "/CN=admin/O=system:masters",
+        ],
+    );
+    std::fs::write(
+        d.join("cext"),
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "cli.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "cli.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "cext",
+        ],
+    );
+    let port = free_port();
+    let mut args = vec!["s_server", "-quiet", "-accept"];
+    let port_s = port.to_string();
+    args.push(&port_s);
+    args.extend(["-cert", "srv.pem", "-key", "srv.key", "-www"]);
+    if require_client_cert {
+        args.extend(["-Verify", "1", "-verify_return_error", "-CAfile", "ca.pem"]);
+    }
+    let child = Command::new("openssl")
+        .args(&args)
+        .current_dir(d)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "openssl s_server did not listen");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    TlsServer { child, dir, port }
+}
+
+#[tokio::test]
+async fn https_with_ca_insecure_and_untrusted() {
+    let srv = tls_server(false);
+    let url = format!("https://127.0.0.1:{}/", srv.port);
+    let https = |ca: Option<std::path::PathBuf>, insecure| Check::Http {
+        url: url.clone(),
+        status: Some(200),
+        ca,
+        cert: None,
+        key: None,
+        insecure,
+    };
+    let ca = srv.dir.path().join("ca.pem");
+    assert_eq!(check(&https(Some(ca), false)).await, Ok(()));
+    assert_eq!(check(&https(None, true)).await, Ok(()));
+    let wrong_ca = srv.dir.path().join("srv.pem"); // a leaf, not the issuer
+    let err = check(&https(Some(wrong_ca), false)).await.unwrap_err();
+    assert!(err.contains("TLS"), "{err}");
+    let err = check(&https(Some(srv.dir.path().join("missing.pem")), false))
+        .await
+        .unwrap_err();
+    assert!(err.contains("CA file"), "{err}");
+}
+
+#[tokio::test]
+async fn https_client_certificate() {
+    let srv = tls_server(true);
+    let d = srv.dir.path();
+    let url = format!("https://127.0.0.1:{}/", srv.port);
+    let with = |cert: Option<std::path::PathBuf>, key: Option<std::path::PathBuf>| Check::Http {
+        url: url.clone(),
+        status: Some(200),
+        ca: Some(d.join("ca.pem")),
+        cert,
+        key,
+        insecure: false,
+    };
+    assert_eq!(
+        check(&with(Some(d.join("cli.pem")), Some(d.join("cli.key")))).await,
+        Ok(())
+    );
+    assert!(
+        check(&with(None, None)).await.is_err(),
+        "the server requires a client certificate"
+    );
+}
