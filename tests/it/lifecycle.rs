@@ -109,3 +109,75 @@ stop = {{ scope = "process" }}
         "scope = process must not signal the rest of the group (containerd's shims)"
     );
 }
+
+#[test]
+fn tmux_server_death_is_detected_and_components_come_back() {
+    let s = standin();
+    let toml = format!(
+        r#"
+[component.a]
+command = ["{s}", "--name", "a"]
+backoff = {{ initial = "100ms" }}
+[component.b]
+command = ["{s}", "--name", "b"]
+after = ["a"]
+backoff = {{ initial = "100ms" }}
+"#
+    );
+    let mut d = Daemon::start(&toml);
+    let a = d.wait_state("a", "running", T)["pid"].as_u64().unwrap();
+    let b = d.wait_state("b", "running", T)["pid"].as_u64().unwrap();
+    let out = std::process::Command::new("tmux")
+        .arg("-S")
+        .arg(d.tmux_socket())
+        .args(["display", "-p", "#{pid}"])
+        .output()
+        .unwrap();
+    let server: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    for (name, old) in [("a", a), ("b", b)] {
+        wait_for(&format!("{name} running again with a new pid"), T, || {
+            let c = d.comp(name)?;
+            (c["state"] == "running" && c["pid"].as_u64()? != old).then_some(())
+        });
+        assert!(
+            !alive(old as u32),
+            "{name}'s old process {old} survived its tmux server"
+        );
+    }
+    assert!(d.tmux_alive(), "a new tmux server was started");
+    assert!(
+        d.windows().iter().any(|w| w.ends_with(" a a")),
+        "{:?}",
+        d.windows()
+    );
+    assert_eq!(d.stop(), Some(0), "{}", d.stderr());
+}
+
+#[test]
+fn user_and_group_are_dropped_before_exec() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to change user");
+        return;
+    }
+    let toml = r#"
+[component.who]
+kind = "oneshot"
+user = "nobody"
+command = ["sh", "-c", "echo uid=$(id -u) gid=$(id -g)"]
+"#;
+    let mut d = Daemon::start(toml);
+    d.wait_state("who", "completed", T);
+    let uid = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    assert!(
+        d.log("who")
+            .contains(&format!("uid={} gid={}", uid.uid, uid.gid)),
+        "{}",
+        d.log("who")
+    );
+    assert_eq!(d.stop(), Some(0));
+}
