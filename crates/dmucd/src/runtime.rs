@@ -449,10 +449,11 @@ impl Runtime {
 
     fn event(&mut self, ev: Event) {
         self.seq += 1;
-        let ts_ms = SystemTime::now()
+        let ts_us = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
+            .map(|d| d.as_micros() as u64)
             .unwrap_or(0);
+        let ts_ms = ts_us / 1000;
         let record = match &ev {
             Event::State {
                 comp,
@@ -465,7 +466,7 @@ impl Runtime {
                     Some(r) => tracing::info!(component = %name, "{from} -> {to}: {r}"),
                     None => tracing::info!(component = %name, "{from} -> {to}"),
                 }
-                json!({"seq": self.seq, "ts_ms": ts_ms, "component": name, "event": "state", "from": from, "to": to, "reason": reason})
+                json!({"seq": self.seq, "ts_ms": ts_ms, "ts_us": ts_us, "component": name, "event": "state", "from": from, "to": to, "reason": reason})
             }
             Event::Exit { comp, pid, status } => {
                 let name = self.name(*comp);
@@ -475,7 +476,7 @@ impl Runtime {
                     ExitStatus::Signal { signal, .. } => (None, Some(*signal)),
                     ExitStatus::Lost(_) => (None, None),
                 };
-                json!({"seq": self.seq, "ts_ms": ts_ms, "component": name, "event": "exit", "pid": pid, "code": code, "signal": signal, "status": status.to_string()})
+                json!({"seq": self.seq, "ts_ms": ts_ms, "ts_us": ts_us, "component": name, "event": "exit", "pid": pid, "code": code, "signal": signal, "status": status.to_string()})
             }
         };
         if let Some(f) = self.events.as_mut() {

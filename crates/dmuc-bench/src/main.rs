@@ -1,0 +1,310 @@
+//! `dmuc-bench`: measures the real `dmucd` binary (next to this one) on this machine.
+//!
+//! ```text
+//! cargo build --release --workspace && ./target/release/dmuc-bench all
+//! ```
+//! Figures: start-up of N components (no probes) to all running, against raw tmux creating
+//! the same N windows with one chained command, in the same run; kill -9 → replacement
+//! running (zero backoff); daemon RSS and PSS of every dmuc process; idle wakeups and CPU.
+//! Times come from the daemon's own event timestamps (microseconds), not from polling.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+fn bin(name: &str) -> PathBuf {
+    std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join(name)
+}
+
+struct D {
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl D {
+    fn start(toml: &str) -> D {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("g.toml"), toml).unwrap();
+        let child = Command::new(bin("dmucd"))
+            .arg("--config")
+            .arg(dir.path().join("g.toml"))
+            .arg("--tmux-socket")
+            .arg(dir.path().join("run/tmux.sock"))
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .arg("--log-dir")
+            .arg(dir.path().join("log"))
+            .env("DMUC_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        D { dir, child }
+    }
+    fn status(&self) -> Option<Value> {
+        serde_json::from_str(
+            &std::fs::read_to_string(self.dir.path().join("state/status.json")).ok()?,
+        )
+        .ok()
+    }
+    fn events(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.path().join("state/events.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+    /// Polls (with a deadline) until `f` holds on the status; timing comes from events.
+    fn wait(&self, what: &str, f: impl Fn(&Value) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.status().as_ref().is_some_and(&f) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    fn comps(&self) -> Vec<Value> {
+        self.status()
+            .map(|s| s["components"].as_array().cloned().unwrap_or_default())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for D {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+        let _ = Command::new("tmux")
+            .arg("-S")
+            .arg(self.dir.path().join("run/tmux.sock"))
+            .arg("kill-server")
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn graph(n: usize, backoff0: bool) -> String {
+    let mut s = String::new();
+    for i in 0..n {
+        s += &format!(
+            "[component.c{i}]\ncommand = [\"sleep\", \"100000\"]\nstart-limit = {{ burst = 1000, interval = \"1s\" }}\n"
+        );
+        if backoff0 {
+            s += "backoff = { initial = \"0s\" }\n";
+        }
+    }
+    s
+}
+
+fn all_running(v: &Value) -> bool {
+    v["components"]
+        .as_array()
+        .is_some_and(|a| a.iter().all(|c| c["state"] == "running"))
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn start(n: usize, runs: usize) {
+    let (mut dmuc, mut raw) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let t0 = now_us();
+        let d = D::start(&graph(n, false));
+        d.wait("all running", all_running);
+        let last = d
+            .events()
+            .iter()
+            .filter(|e| e["to"] == "running")
+            .filter_map(|e| e["ts_us"].as_u64())
+            .max()
+            .unwrap();
+        dmuc.push((last - t0) as f64 / 1000.0);
+        drop(d);
+
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("s");
+        let mut args: Vec<String> = [
+            "-S",
+            sock.to_str().unwrap(),
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            "b",
+            "-x",
+            "200",
+            "-y",
+            "50",
+            "sleep 100000",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for _ in 0..n {
+            args.extend(
+                [";", "new-window", "-d", "sleep 100000"]
+                    .iter()
+                    .map(|s| s.to_string()),
+            );
+        }
+        let t = Instant::now();
+        let st = Command::new("tmux").args(&args).status().unwrap();
+        raw.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert!(st.success());
+        let _ = Command::new("tmux")
+            .arg("-S")
+            .arg(&sock)
+            .arg("kill-server")
+            .status();
+    }
+    let (m, r) = (median(&mut dmuc), median(&mut raw));
+    println!(
+        "start-{n}: dmucd {m:.0} ms (median of {runs}, runs {dmuc:.0?}), raw tmux chained {r:.0} ms, ratio {:.2}",
+        m / r
+    );
+}
+
+fn restart(kills: usize) {
+    let d = D::start(&graph(1, true));
+    d.wait("running", all_running);
+    let mut lat = Vec::new();
+    for _ in 0..kills {
+        let pid = d.comps()[0]["pid"].as_u64().unwrap();
+        let seen = d.events().len();
+        let t = now_us();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        d.wait("a new pid", |v| {
+            v["components"][0]["state"] == "running"
+                && v["components"][0]["pid"].as_u64() != Some(pid)
+        });
+        let ev = d.events();
+        let back = ev[seen..]
+            .iter()
+            .find(|e| e["to"] == "running")
+            .and_then(|e| e["ts_us"].as_u64())
+            .unwrap();
+        lat.push((back - t) as f64 / 1000.0);
+    }
+    println!(
+        "restart (kill -9 -> new pid running, zero backoff): median {:.2} ms, p99 {:.2} ms over {kills}",
+        median(&mut lat),
+        pct(&mut lat, 0.99)
+    );
+}
+
+fn kb(pid: u32, file: &str, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn shims_of(dir: &Path) -> Vec<u32> {
+    let needle = dir.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let c = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let c = String::from_utf8_lossy(&c);
+            c.contains("shim") && c.contains(&needle)
+        })
+        .collect()
+}
+
+fn ticks(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let f: Vec<&str> = s
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    f.get(11).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0)
+}
+
+fn memory_and_idle(n: usize, idle_secs: u64) {
+    let d = D::start(&graph(n, false));
+    d.wait("all running", all_running);
+    let pid = d.child.id();
+    let rss = kb(pid, "status", "VmRSS:");
+    let shims = shims_of(d.dir.path());
+    let pss_d = kb(pid, "smaps_rollup", "Pss:");
+    let pss_s: u64 = shims.iter().map(|p| kb(*p, "smaps_rollup", "Pss:")).sum();
+    println!(
+        "memory at N={n}: dmucd RSS {:.1} MB, PSS {:.1} MB; {} shims PSS {:.1} MB total ({:.0} KB each); all dmuc processes {:.1} MB PSS",
+        rss as f64 / 1024.0,
+        pss_d as f64 / 1024.0,
+        shims.len(),
+        pss_s as f64 / 1024.0,
+        pss_s as f64 / shims.len().max(1) as f64,
+        (pss_d + pss_s) as f64 / 1024.0
+    );
+    let cs = |p| {
+        kb(p, "status", "voluntary_ctxt_switches:") + kb(p, "status", "nonvoluntary_ctxt_switches:")
+    };
+    let (c0, t0) = (cs(pid), ticks(pid));
+    std::thread::sleep(Duration::from_secs(idle_secs)); // measuring idleness itself
+    let (c1, t1) = (cs(pid), ticks(pid));
+    println!(
+        "idle for {idle_secs}s at N={n} (no probes): {} context switches, {} CPU ticks",
+        c1 - c0,
+        t1 - t0
+    );
+}
+
+fn main() {
+    let what = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    assert!(
+        bin("dmucd").exists(),
+        "build dmucd first: cargo build --release --workspace"
+    );
+    println!(
+        "machine: {} cores, {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        String::from_utf8_lossy(&Command::new("tmux").arg("-V").output().unwrap().stdout).trim()
+    );
+    if what == "all" || what == "start" {
+        start(10, 5);
+        start(100, 5);
+    }
+    if what == "all" || what == "restart" {
+        restart(20);
+    }
+    if what == "all" || what == "memory" {
+        memory_and_idle(100, 10);
+    }
+}
