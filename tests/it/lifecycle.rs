@@ -149,7 +149,11 @@ backoff = {{ initial = "100ms" }}
             "{name}'s old process {old} survived its tmux server"
         );
     }
-    assert!(d.tmux_alive(), "a new tmux server was started");
+    assert!(
+        d.tmux_alive(),
+        "a new tmux server was started\n{}",
+        d.stderr()
+    );
     assert!(
         d.windows().iter().any(|w| w.ends_with(" a a")),
         "{:?}",

@@ -31,9 +31,19 @@ backoff = {{ initial = "0s" }}
     assert_eq!(ev["code"], 3);
 
     d.wait_state("victim", "running", T);
-    let v = wait_for("victim's window", T, || {
-        d.comp("victim").filter(|c| c["window"].is_string())
-    });
+    let deadline = std::time::Instant::now() + T;
+    let v = loop {
+        if let Some(c) = d.comp("victim").filter(|c| c["window"].is_string()) {
+            break c;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "victim has no window: {:?}\n{}",
+            d.status(),
+            d.stderr()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
     let (pid, window) = (v["pid"].as_u64().unwrap() as u32, v["window"].clone());
     kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
     let v2 = wait_for("a new victim pid", T, || {

@@ -208,6 +208,9 @@ async fn read_loop<R: tokio::io::AsyncRead + Unpin>(
                 let ours = *ours;
                 let lines = std::mem::take(lines);
                 block = None;
+                if !ours {
+                    tracing::trace!(?lines, "tmux block not ours");
+                }
                 if ours {
                     let w = waiters
                         .lock()

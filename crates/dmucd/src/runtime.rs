@@ -60,6 +60,24 @@ pub enum Msg {
         /// The pane, or why not.
         result: Result<Pane, String>,
     },
+    /// A shim connected (or started a new run on its connection).
+    ShimLink {
+        /// Component name.
+        name: String,
+        /// Run number.
+        run: u64,
+        /// Connection id.
+        link: u64,
+        /// Lines to the shim.
+        tx: mpsc::UnboundedSender<String>,
+    },
+    /// A shim's connection closed.
+    ShimClosed {
+        /// Component name.
+        name: String,
+        /// Connection id.
+        link: u64,
+    },
     /// SIGTERM/SIGINT: the first stops in order, the second forces.
     Stop,
 }
@@ -78,6 +96,10 @@ struct Slot {
     launching: bool,
     /// The run to launch once the in-flight launch has answered.
     queued: Option<u64>,
+    /// The connected shim of this component (connection id, lines to it).
+    shim: Option<(u64, mpsc::UnboundedSender<String>)>,
+    /// That shim reported its program's end and waits for `run N`.
+    shim_idle: bool,
     probes: Vec<AbortHandle>,
     note: Option<String>,
 }
@@ -195,11 +217,33 @@ impl Runtime {
     }
 
     fn on_msg(&mut self, msg: Msg) {
+        // Status shows more than the machine's state (window, probe notes): always refresh.
+        self.dirty = true;
         match msg {
+            Msg::ShimLink { name, link, tx, .. } => {
+                if let Some(comp) = self.comp_of(&name) {
+                    self.slots[comp].shim = Some((link, tx));
+                    self.slots[comp].shim_idle = false;
+                }
+            }
+            Msg::ShimClosed { name, link } => {
+                if let Some(comp) = self.comp_of(&name)
+                    && self.slots[comp]
+                        .shim
+                        .as_ref()
+                        .is_some_and(|(l, _)| *l == link)
+                {
+                    self.slots[comp].shim = None;
+                }
+            }
             Msg::Shim { name, run, what } => {
                 let Some(comp) = self.comp_of(&name) else {
                     return;
                 };
+                if matches!(what, ShimWhat::Exit(_) | ShimWhat::SpawnFailed(_)) {
+                    // Set before feeding: the machine may relaunch at once, through this shim.
+                    self.slots[comp].shim_idle = true;
+                }
                 let input = match what {
                     ShimWhat::Start(pid) => Input::Started { comp, run, pid },
                     ShimWhat::Match => {
@@ -257,17 +301,26 @@ impl Runtime {
                     ok,
                 });
             }
-            Msg::Launched { comp, run, result } => match result {
-                Ok(p) => self.slots[comp].pane = Some(p),
-                Err(e) => {
-                    tracing::error!(component = %self.name(comp), "tmux could not start the window: {e}");
-                    self.feed(Input::Exited {
-                        comp,
-                        run,
-                        status: ExitStatus::Lost(format!("tmux: {e}")),
-                    });
+            Msg::Launched { comp, run, result } => {
+                self.slots[comp].launching = false;
+                match result {
+                    Ok(p) => self.slots[comp].pane = Some(p),
+                    Err(e) => {
+                        tracing::error!(component = %self.name(comp), "tmux could not start the window: {e}");
+                        self.feed(Input::Exited {
+                            comp,
+                            run,
+                            status: ExitStatus::Lost(format!("tmux: {e}")),
+                        });
+                    }
                 }
-            },
+                if let Some(next) = self.slots[comp].queued.take() {
+                    let u = self.sup.unit(comp);
+                    if u.run == next && u.state.is_active() {
+                        self.launch(comp, next);
+                    }
+                }
+            }
             Msg::Stop => {}
         }
     }
@@ -310,7 +363,11 @@ impl Runtime {
         self.tmux = tmux;
         self.notes = notes;
         for comp in 0..self.slots.len() {
+            // Panes and their shims died with the server.
             self.slots[comp].pane = None;
+            self.slots[comp].shim = None;
+            self.slots[comp].shim_idle = false;
+            self.slots[comp].launching = false;
             let u = self.sup.unit(comp);
             if u.state.is_active() {
                 let run = u.run;
@@ -386,6 +443,7 @@ impl Runtime {
 
     fn launch(&mut self, comp: usize, run: u64) {
         if self.slots[comp].launching {
+            tracing::debug!(comp, run, "launch queued behind an in-flight tmux launch");
             self.slots[comp].queued = Some(run);
             return;
         }
@@ -433,18 +491,37 @@ impl Runtime {
             });
             return;
         }
+        self.timers.insert((
+            Instant::now() + SHIM_DEADLINE,
+            TimerKey::ShimDeadline { comp, run },
+        ));
+        // Restart in place: the pane's shim is alive and waiting, so one line is enough and
+        // tmux is not involved (no pty, no fork of a new shim).
+        let slot = &mut self.slots[comp];
+        if slot.shim_idle
+            && let Some((_, tx)) = &slot.shim
+            && tx.send(format!("run {run}\n")).is_ok()
+        {
+            tracing::debug!(comp, run, "restart in place through the idle shim");
+            slot.shim_idle = false;
+            return;
+        }
+        tracing::debug!(
+            comp,
+            run,
+            shim = slot.shim.is_some(),
+            idle = slot.shim_idle,
+            "launch through tmux"
+        );
         let fut = self
             .tmux
             .launch(&c.name, self.slots[comp].pane.as_ref(), &path, run);
+        self.slots[comp].launching = true;
         let tx = self.tx.clone();
         tokio::spawn(async move {
             let result = fut.await;
             let _ = tx.send(Msg::Launched { comp, run, result });
         });
-        self.timers.insert((
-            Instant::now() + SHIM_DEADLINE,
-            TimerKey::ShimDeadline { comp, run },
-        ));
     }
 
     fn event(&mut self, ev: Event) {

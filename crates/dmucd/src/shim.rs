@@ -4,82 +4,212 @@
 //! see docs/architecture.md), and the daemon is not the parent of pane processes. So the pane
 //! runs this small program, which *is* the parent: it spawns the real program in its own
 //! process group, reports its PID and its exact exit status or signal to the daemon over the
-//! shim socket, owns the log file (the program's stdout and stderr come through a pipe), copies
-//! output to the pane without ever blocking on it, forwards terminal signals, and exits with
-//! the program's status so the dead pane shows it.
+//! shim socket, owns the log file (stdout and stderr come through one pipe), copies output to
+//! the pane without ever blocking on it, and forwards terminal signals.
 //!
-//! Lines sent to the daemon: `hello NAME RUN SHIMPID`, `start PID`, `match` (a line matched the
-//! `log` ready probe), `spawn-failed MESSAGE`, `exit code N` or `exit signal N core 0|1`.
+//! The shim outlives its program: after reporting an exit it waits for the daemon to say
+//! `run N` (restart in place: one line and a fork/exec, no tmux round trip) or to go away.
+//! It is one thread around one `poll(2)` over a signalfd, the output pipe and the daemon link,
+//! which keeps it small (it runs once per component).
+//!
+//! Shim → daemon lines: `hello NAME RUN SHIMPID` (at the start of each run), `start PID`,
+//! `match` (a line matched the `log` ready probe), `spawn-failed MESSAGE`,
+//! `exit code N` or `exit signal N core 0|1`. Daemon → shim: `run N`.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::{WaitStatus, waitpid};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::logfile::LogWriter;
 use crate::spec::LaunchSpec;
 
-type Link = Arc<Mutex<Option<UnixStream>>>;
+const FORWARDED: [Signal; 6] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
 
-fn report(link: &Link, line: &str) {
-    let mut g = link.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(s) = g.as_mut()
-        && s.write_all(format!("{line}\n").as_bytes()).is_err()
-    {
-        *g = None; // the daemon went away; keep running without it
+/// The connection to the daemon; the shim keeps working without it.
+struct Link {
+    stream: Option<UnixStream>,
+    inbuf: Vec<u8>,
+}
+
+impl Link {
+    fn say(&mut self, line: &str) {
+        if let Some(s) = self.stream.as_mut()
+            && s.write_all(format!("{line}\n").as_bytes()).is_err()
+        {
+            self.stream = None;
+        }
+    }
+
+    /// Reads what is available; returns complete lines, or `None` at EOF.
+    fn read_lines(&mut self) -> Option<Vec<String>> {
+        let s = self.stream.as_mut()?;
+        let mut buf = [0u8; 512];
+        match s.read(&mut buf) {
+            Ok(0) => {
+                self.stream = None;
+                return None;
+            }
+            Ok(n) => self.inbuf.extend_from_slice(&buf[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => {
+                self.stream = None;
+                return None;
+            }
+        }
+        let mut lines = Vec::new();
+        while let Some(i) = self.inbuf.iter().position(|b| *b == b'\n') {
+            let l: Vec<u8> = self.inbuf.drain(..=i).collect();
+            lines.push(String::from_utf8_lossy(&l[..l.len() - 1]).into_owned());
+        }
+        Some(lines)
     }
 }
 
+fn read_spec(path: &Path) -> Result<LaunchSpec, String> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| format!("cannot read launch spec {}: {e}", path.display()))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("bad launch spec {}: {e}", path.display()))
+}
+
+/// One running program: its PID, its output pipe, the log.
+struct Run {
+    pid: i32,
+    pipe: Option<std::fs::File>,
+    log: LogWriter,
+    matcher: Option<regex::bytes::Regex>,
+    line: Vec<u8>,
+    status: Option<(String, i32, String)>,
+    /// The pane is closing (tmux sent TERM/HUP): exit after this run instead of waiting.
+    closing: bool,
+}
+
 /// Runs the shim; returns the process exit code.
-pub fn main(spec_path: &Path, run: u64) -> i32 {
-    let spec: LaunchSpec = match std::fs::read(spec_path)
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-    {
+pub fn main(spec_path: &Path, first_run: u64) -> i32 {
+    let mut spec = match read_spec(spec_path) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!(
-                "dmuc shim: cannot read launch spec {}: {e}",
-                spec_path.display()
-            );
+            eprintln!("dmuc shim: {e}");
             return 127;
         }
     };
-    let link: Link = Arc::new(Mutex::new(UnixStream::connect(&spec.shim_socket).ok()));
-    report(
-        &link,
-        &format!("hello {} {run} {}", spec.name, std::process::id()),
+    let mut link = Link {
+        stream: UnixStream::connect(&spec.shim_socket).ok(),
+        inbuf: Vec::new(),
+    };
+    if let Some(s) = &link.stream {
+        let _ = s.set_nonblocking(false);
+    }
+    // Signals arrive through a signalfd, so the one poll loop sees them in order with I/O.
+    let mut mask = SigSet::empty();
+    for s in FORWARDED {
+        mask.add(s);
+    }
+    mask.add(Signal::SIGCHLD);
+    let sfd = match sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
+        .map_err(|e| e.to_string())
+        .and_then(|_| {
+            SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+                .map_err(|e| e.to_string())
+        }) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("dmuc shim: cannot set up signals: {e}");
+            return 127;
+        }
+    };
+    // The pane may be slower than the program; the log must never wait for it.
+    let _ = nix::fcntl::fcntl(
+        std::io::stdout().as_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
     );
 
-    // Signals to forward; registered before the spawn so none is lost in between.
-    let forwarded = [
-        libc::SIGTERM,
-        libc::SIGINT,
-        libc::SIGHUP,
-        libc::SIGQUIT,
-        libc::SIGUSR1,
-        libc::SIGUSR2,
-    ];
-    let mut signals = match signal_hook::iterator::Signals::new(forwarded) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("dmuc shim: cannot install signal handlers: {e}");
-            return 127;
+    let mut run_no = first_run;
+    let mut code: i32;
+    loop {
+        link.say(&format!(
+            "hello {} {run_no} {}",
+            spec.name,
+            std::process::id()
+        ));
+        let mut run = match spawn(&spec) {
+            Ok(r) => r,
+            Err(msg) => {
+                let mut log = LogWriter::new(&spec.log_path, spec.log_max_size, spec.log_keep);
+                log.write(format!("[dmuc] {}: {msg}\n", spec.name).as_bytes());
+                eprintln!("[dmuc] {}: {msg}\r", spec.name);
+                link.say(&format!("spawn-failed {msg}"));
+                code = 127;
+                match idle(&sfd, &mut link) {
+                    Some(n) => {
+                        run_no = n;
+                        match read_spec(spec_path) {
+                            Ok(s) => spec = s,
+                            Err(e) => eprintln!("dmuc shim: {e}; reusing the previous spec\r"),
+                        }
+                        continue;
+                    }
+                    None => return code,
+                }
+            }
+        };
+        link.say(&format!("start {}", run.pid));
+        supervise(&spec, &sfd, &mut link, &mut run);
+        let (line, c, text) = run
+            .status
+            .take()
+            .unwrap_or_else(|| ("exit code 255".into(), 255, "lost".into()));
+        link.say(&line);
+        let _ = writeln!(
+            std::io::stderr(),
+            "\r\n[dmuc] {} (pid {}) ended: {text}\r",
+            spec.name,
+            run.pid
+        );
+        code = c;
+        if run.closing {
+            return code;
         }
-    };
+        match idle(&sfd, &mut link) {
+            Some(n) => {
+                run_no = n;
+                match read_spec(spec_path) {
+                    Ok(s) => spec = s,
+                    Err(e) => eprintln!("dmuc shim: {e}; reusing the previous spec\r"),
+                }
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "[dmuc] {}: starting again (run {run_no})\r",
+                    spec.name
+                );
+            }
+            None => return code,
+        }
+    }
+}
 
-    let (rd, wr) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
-        Ok(p) => p,
-        Err(e) => return spawn_failed(&link, &spec, &format!("pipe: {e}")),
-    };
+fn spawn(spec: &LaunchSpec) -> Result<Run, String> {
+    let (rd, wr) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let wr2 = wr.try_clone().map_err(|e| format!("pipe: {e}"))?;
     let mut cmd = Command::new(&spec.argv[0]);
     cmd.args(&spec.argv[1..])
         .env_clear()
@@ -87,111 +217,257 @@ pub fn main(spec_path: &Path, run: u64) -> i32 {
     if let Some(d) = &spec.cwd {
         cmd.current_dir(d);
     }
-    let wr2 = match wr.try_clone() {
-        Ok(w) => w,
-        Err(e) => return spawn_failed(&link, &spec, &format!("pipe: {e}")),
-    };
     cmd.stdin(Stdio::null())
         .stdout(Stdio::from(wr))
         .stderr(Stdio::from(wr2));
     cmd.process_group(0);
-    if let Err(e) = apply_user(&mut cmd, &spec) {
-        return spawn_failed(&link, &spec, &e);
-    }
-    // SAFETY: prctl is async-signal-safe; it only asks the kernel to SIGKILL the child if
-    // the shim dies, so a killed shim never leaves an orphaned component behind.
+    apply_user(&mut cmd, spec)?;
+    // SAFETY: between fork and exec we only make two syscalls (sigprocmask, prctl), both
+    // async-signal-safe: the program must not inherit our blocked signals, and the kernel
+    // SIGKILLs it if the shim dies, so a killed shim never leaves an orphaned component.
     unsafe {
         cmd.pre_exec(|| {
+            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+                .map_err(std::io::Error::from)?;
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
         });
     }
-    let child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            return spawn_failed(
-                &link,
-                &spec,
-                &format!("cannot execute {:?}: {e}", spec.argv[0]),
-            );
-        }
-    };
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot execute {:?}: {e}", spec.argv[0]))?;
     drop(cmd); // closes our copies of the pipe's write end
-    let pid = child.id() as i32;
-    report(&link, &format!("start {pid}"));
-
-    let target = if spec.kill_group {
-        Pid::from_raw(-pid)
-    } else {
-        Pid::from_raw(pid)
-    };
-    let sig_handle = signals.handle();
-    std::thread::spawn(move || {
-        for s in signals.forever() {
-            if let Ok(sig) = Signal::try_from(s) {
-                let _ = kill(target, sig);
-            }
-        }
-    });
-
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    let pump_link = link.clone();
-    let pump_spec = spec.clone();
-    std::thread::spawn(move || {
-        pump(rd, &pump_spec, &pump_link);
-        let _ = done_tx.send(());
-    });
-
-    let status = loop {
-        match waitpid(Pid::from_raw(pid), None) {
-            Ok(WaitStatus::Exited(_, code)) => break (Some(code), None),
-            Ok(WaitStatus::Signaled(_, sig, core)) => break (None, Some((sig as i32, core))),
-            Ok(_) => continue,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => {
-                eprintln!("dmuc shim: waitpid: {e}");
-                break (Some(255), None);
-            }
-        }
-    };
-    sig_handle.close();
-    if spec.kill_group {
-        // Like a cgroup stop: nothing of the component outlives its main process.
-        let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
-    }
-    // Let the log catch the last output; a process that escaped the group may hold the pipe
-    // open, so this wait is bounded.
-    let _ = done_rx.recv_timeout(Duration::from_millis(500));
-    let (line, code, text) = match status {
-        (Some(c), _) => (format!("exit code {c}"), c, format!("exit status {c}")),
-        (_, Some((s, core))) => (
-            format!("exit signal {s} core {}", u8::from(core)),
-            128 + s,
-            format!(
-                "killed by {}{}",
-                dmuc_config::signal::signal_name(s),
-                if core { " (core dumped)" } else { "" }
-            ),
-        ),
-        _ => unreachable!("waitpid loop always sets a status"),
-    };
-    report(&link, &line);
-    let _ = writeln!(
-        std::io::stderr(),
-        "\r\n[dmuc] {} (pid {pid}) ended: {text}\r",
-        spec.name
+    let pipe = std::fs::File::from(rd);
+    let _ = nix::fcntl::fcntl(
+        pipe.as_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
     );
-    code
+    let log = LogWriter::new(&spec.log_path, spec.log_max_size, spec.log_keep);
+    if let Some(e) = &log.error {
+        eprintln!("[dmuc] log: {e}\r");
+    }
+    Ok(Run {
+        pid: child.id() as i32,
+        pipe: Some(pipe),
+        log,
+        matcher: spec
+            .ready_log
+            .as_deref()
+            .and_then(|r| regex::bytes::Regex::new(r).ok()),
+        line: Vec::new(),
+        status: None,
+        closing: false,
+    })
 }
 
-fn spawn_failed(link: &Link, spec: &LaunchSpec, msg: &str) -> i32 {
-    let mut log = LogWriter::new(&spec.log_path, spec.log_max_size, spec.log_keep);
-    log.write(format!("[dmuc] {}: {msg}\n", spec.name).as_bytes());
-    eprintln!("[dmuc] {}: {msg}", spec.name);
-    report(link, &format!("spawn-failed {msg}"));
-    127
+/// Pumps output and forwards signals until the program has exited and its output is drained.
+fn supervise(spec: &LaunchSpec, sfd: &SignalFd, link: &mut Link, run: &mut Run) {
+    let target = Pid::from_raw(if spec.kill_group { -run.pid } else { run.pid });
+    let mut buf = vec![0u8; 32 * 1024];
+    // After the exit: a process that escaped the group may hold the pipe open, so bound the drain.
+    let mut drain_until: Option<Instant> = None;
+    loop {
+        if run.status.is_some() && run.pipe.is_none() {
+            return;
+        }
+        let timeout = match drain_until {
+            Some(t) => {
+                let left = t.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return;
+                }
+                PollTimeout::try_from(left.as_millis().min(60_000) as i32)
+                    .unwrap_or(PollTimeout::ZERO)
+            }
+            None => PollTimeout::NONE,
+        };
+        let pipe_fd = run.pipe.as_ref().map(|p| p.as_fd());
+        let stdout = std::io::stdout();
+        // fds: signals, the pane's tty (watched for hangup only: when the tmux server dies the
+        // pty goes away, and the kernel's SIGHUP does not reliably reach us), the output pipe.
+        // Once the tty has hung up it would report it forever: watch an fd that never fires
+        // instead, to keep the indices fixed without spinning.
+        let tty = if run.closing {
+            sfd.as_fd()
+        } else {
+            stdout.as_fd()
+        };
+        let mut fds = vec![
+            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(tty, PollFlags::empty()),
+        ];
+        if let Some(fd) = pipe_fd {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        }
+        match poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return,
+        }
+        let ready = |f: Option<&PollFd>| f.and_then(|f| f.revents()).is_some_and(|r| !r.is_empty());
+        let sig_ready = ready(fds.first());
+        let hung_up = !run.closing && ready(fds.get(1));
+        let pipe_ready = ready(fds.get(2));
+        drop(fds);
+        if hung_up {
+            run.closing = true;
+            if run.status.is_none() {
+                let _ = kill(target, Signal::SIGHUP);
+            }
+        }
+        if sig_ready {
+            while let Ok(Some(info)) = sfd.read_signal() {
+                let signo = info.ssi_signo as i32;
+                if signo == libc::SIGCHLD {
+                    reap(run, spec);
+                    if run.status.is_some() && drain_until.is_none() {
+                        drain_until = Some(Instant::now() + Duration::from_millis(500));
+                    }
+                } else {
+                    // Only tmux signals the shim itself (the daemon signals the program
+                    // directly): the pane is closing, so no run may follow this one.
+                    if [libc::SIGTERM, libc::SIGINT, libc::SIGHUP].contains(&signo) {
+                        run.closing = true;
+                    }
+                    if run.status.is_none()
+                        && let Ok(sig) = Signal::try_from(signo)
+                    {
+                        let _ = kill(target, sig);
+                    }
+                }
+            }
+        }
+        if pipe_ready {
+            pump(run, &mut buf, link);
+        }
+    }
+}
+
+fn reap(run: &mut Run, spec: &LaunchSpec) {
+    loop {
+        match waitpid(Pid::from_raw(run.pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, c)) => {
+                run.status = Some((format!("exit code {c}"), c, format!("exit status {c}")));
+            }
+            Ok(WaitStatus::Signaled(_, sig, core)) => {
+                let s = sig as i32;
+                let text = format!(
+                    "killed by {}{}",
+                    dmuc_config::signal::signal_name(s),
+                    if core { " (core dumped)" } else { "" }
+                );
+                run.status = Some((
+                    format!("exit signal {s} core {}", u8::from(core)),
+                    128 + s,
+                    text,
+                ));
+            }
+            Ok(WaitStatus::StillAlive) => return,
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return,
+        }
+        if run.status.is_some() {
+            if spec.kill_group {
+                // Like a cgroup stop: nothing of the component outlives its main process.
+                let _ = kill(Pid::from_raw(-run.pid), Signal::SIGKILL);
+            }
+            return;
+        }
+    }
+}
+
+/// Copies available output to the log (always) and the pane (when it keeps up).
+fn pump(run: &mut Run, buf: &mut [u8], link: &mut Link) {
+    let Some(pipe) = run.pipe.as_mut() else {
+        return;
+    };
+    loop {
+        let n = match pipe.read(buf) {
+            Ok(0) => {
+                run.pipe = None;
+                return;
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(_) => {
+                run.pipe = None;
+                return;
+            }
+        };
+        let data = &buf[..n];
+        run.log.write(data);
+        let _ = nix::unistd::write(std::io::stdout().as_fd(), data); // EAGAIN: the pane drops it, the log has it
+        if let Some(re) = &run.matcher {
+            let mut hit = false;
+            for &b in data {
+                if b == b'\n' {
+                    hit |= re.is_match(&run.line);
+                    run.line.clear();
+                } else if run.line.len() < 64 * 1024 {
+                    run.line.push(b);
+                }
+            }
+            if hit {
+                link.say("match");
+                run.matcher = None;
+            }
+        }
+    }
+}
+
+/// Between runs: waits for `run N` from the daemon. `None`: time to exit (the daemon went
+/// away, or we were told to stop by a signal).
+fn idle(sfd: &SignalFd, link: &mut Link) -> Option<u64> {
+    let link_fd = link.stream.as_ref()?.as_raw_fd();
+    loop {
+        // SAFETY: the stream outlives this borrow; we only poll it.
+        let lfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(link_fd) };
+        let stdout = std::io::stdout();
+        let mut fds = [
+            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(lfd, PollFlags::POLLIN),
+            PollFd::new(stdout.as_fd(), PollFlags::empty()),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return None,
+        }
+        if fds[2].revents().is_some_and(|r| !r.is_empty()) {
+            return None; // the pane's tty hung up: the pane is gone
+        }
+        let (sig_ready, link_ready) = (
+            fds[0].revents().is_some_and(|r| !r.is_empty()),
+            fds[1].revents().is_some_and(|r| !r.is_empty()),
+        );
+        if sig_ready {
+            while let Ok(Some(info)) = sfd.read_signal() {
+                if info.ssi_signo as i32 != libc::SIGCHLD {
+                    return None; // TERM/HUP/INT with no program running: the pane is closing
+                }
+                // Stray children (none of ours) are reaped so they do not linger as zombies.
+                while let Ok(st) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                    if st == WaitStatus::StillAlive {
+                        break;
+                    }
+                }
+            }
+        }
+        if link_ready {
+            for line in link.read_lines()? {
+                if let Some(n) = line
+                    .strip_prefix("run ")
+                    .and_then(|n| n.trim().parse().ok())
+                {
+                    return Some(n);
+                }
+            }
+        }
+    }
 }
 
 fn apply_user(cmd: &mut Command, spec: &LaunchSpec) -> Result<(), String> {
@@ -220,52 +496,4 @@ fn apply_user(cmd: &mut Command, spec: &LaunchSpec) -> Result<(), String> {
         cmd.gid(g);
     }
     Ok(())
-}
-
-/// Copies the program's output to the log (always) and the pane (when it keeps up).
-fn pump(rd: OwnedFd, spec: &LaunchSpec, link: &Link) {
-    let mut log = LogWriter::new(&spec.log_path, spec.log_max_size, spec.log_keep);
-    if let Some(e) = &log.error {
-        eprintln!("[dmuc] log: {e}");
-    }
-    let stdout = std::io::stdout();
-    let out_fd = stdout.as_fd();
-    // Non-blocking: tmux parses pane output at ~30 MB/s; the log must not wait for it.
-    let _ = nix::fcntl::fcntl(
-        out_fd,
-        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-    );
-    let mut matcher = spec
-        .ready_log
-        .as_deref()
-        .and_then(|r| regex::bytes::Regex::new(r).ok());
-    let mut line = Vec::new();
-    let mut file = std::fs::File::from(rd);
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        };
-        let data = &buf[..n];
-        log.write(data);
-        let _ = nix::unistd::write(out_fd, data); // EAGAIN: the pane view drops it, the log has it
-        if let Some(re) = &matcher {
-            let mut hit = false;
-            for &b in data {
-                if b == b'\n' {
-                    hit |= re.is_match(&line);
-                    line.clear();
-                } else if line.len() < 64 * 1024 {
-                    line.push(b);
-                }
-            }
-            if hit {
-                report(link, "match");
-                matcher = None;
-            }
-        }
-    }
 }

@@ -3,7 +3,9 @@
 use std::path::Path;
 
 use dmuc_core::ExitStatus;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
@@ -70,41 +72,62 @@ pub fn listen(path: &Path, tx: mpsc::UnboundedSender<Msg>) -> std::io::Result<()
     Ok(())
 }
 
+static NEXT_LINK: AtomicU64 = AtomicU64::new(1);
+
 async fn serve(s: UnixStream, tx: mpsc::UnboundedSender<Msg>) {
-    let mut lines = BufReader::new(s).lines();
-    let Ok(Some(hello)) = lines.next_line().await else {
-        return;
-    };
-    let mut h = hello.split(' ');
-    let (Some("hello"), Some(name), Some(run)) = (
-        h.next(),
-        h.next(),
-        h.next().and_then(|r| r.parse::<u64>().ok()),
-    ) else {
-        tracing::warn!("bad shim hello: {hello:?}");
-        return;
-    };
-    let name = name.to_string();
-    let mut ended = false;
+    let (rd, mut wr) = s.into_split();
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        while let Some(line) = out_rx.recv().await {
+            if wr.write_all(line.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+    });
+    let link = NEXT_LINK.fetch_add(1, Ordering::Relaxed);
+    let mut lines = BufReader::new(rd).lines();
+    // The run this connection currently speaks for, and whether its end was reported.
+    let mut current: Option<(String, u64)> = None;
+    let mut ended = true;
     while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(rest) = line.strip_prefix("hello ") {
+            let mut h = rest.split(' ');
+            let (Some(name), Some(run)) = (h.next(), h.next().and_then(|r| r.parse::<u64>().ok()))
+            else {
+                tracing::warn!("bad shim hello: {line:?}");
+                return;
+            };
+            current = Some((name.to_string(), run));
+            ended = false;
+            let _ = tx.send(Msg::ShimLink {
+                name: name.to_string(),
+                run,
+                link,
+                tx: out_tx.clone(),
+            });
+            continue;
+        }
+        let Some((name, run)) = current.clone() else {
+            tracing::warn!("shim spoke before hello: {line:?}");
+            return;
+        };
         match parse_line(&line) {
             Some(what) => {
                 ended |= matches!(what, ShimWhat::Exit(_) | ShimWhat::SpawnFailed(_));
-                let _ = tx.send(Msg::Shim {
-                    name: name.clone(),
-                    run,
-                    what,
-                });
+                let _ = tx.send(Msg::Shim { name, run, what });
             }
             None => tracing::warn!(component = %name, "bad shim line: {line:?}"),
         }
     }
-    if !ended {
-        let _ = tx.send(Msg::Shim {
-            name,
-            run,
-            what: ShimWhat::Gone,
-        });
+    if let Some((name, run)) = current {
+        if !ended {
+            let _ = tx.send(Msg::Shim {
+                name: name.clone(),
+                run,
+                what: ShimWhat::Gone,
+            });
+        }
+        let _ = tx.send(Msg::ShimClosed { name, link });
     }
 }
 
