@@ -88,7 +88,6 @@ enum TimerKey {
     ShimDeadline { comp: usize, run: u64 },
 }
 
-#[derive(Default)]
 struct Slot {
     pane: Option<Pane>,
     /// A tmux launch is in flight; a relaunch waits for it so it reuses the same pane
@@ -100,6 +99,8 @@ struct Slot {
     shim: Option<(u64, mpsc::UnboundedSender<String>)>,
     /// That shim reported its program's end and waits for `run N`.
     shim_idle: bool,
+    /// When the current launch's shim must have reported a PID (its timer's key).
+    deadline: Instant,
     probes: Vec<AbortHandle>,
     note: Option<String>,
 }
@@ -146,7 +147,18 @@ impl Runtime {
             paths,
             tmux,
             notes,
-            slots: (0..n).map(|_| Slot::default()).collect(),
+            slots: (0..n)
+                .map(|_| Slot {
+                    pane: None,
+                    launching: false,
+                    queued: None,
+                    shim: None,
+                    shim_idle: false,
+                    deadline: Instant::now(),
+                    probes: Vec::new(),
+                    note: None,
+                })
+                .collect(),
             timers: BTreeSet::new(),
             tx,
             rx,
@@ -183,6 +195,18 @@ impl Runtime {
                         self.feed(Input::Request(Request::Shutdown));
                     } else {
                         self.on_msg(msg);
+                        // Take what else is already queued before writing status once: at
+                        // start-up, hundreds of shim reports arrive together.
+                        for _ in 0..1024 {
+                            match self.rx.try_recv() {
+                                Ok(Msg::Stop) => {
+                                    let _ = self.tx.send(Msg::Stop);
+                                    break;
+                                }
+                                Ok(m) => self.on_msg(m),
+                                Err(_) => break,
+                            }
+                        }
                     }
                 }
                 note = self.notes.recv() => {
@@ -245,7 +269,14 @@ impl Runtime {
                     self.slots[comp].shim_idle = true;
                 }
                 let input = match what {
-                    ShimWhat::Start(pid) => Input::Started { comp, run, pid },
+                    ShimWhat::Start(pid) => {
+                        // The shim answered: its deadline must not wake us up later.
+                        self.timers.remove(&(
+                            self.slots[comp].deadline,
+                            TimerKey::ShimDeadline { comp, run },
+                        ));
+                        Input::Started { comp, run, pid }
+                    }
                     ShimWhat::Match => {
                         let is_log = self.sup.graph().components()[comp]
                             .ready
@@ -491,10 +522,10 @@ impl Runtime {
             });
             return;
         }
-        self.timers.insert((
-            Instant::now() + SHIM_DEADLINE,
-            TimerKey::ShimDeadline { comp, run },
-        ));
+        let deadline = Instant::now() + SHIM_DEADLINE;
+        self.slots[comp].deadline = deadline;
+        self.timers
+            .insert((deadline, TimerKey::ShimDeadline { comp, run }));
         // Restart in place: the pane's shim is alive and waiting, so one line is enough and
         // tmux is not involved (no pty, no fork of a new shim).
         let slot = &mut self.slots[comp];
