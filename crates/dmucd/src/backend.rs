@@ -162,25 +162,35 @@ impl Tmux {
                 "--".into(),
             ];
             new.extend(argv);
-            let out = client.run(&[new]).await.map_err(|e| e.to_string())?;
+            // Tag in the same batch (no extra round trip): `=NAME` is an exact window-name
+            // match, and the new window is the only one with this name.
+            let tag = vec![
+                "set-option".to_string(),
+                "-w".into(),
+                "-t".into(),
+                format!("{session}:={name}"),
+                "@dmuc_component".into(),
+                name.clone(),
+            ];
+            let replies = client
+                .send(&[new, tag])
+                .map_err(|e| e.to_string())?
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut replies = replies.into_iter();
+            let out = replies
+                .next()
+                .ok_or("no reply from tmux")?
+                .map_err(|e| e.to_string())?;
             let line = out
                 .first()
-                .and_then(|l| l.first())
                 .map(|l| String::from_utf8_lossy(l).into_owned())
                 .unwrap_or_default();
             let mut parts = line.split(' ');
             let (Some(window), Some(pane)) = (parts.next(), parts.next()) else {
                 return Err(format!("unexpected new-window reply: {line:?}"));
             };
-            let tag = vec![
-                "set-option".to_string(),
-                "-w".into(),
-                "-t".into(),
-                window.to_string(),
-                "@dmuc_component".into(),
-                name.clone(),
-            ];
-            if let Err(e) = client.run(&[tag]).await {
+            if let Some(Err(e)) = replies.next() {
                 tracing::warn!(component = %name, "cannot tag window {window}: {e}");
             }
             Ok(Pane {
