@@ -244,8 +244,15 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if self.child.is_some() {
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.stop()));
+        // Never panic here: a panic while a failed test unwinds aborts, skipping the cleanup.
+        if let Some(mut child) = self.child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
         }
         let _ = Command::new("tmux")
             .arg("-S")
