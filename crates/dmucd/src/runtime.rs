@@ -473,6 +473,12 @@ impl Runtime {
     }
 
     fn launch(&mut self, comp: usize, run: u64) {
+        // Armed first, so even a launch queued behind a stuck one cannot leave the component
+        // starting forever (a stop would wait for a PID that never comes).
+        let deadline = Instant::now() + SHIM_DEADLINE;
+        self.slots[comp].deadline = deadline;
+        self.timers
+            .insert((deadline, TimerKey::ShimDeadline { comp, run }));
         if self.slots[comp].launching {
             tracing::debug!(comp, run, "launch queued behind an in-flight tmux launch");
             self.slots[comp].queued = Some(run);
@@ -522,10 +528,6 @@ impl Runtime {
             });
             return;
         }
-        let deadline = Instant::now() + SHIM_DEADLINE;
-        self.slots[comp].deadline = deadline;
-        self.timers
-            .insert((deadline, TimerKey::ShimDeadline { comp, run }));
         // Restart in place: the pane's shim is alive and waiting, so one line is enough and
         // tmux is not involved (no pty, no fork of a new shim).
         let slot = &mut self.slots[comp];
