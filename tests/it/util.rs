@@ -12,7 +12,7 @@ use serde_json::Value;
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap().to_path_buf(); // target/<profile>/deps/.. 
-    for b in ["dmucd", "dmuc-standin"] {
+    for b in ["dmucd", "dmuc-shim", "dmuc-standin"] {
         assert!(
             dir.join(b).exists(),
             "{} is missing: run `cargo build --workspace` (cargo test --workspace builds it)",

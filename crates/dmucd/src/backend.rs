@@ -16,6 +16,7 @@ pub struct Tmux {
     client: Arc<Client>,
     session: String,
     exe: PathBuf,
+    shim: Option<PathBuf>,
 }
 
 /// Where a component lives in tmux.
@@ -95,25 +96,35 @@ impl Tmux {
         .collect();
         args.extend([exe.display().to_string(), "idle".into(), "--banner".into()]);
         client.run(&[args]).await?;
+        let shim = exe
+            .parent()
+            .map(|d| d.join("dmuc-shim"))
+            .filter(|p| p.exists());
         Ok((
             Tmux {
                 client: Arc::new(client),
                 session: session.to_string(),
                 exe,
+                shim,
             },
             notes,
         ))
     }
 
     fn shim_argv(&self, spec: &Path, run: u64) -> Vec<String> {
-        vec![
-            self.exe.display().to_string(),
-            "shim".into(),
+        // The small dedicated binary when it was installed beside dmucd, else `dmucd shim`
+        // (same code, bigger process).
+        let mut argv = match &self.shim {
+            Some(p) => vec![p.display().to_string()],
+            None => vec![self.exe.display().to_string(), "shim".into()],
+        };
+        argv.extend([
             "--spec".into(),
             spec.display().to_string(),
             "--run".into(),
             run.to_string(),
-        ]
+        ]);
+        argv
     }
 
     /// Starts run `run` of `name`: respawns its pane when it has one, else opens its window

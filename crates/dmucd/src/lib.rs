@@ -3,14 +3,14 @@
 //! # Theory of operation
 //! `run` resolves the daemon's paths, takes the state-dir lock (one daemon per state dir),
 //! starts a private tmux server with our own config, binds the shim socket and hands
-//! everything to the [`runtime`] actor. Each component's pane runs `dmucd shim` ([`shim`]),
+//! everything to the [`runtime`] actor. Each component's pane runs `dmuc-shim` (its own crate),
 //! which starts the real program, owns its log file and reports its PID and exact exit
 //! status. The actor feeds those facts, probe verdicts and timer expiries into the pure state
 //! machine (`dmuc_core`) and carries out the effects it returns.
 //!
 //! # Layout
 //! - [`backend`]: the tmux server and window management.
-//! - [`shim`], [`spec`], [`logfile`]: the pane side.
+//! - the pane side (shim, launch spec, log files) is the `dmuc-shim` crate.
 //! - [`shimlink`]: the daemon side of the shim socket.
 //! - [`probe`]: tcp/http/exec/file probes.
 //! - [`runtime`]: the actor.
@@ -18,12 +18,9 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod backend;
-pub mod logfile;
 pub mod probe;
 pub mod runtime;
-pub mod shim;
 pub mod shimlink;
-pub mod spec;
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};

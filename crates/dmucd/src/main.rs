@@ -54,7 +54,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Some(Cmd::Shim { spec, run }) => {
-            return ExitCode::from(dmucd::shim::main(&spec, run).clamp(0, 255) as u8);
+            return ExitCode::from(dmuc_shim::shim::main(&spec, run).clamp(0, 255) as u8);
         }
         Some(Cmd::Idle { banner }) => {
             if banner {

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use crate::Paths;
 use crate::backend::{Pane, Tmux};
 use crate::shimlink::ShimWhat;
-use crate::spec::LaunchSpec;
+use dmuc_shim::spec::LaunchSpec;
 
 /// How long a launched shim has to report its program's PID.
 const SHIM_DEADLINE: Duration = Duration::from_secs(10);
