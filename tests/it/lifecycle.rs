@@ -26,15 +26,7 @@ after = ["base"]
     let base = d.wait_state("base", "running", T);
     let stubborn = d.wait_state("stubborn", "running", T);
     let forker = d.wait_state("forker", "running", T);
-    let grandchild: u32 = wait_for("the grandchild's pid in forker's log", T, || {
-        let log = d.log("forker");
-        let line = log
-            .lines()
-            .find(|l| l.contains("grandchild pid"))?
-            .to_string();
-        line.rsplit(' ').next()?.parse().ok()
-    });
-    d.track(grandchild);
+    let grandchild = d.grandchild_of("forker");
     assert!(alive(grandchild));
     let pids: Vec<u32> = [&base, &stubborn, &forker]
         .iter()
@@ -93,16 +85,7 @@ stop = {{ scope = "process" }}
     );
     let mut d = Daemon::start(&toml);
     d.wait_state("runtime", "running", T);
-    let grandchild: u32 = wait_for("the grandchild's pid", T, || {
-        let log = d.log("runtime");
-        log.lines()
-            .find(|l| l.contains("grandchild pid"))?
-            .rsplit(' ')
-            .next()?
-            .parse()
-            .ok()
-    });
-    d.track(grandchild);
+    let grandchild = d.grandchild_of("runtime");
     assert_eq!(d.stop(), Some(0));
     assert!(
         alive(grandchild),

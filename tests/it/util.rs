@@ -237,6 +237,25 @@ impl Daemon {
             .collect()
     }
 
+    /// The PID of the grandchild `dmuc-standin --fork-child` logged for `name` (tracked for cleanup).
+    pub fn grandchild_of(&mut self, name: &str) -> u32 {
+        let pid = wait_for(
+            &format!("{name}'s grandchild pid in its log"),
+            Duration::from_secs(20),
+            || {
+                let log = self.log(name);
+                log.lines()
+                    .find(|l| l.contains("grandchild pid"))?
+                    .rsplit(' ')
+                    .next()?
+                    .parse()
+                    .ok()
+            },
+        );
+        self.track(pid);
+        pid
+    }
+
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.path(&format!("log/{name}.log"))).unwrap_or_default()
     }

@@ -470,27 +470,35 @@ fn idle(sfd: &SignalFd, link: &mut Link) -> Option<u64> {
     }
 }
 
+/// Resolves a user or group given by name or number.
+fn lookup<T>(
+    what: &str,
+    key: &str,
+    by_id: impl Fn(u32) -> nix::Result<Option<T>>,
+    by_name: impl Fn(&str) -> nix::Result<Option<T>>,
+) -> Result<T, String> {
+    match key.parse::<u32>() {
+        Ok(n) => by_id(n),
+        Err(_) => by_name(key),
+    }
+    .map_err(|e| format!("cannot look up {what} {key}: {e}"))?
+    .ok_or_else(|| format!("no such {what}: {key}"))
+}
+
 fn apply_user(cmd: &mut Command, spec: &LaunchSpec) -> Result<(), String> {
     use nix::unistd::{Group, User};
     let mut gid = None;
     if let Some(u) = &spec.user {
-        let user = match u.parse::<u32>() {
-            Ok(n) => User::from_uid(n.into()),
-            Err(_) => User::from_name(u),
-        }
-        .map_err(|e| format!("cannot look up user {u}: {e}"))?
-        .ok_or_else(|| format!("no such user: {u}"))?;
+        let user = lookup("user", u, |n| User::from_uid(n.into()), User::from_name)?;
         cmd.uid(user.uid.as_raw());
-        gid = Some(user.gid.as_raw());
+        gid = Some(user.gid.as_raw()); // the user's own group unless `group` says otherwise
     }
     if let Some(g) = &spec.group {
-        let group = match g.parse::<u32>() {
-            Ok(n) => Group::from_gid(n.into()),
-            Err(_) => Group::from_name(g),
-        }
-        .map_err(|e| format!("cannot look up group {g}: {e}"))?
-        .ok_or_else(|| format!("no such group: {g}"))?;
-        gid = Some(group.gid.as_raw());
+        gid = Some(
+            lookup("group", g, |n| Group::from_gid(n.into()), Group::from_name)?
+                .gid
+                .as_raw(),
+        );
     }
     if let Some(g) = gid {
         cmd.gid(g);
