@@ -168,3 +168,36 @@ command = ["sh", "-c", "echo uid=$(id -u) gid=$(id -g)"]
     );
     assert_eq!(d.stop(), Some(0));
 }
+
+#[test]
+fn a_second_stop_signal_forces_the_shutdown() {
+    let s = standin();
+    let toml = format!(
+        r#"
+[component.stubborn]
+command = ["{s}", "--name", "stubborn", "--ignore-term"]
+stop = {{ timeout = "1m" }}
+"#
+    );
+    let mut d = Daemon::start(&toml);
+    let pid = d.wait_state("stubborn", "running", T)["pid"]
+        .as_u64()
+        .unwrap() as u32;
+    let daemon = d.pid();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    d.wait_state("stubborn", "stopping", T);
+    assert!(
+        alive(pid),
+        "SIGTERM is ignored and the stop timeout is a minute"
+    );
+    // The second one: everything is killed now, not after the timeout.
+    assert!(d.stop().is_some(), "{}", d.stderr());
+    wait_for("the stubborn process to be gone", T, || {
+        (!alive(pid)).then_some(())
+    });
+    assert!(!d.tmux_alive());
+}

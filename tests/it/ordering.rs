@@ -97,3 +97,35 @@ after = [{{ component = "broken", condition = "completed" }}]
     );
     assert_eq!(d.stop(), Some(0));
 }
+
+#[test]
+fn log_ready_probe_gates_on_a_matching_output_line() {
+    let s = standin();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().display();
+    let toml = format!(
+        r#"
+[component.runtime]
+command = ["{s}", "--name", "runtime", "--ready-after", "400ms"]
+ready = {{ log = "\\] ready$" }}
+[component.agent]
+command = ["{s}", "--name", "agent", "--write-file", "{p}/agent.start"]
+after = ["runtime"]
+"#
+    );
+    let mut d = Daemon::start(&toml);
+    d.wait_state("agent", "running", T);
+    let started = d.ts_of("runtime", "starting").unwrap();
+    let ready = d.ts_of("runtime", "ready").unwrap();
+    assert!(
+        ready >= started + 350,
+        "ready at +{}ms, but the line comes after 400ms",
+        ready - started
+    );
+    let (_, agent_start) = wait_for("agent's start file", T, || {
+        read_start(&dir.path().join("agent.start"))
+    });
+    assert!(agent_start >= ready);
+    assert!(d.log("runtime").contains("[runtime] ready"));
+    assert_eq!(d.stop(), Some(0));
+}

@@ -179,6 +179,11 @@ impl Daemon {
             .and_then(|e| e["ts_ms"].as_u64())
     }
 
+    /// The daemon's PID.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
     /// Remembers a PID to kill at cleanup if it is still alive.
     pub fn track(&mut self, pid: u32) {
         self.pids.push(pid);
