@@ -75,7 +75,15 @@ pub fn command_lines(commands: &[Vec<String>]) -> Result<String, Error> {
     Ok(out)
 }
 
-type Waiters = Arc<Mutex<VecDeque<oneshot::Sender<Reply>>>>;
+/// Pending replies, in wire order, and whether the connection is gone (then nothing may be
+/// queued: nobody would ever answer it).
+#[derive(Default)]
+struct Queue {
+    waiters: VecDeque<oneshot::Sender<Reply>>,
+    closed: bool,
+}
+
+type Waiters = Arc<Mutex<Queue>>;
 
 /// A persistent control-mode connection to a private tmux server.
 pub struct Client {
@@ -107,7 +115,7 @@ impl Client {
         let mut stdin = child.stdin.take().ok_or(Error::Closed)?;
         let stdout = child.stdout.take().ok_or(Error::Closed)?;
 
-        let waiters: Waiters = Arc::new(Mutex::new(VecDeque::new()));
+        let waiters: Waiters = Arc::new(Mutex::new(Queue::default()));
         let (wtx, mut wrx) = mpsc::unbounded_channel::<String>();
         tokio::spawn(async move {
             while let Some(line) = wrx.recv().await {
@@ -151,9 +159,12 @@ impl Client {
             // Queue the waiters and the write under one lock so the order of the lines on
             // the wire is the order of the waiters.
             let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+            if w.closed {
+                return Err(Error::Closed);
+            }
             for _ in 0..n {
                 let (t, r) = oneshot::channel();
-                w.push_back(t);
+                w.waiters.push_back(t);
                 rxs.push(r);
             }
             self.writer.send(line).map_err(|_| Error::Closed)?;
@@ -215,6 +226,7 @@ async fn read_loop<R: tokio::io::AsyncRead + Unpin>(
                     let w = waiters
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
+                        .waiters
                         .pop_front();
                     if let Some(w) = w {
                         let reply = if err {
@@ -244,7 +256,8 @@ async fn read_loop<R: tokio::io::AsyncRead + Unpin>(
     }
     // Connection gone: every waiter learns it now rather than hanging.
     let mut w = waiters.lock().unwrap_or_else(|e| e.into_inner());
-    while let Some(t) = w.pop_front() {
+    w.closed = true;
+    while let Some(t) = w.waiters.pop_front() {
         let _ = t.send(Err(Error::Closed));
     }
     let _ = notes.send(Notification(b"exit".to_vec()));
