@@ -150,59 +150,48 @@ pub fn main(spec_path: &Path, first_run: u64) -> i32 {
             spec.name,
             std::process::id()
         ));
-        let mut run = match spawn(&spec) {
-            Ok(r) => r,
+        code = match spawn(&spec) {
             Err(msg) => {
                 let mut log = LogWriter::new(&spec.log_path, spec.log_max_size, spec.log_keep);
                 log.write(format!("[dmuc] {}: {msg}\n", spec.name).as_bytes());
                 eprintln!("[dmuc] {}: {msg}\r", spec.name);
                 link.say(&format!("spawn-failed {msg}"));
-                code = 127;
-                match idle(&sfd, &mut link) {
-                    Some(n) => {
-                        run_no = n;
-                        match read_spec(spec_path) {
-                            Ok(s) => spec = s,
-                            Err(e) => eprintln!("dmuc shim: {e}; reusing the previous spec\r"),
-                        }
-                        continue;
-                    }
-                    None => return code,
-                }
+                127
             }
-        };
-        link.say(&format!("start {}", run.pid));
-        supervise(&spec, &sfd, &mut link, &mut run);
-        let (line, c, text) = run
-            .status
-            .take()
-            .unwrap_or_else(|| ("exit code 255".into(), 255, "lost".into()));
-        link.say(&line);
-        let _ = writeln!(
-            std::io::stderr(),
-            "\r\n[dmuc] {} (pid {}) ended: {text}\r",
-            spec.name,
-            run.pid
-        );
-        code = c;
-        if run.closing {
-            return code;
-        }
-        match idle(&sfd, &mut link) {
-            Some(n) => {
-                run_no = n;
-                match read_spec(spec_path) {
-                    Ok(s) => spec = s,
-                    Err(e) => eprintln!("dmuc shim: {e}; reusing the previous spec\r"),
-                }
+            Ok(mut run) => {
+                link.say(&format!("start {}", run.pid));
+                supervise(&spec, &sfd, &mut link, &mut run);
+                let (line, c, text) = run
+                    .status
+                    .take()
+                    .unwrap_or_else(|| ("exit code 255".into(), 255, "lost".into()));
+                link.say(&line);
                 let _ = writeln!(
                     std::io::stderr(),
-                    "[dmuc] {}: starting again (run {run_no})\r",
-                    spec.name
+                    "\r\n[dmuc] {} (pid {}) ended: {text}\r",
+                    spec.name,
+                    run.pid
                 );
+                if run.closing {
+                    return c;
+                }
+                c
             }
-            None => return code,
+        };
+        // Between runs: wait for `run N`, then start again with the spec the daemon rewrote.
+        let Some(n) = idle(&sfd, &mut link) else {
+            return code;
+        };
+        run_no = n;
+        match read_spec(spec_path) {
+            Ok(s) => spec = s,
+            Err(e) => eprintln!("dmuc shim: {e}; reusing the previous spec\r"),
         }
+        let _ = writeln!(
+            std::io::stderr(),
+            "[dmuc] {}: starting again (run {run_no})\r",
+            spec.name
+        );
     }
 }
 
