@@ -1,0 +1,566 @@
+//! dmuc's control protocol, version 1: newline-delimited JSON over a Unix socket.
+//!
+//! Every frame is one JSON object on one line (at most [`MAX_FRAME`] bytes). A client sends
+//! requests `{"id": N, "verb": "...", ...arguments}`; the daemon answers each with exactly one
+//! terminal frame carrying the same id, `{"id": N, "result": {...}}` or
+//! `{"id": N, "error": {"code": ..., "message": ..., "hint": ...}}`, preceded for streaming
+//! verbs by any number of `{"id": N, "stream": {...}}` frames. The first request must be
+//! `hello`, which carries the protocol version. docs/protocol.md has every message.
+//!
+//! This crate holds only types and parsing: no I/O, so both sides and the tests share it.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The protocol version this build speaks ("MAJOR.MINOR"; majors must match).
+pub const VERSION: &str = "1.0";
+/// Its major part.
+pub const MAJOR: u32 = 1;
+/// The largest frame either side accepts, newline included.
+pub const MAX_FRAME: usize = 1 << 20;
+
+/// A request: an id chosen by the client and a verb with its arguments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// Echoed in every frame that answers this request.
+    pub id: u64,
+    /// What to do.
+    #[serde(flatten)]
+    pub verb: Verb,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The verbs and their arguments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "verb", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Verb {
+    /// Must come first: the client's protocol version.
+    Hello {
+        /// "MAJOR.MINOR".
+        version: String,
+        /// Free text naming the client, for the daemon's log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client: Option<String>,
+    },
+    /// Component states; all components when `names` is empty.
+    Status {
+        /// Components to show.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        names: Vec<String>,
+    },
+    /// Start components and what they depend on.
+    Start(Action),
+    /// Stop components and what depends on them.
+    Stop(Action),
+    /// Stop then start components.
+    Restart(Action),
+    /// Send a signal to a component's main process.
+    Signal {
+        /// Component.
+        name: String,
+        /// Name ("SIGHUP", "HUP") or number ("1").
+        signal: String,
+        /// Signal the whole process group instead.
+        #[serde(default)]
+        group: bool,
+    },
+    /// A component's log, from its log files.
+    Logs {
+        /// Component.
+        name: String,
+        /// Last lines to send first (default 10).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lines: Option<usize>,
+        /// Keep streaming what is written next.
+        #[serde(default)]
+        follow: bool,
+    },
+    /// The event log.
+    Events {
+        /// Only events with a greater sequence number.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<u64>,
+        /// Keep streaming new events.
+        #[serde(default)]
+        follow: bool,
+    },
+    /// The dependency graph with live states.
+    Graph {},
+    /// Re-read the config file.
+    Reload {},
+    /// Stop every component in order, then exit.
+    Shutdown {},
+    /// End a stream started by this connection.
+    Cancel {
+        /// The id of the streaming request.
+        stream: u64,
+    },
+}
+
+/// Arguments of `start`, `stop`, `restart`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Action {
+    /// Components.
+    pub names: Vec<String>,
+    /// Reply when the operation is done (default), or at once.
+    #[serde(default = "yes")]
+    pub wait: bool,
+    /// Give up waiting after this long (the operation itself goes on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+impl Verb {
+    /// The verb's name on the wire.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Verb::Hello { .. } => "hello",
+            Verb::Status { .. } => "status",
+            Verb::Start(_) => "start",
+            Verb::Stop(_) => "stop",
+            Verb::Restart(_) => "restart",
+            Verb::Signal { .. } => "signal",
+            Verb::Logs { .. } => "logs",
+            Verb::Events { .. } => "events",
+            Verb::Graph {} => "graph",
+            Verb::Reload {} => "reload",
+            Verb::Shutdown {} => "shutdown",
+            Verb::Cancel { .. } => "cancel",
+        }
+    }
+
+    /// Verbs anyone allowed to connect may use; the rest need write access.
+    pub fn read_only(&self) -> bool {
+        matches!(
+            self,
+            Verb::Hello { .. } | Verb::Status { .. } | Verb::Graph {} | Verb::Cancel { .. }
+        )
+    }
+}
+
+/// Every verb name, for "unknown verb" hints.
+pub const VERBS: &[&str] = &[
+    "hello", "status", "start", "stop", "restart", "signal", "logs", "events", "graph", "reload",
+    "shutdown", "cancel",
+];
+
+/// One frame from the daemon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    /// The request answered; `null` when the request's id could not be read.
+    pub id: Option<u64>,
+    /// Terminal result, terminal error, or one item of a stream.
+    #[serde(flatten)]
+    pub body: Body,
+}
+
+/// What a reply frame carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Body {
+    /// Success; ends the request.
+    Result(Value),
+    /// Failure; ends the request.
+    Error(ErrorReply),
+    /// One item of a streaming reply; more follow until a terminal frame.
+    Stream(StreamItem),
+}
+
+impl Reply {
+    /// A result frame.
+    pub fn result(id: u64, v: impl Serialize) -> Reply {
+        Reply {
+            id: Some(id),
+            body: Body::Result(serde_json::to_value(v).unwrap_or(Value::Null)),
+        }
+    }
+
+    /// An error frame.
+    pub fn error(id: Option<u64>, e: ErrorReply) -> Reply {
+        Reply {
+            id,
+            body: Body::Error(e),
+        }
+    }
+
+    /// A stream frame.
+    pub fn stream(id: u64, item: StreamItem) -> Reply {
+        Reply {
+            id: Some(id),
+            body: Body::Stream(item),
+        }
+    }
+
+    /// The frame as one line, newline included.
+    pub fn to_line(&self) -> String {
+        let mut s = serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"id":null,"error":{"code":"internal","message":"unserializable reply"}}"#.into()
+        });
+        s.push('\n');
+        s
+    }
+}
+
+/// Items of streaming replies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamItem {
+    /// Log lines, oldest first, without their newlines.
+    Lines(Vec<String>),
+    /// One event.
+    Event(EventRecord),
+    /// This many events were not sent to this client because it read too slowly.
+    Dropped(u64),
+}
+
+/// Error codes: stable, for scripts; the message is for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorCode {
+    /// The frame is not valid JSON (or not an object).
+    ParseError,
+    /// A field is missing, unknown or of the wrong type.
+    BadRequest,
+    /// No such verb.
+    UnknownVerb,
+    /// The frame exceeds [`MAX_FRAME`].
+    FrameTooLarge,
+    /// A request came before `hello`.
+    HelloRequired,
+    /// The client speaks another major version.
+    VersionMismatch,
+    /// No component of that name.
+    UnknownComponent,
+    /// The peer may not use this verb.
+    PermissionDenied,
+    /// The component has no process to signal.
+    NotRunning,
+    /// The operation ran and did not succeed (a component failed).
+    Failed,
+    /// The wait timed out; the operation goes on.
+    Timeout,
+    /// `cancel` named no stream of this connection.
+    UnknownStream,
+    /// `reload` found an invalid config; nothing changed.
+    ConfigInvalid,
+    /// `reload` found changes it cannot apply; nothing changed.
+    ReloadRejected,
+    /// The daemon is shutting down.
+    ShuttingDown,
+    /// A bug or a system error on the daemon's side.
+    Internal,
+}
+
+/// A typed error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    /// Stable code.
+    pub code: ErrorCode,
+    /// What went wrong.
+    pub message: String,
+    /// What to do about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    /// Details, e.g. what an operation did before it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+}
+
+impl ErrorReply {
+    /// An error without hint.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorReply {
+            code,
+            message: message.into(),
+            hint: None,
+            data: None,
+        }
+    }
+
+    /// Adds a hint.
+    pub fn hint(mut self, h: impl Into<String>) -> Self {
+        self.hint = Some(h.into());
+        self
+    }
+}
+
+/// Parses one frame (without its newline) into a request, or the error reply to send.
+pub fn parse_request(line: &[u8]) -> Result<Request, Box<Reply>> {
+    let bad = |id, code, msg: String, hint: Option<String>| {
+        Box::new(Reply::error(
+            id,
+            ErrorReply {
+                code,
+                message: msg,
+                hint,
+                data: None,
+            },
+        ))
+    };
+    let v: Value = serde_json::from_slice(line).map_err(|e| {
+        bad(
+            None,
+            ErrorCode::ParseError,
+            format!("invalid JSON: {e}"),
+            Some("send one JSON object per line".into()),
+        )
+    })?;
+    let Value::Object(mut map) = v else {
+        return Err(bad(
+            None,
+            ErrorCode::ParseError,
+            "a request must be a JSON object".into(),
+            Some(r#"e.g. {"id":1,"verb":"status"}"#.into()),
+        ));
+    };
+    let id = match map.remove("id") {
+        Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64(),
+        Some(_) => {
+            return Err(bad(
+                None,
+                ErrorCode::BadRequest,
+                "`id` must be a non-negative integer".into(),
+                None,
+            ));
+        }
+        None => {
+            return Err(bad(
+                None,
+                ErrorCode::BadRequest,
+                "missing field `id`".into(),
+                Some("every request carries an integer id, echoed in its replies".into()),
+            ));
+        }
+    };
+    let verb = match map.get("verb") {
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => {
+            return Err(bad(
+                id,
+                ErrorCode::BadRequest,
+                "`verb` must be a string".into(),
+                None,
+            ));
+        }
+        None => {
+            return Err(bad(
+                id,
+                ErrorCode::BadRequest,
+                "missing field `verb`".into(),
+                Some(format!("one of: {}", VERBS.join(", "))),
+            ));
+        }
+    };
+    if !VERBS.contains(&verb.as_str()) {
+        return Err(bad(
+            id,
+            ErrorCode::UnknownVerb,
+            format!("unknown verb `{verb}`"),
+            Some(format!("one of: {}", VERBS.join(", "))),
+        ));
+    }
+    match serde_json::from_value::<Verb>(Value::Object(map)) {
+        Ok(verb) => Ok(Request {
+            id: id.unwrap_or_default(),
+            verb,
+        }),
+        Err(e) => Err(bad(
+            id,
+            ErrorCode::BadRequest,
+            format!("bad arguments for `{verb}`: {e}"),
+            Some("see docs/protocol.md for each verb's fields".into()),
+        )),
+    }
+}
+
+/// True when `client` ("MAJOR.MINOR") can talk to this daemon.
+pub fn compatible(client: &str) -> bool {
+    client
+        .split('.')
+        .next()
+        .and_then(|m| m.parse::<u32>().ok())
+        .is_some_and(|m| m == MAJOR)
+}
+
+/// `hello`'s result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HelloResult {
+    /// The daemon's protocol version.
+    pub version: String,
+    /// The daemon's program version.
+    pub server: String,
+    /// The daemon's PID.
+    pub pid: u32,
+    /// The peer's uid as the daemon saw it.
+    pub uid: u32,
+    /// The peer may use mutating verbs.
+    pub can_write: bool,
+}
+
+/// `status`'s result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusResult {
+    /// About the daemon.
+    pub daemon: DaemonInfo,
+    /// The components asked for, in config order.
+    pub components: Vec<ComponentStatus>,
+}
+
+/// About the daemon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    /// PID.
+    pub pid: u32,
+    /// Program version.
+    pub version: String,
+    /// Since when it runs.
+    pub uptime_ms: u64,
+    /// The config file.
+    pub config: String,
+    /// tmux socket (for `attach`).
+    pub tmux_socket: String,
+    /// tmux session.
+    pub session: String,
+    /// Log directory.
+    pub log_dir: String,
+    /// Shutting down.
+    pub stopping: bool,
+}
+
+/// One component's status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComponentStatus {
+    /// Name.
+    pub name: String,
+    /// "service" or "oneshot".
+    pub kind: String,
+    /// State name (see docs/glossary.md).
+    pub state: String,
+    /// Main process PID when running.
+    pub pid: Option<u32>,
+    /// Current run number.
+    pub run: u64,
+    /// Restarts by policy.
+    pub restarts: u32,
+    /// Time since the current run was launched, while it runs.
+    pub uptime_ms: Option<u64>,
+    /// Time in the current state.
+    pub since_ms: Option<u64>,
+    /// Ready probe verdict: `None` without a ready probe.
+    pub ready: Option<bool>,
+    /// How the last run ended.
+    pub last_exit: Option<String>,
+    /// Why it is pending, failed or still starting.
+    pub reason: Option<String>,
+    /// tmux window id.
+    pub window: Option<String>,
+}
+
+/// One event of the event log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// Sequence number, increasing by one, kept across daemon restarts.
+    pub seq: u64,
+    /// Wall-clock time, microseconds since the Unix epoch.
+    pub ts_us: u64,
+    /// The component, when the event is about one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+    /// What happened.
+    #[serde(flatten)]
+    pub what: EventWhat,
+}
+
+/// What an event says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventWhat {
+    /// A state change.
+    State {
+        /// Old state.
+        from: String,
+        /// New state.
+        to: String,
+        /// Why.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// A run ended.
+    Exit {
+        /// Its PID.
+        pid: Option<u32>,
+        /// Exit code, when it exited.
+        code: Option<i32>,
+        /// Signal number, when killed.
+        signal: Option<i32>,
+        /// Human-readable status.
+        status: String,
+        /// The last lines of its log.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tail: Vec<String>,
+    },
+    /// A probe's verdict changed.
+    Probe {
+        /// "ready" or "liveness".
+        role: String,
+        /// Verdict.
+        ok: bool,
+        /// Failure detail.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+    /// About the daemon itself.
+    Daemon {
+        /// What.
+        message: String,
+    },
+}
+
+/// `start`/`stop`/`restart`'s result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionResult {
+    /// Waited until done (false with `wait: false`).
+    pub done: bool,
+    /// The state changes it caused, in order.
+    pub changes: Vec<EventRecord>,
+}
+
+/// `graph`'s result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GraphResult {
+    /// Components, in config order.
+    pub nodes: Vec<GraphNode>,
+    /// Dependencies.
+    pub edges: Vec<GraphEdge>,
+}
+
+/// A node of the graph.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GraphNode {
+    /// Name.
+    pub name: String,
+    /// Start level (0 = no dependencies).
+    pub level: usize,
+    /// Current state.
+    pub state: String,
+}
+
+/// `from` waits for `to` to reach `condition`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GraphEdge {
+    /// The dependent.
+    pub from: String,
+    /// The dependency.
+    pub to: String,
+    /// "started", "ready" or "completed".
+    pub condition: String,
+}
+
+#[cfg(test)]
+mod tests;
