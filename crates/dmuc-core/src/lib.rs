@@ -20,13 +20,18 @@
 //! - [`state`]: `State`, `ExitStatus`, `Unit`.
 //! - [`machine`]: `Supervisor`, `Input`, `Effect`, `Event`.
 //! - [`probe`]: threshold counting for probe results.
+//! - [`wait`]: when an operator request is done.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod machine;
 pub mod probe;
 pub mod state;
+#[cfg(test)]
+pub(crate) mod testkit;
+pub mod wait;
 
 pub use machine::{Effect, Event, Input, ProbeRole, Request, Supervisor};
 pub use probe::ProbeCounter;
 pub use state::{ExitStatus, State, Unit};
+pub use wait::{Verdict, Wait, WaitKind};
