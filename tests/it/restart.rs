@@ -85,7 +85,7 @@ start-limit = {{ burst = 4, interval = "1m" }}
         .events()
         .iter()
         .filter(|e| e["component"] == "flappy" && e["event"] == "state" && e["to"] == "starting")
-        .map(|e| e["ts_ms"].as_u64().unwrap())
+        .map(|e| e["ts_us"].as_u64().unwrap() / 1000)
         .collect();
     assert_eq!(starts.len(), 4, "exactly burst starts: {starts:?}");
     for w in starts.windows(2) {

@@ -176,7 +176,7 @@ impl Daemon {
     /// Timestamp (ms) of the first transition of `name` to `to`.
     pub fn ts_of(&self, name: &str, to: &str) -> Option<u64> {
         self.event(|e| e["component"] == name && e["event"] == "state" && e["to"] == to)
-            .and_then(|e| e["ts_ms"].as_u64())
+            .and_then(|e| e["ts_us"].as_u64().map(|us| us / 1000))
     }
 
     /// The daemon's PID.

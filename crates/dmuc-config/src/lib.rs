@@ -16,6 +16,7 @@
 pub mod diag;
 pub mod duration;
 pub mod expand;
+pub mod file;
 pub mod graph;
 pub mod model;
 pub mod parse;
@@ -23,6 +24,7 @@ pub mod paths;
 pub mod signal;
 
 pub use diag::{ConfigError, Diagnostic};
+pub use file::{load_file, summary};
 pub use graph::Graph;
 pub use model::*;
 pub use parse::{parse_config, parse_config_with};

@@ -39,6 +39,8 @@ pub struct DaemonConfig {
     pub history_limit: u32,
     /// Group allowed to use the control socket (`group`), used by the control protocol.
     pub group: Option<String>,
+    /// Peers without write access may still read status (`public-status`, default true).
+    pub public_status: bool,
 }
 
 impl DaemonConfig {
@@ -49,6 +51,7 @@ impl DaemonConfig {
             log_max_size: 10 * 1024 * 1024,
             log_keep: 5,
             history_limit: 2000,
+            public_status: true,
             ..Default::default()
         }
     }

@@ -29,6 +29,7 @@ const DAEMON_KEYS: &[&str] = &[
     "log-keep",
     "history-limit",
     "group",
+    "public-status",
 ];
 const COMPONENT_KEYS: &[&str] = &[
     "description",
@@ -425,6 +426,9 @@ impl<'a> Cx<'a> {
         }
         if let Some(n) = self.uint(t, "history-limit", "daemon", 0, 1_000_000) {
             d.history_limit = n as u32;
+        }
+        if let Some(b) = self.boolean(t, "public-status", "daemon") {
+            d.public_status = b;
         }
         d
     }

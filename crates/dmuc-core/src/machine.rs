@@ -320,7 +320,11 @@ impl Supervisor {
         match r {
             Request::Start(comps) => {
                 for c in self.with_deps(&comps) {
-                    self.want_up(c);
+                    if comps.contains(&c) {
+                        self.want_up(c);
+                    } else {
+                        self.want_dep_up(c);
+                    }
                 }
             }
             Request::Stop(comps) => {
@@ -336,7 +340,7 @@ impl Supervisor {
             Request::Restart(comps) => {
                 for c in self.with_deps(&comps) {
                     if !comps.contains(&c) {
-                        self.want_up(c);
+                        self.want_dep_up(c);
                     }
                 }
                 for c in comps {
@@ -383,6 +387,16 @@ impl Supervisor {
             u.state = State::Pending {
                 reason: "start requested".into(),
             };
+        }
+    }
+
+    /// A dependency of what was asked for: like `want_up`, except that a oneshot that already
+    /// completed stays completed (its work is done; running it again is not what was asked).
+    fn want_dep_up(&mut self, c: usize) {
+        if self.units[c].state == State::Completed {
+            self.units[c].want_up = true;
+        } else {
+            self.want_up(c);
         }
     }
 

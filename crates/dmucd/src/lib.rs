@@ -13,11 +13,17 @@
 //! - the pane side (shim, launch spec, log files) is the `dmuc-shim` crate.
 //! - [`shimlink`]: the daemon side of the shim socket.
 //! - [`probe`]: tcp/http/exec/file probes.
-//! - [`runtime`]: the actor.
+//! - [`control`]: the control socket (binding, authorization, framing).
+//! - [`events`]: the event log (file, ring, followers).
+//! - [`logs`]: `logs` from the log files, with inotify following.
+//! - [`runtime`]: the actor; its `requests` submodule answers the control protocol.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod backend;
+pub mod control;
+pub mod events;
+pub mod logs;
 pub mod probe;
 pub mod runtime;
 pub mod shimlink;
@@ -118,6 +124,7 @@ fn lock(state_dir: &Path) -> anyhow::Result<Lock> {
 /// Runs the graph until `stop` delivers a message (a second one forces the stop).
 pub async fn run(
     cfg: Config,
+    config_path: PathBuf,
     overrides: Overrides,
     mut stop: mpsc::UnboundedReceiver<()>,
 ) -> anyhow::Result<()> {
@@ -125,8 +132,20 @@ pub async fn run(
     for d in [&paths.state_dir, &paths.log_dir] {
         std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
     }
+    // The socket checks come first: "another dmucd is listening" is the clearest refusal.
+    let policy = std::sync::Arc::new(control::Policy::new(
+        cfg.daemon.group.as_deref(),
+        cfg.daemon.public_status,
+    ));
+    let listener = control::bind(&paths.socket, policy.gid)?;
     if let Some(parent) = paths.tmux_socket.parent() {
-        private_dir(parent)?;
+        // Not private: it may also hold the control socket. tmux's socket and dmucd.run/
+        // are private themselves.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
     }
     private_dir(&paths.runtime_dir)?;
     private_dir(&paths.runtime_dir.join("spec"))?;
@@ -154,8 +173,12 @@ pub async fn run(
             }
         }
     });
-    let rt = runtime::Runtime::new(cfg, paths.clone(), tmux, notes, tx, rx);
+    let server = tokio::spawn(control::serve(listener, policy, tx.clone()));
+    tracing::info!(socket = %paths.socket.display(), "control socket listening");
+    let rt = runtime::Runtime::new(cfg, config_path, paths.clone(), tmux, notes, tx, rx);
     let result = rt.run().await;
+    server.abort();
+    let _ = std::fs::remove_file(&paths.socket);
     let _ = std::fs::remove_file(paths.runtime_dir.join("shim.sock"));
     let _ = std::fs::remove_dir_all(paths.runtime_dir.join("spec"));
     result
@@ -163,43 +186,10 @@ pub async fn run(
 
 /// Reads and validates a config file, defining `${dmucd-dir}` (the directory of this binary).
 pub fn load_config(path: &Path) -> Result<Config, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("dmucd: cannot read {}: {e}", path.display()))?;
-    let mut builtins = std::collections::BTreeMap::new();
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-    {
-        builtins.insert("dmucd-dir".to_string(), dir.display().to_string());
-    }
-    dmuc_config::parse_config_with(&text, path, &|k| std::env::var(k).ok(), &builtins)
-        .map_err(|e| e.to_string())
+    dmuc_config::load_file(path)
 }
 
 /// Prints the `--check` summary of a valid config: components in start order, by level.
 pub fn check_summary(cfg: &Config) -> String {
-    use std::fmt::Write;
-    let g = &cfg.graph;
-    let mut s = format!("config OK: {} components\n", g.len());
-    for (i, level) in g.levels().iter().enumerate() {
-        let _ = writeln!(s, "  level {i}:");
-        for name in level {
-            let Some(c) = g.get(name) else { continue };
-            let after: Vec<String> = c
-                .after
-                .iter()
-                .map(|d| format!("{} ({})", d.component, d.condition.as_str()))
-                .collect();
-            let ready = c
-                .ready
-                .as_ref()
-                .map_or("-".to_string(), |p| p.check.kind().to_string());
-            let _ = write!(s, "    {name:<24} ready: {ready:<5}");
-            if !after.is_empty() {
-                let _ = write!(s, " after: {}", after.join(", "));
-            }
-            s.push('\n');
-        }
-    }
-    s
+    dmuc_config::summary(cfg)
 }

@@ -127,7 +127,7 @@ fn main() -> ExitCode {
                 }
             }
         });
-        dmucd::run(cfg, overrides, rx).await
+        dmucd::run(cfg, path, overrides, rx).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

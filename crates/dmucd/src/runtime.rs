@@ -3,25 +3,28 @@
 //! Waiting is event-driven: a `select!` over the message channel, tmux notifications and the
 //! earliest timer; nothing wakes up when nothing is due.
 
-use std::collections::BTreeSet;
-use std::fs::File;
-use std::io::Write;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use dmuc_config::{Check, Config, StopScope};
-use dmuc_core::{Effect, Event, ExitStatus, Input, ProbeRole, Request, State, Supervisor};
+use dmuc_core::{Effect, Event, ExitStatus, Input, ProbeRole, Request, State, Supervisor, Wait};
+use dmuc_proto::{EventRecord, EventWhat};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::Paths;
 use crate::backend::{Pane, Tmux};
+use crate::control::Conn;
+use crate::events::EventLog;
 use crate::shimlink::ShimWhat;
 use dmuc_shim::spec::LaunchSpec;
+
+/// Lines of output carried by an exit event.
+const EXIT_TAIL_LINES: usize = 5;
 
 /// How long a launched shim has to report its program's PID.
 const SHIM_DEADLINE: Duration = Duration::from_secs(10);
@@ -80,12 +83,34 @@ pub enum Msg {
     },
     /// SIGTERM/SIGINT: the first stops in order, the second forces.
     Stop,
+    /// A request from the control socket, already authorized.
+    Control {
+        /// Where to answer.
+        conn: Conn,
+        /// The request.
+        req: dmuc_proto::Request,
+    },
+    /// A control connection ended: its waits and streams end too.
+    ConnClosed {
+        /// Connection id.
+        conn: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKey {
     Core { comp: usize, token: u64 },
     ShimDeadline { comp: usize, run: u64 },
+    Wait { id: u64 },
+}
+
+/// An operator request waiting to be done before it is answered.
+struct Waiter {
+    conn: Conn,
+    req: u64,
+    wait: Wait,
+    changes: Vec<EventRecord>,
+    deadline: Option<Instant>,
 }
 
 struct Slot {
@@ -117,15 +142,25 @@ pub struct Runtime {
     tx: mpsc::UnboundedSender<Msg>,
     rx: mpsc::UnboundedReceiver<Msg>,
     base_env: Vec<(String, String)>,
-    events: Option<File>,
-    seq: u64,
+    events: EventLog,
     dirty: bool,
+    /// Shutdown under way.
+    stopping: bool,
+    config_path: PathBuf,
+    started: Instant,
+    waiters: BTreeMap<u64, Waiter>,
+    next_waiter: u64,
+    /// Streaming replies in progress, by (connection, request id).
+    streams: HashMap<(u64, u64), AbortHandle>,
 }
+
+mod requests;
 
 impl Runtime {
     /// Builds the actor around a started tmux server.
     pub fn new(
         cfg: Config,
+        config_path: PathBuf,
         paths: Paths,
         tmux: Tmux,
         notes: mpsc::UnboundedReceiver<dmuc_tmux::Notification>,
@@ -136,11 +171,7 @@ impl Runtime {
         let base_env = std::env::vars()
             .filter(|(k, _)| k != "TMUX" && k != "TMUX_PANE")
             .collect();
-        let events = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(paths.state_dir.join("events.jsonl"))
-            .ok();
+        let events = EventLog::open(&paths.state_dir.join("events.jsonl"));
         Runtime {
             sup: Supervisor::new(cfg.graph.clone()),
             cfg,
@@ -164,20 +195,25 @@ impl Runtime {
             rx,
             base_env,
             events,
-            seq: 0,
             dirty: true,
+            stopping: false,
+            config_path,
+            started: Instant::now(),
+            waiters: BTreeMap::new(),
+            next_waiter: 0,
+            streams: HashMap::new(),
         }
     }
 
     /// Runs the graph until a stop request has stopped everything.
     pub async fn run(mut self) -> anyhow::Result<()> {
         self.feed(Input::Boot);
-        let mut stopping = false;
         loop {
             if self.dirty {
+                self.check_waiters();
                 self.write_status();
             }
-            if stopping && self.sup.all_down() {
+            if self.stopping && self.sup.all_down() {
                 break;
             }
             let next = self.timers.first().map(|(t, _)| *t);
@@ -185,14 +221,12 @@ impl Runtime {
                 msg = self.rx.recv() => {
                     let Some(msg) = msg else { break };
                     if let Msg::Stop = msg {
-                        if stopping {
+                        if self.stopping {
                             tracing::warn!("second stop request: killing every component now");
                             self.force_kill();
                             break;
                         }
-                        stopping = true;
-                        tracing::info!("stopping all components in reverse dependency order");
-                        self.feed(Input::Request(Request::Shutdown));
+                        self.shutdown();
                     } else {
                         self.on_msg(msg);
                         // Take what else is already queued before writing status once: at
@@ -212,7 +246,7 @@ impl Runtime {
                 note = self.notes.recv() => {
                     let gone = note.as_ref().is_none_or(|n| n.name() == b"exit");
                     if gone {
-                        if stopping {
+                        if self.stopping {
                             break;
                         }
                         self.tmux_lost().await?;
@@ -226,6 +260,21 @@ impl Runtime {
         self.write_status();
         self.tmux.kill_server().await;
         Ok(())
+    }
+
+    fn shutdown(&mut self) {
+        if self.stopping {
+            return;
+        }
+        self.stopping = true;
+        tracing::info!("stopping all components in reverse dependency order");
+        self.events.push(
+            None,
+            EventWhat::Daemon {
+                message: "shutdown: stopping every component".into(),
+            },
+        );
+        self.feed(Input::Request(Request::Shutdown));
     }
 
     fn feed(&mut self, input: Input) {
@@ -314,6 +363,21 @@ impl Runtime {
                 detail,
             } => {
                 if self.sup.unit(comp).run == run {
+                    let role_name = if role == ProbeRole::Ready {
+                        "ready"
+                    } else {
+                        "liveness"
+                    };
+                    let name = self.name(comp).to_string();
+                    let rec = self.events.push(
+                        Some(&name),
+                        EventWhat::Probe {
+                            role: role_name.into(),
+                            ok,
+                            detail: detail.clone(),
+                        },
+                    );
+                    self.record_for_waiters(comp, &rec);
                     self.slots[comp].note = detail.map(|d| {
                         format!(
                             "{} probe: {d}",
@@ -352,6 +416,8 @@ impl Runtime {
                     }
                 }
             }
+            Msg::Control { conn, req } => self.request(conn, req),
+            Msg::ConnClosed { conn } => self.conn_closed(conn),
             Msg::Stop => {}
         }
     }
@@ -365,6 +431,7 @@ impl Runtime {
             self.timers.pop_first();
             match key {
                 TimerKey::Core { comp, token } => self.feed(Input::Timer { comp, token }),
+                TimerKey::Wait { id } => self.wait_timed_out(id),
                 TimerKey::ShimDeadline { comp, run } => {
                     let u = self.sup.unit(comp);
                     if u.run == run && u.pid.is_none() && u.state.is_active() {
@@ -558,67 +625,55 @@ impl Runtime {
     }
 
     fn event(&mut self, ev: Event) {
-        self.seq += 1;
-        let ts_us = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(0);
-        let ts_ms = ts_us / 1000;
-        let record = match &ev {
+        let (comp, what) = match ev {
             Event::State {
                 comp,
                 from,
                 to,
                 reason,
             } => {
-                let name = self.name(*comp);
-                match reason {
+                let name = self.name(comp);
+                match &reason {
                     Some(r) => tracing::info!(component = %name, "{from} -> {to}: {r}"),
                     None => tracing::info!(component = %name, "{from} -> {to}"),
                 }
-                json!({"seq": self.seq, "ts_ms": ts_ms, "ts_us": ts_us, "component": name, "event": "state", "from": from, "to": to, "reason": reason})
+                (
+                    comp,
+                    EventWhat::State {
+                        from: from.into(),
+                        to: to.into(),
+                        reason,
+                    },
+                )
             }
             Event::Exit { comp, pid, status } => {
-                let name = self.name(*comp);
-                tracing::info!(component = %name, pid, "{status}");
+                tracing::info!(component = %self.name(comp), pid, "{status}");
                 let (code, signal) = match status {
-                    ExitStatus::Code(c) => (Some(*c), None),
-                    ExitStatus::Signal { signal, .. } => (None, Some(*signal)),
+                    ExitStatus::Code(c) => (Some(c), None),
+                    ExitStatus::Signal { signal, .. } => (None, Some(signal)),
                     ExitStatus::Lost(_) => (None, None),
                 };
-                json!({"seq": self.seq, "ts_ms": ts_ms, "ts_us": ts_us, "component": name, "event": "exit", "pid": pid, "code": code, "signal": signal, "status": status.to_string()})
+                let log = self.paths.log_dir.join(format!("{}.log", self.name(comp)));
+                (
+                    comp,
+                    EventWhat::Exit {
+                        pid,
+                        code,
+                        signal,
+                        status: status.to_string(),
+                        tail: crate::logs::tail(&log, EXIT_TAIL_LINES).0,
+                    },
+                )
             }
         };
-        if let Some(f) = self.events.as_mut() {
-            let _ = writeln!(f, "{record}");
-        }
+        let name = self.name(comp).to_string();
+        let rec = self.events.push(Some(&name), what);
+        self.record_for_waiters(comp, &rec);
     }
 
     fn write_status(&mut self) {
         self.dirty = false;
-        let now = Instant::now().into_std();
-        let comps: Vec<_> = (0..self.slots.len())
-            .map(|comp| {
-                let u = self.sup.unit(comp);
-                let reason = match &u.state {
-                    State::Pending { reason } | State::Failed { reason } => Some(reason.clone()),
-                    State::Starting => self.slots[comp].note.clone(),
-                    _ => None,
-                };
-                json!({
-                    "name": self.name(comp),
-                    "state": u.state.name(),
-                    "pid": u.pid,
-                    "run": u.run,
-                    "restarts": u.restarts,
-                    "since_ms": u.since.map(|s| now.saturating_duration_since(s).as_millis() as u64),
-                    "last_exit": u.last_exit.as_ref().map(|e| e.to_string()),
-                    "reason": reason,
-                    "window": self.slots[comp].pane.as_ref().map(|p| p.window.clone()),
-                })
-            })
-            .collect();
-        let doc = json!({"pid": std::process::id(), "components": comps});
+        let doc = serde_json::json!({"pid": std::process::id(), "components": self.statuses(&[])});
         let path = self.paths.state_dir.join("status.json");
         let tmp: PathBuf = self.paths.state_dir.join("status.json.tmp");
         if std::fs::write(&tmp, doc.to_string())

@@ -329,6 +329,24 @@ fn stop_takes_dependents_and_start_takes_dependencies() {
 }
 
 #[test]
+fn start_keeps_a_completed_oneshot_dependency_but_reruns_a_named_one() {
+    let mut h = H::new(CLUSTER);
+    h.feed(Input::Boot);
+    h.exited("certs", ExitStatus::Code(0));
+    assert_eq!(h.state("certs"), "completed");
+    h.feed(Input::Request(Request::Stop(vec![h.i("api")])));
+    let fx = h.feed(Input::Request(Request::Start(vec![h.i("api")])));
+    assert!(!h.launched(&fx).contains(&"certs".to_string()));
+    assert_eq!(h.state("certs"), "completed");
+    let fx = h.feed(Input::Request(Request::Start(vec![h.i("certs")])));
+    assert_eq!(
+        h.launched(&fx),
+        vec!["certs"],
+        "asked for by name: run again"
+    );
+}
+
+#[test]
 fn restart_request_relaunches_without_counting_a_failure() {
     let mut h = H::new("[component.a]\ncommand=[\"a\"]\n");
     h.feed(Input::Boot);

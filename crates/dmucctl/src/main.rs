@@ -1,0 +1,420 @@
+//! `dmucctl`: the thin client of dmucd. It parses arguments, sends one request, prints the
+//! reply; all logic lives in the daemon.
+//!
+//! Exit codes: 0 ok, 1 the operation failed, 2 usage error, 3 daemon not reachable.
+
+mod client;
+mod render;
+
+use std::io::{IsTerminal, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use dmuc_proto::{
+    Action, ActionResult, ErrorCode, EventRecord, GraphResult, StatusResult, StreamItem, Verb,
+};
+use serde_json::Value;
+
+use client::{CallError, Client};
+use render::Style;
+
+/// Control dmucd, the dmuc supervisor: status, start/stop/restart, logs, events, attach.
+#[derive(Parser, Debug)]
+#[command(name = "dmucctl", version, propagate_version = true)]
+struct Cli {
+    /// The daemon's control socket [default: /run/dmuc/dmucd.sock for root,
+    /// $XDG_RUNTIME_DIR/dmuc/dmucd.sock otherwise].
+    #[arg(long, global = true, env = "DMUC_SOCKET", value_name = "PATH")]
+    socket: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Show components: state, PID, uptime, restarts, readiness, last exit, reason.
+    Status {
+        /// Only these components.
+        names: Vec<String>,
+        /// Print the daemon's JSON reply (for scripts).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start components (and what they depend on first); waits until they are up.
+    Start(ActionArgs),
+    /// Stop components (and what depends on them first); waits until they are down.
+    Stop(ActionArgs),
+    /// Restart components; waits until their new run is up.
+    Restart(ActionArgs),
+    /// Send a signal to a component's main process.
+    Signal {
+        /// Component.
+        name: String,
+        /// Signal: SIGHUP, HUP or 1.
+        signal: String,
+        /// Signal the whole process group.
+        #[arg(long)]
+        group: bool,
+    },
+    /// Print a component's log (from its log files, so it spans restarts).
+    Logs {
+        /// Component.
+        name: String,
+        /// Lines to print from the end.
+        #[arg(short = 'n', long, default_value_t = 10)]
+        lines: usize,
+        /// Keep printing what it writes next.
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+    /// Print the event log: state changes, exits, probe verdicts.
+    Events {
+        /// Keep printing new events.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only events after this sequence number (resume where you left off).
+        #[arg(long, value_name = "SEQ")]
+        since: Option<u64>,
+        /// One JSON record per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the dependency graph with live states.
+    Graph {
+        /// Graphviz dot output.
+        #[arg(long)]
+        dot: bool,
+    },
+    /// Re-read the config file (changes are refused for now: nothing is half-applied).
+    Reload,
+    /// Stop every component in reverse dependency order; dmucd then exits.
+    Shutdown {
+        /// Return once the shutdown has begun.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Attach to dmuc's tmux session, on NAME's window (the overview without NAME).
+    Attach {
+        /// Component.
+        name: Option<String>,
+    },
+    /// Validate a config file offline (same output as `dmucd --config FILE --check`).
+    Check {
+        /// The config file.
+        file: PathBuf,
+    },
+    /// Print dmucctl's version and the daemon's.
+    Version,
+    /// Print shell completions.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout.
+    #[command(hide = true)]
+    Man,
+}
+
+#[derive(clap::Args, Debug)]
+struct ActionArgs {
+    /// Components.
+    #[arg(required = true)]
+    names: Vec<String>,
+    /// Return at once instead of waiting until done.
+    #[arg(long)]
+    no_wait: bool,
+    /// Stop waiting after this long ("30s", "2m"); the operation goes on.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    timeout: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    dmuc_config::duration::parse_duration(s)
+}
+
+const OK: u8 = 0;
+const FAILED: u8 = 1;
+const UNREACHABLE: u8 = 3;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let style = Style {
+        color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let socket = cli.socket.clone().unwrap_or_else(default_socket);
+    let code = match run(cli.cmd, &socket, style) {
+        Ok(c) => c,
+        Err(e) => report(&e),
+    };
+    ExitCode::from(code)
+}
+
+fn default_socket() -> PathBuf {
+    let uid = nix::unistd::geteuid();
+    let env = dmuc_config::paths::PathEnv {
+        is_root: uid.is_root(),
+        uid: uid.as_raw(),
+        xdg_runtime_dir: std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
+        xdg_state_home: None,
+        home: None,
+    };
+    dmuc_config::paths::Paths::defaults(&env).socket
+}
+
+fn report(e: &CallError) -> u8 {
+    match e {
+        CallError::Unreachable { path, err } => {
+            eprintln!("dmucctl: cannot reach dmucd at {}: {err}", path.display());
+            eprintln!(
+                "hint: is dmucd running? Start it with `dmucd --config FILE`, or point at its socket with --socket or DMUC_SOCKET"
+            );
+            UNREACHABLE
+        }
+        CallError::Remote(r) => {
+            eprintln!("dmucctl: {}", r.message);
+            if let Some(h) = &r.hint {
+                eprintln!("hint: {h}");
+            }
+            FAILED
+        }
+        CallError::Broken(m) => {
+            eprintln!("dmucctl: {m}");
+            FAILED
+        }
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, CallError> {
+    serde_json::from_value(v).map_err(|e| CallError::Broken(format!("unexpected reply: {e}")))
+}
+
+fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        Cmd::Check { file } => {
+            return Ok(match dmuc_config::load_file(&file) {
+                Ok(cfg) => {
+                    print!("{}", dmuc_config::summary(&cfg));
+                    OK
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    FAILED
+                }
+            });
+        }
+        Cmd::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "dmucctl", &mut out);
+            return Ok(OK);
+        }
+        Cmd::Man => {
+            let _ = clap_mangen::Man::new(Cli::command()).render(&mut out);
+            return Ok(OK);
+        }
+        Cmd::Version => {
+            println!(
+                "dmucctl {} (protocol {})",
+                env!("CARGO_PKG_VERSION"),
+                dmuc_proto::VERSION
+            );
+            match Client::connect(socket) {
+                Ok(c) => println!(
+                    "{} (protocol {}, pid {})",
+                    c.hello.server, c.hello.version, c.hello.pid
+                ),
+                Err(CallError::Unreachable { .. }) => {
+                    println!("dmucd: not reachable at {}", socket.display())
+                }
+                Err(e) => return Err(e),
+            }
+            return Ok(OK);
+        }
+        _ => {}
+    }
+    let mut c = Client::connect(socket)?;
+    match cmd {
+        Cmd::Status { names, json } => {
+            let v = c.call(Verb::Status { names })?;
+            if json {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&v).unwrap_or_default()
+                );
+            } else {
+                let s: StatusResult = parse(v)?;
+                let _ = write!(out, "{}", render::status_table(&s.components, style));
+                if s.daemon.stopping {
+                    let _ = writeln!(out, "(dmucd is shutting down)");
+                }
+            }
+        }
+        Cmd::Start(a) => return action(&mut c, Verb::Start, a, style),
+        Cmd::Stop(a) => return action(&mut c, Verb::Stop, a, style),
+        Cmd::Restart(a) => return action(&mut c, Verb::Restart, a, style),
+        Cmd::Signal {
+            name,
+            signal,
+            group,
+        } => {
+            let v = c.call(Verb::Signal {
+                name: name.clone(),
+                signal,
+                group,
+            })?;
+            let _ = writeln!(
+                out,
+                "{name}: sent {} to {}{}",
+                v["signal"].as_str().unwrap_or("?"),
+                if group { "process group " } else { "pid " },
+                v["pid"]
+            );
+        }
+        Cmd::Logs {
+            name,
+            lines,
+            follow,
+        } => {
+            let verb = Verb::Logs {
+                name,
+                lines: Some(lines),
+                follow,
+            };
+            let v = c.stream(verb, |item| {
+                if let StreamItem::Lines(ls) = item {
+                    for l in ls {
+                        if writeln!(out, "{l}").is_err() {
+                            return false; // stdout closed (| head)
+                        }
+                    }
+                    let _ = out.flush();
+                }
+                true
+            })?;
+            for l in v["lines"].as_array().into_iter().flatten() {
+                let _ = writeln!(out, "{}", l.as_str().unwrap_or_default());
+            }
+        }
+        Cmd::Events {
+            follow,
+            since,
+            json,
+        } => {
+            let mut print = |e: &EventRecord| -> bool {
+                let line = if json {
+                    serde_json::to_string(e).unwrap_or_default()
+                } else {
+                    render::event_line(e, style)
+                };
+                let ok = writeln!(out, "{line}").is_ok();
+                let _ = out.flush();
+                ok
+            };
+            let v = c.stream(Verb::Events { since, follow }, |item| match item {
+                StreamItem::Event(e) => print(&e),
+                StreamItem::Dropped(n) => {
+                    eprintln!("dmucctl: {n} events dropped (this terminal read too slowly); `dmucctl events --since SEQ` has them");
+                    true
+                }
+                StreamItem::Lines(_) => true,
+            })?;
+            let events: Vec<EventRecord> =
+                parse(v.get("events").cloned().unwrap_or(Value::Array(vec![])))?;
+            for e in &events {
+                print(e);
+            }
+        }
+        Cmd::Graph { dot } => {
+            let g: GraphResult = parse(c.call(Verb::Graph {})?)?;
+            let text = if dot {
+                render::graph_dot(&g)
+            } else {
+                render::graph_text(&g, style)
+            };
+            let _ = write!(out, "{text}");
+        }
+        Cmd::Reload => {
+            let v = c.call(Verb::Reload {})?;
+            let _ = writeln!(out, "{}", v["message"].as_str().unwrap_or("reloaded"));
+        }
+        Cmd::Shutdown { no_wait } => {
+            c.call(Verb::Shutdown {})?;
+            if no_wait {
+                let _ = writeln!(out, "dmucd (pid {}) is shutting down", c.hello.pid);
+            } else {
+                let _ = writeln!(
+                    out,
+                    "dmucd (pid {}) is stopping every component...",
+                    c.hello.pid
+                );
+                let _ = out.flush();
+                c.wait_closed();
+                let _ = writeln!(out, "dmucd stopped");
+            }
+        }
+        Cmd::Attach { name } => {
+            let s: StatusResult = parse(c.call(Verb::Status {
+                names: name.iter().cloned().collect(),
+            })?)?;
+            let target = match &name {
+                Some(n) => format!("={}:={n}", s.daemon.session),
+                None => format!("={}:=dmuc", s.daemon.session),
+            };
+            drop(c);
+            let err = std::process::Command::new("tmux")
+                .arg("-S")
+                .arg(&s.daemon.tmux_socket)
+                .args(["attach-session", "-t", &target])
+                // Inside another tmux, attaching to ours is what the operator asked for.
+                .env_remove("TMUX")
+                .exec();
+            eprintln!("dmucctl: cannot run tmux: {err}");
+            return Ok(FAILED);
+        }
+        Cmd::Check { .. } | Cmd::Completions { .. } | Cmd::Man | Cmd::Version => {}
+    }
+    Ok(OK)
+}
+
+fn action(
+    c: &mut Client,
+    make: fn(Action) -> Verb,
+    a: ActionArgs,
+    style: Style,
+) -> Result<u8, CallError> {
+    let verb = make(Action {
+        names: a.names,
+        wait: !a.no_wait,
+        timeout_ms: Some(a.timeout.as_millis() as u64),
+    });
+    let print_changes = |v: &Value| {
+        let changes: Vec<EventRecord> = serde_json::from_value(v.clone()).unwrap_or_default();
+        for e in &changes {
+            println!("{}", render::event_line(e, style));
+        }
+    };
+    match c.call(verb) {
+        Ok(v) => {
+            let r: ActionResult = parse(v)?;
+            if r.done {
+                for e in &r.changes {
+                    println!("{}", render::event_line(e, style));
+                }
+                println!("done");
+            } else {
+                println!("requested");
+            }
+            Ok(OK)
+        }
+        Err(CallError::Remote(e)) if matches!(e.code, ErrorCode::Failed | ErrorCode::Timeout) => {
+            if let Some(d) = &e.data {
+                print_changes(d);
+            }
+            Err(CallError::Remote(e))
+        }
+        Err(e) => Err(e),
+    }
+}

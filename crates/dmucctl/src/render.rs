@@ -1,0 +1,328 @@
+//! Turning replies into text for people: tables, durations, event lines, Graphviz. Pure
+//! functions of the reply, so they are unit-tested without a daemon.
+
+use std::fmt::Write;
+
+use dmuc_proto::{ComponentStatus, EventRecord, EventWhat, GraphResult};
+
+/// Colours on, or off (NO_COLOR, a pipe).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Style {
+    /// Use ANSI colours.
+    pub color: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, s: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+
+    /// A state name in its colour.
+    pub fn state(&self, state: &str) -> String {
+        self.paint(state_color(state), state)
+    }
+}
+
+/// The ANSI colour of a state: green up, yellow on the way, red given up, dim down.
+pub fn state_color(state: &str) -> &'static str {
+    match state {
+        "ready" | "running" | "completed" => "32",
+        "starting" | "pending" | "stopping" | "backoff" => "33",
+        "failed" => "31",
+        _ => "2",
+    }
+}
+
+/// "450ms", "12s", "3m04s", "2h05m", "3d04h".
+pub fn duration(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0 => format!("{ms}ms"),
+        1..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+/// The status table.
+pub fn status_table(comps: &[ComponentStatus], style: Style) -> String {
+    let rows: Vec<[String; 8]> = comps
+        .iter()
+        .map(|c| {
+            [
+                c.name.clone(),
+                c.state.clone(),
+                c.pid.map_or("-".into(), |p| p.to_string()),
+                c.uptime_ms.map_or("-".into(), duration),
+                c.restarts.to_string(),
+                match c.ready {
+                    None => "-".into(),
+                    Some(true) => "yes".into(),
+                    Some(false) => "no".into(),
+                },
+                c.last_exit.clone().unwrap_or_else(|| "-".into()),
+                c.reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let head = [
+        "NAME",
+        "STATE",
+        "PID",
+        "UPTIME",
+        "RESTARTS",
+        "READY",
+        "LAST EXIT",
+        "REASON",
+    ];
+    let mut w: Vec<usize> = head.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, cell) in r.iter().enumerate() {
+            w[i] = w[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<String>, raw: &[String]| -> String {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                // Pad by the visible width (colour codes take no room).
+                let pad = w[i] - raw[i].chars().count();
+                let _ = write!(s, "{c}{}  ", " ".repeat(pad));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    let h: Vec<String> = head.iter().map(|s| s.to_string()).collect();
+    out.push_str(&line(h.clone(), &h));
+    out.push('\n');
+    for r in rows {
+        let mut cells = r.to_vec();
+        cells[1] = style.state(&r[1]);
+        out.push_str(&line(cells, &r));
+        out.push('\n');
+    }
+    out
+}
+
+/// "HH:MM:SS.mmm" (UTC) of a microsecond timestamp.
+pub fn clock(ts_us: u64) -> String {
+    let ms = ts_us / 1000;
+    let s = ms / 1000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        s / 3600 % 24,
+        s / 60 % 60,
+        s % 60,
+        ms % 1000
+    )
+}
+
+/// One event as a line (and the output tail of an exit, indented).
+pub fn event_line(e: &EventRecord, style: Style) -> String {
+    let who = e.component.as_deref().unwrap_or("dmucd");
+    let what = match &e.what {
+        EventWhat::State { from, to, reason } => {
+            let mut s = format!("{from} -> {}", style.state(to));
+            if let Some(r) = reason {
+                let _ = write!(s, " ({r})");
+            }
+            s
+        }
+        EventWhat::Exit {
+            pid, status, tail, ..
+        } => {
+            let mut s = match pid {
+                Some(p) => format!("pid {p} ended: {status}"),
+                None => format!("ended: {status}"),
+            };
+            for l in tail {
+                let _ = write!(s, "\n    | {l}");
+            }
+            s
+        }
+        EventWhat::Probe { role, ok, detail } => {
+            let mut s = format!("{role} probe {}", if *ok { "passed" } else { "failed" });
+            if let Some(d) = detail {
+                let _ = write!(s, ": {d}");
+            }
+            s
+        }
+        EventWhat::Daemon { message } => message.clone(),
+    };
+    format!("#{:<5} {} {who}: {what}", e.seq, clock(e.ts_us))
+}
+
+/// The graph as text: components by start level, each with what it waits for.
+pub fn graph_text(g: &GraphResult, style: Style) -> String {
+    let mut out = String::new();
+    let max = g.nodes.iter().map(|n| n.level).max().unwrap_or(0);
+    for level in 0..=max {
+        let _ = writeln!(out, "level {level}:");
+        for n in g.nodes.iter().filter(|n| n.level == level) {
+            let deps: Vec<String> = g
+                .edges
+                .iter()
+                .filter(|e| e.from == n.name)
+                .map(|e| format!("{} ({})", e.to, e.condition))
+                .collect();
+            let _ = write!(out, "  {} [{}]", n.name, style.state(&n.state));
+            if !deps.is_empty() {
+                let _ = write!(out, " after {}", deps.join(", "));
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The graph in Graphviz dot: an edge from each component to what it waits for, nodes
+/// coloured by state.
+pub fn graph_dot(g: &GraphResult) -> String {
+    let mut out =
+        String::from("digraph dmuc {\n  rankdir=BT;\n  node [shape=box, style=filled];\n");
+    for n in &g.nodes {
+        let fill = match state_color(&n.state) {
+            "32" => "palegreen",
+            "33" => "khaki",
+            "31" => "salmon",
+            _ => "lightgrey",
+        };
+        let _ = writeln!(
+            out,
+            "  \"{}\" [label=\"{}\\n{}\", fillcolor={fill}];",
+            n.name, n.name, n.state
+        );
+    }
+    for e in &g.edges {
+        let style = match e.condition.as_str() {
+            "started" => ", style=dashed",
+            "completed" => ", style=bold",
+            _ => "",
+        };
+        let _ = writeln!(
+            out,
+            "  \"{}\" -> \"{}\" [label=\"{}\"{style}];",
+            e.from, e.to, e.condition
+        );
+    }
+    out.push_str("}\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dmuc_proto::{GraphEdge, GraphNode};
+
+    fn comp(name: &str, state: &str) -> ComponentStatus {
+        ComponentStatus {
+            name: name.into(),
+            kind: "service".into(),
+            state: state.into(),
+            pid: Some(42),
+            run: 1,
+            restarts: 2,
+            uptime_ms: Some(65_000),
+            since_ms: Some(1),
+            ready: Some(true),
+            last_exit: None,
+            reason: None,
+            window: None,
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration(450), "450ms");
+        assert_eq!(duration(12_300), "12s");
+        assert_eq!(duration(184_000), "3m04s");
+        assert_eq!(duration(7_500_000), "2h05m");
+        assert_eq!(duration(3 * 86_400_000 + 4 * 3_600_000), "3d04h");
+    }
+
+    #[test]
+    fn table_aligns_with_and_without_colour() {
+        let comps = [comp("etcd", "ready"), comp("kube-apiserver", "failed")];
+        let plain = status_table(&comps, Style { color: false });
+        let lines: Vec<&str> = plain.lines().collect();
+        assert!(
+            lines[0].starts_with("NAME            STATE   PID"),
+            "{plain}"
+        );
+        assert!(
+            lines[1].starts_with("etcd            ready   42   1m05s"),
+            "{plain}"
+        );
+        assert!(!plain.contains('\x1b'));
+        let color = status_table(&comps, Style { color: true });
+        assert!(color.contains("\x1b[31mfailed\x1b[0m"), "{color}");
+        // Same columns once the codes are removed.
+        let stripped = color
+            .replace("\x1b[32m", "")
+            .replace("\x1b[31m", "")
+            .replace("\x1b[0m", "");
+        assert_eq!(stripped, plain);
+    }
+
+    #[test]
+    fn events_read_well() {
+        let e = EventRecord {
+            seq: 7,
+            ts_us: 3_723_004_000,
+            component: Some("etcd".into()),
+            what: EventWhat::Exit {
+                pid: Some(9),
+                code: Some(3),
+                signal: None,
+                status: "exit status 3".into(),
+                tail: vec!["boom".into()],
+            },
+        };
+        assert_eq!(
+            event_line(&e, Style { color: false }),
+            "#7     01:02:03.004 etcd: pid 9 ended: exit status 3\n    | boom"
+        );
+    }
+
+    #[test]
+    fn dot_has_every_edge() {
+        let g = GraphResult {
+            nodes: vec![
+                GraphNode {
+                    name: "etcd".into(),
+                    level: 0,
+                    state: "ready".into(),
+                },
+                GraphNode {
+                    name: "api".into(),
+                    level: 1,
+                    state: "starting".into(),
+                },
+            ],
+            edges: vec![GraphEdge {
+                from: "api".into(),
+                to: "etcd".into(),
+                condition: "ready".into(),
+            }],
+        };
+        let dot = graph_dot(&g);
+        assert!(
+            dot.contains("\"api\" -> \"etcd\" [label=\"ready\"];"),
+            "{dot}"
+        );
+        assert!(dot.contains("fillcolor=palegreen"));
+        let text = graph_text(&g, Style { color: false });
+        assert_eq!(
+            text,
+            "level 0:\n  etcd [ready]\nlevel 1:\n  api [starting] after etcd (ready)\n"
+        );
+    }
+}

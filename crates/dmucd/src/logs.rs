@@ -1,0 +1,218 @@
+//! `logs`: served from the log files the shims write, so a component's output survives its
+//! restarts and the daemon's. The last N lines may span the current file and the newest
+//! rotated one. Following waits on inotify (the file for writes, the directory for the
+//! rotation's rename and create), never on a timer.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use dmuc_proto::{Reply, StreamItem};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+use crate::control::Conn;
+
+/// Lines per stream frame.
+const BATCH_LINES: usize = 512;
+/// Bytes read per step while following.
+const CHUNK: usize = 64 * 1024;
+
+/// The last `n` complete lines of `path` (and of `path.1` when `path` has fewer), plus the
+/// offset in `path` just after the last complete line.
+pub fn tail(path: &Path, n: usize) -> (Vec<String>, u64) {
+    let (mut lines, len) = tail_one(path, n);
+    if lines.len() < n {
+        let rotated = PathBuf::from(format!("{}.1", path.display()));
+        let (mut older, _) = tail_one(&rotated, n - lines.len());
+        older.append(&mut lines);
+        lines = older;
+    }
+    (lines, len)
+}
+
+fn tail_one(path: &Path, n: usize) -> (Vec<String>, u64) {
+    let Ok(mut f) = File::open(path) else {
+        return (Vec::new(), 0);
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    // Read backwards in growing windows until n newlines are in view.
+    let mut window = 16 * 1024u64;
+    loop {
+        let start = len.saturating_sub(window);
+        let mut buf = Vec::new();
+        if f.seek(SeekFrom::Start(start)).is_err()
+            || (&mut f).take(len - start).read_to_end(&mut buf).is_err()
+        {
+            return (Vec::new(), len);
+        }
+        // An unterminated last line is not a line yet: the follower sends it once complete.
+        let end = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let text = String::from_utf8_lossy(&buf[..end]);
+        let mut all: Vec<&str> = text.split_terminator('\n').collect();
+        if start > 0 && !all.is_empty() {
+            all.remove(0); // probably cut in the middle
+        }
+        if (all.len() >= n && end > 0) || start == 0 {
+            let from = all.len().saturating_sub(n);
+            let lines = all[from..].iter().map(|s| s.to_string()).collect();
+            return (lines, start + end as u64);
+        }
+        window *= 4;
+    }
+}
+
+/// Serves `logs`: the last `n` lines as a result, or with `follow` as a stream that goes on
+/// until the connection closes or the stream is cancelled.
+pub async fn serve(conn: Conn, id: u64, path: PathBuf, n: usize, follow: bool) {
+    if !follow {
+        let p = path.clone();
+        let lines = tokio::task::spawn_blocking(move || tail(&p, n).0)
+            .await
+            .unwrap_or_default();
+        conn.reply(&Reply::result(id, serde_json::json!({ "lines": lines })));
+        return;
+    }
+    if let Err(e) = follow_file(&conn, id, &path, n).await {
+        conn.end_stream(&Reply::error(
+            Some(id),
+            dmuc_proto::ErrorReply::new(
+                dmuc_proto::ErrorCode::Internal,
+                format!("cannot follow {}: {e}", path.display()),
+            ),
+        ));
+    }
+}
+
+async fn follow_file(conn: &Conn, id: u64, path: &Path, n: usize) -> std::io::Result<()> {
+    let ino = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    // Watches first, then read: nothing written in between is missed.
+    ino.add_watch(
+        dir,
+        AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_MOVED_FROM,
+    )?;
+    let mut file_watch = watch_file(&ino, path);
+    let (lines, mut pos) = tail(path, n);
+    let mut file = File::open(path).ok();
+    let mut inode = file
+        .as_ref()
+        .and_then(|f| f.metadata().ok())
+        .map(|m| m.ino());
+    if !lines.is_empty() && !send(conn, id, lines).await {
+        return Ok(());
+    }
+    // SAFETY: the fd is owned by the Inotify inside the AsyncFd and stays open until the
+    // AsyncFd is dropped; `as_raw_fd` always returns that same fd.
+    let fd = unsafe { AsyncFd::register_with_interest(InotifyFd(ino), Interest::READABLE) }?;
+    let mut partial = Vec::new();
+    loop {
+        // Drain what is there, then see whether the path now names another file (rotation).
+        if let Some(f) = file.as_mut()
+            && !drain(conn, id, f, &mut pos, &mut partial).await?
+        {
+            return Ok(());
+        }
+        let now = std::fs::metadata(path).ok().map(|m| m.ino());
+        if now.is_some() && now != inode {
+            if !partial.is_empty() {
+                let last = String::from_utf8_lossy(&partial).into_owned();
+                partial.clear();
+                if !send(conn, id, vec![last]).await {
+                    return Ok(());
+                }
+            }
+            if let Some(w) = file_watch.take() {
+                let _ = fd.get_ref().0.rm_watch(w);
+            }
+            file_watch = watch_file(&fd.get_ref().0, path);
+            file = File::open(path).ok();
+            inode = now;
+            pos = 0;
+            continue;
+        }
+        let mut guard = fd.readable().await?;
+        // Which event it was does not matter: the loop re-reads and re-checks the path.
+        match guard.try_io(|f| f.get_ref().0.read_events().map_err(std::io::Error::from)) {
+            Ok(Ok(_)) | Err(_) => {}
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Ok(Err(e)) => return Err(e),
+        }
+    }
+}
+
+/// Inotify as tokio's `AsyncFd` wants it.
+struct InotifyFd(Inotify);
+
+impl AsRawFd for InotifyFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+fn watch_file(ino: &Inotify, path: &Path) -> Option<WatchDescriptor> {
+    ino.add_watch(path, AddWatchFlags::IN_MODIFY).ok()
+}
+
+/// Sends everything from `pos` to the end of `f`, complete lines only; false when the
+/// client is gone.
+async fn drain(
+    conn: &Conn,
+    id: u64,
+    f: &mut File,
+    pos: &mut u64,
+    partial: &mut Vec<u8>,
+) -> std::io::Result<bool> {
+    loop {
+        let mut buf = vec![0u8; CHUNK];
+        f.seek(SeekFrom::Start(*pos))?;
+        let got = f.read(&mut buf)?;
+        if got == 0 {
+            return Ok(true);
+        }
+        *pos += got as u64;
+        partial.extend_from_slice(&buf[..got]);
+        let Some(last_nl) = partial.iter().rposition(|&b| b == b'\n') else {
+            continue;
+        };
+        let rest = partial.split_off(last_nl + 1);
+        let text = String::from_utf8_lossy(partial).into_owned();
+        *partial = rest;
+        let lines: Vec<String> = text.split_terminator('\n').map(str::to_string).collect();
+        for chunk in lines.chunks(BATCH_LINES) {
+            if !send(conn, id, chunk.to_vec()).await {
+                return Ok(false);
+            }
+        }
+    }
+}
+
+async fn send(conn: &Conn, id: u64, lines: Vec<String>) -> bool {
+    conn.stream(&Reply::stream(id, StreamItem::Lines(lines)))
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn tail_spans_the_rotated_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.log");
+        std::fs::write(dir.path().join("a.log.1"), "1\n2\n3\n").unwrap();
+        let mut f = File::create(&p).unwrap();
+        write!(f, "4\n5\npartial").unwrap();
+        let (lines, len) = tail(&p, 4);
+        // The unterminated line is left for the follower, which sends it once complete.
+        assert_eq!(lines, ["2", "3", "4", "5"]);
+        assert_eq!(len, 4);
+        assert_eq!(tail(&p, 1).0, ["5"]);
+        assert!(tail(&p, 0).0.is_empty());
+        assert!(tail(&dir.path().join("none.log"), 3).0.is_empty());
+    }
+}
