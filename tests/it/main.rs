@@ -6,6 +6,7 @@
 
 mod util;
 
+mod control;
 mod lifecycle;
 mod logs;
 mod ordering;

@@ -1,18 +1,20 @@
 //! The test harness: start a daemon on temp paths, read its status and events, stop it.
 
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// `target/debug` (or whichever profile the tests were built with).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap().to_path_buf(); // target/<profile>/deps/.. 
-    for b in ["dmucd", "dmuc-shim", "dmuc-standin"] {
+    for b in ["dmucd", "dmucctl", "dmuc-shim", "dmuc-standin"] {
         assert!(
             dir.join(b).exists(),
             "{} is missing: run `cargo build --workspace` (cargo test --workspace builds it)",
@@ -74,7 +76,11 @@ pub struct Daemon {
 impl Daemon {
     /// Writes `toml` and starts `dmucd` on it.
     pub fn start(toml: &str) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
+        Daemon::start_in(tempfile::tempdir().unwrap(), toml)
+    }
+
+    /// `start` in a directory the test prepared (e.g. with a stale socket in `run/`).
+    pub fn start_in(dir: tempfile::TempDir, toml: &str) -> Daemon {
         let cfg = dir.path().join("graph.toml");
         std::fs::write(&cfg, toml).unwrap();
         let stderr = std::fs::File::create(dir.path().join("dmucd.stderr")).unwrap();
@@ -261,6 +267,61 @@ impl Daemon {
         pid
     }
 
+    /// The control socket.
+    pub fn socket(&self) -> PathBuf {
+        self.path("run/dmucd.sock")
+    }
+
+    /// Runs `dmucctl ARGS` against this daemon (waiting for its socket first, while it runs).
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        if self.child.is_some() {
+            wait_for("the control socket", Duration::from_secs(10), || {
+                self.socket().exists().then_some(())
+            });
+        }
+        Command::new(bin_dir().join("dmucctl"))
+            .arg("--socket")
+            .arg(self.socket())
+            .args(args)
+            .env_remove("DMUC_SOCKET")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    }
+
+    /// `ctl` that must succeed; returns its stdout.
+    pub fn ctl_ok(&self, args: &[&str]) -> String {
+        let o = self.ctl(args);
+        assert!(
+            o.status.success(),
+            "dmucctl {args:?} failed ({:?}):\n{}{}\ndaemon:\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+            self.stderr()
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// A raw protocol connection that has said hello.
+    pub fn raw(&self) -> Raw {
+        wait_for("the control socket", Duration::from_secs(10), || {
+            self.socket().exists().then_some(())
+        });
+        let mut r = Raw::connect(&self.socket());
+        let h = r.call(json!({"id": 0, "verb": "hello", "version": "1.0"}));
+        assert!(h.get("result").is_some(), "{h}");
+        r
+    }
+
+    /// Waits until the daemon process has exited; returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let child = self.child.as_mut()?;
+        let st = wait_for("dmucd to exit", timeout, || child.try_wait().unwrap());
+        self.child = None;
+        st.code()
+    }
+
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.path(&format!("log/{name}.log"))).unwrap_or_default()
     }
@@ -297,4 +358,41 @@ pub fn read_start(path: &Path) -> Option<(u32, u64)> {
     let s = std::fs::read_to_string(path).ok()?;
     let mut it = s.split_whitespace();
     Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+/// A raw control-protocol client: newline-delimited JSON, no helpers beyond framing.
+pub struct Raw {
+    pub w: UnixStream,
+    pub r: BufReader<UnixStream>,
+}
+
+impl Raw {
+    pub fn connect(path: &Path) -> Raw {
+        let w = UnixStream::connect(path).unwrap();
+        w.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let r = BufReader::new(w.try_clone().unwrap());
+        Raw { w, r }
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.w.write_all(bytes).unwrap();
+    }
+
+    pub fn send(&mut self, v: Value) {
+        self.send_raw(format!("{v}\n").as_bytes());
+    }
+
+    /// The next frame (panics on EOF or after 30 s).
+    pub fn frame(&mut self) -> Value {
+        let mut line = String::new();
+        let n = self.r.read_line(&mut line).unwrap();
+        assert!(n > 0, "dmucd closed the connection");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad frame {line:?}: {e}"))
+    }
+
+    /// Sends a request and returns its first frame.
+    pub fn call(&mut self, v: Value) -> Value {
+        self.send(v);
+        self.frame()
+    }
 }

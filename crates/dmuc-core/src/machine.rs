@@ -345,6 +345,10 @@ impl Supervisor {
                 }
                 for c in comps {
                     self.want_up(c);
+                    // The start limit stops crash loops, not operators: an asked-for
+                    // restart starts a fresh window.
+                    self.units[c].starts.clear();
+                    self.units[c].failures_in_row = 0;
                     if self.units[c].state.is_active() {
                         if self.units[c].state != State::Stopping {
                             self.units[c].relaunch = true;

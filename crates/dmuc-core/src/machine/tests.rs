@@ -347,6 +347,25 @@ fn start_keeps_a_completed_oneshot_dependency_but_reruns_a_named_one() {
 }
 
 #[test]
+fn operator_restarts_do_not_hit_the_start_limit() {
+    let mut h =
+        H::new("[component.a]\ncommand=[\"a\"]\nstart-limit = { burst = 2, interval = \"1m\" }\n");
+    h.feed(Input::Boot);
+    for pid in 1..10 {
+        h.started("a", pid);
+        h.feed(Input::Request(Request::Restart(vec![0])));
+        h.exited(
+            "a",
+            ExitStatus::Signal {
+                signal: 15,
+                core: false,
+            },
+        );
+        assert_eq!(h.state("a"), "starting", "restart {pid}");
+    }
+}
+
+#[test]
 fn restart_request_relaunches_without_counting_a_failure() {
     let mut h = H::new("[component.a]\ncommand=[\"a\"]\n");
     h.feed(Input::Boot);

@@ -1,0 +1,513 @@
+//! The control socket and dmucctl: every verb against a real daemon, hostile input,
+//! concurrency, slow clients, authorization, streams, socket ownership.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::util::*;
+
+const T: Duration = Duration::from_secs(20);
+
+/// db (tcp-ready) <- api <- web, and a chatty logger.
+fn graph() -> String {
+    let s = standin();
+    let port = free_port();
+    format!(
+        r#"
+[component.db]
+command = ["{s}", "--name", "db", "--port", "{port}", "--log-every", "50ms"]
+ready = {{ tcp = "127.0.0.1:{port}", interval = "50ms" }}
+[component.api]
+command = ["{s}", "--name", "api"]
+after = ["db"]
+[component.web]
+command = ["{s}", "--name", "web"]
+after = ["api"]
+"#
+    )
+}
+
+fn err_code(v: &Value) -> &str {
+    v["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error: {v}"))
+}
+
+#[test]
+fn every_verb_round_trips_through_dmucctl() {
+    let mut d = Daemon::start(&graph());
+    d.wait_state("web", "running", T);
+
+    let table = d.ctl_ok(&["status"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("NAME"), "{table}");
+    assert!(
+        lines[1].starts_with("db") && lines[1].contains("ready"),
+        "{table}"
+    );
+    assert!(!table.contains('\x1b'), "colours in a pipe: {table:?}");
+    let js: Value = serde_json::from_str(&d.ctl_ok(&["status", "--json", "api"])).unwrap();
+    assert_eq!(js["components"].as_array().unwrap().len(), 1);
+    let api_pid = js["components"][0]["pid"].as_u64().unwrap();
+    assert_eq!(js["daemon"]["pid"].as_u64().unwrap(), d.pid() as u64);
+
+    // stop takes the dependents first and reports it in order.
+    let out = d.ctl_ok(&["stop", "api"]);
+    let web_at = out.find("web: running -> stopping").expect(&out);
+    let api_at = out.find("api: running -> stopping").expect(&out);
+    assert!(web_at < api_at, "{out}");
+    assert!(out.trim_end().ends_with("done"), "{out}");
+    assert_eq!(d.comp("web").unwrap()["state"], "stopped");
+    assert!(!alive(api_pid as u32));
+
+    // start takes what it depends on; web is not a dependency of api, it stays down.
+    let out = d.ctl_ok(&["start", "api"]);
+    assert!(out.contains("api: starting -> running"), "{out}");
+    assert_eq!(d.comp("web").unwrap()["state"], "stopped");
+    d.ctl_ok(&["start", "web"]);
+
+    // restart: a new PID, reported when running.
+    let before = d.comp("web").unwrap()["pid"].as_u64().unwrap();
+    let out = d.ctl_ok(&["restart", "web"]);
+    assert!(
+        out.contains("web: stopping -> pending") || out.contains("web: stopping ->"),
+        "{out}"
+    );
+    let after = d.comp("web").unwrap()["pid"].as_u64().unwrap();
+    assert_ne!(before, after);
+    assert!(!alive(before as u32));
+
+    // --no-wait returns before anything happened.
+    let out = d.ctl_ok(&["restart", "--no-wait", "web"]);
+    assert_eq!(out.trim(), "requested");
+    d.wait_state("web", "running", T);
+
+    // signal: the stand-in reports the signal it got (TERM makes it exit, then it restarts).
+    let web = d.comp("web").unwrap()["pid"].as_u64().unwrap();
+    let out = d.ctl_ok(&["signal", "web", "TERM"]);
+    assert!(out.contains(&format!("SIGTERM to pid {web}")), "{out}");
+    wait_for("web's log to show the signal", T, || {
+        d.log("web").contains("got signal 15").then_some(())
+    });
+
+    // logs -n from the file.
+    let out = d.ctl_ok(&["logs", "db", "-n", "2"]);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(out.contains("[db]"), "{out}");
+
+    // graph, text and dot.
+    let out = d.ctl_ok(&["graph"]);
+    assert!(out.contains("api [running] after db (ready)"), "{out}");
+    let dot = d.ctl_ok(&["graph", "--dot"]);
+    assert!(
+        dot.starts_with("digraph") && dot.contains("\"web\" -> \"api\""),
+        "{dot}"
+    );
+
+    // events: JSON lines with consecutive sequence numbers.
+    let ev = d.ctl_ok(&["events", "--json"]);
+    let seqs: Vec<u64> = ev
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        seqs.len() > 10 && seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "{seqs:?}"
+    );
+
+    // reload: unchanged is fine; a change is refused and nothing changes.
+    assert!(d.ctl_ok(&["reload"]).contains("unchanged"));
+    let cfg = d.path("graph.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("\"web\"]", "\"web2\"]")).unwrap();
+    let o = d.ctl(&["reload"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("web (changed)") && err.contains("nothing changed"),
+        "{err}"
+    );
+    std::fs::write(&cfg, "[component.x\n").unwrap();
+    let o = d.ctl(&["reload"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("graph.toml:1"),
+        "{o:?}"
+    );
+    assert_eq!(
+        d.comp("db").unwrap()["state"],
+        "ready",
+        "a failed reload changed things"
+    );
+
+    // version, completions, man page.
+    let v = d.ctl_ok(&["version"]);
+    assert!(
+        v.contains("dmucctl") && v.contains(&format!("pid {}", d.pid())),
+        "{v}"
+    );
+    assert!(d.ctl_ok(&["completions", "bash"]).contains("dmucctl"));
+    assert!(d.ctl_ok(&["man"]).contains(".TH dmucctl"));
+
+    // unknown component: exit 1 with a hint.
+    let o = d.ctl(&["restart", "wbe"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("did you mean `web`?"),
+        "{o:?}"
+    );
+    // usage error: exit 2.
+    assert_eq!(d.ctl(&["restart"]).status.code(), Some(2));
+
+    // shutdown waits until the daemon is gone.
+    let out = d.ctl_ok(&["shutdown"]);
+    assert!(out.contains("dmucd stopped"), "{out}");
+    assert_eq!(d.wait_exit(T), Some(0));
+    assert!(!d.socket().exists(), "socket left behind");
+    let o = d.ctl(&["status"]);
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains(&d.socket().display().to_string()));
+}
+
+#[test]
+fn check_is_offline_and_matches_dmucd() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("g.toml");
+    std::fs::write(
+        &cfg,
+        "[component.a]\ncommand = [\"true\"]\nafter = [\"b\"]\n",
+    )
+    .unwrap();
+    let run = |bin: &str, args: &[&str]| {
+        Command::new(bin_dir().join(bin))
+            .args(args)
+            .arg(&cfg)
+            .output()
+            .unwrap()
+    };
+    let ctl = run("dmucctl", &["check"]);
+    let daemon = run("dmucd", &["--check", "--config"]);
+    assert_eq!(ctl.status.code(), Some(1));
+    assert_eq!(ctl.stderr, daemon.stderr);
+    assert!(String::from_utf8_lossy(&ctl.stderr).contains("g.toml:3"));
+    std::fs::write(&cfg, "[component.a]\ncommand = [\"true\"]\n").unwrap();
+    let ctl = run("dmucctl", &["check"]);
+    let daemon = run("dmucd", &["--check", "--config"]);
+    assert_eq!(ctl.status.code(), Some(0));
+    assert_eq!(ctl.stdout, daemon.stdout);
+}
+
+#[test]
+fn hostile_frames_get_error_replies_and_the_connection_survives() {
+    let d = Daemon::start(&graph());
+    let mut r = Raw::connect(&{
+        wait_for("socket", T, || d.socket().exists().then_some(()));
+        d.socket()
+    });
+    // Before hello.
+    assert_eq!(
+        err_code(&r.call(json!({"id": 1, "verb": "status"}))),
+        "hello-required"
+    );
+    // Another major version.
+    let v = r.call(json!({"id": 2, "verb": "hello", "version": "2.0"}));
+    assert_eq!(err_code(&v), "version-mismatch");
+    assert_eq!(v["id"], 2);
+    let v = r.call(json!({"id": 3, "verb": "hello", "version": "1.0"}));
+    assert_eq!(v["result"]["version"], "1.0");
+    assert_eq!(v["result"]["can_write"], true);
+
+    r.send_raw(b"{this is not json\n");
+    assert_eq!(err_code(&r.frame()), "parse-error");
+    r.send_raw(b"[1,2,3]\n");
+    assert_eq!(err_code(&r.frame()), "parse-error");
+    assert_eq!(err_code(&r.call(json!({"verb": "status"}))), "bad-request");
+    let v = r.call(json!({"id": 4, "verb": "frobnicate"}));
+    assert_eq!((err_code(&v), v["id"].as_u64()), ("unknown-verb", Some(4)));
+    let v = r.call(json!({"id": 5, "verb": "signal", "name": "db"}));
+    assert_eq!(err_code(&v), "bad-request");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("signal"),
+        "{v}"
+    );
+    let v = r.call(json!({"id": 6, "verb": "status", "names": ["nope"]}));
+    assert_eq!(err_code(&v), "unknown-component");
+    let v = r.call(json!({"id": 7, "verb": "signal", "name": "db", "signal": "SIGNOPE"}));
+    assert_eq!(err_code(&v), "bad-request");
+    let v = r.call(json!({"id": 8, "verb": "cancel", "stream": 99}));
+    assert_eq!(err_code(&v), "unknown-stream");
+
+    // 2 MiB without a newline, then the newline: one error, then business as usual.
+    let big = vec![b'x'; 2 << 20];
+    r.send_raw(&big);
+    r.send_raw(b"\n");
+    assert_eq!(err_code(&r.frame()), "frame-too-large");
+    // A frame just under the limit is read (and rejected as JSON, not as too large).
+    let mut near = vec![b' '; (1 << 20) - 100];
+    near.extend_from_slice(br#"{"id":9,"verb":"status"}"#);
+    near.push(b'\n');
+    r.send_raw(&near);
+    let v = r.frame();
+    assert_eq!(
+        v["id"],
+        9,
+        "{}",
+        &v.to_string()[..200.min(v.to_string().len())]
+    );
+    assert!(v["result"]["components"].is_array());
+
+    // Pipelined requests are answered in order, each with its id.
+    r.send_raw(b"{\"id\":10,\"verb\":\"graph\"}\n{\"id\":11,\"verb\":\"status\"}\n");
+    assert_eq!(r.frame()["id"], 10);
+    assert_eq!(r.frame()["id"], 11);
+    assert!(alive(d.pid()), "the daemon died of bad input");
+}
+
+#[test]
+fn fifty_clients_two_hundred_requests_each() {
+    let mut d = Daemon::start(&graph());
+    d.wait_state("db", "ready", T);
+    let sock = d.socket();
+    let threads: Vec<_> = (0..50)
+        .map(|t| {
+            let sock = sock.clone();
+            std::thread::spawn(move || {
+                let mut r = Raw::connect(&sock);
+                r.call(json!({"id": 0, "verb": "hello", "version": "1.0"}));
+                for i in 1..=200u64 {
+                    let id = t * 1000 + i;
+                    let verb = if i % 2 == 0 { "status" } else { "graph" };
+                    let v = r.call(json!({"id": id, "verb": verb}));
+                    assert_eq!(v["id"].as_u64(), Some(id), "{v}");
+                    assert!(v.get("result").is_some(), "{v}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+#[test]
+fn a_client_that_never_reads_does_not_stall_others() {
+    let mut d = Daemon::start(&graph());
+    d.wait_state("db", "ready", T);
+    // Follow the chatty db's log and events, and never read: its queues fill up.
+    let mut stalled = d.raw();
+    stalled.send(json!({"id": 1, "verb": "logs", "name": "db", "follow": true}));
+    stalled.send(json!({"id": 2, "verb": "events", "follow": true}));
+    // And pipeline far more requests than its socket buffer and reply queue hold.
+    let mut flood = stalled.w.try_clone().unwrap();
+    let flooder = std::thread::spawn(move || {
+        use std::io::Write;
+        let line = b"{\"id\":3,\"verb\":\"status\"}\n".repeat(100);
+        for _ in 0..200 {
+            if flood.write_all(&line).is_err() {
+                break; // disconnected by the daemon: what we expect
+            }
+        }
+    });
+    // Make events while another client keeps getting answers.
+    let mut other = d.raw();
+    for i in 0..30 {
+        let v = other.call(json!({"id": 100 + i, "verb": "restart", "names": ["web"]}));
+        assert!(v.get("result").is_some(), "{v}");
+        let v = other.call(json!({"id": 200 + i, "verb": "status"}));
+        assert_eq!(v["id"], 200 + i);
+    }
+    flooder.join().unwrap();
+    wait_for("the stalled client to be disconnected", T, || {
+        d.stderr()
+            .contains("does not read its replies: disconnecting")
+            .then_some(())
+    });
+    drop(stalled);
+    let v = other.call(json!({"id": 999, "verb": "status"}));
+    assert!(v.get("result").is_some());
+}
+
+#[test]
+fn events_since_resumes_without_gaps_or_duplicates_and_follow_streams() {
+    let mut d = Daemon::start(&graph());
+    d.wait_state("web", "running", T);
+    let mut f = d.raw();
+    let last = |d: &Daemon| -> u64 {
+        let ev = d.ctl_ok(&["events", "--json"]);
+        let l = ev.lines().last().unwrap();
+        serde_json::from_str::<Value>(l).unwrap()["seq"]
+            .as_u64()
+            .unwrap()
+    };
+    let mid = last(&d);
+    f.send(json!({"id": 1, "verb": "events", "since": mid, "follow": true}));
+    d.ctl_ok(&["restart", "web"]);
+    // The stream carries exactly mid+1, mid+2, ... (some from the backlog, some live).
+    let mut want = mid + 1;
+    let end = last(&d);
+    while want <= end {
+        let v = f.frame();
+        assert_eq!(v["id"], 1, "{v}");
+        assert_eq!(v["stream"]["event"]["seq"].as_u64(), Some(want), "{v}");
+        want += 1;
+    }
+    let since = d.ctl_ok(&["events", "--json", "--since", &mid.to_string()]);
+    let seqs: Vec<u64> = since
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seqs, ((mid + 1)..=end).collect::<Vec<_>>());
+    // Cancel ends the stream with a terminal frame.
+    f.send(json!({"id": 2, "verb": "cancel", "stream": 1}));
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        got.push(f.frame());
+    }
+    assert!(
+        got.iter()
+            .any(|v| v["id"] == 1 && v["result"]["cancelled"] == true),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|v| v["id"] == 2 && v.get("result").is_some()),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn logs_follow_sees_lines_written_after_it_started() {
+    let mut d = Daemon::start(&graph());
+    d.wait_state("db", "ready", T);
+    let mut child = Command::new(bin_dir().join("dmucctl"))
+        .arg("--socket")
+        .arg(d.socket())
+        .args(["logs", "-f", "-n", "0", "db"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let size_at_start = std::fs::metadata(d.path("log/db.log")).unwrap().len();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(line.contains("[db]"), "{line:?}");
+    // That line was not in the file when following began.
+    let text = std::fs::read_to_string(d.path("log/db.log")).unwrap();
+    let at = text
+        .find(line.trim_end())
+        .expect("followed line is in the file");
+    assert!(
+        at as u64 >= size_at_start - 1,
+        "old line {line:?} at {at} < {size_at_start}"
+    );
+}
+
+#[test]
+fn a_uid_without_rights_may_read_status_only() {
+    let toml = format!("[daemon]\npublic-status = true\n{}", graph());
+    let mut d = Daemon::start(&toml);
+    d.wait_state("db", "ready", T);
+    // Let `nobody` reach the socket: the test dir is private, the socket 0660.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(d.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let sock = d.socket();
+    let as_nobody = |args: &[&str]| {
+        Command::new(bin_dir().join("dmucctl"))
+            .arg("--socket")
+            .arg(&sock)
+            .args(args)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap()
+    };
+    let o = as_nobody(&["status"]);
+    assert!(o.status.success(), "{o:?}");
+    let o = as_nobody(&["stop", "db"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("uid 65534 may only read status"), "{err}");
+    assert_eq!(d.comp("db").unwrap()["state"], "ready");
+    let o = as_nobody(&["logs", "db"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    // Root may.
+    d.ctl_ok(&["restart", "web"]);
+}
+
+#[test]
+fn status_can_be_closed_to_others() {
+    let toml = format!("[daemon]\npublic-status = false\n{}", graph());
+    let mut d = Daemon::start(&toml);
+    d.wait_state("db", "ready", T);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(d.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let o = Command::new(bin_dir().join("dmucctl"))
+        .arg("--socket")
+        .arg(d.socket())
+        .arg("status")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("may not use this daemon"));
+}
+
+#[test]
+fn a_second_daemon_on_the_socket_refuses_and_a_stale_socket_is_replaced() {
+    let d = Daemon::start(&graph());
+    wait_for("socket", T, || d.socket().exists().then_some(()));
+    let other = tempfile::tempdir().unwrap();
+    let o = Command::new(bin_dir().join("dmucd"))
+        .arg("--config")
+        .arg(d.path("graph.toml"))
+        .arg("--socket")
+        .arg(d.socket())
+        .arg("--tmux-socket")
+        .arg(other.path().join("tmux.sock"))
+        .arg("--state-dir")
+        .arg(other.path().join("state"))
+        .arg("--log-dir")
+        .arg(other.path().join("log"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("pid {}", d.pid()))
+            && err.contains(&d.socket().display().to_string()),
+        "{err}"
+    );
+    assert!(
+        !other.path().join("tmux.sock").exists(),
+        "it started tmux anyway"
+    );
+
+    // A socket file nobody listens on is replaced.
+    let stale = tempfile::tempdir().unwrap();
+    let path = stale.path().join("run/dmucd.sock");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    assert!(path.exists());
+    let mut d2 = Daemon::start_in(stale, &graph());
+    d2.wait_state("db", "ready", T);
+    assert!(d2.ctl_ok(&["status"]).contains("db"));
+    d2.stop();
+}
