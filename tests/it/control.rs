@@ -511,3 +511,49 @@ fn a_second_daemon_on_the_socket_refuses_and_a_stale_socket_is_replaced() {
     assert!(d2.ctl_ok(&["status"]).contains("db"));
     d2.stop();
 }
+
+#[test]
+fn the_tmux_status_line_shows_each_state_and_a_summary() {
+    let mut d = Daemon::start(&graph());
+    d.wait_state("web", "running", T);
+    let tmux = |args: &[&str]| {
+        let o = Command::new("tmux")
+            .arg("-S")
+            .arg(d.tmux_socket())
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let marks = || {
+        tmux(&[
+            "list-windows",
+            "-t",
+            "dmuc",
+            "-F",
+            "#{@dmuc_component}=#{@dmuc_mark}",
+        ])
+    };
+    wait_for("marks for every window", T, || {
+        let m = marks();
+        (m.contains("db=#[fg=green]✓") && m.contains("web=#[fg=green]●")).then_some(())
+    });
+    wait_for("the summary", T, || {
+        (tmux(&["show", "-gv", "@dmuc_summary"]) == "dmuc 3/3 up").then_some(())
+    });
+    d.ctl_ok(&["stop", "web"]);
+    wait_for("web's mark to change", T, || {
+        marks().contains("web=#[dim]○").then_some(())
+    });
+    let s = tmux(&["show", "-gv", "@dmuc_summary"]);
+    assert_eq!(
+        s, "dmuc 2/3 up",
+        "a stopped component is not a problem to report"
+    );
+    // The window keeps the component's plain name.
+    assert!(
+        tmux(&["list-windows", "-t", "dmuc", "-F", "#W"])
+            .lines()
+            .any(|l| l == "web")
+    );
+}

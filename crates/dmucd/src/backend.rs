@@ -39,6 +39,12 @@ fn conf_text(history_limit: u32) -> String {
          set -g allow-rename off\n\
          set -g base-index 0\n\
          set -g status-left '[dmuc] '\n\
+         set -g status-left-length 20\n\
+         set -g status-right '#{{@dmuc_summary}}'\n\
+         set -g status-right-length 120\n\
+         set -g status-interval 0\n\
+         set -wg window-status-format '#I:#W#{{?@dmuc_mark, #{{@dmuc_mark}},}}#{{?window_flags,#{{window_flags}}, }}'\n\
+         set -wg window-status-current-format '#I:#W#{{?@dmuc_mark, #{{@dmuc_mark}},}}#{{?window_flags,#{{window_flags}}, }}'\n\
          set -wg remain-on-exit on\n\
          set -wg automatic-rename off\n"
     )
@@ -208,6 +214,30 @@ impl Tmux {
                 window: window.to_string(),
                 pane: pane.to_string(),
             })
+        }
+    }
+
+    /// Shows component states on the status line: a mark after each window's name (the
+    /// name itself stays the component's) and a summary on the right. Fire and forget: a
+    /// failure costs only the display.
+    pub fn show(&self, marks: &[(String, String)], summary: Option<&str>) {
+        let mut cmds: Vec<Vec<String>> = marks
+            .iter()
+            .map(|(window, mark)| {
+                ["set-option", "-w", "-t", window, "@dmuc_mark", mark]
+                    .map(str::to_string)
+                    .to_vec()
+            })
+            .collect();
+        if let Some(s) = summary {
+            cmds.push(
+                ["set-option", "-g", "@dmuc_summary", s]
+                    .map(str::to_string)
+                    .to_vec(),
+            );
+        }
+        if !cmds.is_empty() {
+            let _ = self.client.send(&cmds);
         }
     }
 

@@ -152,6 +152,8 @@ pub struct Runtime {
     next_waiter: u64,
     /// Streaming replies in progress, by (connection, request id).
     streams: HashMap<(u64, u64), AbortHandle>,
+    /// What the tmux status line shows now: each window's mark and the summary.
+    shown: (Vec<String>, String),
 }
 
 mod requests;
@@ -202,6 +204,7 @@ impl Runtime {
             waiters: BTreeMap::new(),
             next_waiter: 0,
             streams: HashMap::new(),
+            shown: (vec![String::new(); n], String::new()),
         }
     }
 
@@ -211,6 +214,7 @@ impl Runtime {
         loop {
             if self.dirty {
                 self.check_waiters();
+                self.show_states();
                 self.write_status();
             }
             if self.stopping && self.sup.all_down() {
@@ -671,6 +675,27 @@ impl Runtime {
         self.record_for_waiters(comp, &rec);
     }
 
+    /// Updates the tmux status line with what changed since it was last shown.
+    fn show_states(&mut self) {
+        let mut marks = Vec::new();
+        for comp in 0..self.slots.len() {
+            let Some(pane) = &self.slots[comp].pane else {
+                continue;
+            };
+            let mark = mark_of(self.sup.unit(comp).state.name()).to_string();
+            if self.shown.0[comp] != mark {
+                marks.push((pane.window.clone(), mark.clone()));
+                self.shown.0[comp] = mark;
+            }
+        }
+        let summary = summary_of(&self.statuses(&[]));
+        let summary = (summary != self.shown.1).then(|| {
+            self.shown.1 = summary.clone();
+            summary
+        });
+        self.tmux.show(&marks, summary.as_deref());
+    }
+
     fn write_status(&mut self) {
         self.dirty = false;
         let doc = serde_json::json!({"pid": std::process::id(), "components": self.statuses(&[])});
@@ -682,5 +707,85 @@ impl Runtime {
         {
             tracing::debug!("cannot write {}", path.display());
         }
+    }
+}
+
+/// A state's mark on the tmux status line, with its colour.
+fn mark_of(state: &str) -> &'static str {
+    match state {
+        "ready" => "#[fg=green]✓#[default]",
+        "running" => "#[fg=green]●#[default]",
+        "completed" => "#[fg=green]✓#[default]",
+        "starting" => "#[fg=yellow]…#[default]",
+        "pending" => "#[fg=yellow]·#[default]",
+        "backoff" => "#[fg=yellow]↻#[default]",
+        "stopping" => "#[fg=yellow]■#[default]",
+        "failed" => "#[fg=red,bold]✗#[default]",
+        _ => "#[dim]○#[default]",
+    }
+}
+
+/// "dmuc 6/7 up · kubelet: waiting for containerd": how many components are up, and the
+/// most pressing one that is not (failed first, then waiting or starting).
+fn summary_of(comps: &[dmuc_proto::ComponentStatus]) -> String {
+    let up = |s: &str| matches!(s, "ready" | "running" | "completed");
+    let n_up = comps.iter().filter(|c| up(&c.state)).count();
+    let mut s = format!("dmuc {n_up}/{} up", comps.len());
+    let worst = comps.iter().find(|c| c.state == "failed").or_else(|| {
+        comps
+            .iter()
+            .find(|c| !up(&c.state) && c.state != "stopped" && c.state != "exited")
+    });
+    if let Some(c) = worst {
+        let why = c.reason.as_deref().unwrap_or(&c.state);
+        // The value is drawn as a format: `#` must not start a style or a format.
+        let why: String = why.replace('#', "##").chars().take(80).collect();
+        s.push_str(&format!(" · {}: {why}", c.name));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(name: &str, state: &str, reason: Option<&str>) -> dmuc_proto::ComponentStatus {
+        dmuc_proto::ComponentStatus {
+            name: name.into(),
+            kind: "service".into(),
+            state: state.into(),
+            pid: None,
+            run: 0,
+            restarts: 0,
+            uptime_ms: None,
+            since_ms: None,
+            ready: None,
+            last_exit: None,
+            reason: reason.map(str::to_string),
+            window: None,
+        }
+    }
+
+    #[test]
+    fn summary_names_the_most_pressing_component() {
+        let comps = [
+            c("etcd", "ready", None),
+            c(
+                "kubelet",
+                "pending",
+                Some("waiting for containerd to be ready"),
+            ),
+            c("proxy", "failed", Some("start limit hit #[x]")),
+        ];
+        assert_eq!(
+            summary_of(&comps),
+            "dmuc 1/3 up · proxy: start limit hit ##[x]"
+        );
+        assert_eq!(
+            summary_of(&comps[..2]),
+            "dmuc 1/2 up · kubelet: waiting for containerd to be ready"
+        );
+        assert_eq!(summary_of(&comps[..1]), "dmuc 1/1 up");
+        assert_ne!(mark_of("ready"), mark_of("failed"));
     }
 }
