@@ -28,6 +28,9 @@ after = ["base"]
     let forker = d.wait_state("forker", "running", T);
     let grandchild = d.grandchild_of("forker");
     assert!(alive(grandchild));
+    wait_for("the stand-in to ignore SIGTERM", T, || {
+        d.log("stubborn").contains("ignoring SIGTERM").then_some(())
+    });
     let pids: Vec<u32> = [&base, &stubborn, &forker]
         .iter()
         .map(|c| c["pid"].as_u64().unwrap() as u32)
@@ -184,6 +187,9 @@ stop = {{ timeout = "1m" }}
         .as_u64()
         .unwrap() as u32;
     let daemon = d.pid();
+    wait_for("the stand-in to ignore SIGTERM", T, || {
+        d.log("stubborn").contains("ignoring SIGTERM").then_some(())
+    });
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(daemon as i32),
         nix::sys::signal::Signal::SIGTERM,

@@ -5,7 +5,8 @@
 //! ```
 //! Figures: start-up of N components (no probes) to all running, against raw tmux creating
 //! the same N windows with one chained command, in the same run; kill -9 → replacement
-//! running (zero backoff); daemon RSS and PSS of every dmuc process; idle wakeups and CPU.
+//! running (zero backoff); daemon RSS and PSS of every dmuc process; idle wakeups and CPU;
+//! the control protocol (status round trip, `dmucctl status`, requests/s).
 //! Times come from the daemon's own event timestamps (microseconds), not from polling.
 
 #![allow(clippy::unwrap_used)]
@@ -49,6 +50,8 @@ impl D {
             .arg(dir.path().join("state"))
             .arg("--log-dir")
             .arg(dir.path().join("log"))
+            .arg("--socket")
+            .arg(dir.path().join("run/dmucd.sock"))
             .env("DMUC_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -286,6 +289,117 @@ fn memory_and_idle(n: usize, idle_secs: u64) {
     );
 }
 
+/// A protocol connection that has said hello.
+fn connect(
+    sock: &Path,
+) -> (
+    std::os::unix::net::UnixStream,
+    std::io::BufReader<std::os::unix::net::UnixStream>,
+) {
+    use std::io::{BufRead, Write};
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let w = loop {
+        match std::os::unix::net::UnixStream::connect(sock) {
+            Ok(w) => break w,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "cannot connect: {e}");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    };
+    let mut r = std::io::BufReader::new(w.try_clone().unwrap());
+    (&w).write_all(b"{\"id\":0,\"verb\":\"hello\",\"version\":\"1.0\"}\n")
+        .unwrap();
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    (w, r)
+}
+
+/// One `status` round trip on a connection; returns the reply's size.
+fn status_rt(
+    w: &std::os::unix::net::UnixStream,
+    r: &mut std::io::BufReader<std::os::unix::net::UnixStream>,
+    line: &mut String,
+) -> usize {
+    use std::io::{BufRead, Write};
+    let mut w = w;
+    w.write_all(b"{\"id\":1,\"verb\":\"status\"}\n").unwrap();
+    line.clear();
+    r.read_line(line).unwrap();
+    assert!(line.contains("\"result\""), "{line}");
+    line.len()
+}
+
+/// Control protocol: status round trip with n components, `dmucctl status` as a whole
+/// process, and requests per second from 1, 10 and 50 concurrent clients.
+fn control(n: usize) {
+    let d = D::start(&graph(n, false));
+    d.wait("all running", all_running);
+    let sock = d.dir.path().join("run/dmucd.sock");
+    let (w, mut r) = connect(&sock);
+    let mut line = String::new();
+    let mut size = 0;
+    for _ in 0..200 {
+        size = status_rt(&w, &mut r, &mut line); // warm-up
+    }
+    let mut rt: Vec<f64> = (0..2000)
+        .map(|_| {
+            let t = Instant::now();
+            status_rt(&w, &mut r, &mut line);
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    println!(
+        "control: status round trip, {n} components ({size} B reply): p50 {:.3} ms, p99 {:.3} ms (2000 requests)",
+        median(&mut rt),
+        pct(&mut rt, 0.99)
+    );
+    let mut whole: Vec<f64> = (0..50)
+        .map(|_| {
+            let t = Instant::now();
+            let st = Command::new(bin("dmucctl"))
+                .arg("--socket")
+                .arg(&sock)
+                .arg("status")
+                .stdout(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(st.success());
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    println!(
+        "control: `dmucctl status` whole process, {n} components: p50 {:.2} ms, p99 {:.2} ms (50 runs)",
+        median(&mut whole),
+        pct(&mut whole, 0.99)
+    );
+    for clients in [1usize, 10, 50] {
+        let per = 20_000 / clients;
+        let t = Instant::now();
+        let threads: Vec<_> = (0..clients)
+            .map(|_| {
+                let sock = sock.clone();
+                std::thread::spawn(move || {
+                    let (w, mut r) = connect(&sock);
+                    let mut line = String::new();
+                    for _ in 0..per {
+                        status_rt(&w, &mut r, &mut line);
+                    }
+                })
+            })
+            .collect();
+        for th in threads {
+            th.join().unwrap();
+        }
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "control: {clients:>2} concurrent clients, {} status requests: {:.0} requests/s",
+            per * clients,
+            (per * clients) as f64 / secs
+        );
+    }
+}
+
 fn main() {
     let what = std::env::args().nth(1).unwrap_or_else(|| "all".into());
     assert!(
@@ -303,6 +417,9 @@ fn main() {
     }
     if what == "all" || what == "restart" {
         restart(20);
+    }
+    if what == "all" || what == "control" {
+        control(100);
     }
     if what == "all" || what == "memory" {
         memory_and_idle(100, 10);

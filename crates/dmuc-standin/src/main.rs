@@ -113,6 +113,8 @@ fn main() -> ExitCode {
         unsafe {
             libc::signal(libc::SIGTERM, libc::SIG_IGN);
         }
+        // Tests wait for this line before they send SIGTERM.
+        println!("[{}] ignoring SIGTERM", o.name);
     } else if let Ok(mut sigs) = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,

@@ -294,8 +294,12 @@ impl Runtime {
     }
 
     fn on_msg(&mut self, msg: Msg) {
-        // Status shows more than the machine's state (window, probe notes): always refresh.
-        self.dirty = true;
+        // Status shows more than the machine's state (window, probe notes): refresh after any
+        // fact. Control requests refresh only through what they feed to the machine, so
+        // a `status` costs no status-file write.
+        if !matches!(msg, Msg::Control { .. } | Msg::ConnClosed { .. }) {
+            self.dirty = true;
+        }
         match msg {
             Msg::ShimLink { name, link, tx, .. } => {
                 if let Some(comp) = self.comp_of(&name) {
