@@ -559,3 +559,81 @@ fn the_tmux_status_line_shows_each_state_and_a_summary() {
             .any(|l| l == "web")
     );
 }
+
+#[test]
+fn the_overview_window_shows_the_live_table_and_attach_targets_it() {
+    let mut d = Daemon::start(&graph());
+    d.wait_state("web", "running", T);
+    let capture = || {
+        let o = Command::new("tmux")
+            .arg("-S")
+            .arg(d.tmux_socket())
+            .args(["capture-pane", "-p", "-t", "=dmuc:=Overview"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    wait_for("the overview to show every component up", T, || {
+        let s = capture();
+        (s.contains("dmuc: 3/3 up") && s.contains("NAME")).then_some(())
+    });
+    // An event redraws it.
+    d.ctl_ok(&["stop", "web"]);
+    wait_for("the overview to show web stopped", T, || {
+        capture().contains("dmuc: 2/3 up").then_some(())
+    });
+
+    // attach execs tmux on dmuc's socket: a stand-in `tmux` on PATH records its arguments.
+    let bin = tempfile::tempdir().unwrap();
+    let fake = bin.path().join("tmux");
+    std::fs::write(&fake, "#!/bin/sh\necho \"$@\" TMUX=${TMUX:-unset}\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let attach = |args: &[&str]| {
+        Command::new(bin_dir().join("dmucctl"))
+            .arg("--socket")
+            .arg(d.socket())
+            .args(args)
+            .env("PATH", bin.path())
+            .env("TMUX", "/tmp/outer,1,0")
+            .output()
+            .unwrap()
+    };
+    let o = attach(&["attach", "api"]);
+    let sock = d.tmux_socket().display().to_string();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        format!("-S {sock} attach-session -t =dmuc:=api TMUX=unset")
+    );
+    let o = attach(&["attach"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        format!("-S {sock} attach-session -t =dmuc:=Overview TMUX=unset")
+    );
+    let o = attach(&["attach", "nope"]);
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn the_socket_belongs_to_the_configured_group_whose_members_may_write() {
+    // nobody's primary group on Debian is nogroup (65534).
+    let toml = format!("[daemon]\ngroup = \"nogroup\"\n{}", graph());
+    let mut d = Daemon::start(&toml);
+    d.wait_state("db", "ready", T);
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::metadata(d.socket()).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o660);
+    assert_eq!(meta.gid(), 65534);
+    // Only the directory needs opening for nobody; the socket's group mode lets it in.
+    std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = Command::new(bin_dir().join("dmucctl"))
+        .arg("--socket")
+        .arg(d.socket())
+        .args(["stop", "web"])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(d.comp("web").unwrap()["state"], "stopped");
+}

@@ -1,9 +1,10 @@
 //! A blocking client of the control protocol: connect, `hello`, requests, streams. Blocking
 //! std I/O keeps `dmucctl` small and quick to start; it does one thing at a time anyway.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use dmuc_proto::{Body, ErrorReply, HelloResult, MAX_FRAME, Reply, Request, StreamItem, Verb};
 use serde_json::Value;
@@ -29,6 +30,8 @@ pub struct Client {
     wr: UnixStream,
     rd: BufReader<UnixStream>,
     next: u64,
+    /// Bytes of a frame not complete yet (a read timeout may cut one).
+    partial: Vec<u8>,
     /// The daemon's answer to hello.
     pub hello: HelloResult,
 }
@@ -48,6 +51,7 @@ impl Client {
             wr,
             rd,
             next: 1,
+            partial: Vec::new(),
             hello: HelloResult {
                 version: String::new(),
                 server: String::new(),
@@ -79,16 +83,34 @@ impl Client {
 
     /// The next frame; `None` when the daemon closed the connection.
     pub fn frame(&mut self) -> Result<Option<Reply>, CallError> {
-        let mut buf = Vec::new();
-        let n = (&mut self.rd)
-            .take(MAX_FRAME as u64)
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| CallError::Broken(format!("cannot read: {e}")))?;
-        if n == 0 {
-            return Ok(None);
+        match self.frame_within(None)? {
+            Some(f) => Ok(f),
+            None => Err(CallError::Broken("timed out".into())),
         }
+    }
+
+    /// The next frame, waiting at most `timeout`: `Ok(None)` when it passed, `Ok(Some(None))`
+    /// when the daemon closed the connection.
+    pub fn frame_within(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<Option<Option<Reply>>, CallError> {
+        let _ = self.rd.get_ref().set_read_timeout(timeout);
+        let room = (MAX_FRAME as u64).saturating_sub(self.partial.len() as u64);
+        let got = (&mut self.rd)
+            .take(room)
+            .read_until(b'\n', &mut self.partial);
+        match got {
+            Ok(0) if self.partial.is_empty() => return Ok(Some(None)),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Ok(None); // what was read so far stays in `partial`
+            }
+            Err(e) => return Err(CallError::Broken(format!("cannot read: {e}"))),
+        }
+        let buf = std::mem::take(&mut self.partial);
         serde_json::from_slice(&buf)
-            .map(Some)
+            .map(|r| Some(Some(r)))
             .map_err(|e| CallError::Broken(format!("bad frame from dmucd: {e}")))
     }
 

@@ -40,8 +40,11 @@ enum Cmd {
         /// Only these components.
         names: Vec<String>,
         /// Print the daemon's JSON reply (for scripts).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "watch")]
         json: bool,
+        /// Keep the table on screen, redrawn on every event (the tmux overview window).
+        #[arg(short = 'w', long)]
+        watch: bool,
     },
     /// Start components (and what they depend on first); waits until they are up.
     Start(ActionArgs),
@@ -236,7 +239,8 @@ fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
     }
     let mut c = Client::connect(socket)?;
     match cmd {
-        Cmd::Status { names, json } => {
+        Cmd::Status { names, watch, .. } if watch => return watch_status(c, socket, names, style),
+        Cmd::Status { names, json, .. } => {
             let v = c.call(Verb::Status { names })?;
             if json {
                 let _ = writeln!(
@@ -361,7 +365,7 @@ fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
             })?)?;
             let target = match &name {
                 Some(n) => format!("={}:={n}", s.daemon.session),
-                None => format!("={}:=dmuc", s.daemon.session),
+                None => format!("={}:=Overview", s.daemon.session),
             };
             drop(c);
             let err = std::process::Command::new("tmux")
@@ -377,6 +381,76 @@ fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
         Cmd::Check { .. } | Cmd::Completions { .. } | Cmd::Man | Cmd::Version => {}
     }
     Ok(OK)
+}
+
+/// `status --watch`: redraws the table whenever an event arrives (and every second, for
+/// the uptimes), until the daemon goes away.
+fn watch_status(
+    mut c: Client,
+    socket: &Path,
+    names: Vec<String>,
+    style: Style,
+) -> Result<u8, CallError> {
+    let mut follow = Client::connect(socket)?;
+    follow.send(Verb::Events {
+        since: None,
+        follow: true,
+    })?;
+    let mut out = std::io::stdout().lock();
+    let mut fetch = true;
+    let mut s: Option<(StatusResult, std::time::Instant)> = None;
+    loop {
+        if fetch || s.is_none() {
+            let st: StatusResult = parse(c.call(Verb::Status {
+                names: names.clone(),
+            })?)?;
+            s = Some((st, std::time::Instant::now()));
+        }
+        let Some((st, at)) = &s else { continue };
+        // Between events only the clock moves: age the uptimes here rather than ask dmucd
+        // again, so a watching overview costs the daemon no wakeups.
+        let age = at.elapsed().as_millis() as u64;
+        let mut comps = st.components.clone();
+        for c in &mut comps {
+            c.uptime_ms = c.uptime_ms.map(|u| u + age);
+        }
+        let up = comps
+            .iter()
+            .filter(|c| matches!(c.state.as_str(), "ready" | "running" | "completed"))
+            .count();
+        let _ = write!(out, "\x1b[H\x1b[2J");
+        let _ = writeln!(
+            out,
+            "dmuc: {up}/{} up · dmucd pid {} · up {}{}\n",
+            comps.len(),
+            st.daemon.pid,
+            render::duration(st.daemon.uptime_ms + age),
+            if st.daemon.stopping {
+                " · shutting down"
+            } else {
+                ""
+            }
+        );
+        let _ = write!(out, "{}", render::status_table(&comps, style));
+        let _ = writeln!(
+            out,
+            "\nC-b w: windows · C-b n/p: next/previous · dmucctl logs -f NAME · dmucctl events -f"
+        );
+        let _ = out.flush();
+        // Wait for an event, then take whatever else is queued before fetching again.
+        fetch = false;
+        let mut timeout = Duration::from_secs(1);
+        loop {
+            match follow.frame_within(Some(timeout))? {
+                None => break,
+                Some(None) => return Ok(OK),
+                Some(Some(_)) => {
+                    fetch = true;
+                    timeout = Duration::from_millis(20);
+                }
+            }
+        }
+    }
 }
 
 fn action(

@@ -28,6 +28,9 @@ pub struct Pane {
     pub pane: String,
 }
 
+/// Name of the overview window. Component names are lowercase, so it cannot clash.
+pub const OVERVIEW: &str = "Overview";
+
 fn conf_text(history_limit: u32) -> String {
     format!(
         "# Written by dmucd; the server never reads ~/.tmux.conf or /etc/tmux.conf.\n\
@@ -54,11 +57,11 @@ impl Tmux {
     /// Starts a fresh private server (replacing a leftover one on the same socket) with the
     /// session holding an overview window.
     pub async fn start(
-        socket: &Path,
-        runtime_dir: &Path,
+        paths: &crate::Paths,
         session: &str,
         history_limit: u32,
     ) -> anyhow::Result<(Tmux, mpsc::UnboundedReceiver<Notification>)> {
+        let (socket, runtime_dir) = (&paths.tmux_socket, &paths.runtime_dir);
         let exe = std::env::current_exe()?;
         let conf = runtime_dir.join("tmux.conf");
         std::fs::write(&conf, conf_text(history_limit))?;
@@ -90,7 +93,7 @@ impl Tmux {
             "-s",
             session,
             "-n",
-            "dmuc",
+            OVERVIEW,
             "-x",
             "200",
             "-y",
@@ -100,7 +103,29 @@ impl Tmux {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        args.extend([exe.display().to_string(), "idle".into(), "--banner".into()]);
+        // The overview: a live status table when dmucctl is installed beside dmucd, else a
+        // banner. It runs `sh -c` so that when the table ends (dmucd stopping), the banner
+        // holds the window instead of a dead pane.
+        let ctl = exe
+            .parent()
+            .map(|d| d.join("dmucctl"))
+            .filter(|p| p.exists());
+        let banner = format!(
+            "{} idle --banner",
+            dmuc_tmux::quote(&exe.display().to_string())?
+        );
+        match ctl {
+            Some(ctl) => args.extend([
+                "/bin/sh".into(),
+                "-c".into(),
+                format!(
+                    "{} --socket {} status --watch; exec {banner}",
+                    dmuc_tmux::quote(&ctl.display().to_string())?,
+                    dmuc_tmux::quote(&paths.socket.display().to_string())?
+                ),
+            ]),
+            None => args.extend([exe.display().to_string(), "idle".into(), "--banner".into()]),
+        }
         client.run(&[args]).await?;
         let shim = exe
             .parent()

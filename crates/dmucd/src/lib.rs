@@ -155,14 +155,9 @@ pub async fn run(
     let (tx, rx) = mpsc::unbounded_channel();
     shimlink::listen(&paths.runtime_dir.join("shim.sock"), tx.clone())
         .context("cannot bind the shim socket")?;
-    let (tmux, notes) = backend::Tmux::start(
-        &paths.tmux_socket,
-        &paths.runtime_dir,
-        &cfg.daemon.session,
-        cfg.daemon.history_limit,
-    )
-    .await
-    .context("cannot start tmux")?;
+    let (tmux, notes) = backend::Tmux::start(&paths, &cfg.daemon.session, cfg.daemon.history_limit)
+        .await
+        .context("cannot start tmux")?;
     tracing::info!(tmux = %paths.tmux_socket.display(), session = %cfg.daemon.session, "tmux server up; attach with: tmux -S {} attach -t {}", paths.tmux_socket.display(), cfg.daemon.session);
 
     let stop_tx = tx.clone();

@@ -460,8 +460,7 @@ impl Runtime {
     async fn tmux_lost(&mut self) -> anyhow::Result<()> {
         tracing::error!("the tmux server exited unexpectedly; starting a new one");
         let (tmux, notes) = Tmux::start(
-            &self.paths.tmux_socket,
-            &self.paths.runtime_dir,
+            &self.paths,
             &self.cfg.daemon.session,
             self.cfg.daemon.history_limit,
         )
