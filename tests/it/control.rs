@@ -637,3 +637,54 @@ fn the_socket_belongs_to_the_configured_group_whose_members_may_write() {
     assert!(o.status.success(), "{o:?}");
     assert_eq!(d.comp("web").unwrap()["state"], "stopped");
 }
+
+#[test]
+fn a_follower_that_falls_behind_is_told_how_many_events_it_missed() {
+    let s = standin();
+    // Four crash loops (zero backoff): events come fast enough that the follower's queues
+    // overflow well before its 10 s write timeout would disconnect it.
+    let toml: String = (0..4)
+        .map(|i| {
+            let name = if i == 0 {
+                "loop".to_string()
+            } else {
+                format!("loop{i}")
+            };
+            format!(
+                r#"
+[component.{name}]
+command = ["{s}", "--name", "{name}", "--exit", "--exit-code", "1"]
+backoff = {{ initial = "0s" }}
+start-limit = {{ burst = 100000, interval = "1s" }}
+"#
+            )
+        })
+        .collect();
+    let mut d = Daemon::start(&toml);
+    wait_for("the crash loop", T, || {
+        (d.comp("loop")?["run"].as_u64()? > 1).then_some(())
+    });
+    let mut slow = d.raw();
+    slow.send(json!({"id": 1, "verb": "events", "follow": true}));
+    let first = d.last_seq().unwrap();
+    // Far more events than the follower's queues hold (a crash loop makes ~4 per run).
+    wait_for("4000 more events", Duration::from_secs(60), || {
+        (d.last_seq()? > first + 4000).then_some(())
+    });
+    d.ctl_ok(&["stop", "loop", "loop1", "loop2", "loop3"]);
+    // Read what was queued; the notice comes where the gap is (frame() has a 30 s timeout).
+    let mut seen = 0;
+    let dropped = loop {
+        let v = slow.frame();
+        if let Some(n) = v["stream"]["dropped"].as_u64() {
+            break n;
+        }
+        assert!(v["stream"]["event"].is_object(), "{v}");
+        seen += 1;
+    };
+    assert!(
+        dropped > 0 && seen > 0,
+        "dropped {dropped} after {seen} events"
+    );
+    assert!(alive(d.pid()));
+}

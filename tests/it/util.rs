@@ -165,6 +165,21 @@ impl Daemon {
         }
     }
 
+    /// The sequence number of the last event in the file (reads only its end).
+    pub fn last_seq(&self) -> Option<u64> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(self.path("state/events.jsonl")).ok()?;
+        let len = f.metadata().ok()?.len();
+        f.seek(SeekFrom::Start(len.saturating_sub(8192))).ok()?;
+        let mut tail = String::new();
+        f.read_to_string(&mut tail).ok()?;
+        let line = tail
+            .lines()
+            .rev()
+            .find(|l| l.starts_with('{') && l.ends_with('}'))?;
+        serde_json::from_str::<Value>(line).ok()?["seq"].as_u64()
+    }
+
     /// All events so far.
     pub fn events(&self) -> Vec<Value> {
         std::fs::read_to_string(self.path("state/events.jsonl"))
