@@ -195,6 +195,11 @@ pub enum Check {
         /// argv.
         command: Vec<String>,
     },
+    /// A Unix stream socket accepts a connection (containerd's socket).
+    Unix {
+        /// The socket's path.
+        path: PathBuf,
+    },
     /// A path exists.
     File {
         /// The path.
@@ -208,12 +213,13 @@ pub enum Check {
 }
 
 impl Check {
-    /// Short kind name: `tcp`, `http`, `exec`, `file`, `log`.
+    /// Short kind name: `tcp`, `http`, `exec`, `unix`, `file`, `log`.
     pub fn kind(&self) -> &'static str {
         match self {
             Check::Tcp { .. } => "tcp",
             Check::Http { .. } => "http",
             Check::Exec { .. } => "exec",
+            Check::Unix { .. } => "unix",
             Check::File { .. } => "file",
             Check::Log { .. } => "log",
         }

@@ -47,12 +47,13 @@ const COMPONENT_KEYS: &[&str] = &[
     "liveness",
     "stop",
 ];
-const PROBE_CHECKS: &[&str] = &["tcp", "http", "https", "exec", "file", "log"];
+const PROBE_CHECKS: &[&str] = &["tcp", "http", "https", "exec", "unix", "file", "log"];
 const PROBE_KEYS: &[&str] = &[
     "tcp",
     "http",
     "https",
     "exec",
+    "unix",
     "file",
     "log",
     "interval",
@@ -786,7 +787,7 @@ impl<'a> Cx<'a> {
             self.err(
                 &span,
                 msg,
-                Some("give exactly one of tcp, http, exec, file, log".into()),
+                Some("give exactly one of tcp, http, https, exec, unix, file, log".into()),
             );
             return None;
         }
@@ -832,6 +833,9 @@ impl<'a> Cx<'a> {
                     command: self.argv(item, &s, &format!("{w}.exec"))?,
                 }
             }
+            "unix" => Check::Unix {
+                path: self.path(pt, "unix", &w)?,
+            },
             "file" => Check::File {
                 path: self.path(pt, "file", &w)?,
             },

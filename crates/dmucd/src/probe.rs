@@ -98,6 +98,10 @@ pub async fn check(c: &Check) -> Result<(), String> {
                 Err(format!("{:?} {st}", command[0]))
             }
         }
+        Check::Unix { path } => tokio::net::UnixStream::connect(path)
+            .await
+            .map(drop)
+            .map_err(|e| format!("{}: {e}", path.display())),
         Check::File { path } => tokio::fs::metadata(path)
             .await
             .map(|_| ())

@@ -106,7 +106,15 @@ async fn tcp_http_exec_file() {
     let f = dir.path().join("sock");
     assert!(check(&Check::File { path: f.clone() }).await.is_err());
     std::fs::write(&f, "").unwrap();
-    assert!(check(&Check::File { path: f }).await.is_ok());
+    assert!(check(&Check::File { path: f.clone() }).await.is_ok());
+
+    // unix: a file is not enough, nor a socket nobody listens on; a listener is.
+    assert!(check(&Check::Unix { path: f }).await.is_err());
+    let s = dir.path().join("real.sock");
+    let l = std::os::unix::net::UnixListener::bind(&s).unwrap();
+    assert!(check(&Check::Unix { path: s.clone() }).await.is_ok());
+    drop(l);
+    assert!(check(&Check::Unix { path: s }).await.is_err());
 }
 
 #[tokio::test]
