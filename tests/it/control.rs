@@ -688,3 +688,44 @@ start-limit = {{ burst = 100000, interval = "1s" }}
     );
     assert!(alive(d.pid()));
 }
+
+#[test]
+fn hold_starts_nothing_and_start_brings_what_is_needed_with_var_overrides() {
+    let s = standin();
+    let toml = format!(
+        r#"
+[vars]
+greeting = "unset"
+[component.db]
+command = ["{s}", "--name", "db-${{greeting}}"]
+[component.api]
+command = ["{s}", "--name", "api"]
+after = [{{ component = "db", condition = "started" }}]
+[component.web]
+command = ["{s}", "--name", "web"]
+after = ["api"]
+"#
+    );
+    let mut d = Daemon::start_with(
+        tempfile::tempdir().unwrap(),
+        &toml,
+        &["--hold", "--var", "greeting=hello"],
+    );
+    wait_for("the daemon to answer", T, || {
+        d.ctl(&["status"]).status.success().then_some(())
+    });
+    let table = d.ctl_ok(&["status"]);
+    assert_eq!(table.matches("stopped").count(), 3, "{table}");
+    let out = d.ctl_ok(&["start", "api"]);
+    assert!(
+        out.contains("db: pending -> starting") || out.contains("db: stopped"),
+        "{out}"
+    );
+    assert_eq!(d.comp("api").unwrap()["state"], "running");
+    assert_eq!(d.comp("web").unwrap()["state"], "stopped");
+    wait_for("db's log", T, || {
+        d.log("db").contains("[db-hello]").then_some(())
+    });
+    // reload keeps applying the --var values: the config is unchanged.
+    assert!(d.ctl_ok(&["reload"]).contains("unchanged"));
+}

@@ -81,6 +81,11 @@ impl Daemon {
 
     /// `start` in a directory the test prepared (e.g. with a stale socket in `run/`).
     pub fn start_in(dir: tempfile::TempDir, toml: &str) -> Daemon {
+        Daemon::start_with(dir, toml, &[])
+    }
+
+    /// `start_in` with more `dmucd` arguments.
+    pub fn start_with(dir: tempfile::TempDir, toml: &str, extra: &[&str]) -> Daemon {
         let cfg = dir.path().join("graph.toml");
         std::fs::write(&cfg, toml).unwrap();
         let stderr = std::fs::File::create(dir.path().join("dmucd.stderr")).unwrap();
@@ -95,6 +100,7 @@ impl Daemon {
             .arg(dir.path().join("log"))
             .arg("--socket")
             .arg(dir.path().join("run/dmucd.sock"))
+            .args(extra)
             .env("DMUC_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

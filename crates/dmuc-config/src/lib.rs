@@ -24,7 +24,7 @@ pub mod paths;
 pub mod signal;
 
 pub use diag::{ConfigError, Diagnostic};
-pub use file::{load_file, summary};
+pub use file::{host_builtins, load_file, parse_var, summary};
 pub use graph::Graph;
 pub use model::*;
-pub use parse::{parse_config, parse_config_with};
+pub use parse::{parse_config, parse_config_full, parse_config_with};

@@ -41,6 +41,8 @@ pub struct DaemonConfig {
     pub group: Option<String>,
     /// Peers without write access may still read status (`public-status`, default true).
     pub public_status: bool,
+    /// Start nothing at boot (`hold`): components start on `dmucctl start`.
+    pub hold: bool,
 }
 
 impl DaemonConfig {

@@ -30,6 +30,7 @@ const DAEMON_KEYS: &[&str] = &[
     "history-limit",
     "group",
     "public-status",
+    "hold",
 ];
 const COMPONENT_KEYS: &[&str] = &[
     "description",
@@ -86,6 +87,18 @@ pub fn parse_config_with(
     env: EnvLookup<'_>,
     builtins: &BTreeMap<String, String>,
 ) -> Result<Config, ConfigError> {
+    parse_config_full(text, file, env, builtins, &BTreeMap::new())
+}
+
+/// Like [`parse_config_with`], with values that replace those of `[vars]` (`--var k=v`); each
+/// must name a variable the file defines, so a typo is an error rather than ignored.
+pub fn parse_config_full(
+    text: &str,
+    file: &Path,
+    env: EnvLookup<'_>,
+    builtins: &BTreeMap<String, String>,
+    overrides: &BTreeMap<String, String>,
+) -> Result<Config, ConfigError> {
     let mut cx = Cx {
         text,
         lines: LineIndex::new(text),
@@ -115,6 +128,7 @@ pub fn parse_config_with(
     );
 
     // [vars] first: everything else may use them.
+    let mut defined: Vec<String> = Vec::new();
     if let Some((item, span)) = cx.get(root, "vars") {
         match item.as_table_like() {
             Some(t) => {
@@ -124,7 +138,9 @@ pub fn parse_config_with(
                     let vspan = v.span().unwrap_or(span.clone());
                     match v.as_str() {
                         Some(s) => {
-                            raw.push((k.to_string(), s.to_string()));
+                            defined.push(k.to_string());
+                            let v = overrides.get(k).map_or(s, String::as_str);
+                            raw.push((k.to_string(), v.to_string()));
                             spans.push(vspan);
                         }
                         None => cx.err(
@@ -148,6 +164,20 @@ pub fn parse_config_with(
             }
             None => cx.err(&span, "[vars] must be a table".into(), None),
         }
+    }
+
+    for k in overrides.keys().filter(|k| !defined.contains(k)) {
+        let known: Vec<&str> = defined.iter().map(String::as_str).collect();
+        let hint = match crate::diag::did_you_mean(k, &known) {
+            Some(m) => format!("did you mean '{m}'?"),
+            None if known.is_empty() => "this file has no [vars]".to_string(),
+            None => format!("its variables: {}", known.join(", ")),
+        };
+        cx.err(
+            &(0..0),
+            format!("--var {k}: the file defines no variable '{k}' in [vars]"),
+            Some(hint),
+        );
     }
 
     let daemon = match cx.get(root, "daemon") {
@@ -430,6 +460,9 @@ impl<'a> Cx<'a> {
         }
         if let Some(b) = self.boolean(t, "public-status", "daemon") {
             d.public_status = b;
+        }
+        if let Some(b) = self.boolean(t, "hold", "daemon") {
+            d.hold = b;
         }
         d
     }

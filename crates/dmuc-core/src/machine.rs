@@ -160,6 +160,14 @@ impl Supervisor {
         Supervisor { graph, units }
     }
 
+    /// Wants nothing up: components start only on request (`--hold`). Call before `Boot`.
+    pub fn hold(&mut self) {
+        for u in &mut self.units {
+            u.want_up = false;
+            u.state = State::Stopped;
+        }
+    }
+
     /// The graph.
     pub fn graph(&self) -> &Graph {
         &self.graph

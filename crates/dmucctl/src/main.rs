@@ -108,6 +108,9 @@ enum Cmd {
     Check {
         /// The config file.
         file: PathBuf,
+        /// Replace a `[vars]` value, as `dmucd --var` does (repeatable).
+        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = dmuc_config::parse_var)]
+        vars: Vec<(String, String)>,
     },
     /// Print dmucctl's version and the daemon's.
     Version,
@@ -197,8 +200,9 @@ fn parse<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, CallError> {
 fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
     let mut out = std::io::stdout().lock();
     match cmd {
-        Cmd::Check { file } => {
-            return Ok(match dmuc_config::load_file(&file) {
+        Cmd::Check { file, vars } => {
+            let vars = vars.into_iter().collect();
+            return Ok(match dmuc_config::load_file(&file, &vars) {
                 Ok(cfg) => {
                     print!("{}", dmuc_config::summary(&cfg));
                     OK

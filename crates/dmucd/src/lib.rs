@@ -47,6 +47,10 @@ pub struct Overrides {
     pub log_dir: Option<PathBuf>,
     /// `--state-dir`.
     pub state_dir: Option<PathBuf>,
+    /// `--var KEY=VALUE`: replace `[vars]` values (kept for `reload`).
+    pub vars: std::collections::BTreeMap<String, String>,
+    /// `--hold`: start nothing; components start on `dmucctl start`.
+    pub hold: bool,
 }
 
 /// Resolves the daemon's paths: flags, then `[daemon]`, then the defaults for this user.
@@ -170,7 +174,16 @@ pub async fn run(
     });
     let server = tokio::spawn(control::serve(listener, policy, tx.clone()));
     tracing::info!(socket = %paths.socket.display(), "control socket listening");
-    let rt = runtime::Runtime::new(cfg, config_path, paths.clone(), tmux, notes, tx, rx);
+    let rt = runtime::Runtime::new(
+        cfg,
+        config_path,
+        overrides.clone(),
+        paths.clone(),
+        tmux,
+        notes,
+        tx,
+        rx,
+    );
     let result = rt.run().await;
     server.abort();
     let _ = std::fs::remove_file(&paths.socket);
@@ -180,8 +193,11 @@ pub async fn run(
 }
 
 /// Reads and validates a config file, defining `${dmucd-dir}` (the directory of this binary).
-pub fn load_config(path: &Path) -> Result<Config, String> {
-    dmuc_config::load_file(path)
+pub fn load_config(
+    path: &Path,
+    vars: &std::collections::BTreeMap<String, String>,
+) -> Result<Config, String> {
+    dmuc_config::load_file(path, vars)
 }
 
 /// Prints the `--check` summary of a valid config: components in start order, by level.

@@ -28,6 +28,12 @@ struct Cli {
     /// State directory.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// Replace a `[vars]` value (repeatable), e.g. --var node-ip=10.0.0.5.
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = dmuc_config::parse_var)]
+    vars: Vec<(String, String)>,
+    /// Start nothing: components start when asked (`dmucctl start NAME`), as in the tutorial.
+    #[arg(long)]
+    hold: bool,
     #[command(subcommand)]
     cmd: Option<Cmd>,
 }
@@ -73,7 +79,8 @@ fn main() -> ExitCode {
         eprintln!("dmucd: --config FILE is required (try config/demo.toml)");
         return ExitCode::from(2);
     };
-    let cfg = match dmucd::load_config(&path) {
+    let vars: std::collections::BTreeMap<String, String> = cli.vars.into_iter().collect();
+    let cfg = match dmucd::load_config(&path, &vars) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -100,6 +107,8 @@ fn main() -> ExitCode {
         tmux_socket: cli.tmux_socket,
         log_dir: cli.log_dir,
         state_dir: cli.state_dir,
+        vars,
+        hold: cli.hold,
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

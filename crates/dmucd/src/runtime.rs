@@ -147,6 +147,8 @@ pub struct Runtime {
     /// Shutdown under way.
     stopping: bool,
     config_path: PathBuf,
+    /// The command line's overrides (`--var` values are applied again on `reload`).
+    overrides: crate::Overrides,
     started: Instant,
     waiters: BTreeMap<u64, Waiter>,
     next_waiter: u64,
@@ -163,6 +165,7 @@ impl Runtime {
     pub fn new(
         cfg: Config,
         config_path: PathBuf,
+        overrides: crate::Overrides,
         paths: Paths,
         tmux: Tmux,
         notes: mpsc::UnboundedReceiver<dmuc_tmux::Notification>,
@@ -200,6 +203,7 @@ impl Runtime {
             dirty: true,
             stopping: false,
             config_path,
+            overrides,
             started: Instant::now(),
             waiters: BTreeMap::new(),
             next_waiter: 0,
@@ -210,6 +214,10 @@ impl Runtime {
 
     /// Runs the graph until a stop request has stopped everything.
     pub async fn run(mut self) -> anyhow::Result<()> {
+        if self.overrides.hold || self.cfg.daemon.hold {
+            tracing::info!("holding: nothing starts until `dmucctl start NAME`");
+            self.sup.hold();
+        }
         self.feed(Input::Boot);
         loop {
             if self.dirty {

@@ -306,3 +306,43 @@ fn size_parsing() {
     assert_eq!(t("4096"), Some(4096));
     assert_eq!(t("lots"), None);
 }
+
+#[test]
+fn var_overrides_replace_values_and_must_name_a_variable() {
+    let text = r#"
+[vars]
+port = "2379"
+addr = "127.0.0.1:${port}"
+[component.etcd]
+command = ["etcd", "--listen=${addr}"]
+ready = { unix = "/run/x.sock" }
+"#;
+    let mut o = BTreeMap::new();
+    o.insert("port".to_string(), "12379".to_string());
+    let c = parse_config_full(text, Path::new("t.toml"), &env, &BTreeMap::new(), &o).unwrap();
+    let etcd = c.graph.get("etcd").unwrap();
+    assert_eq!(
+        etcd.command[1], "--listen=127.0.0.1:12379",
+        "later vars see the override"
+    );
+    assert_eq!(etcd.ready.as_ref().unwrap().check.kind(), "unix");
+
+    o.insert("prot".to_string(), "1".to_string());
+    let e = parse_config_full(text, Path::new("t.toml"), &env, &BTreeMap::new(), &o)
+        .unwrap_err()
+        .diagnostics;
+    assert!(
+        e.iter().any(|d| d.message.contains("--var prot")
+            && d.hint.as_deref() == Some("did you mean 'port'?")),
+        "{e:#?}"
+    );
+}
+
+#[test]
+fn hold_and_public_status() {
+    let c = ok("[daemon]\nhold = true\npublic-status = false\n");
+    assert!(c.daemon.hold && !c.daemon.public_status);
+    let c = ok("");
+    assert!(!c.daemon.hold && c.daemon.public_status);
+    assert_has(&errs("[daemon]\nhold = \"yes\"\n"), 2, "hold");
+}

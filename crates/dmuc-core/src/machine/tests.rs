@@ -471,3 +471,20 @@ fn every_transition_emits_an_event() {
         })
     )));
 }
+
+#[test]
+fn hold_starts_nothing_until_asked_then_brings_dependencies() {
+    let mut h = H::new(CLUSTER);
+    h.s.hold();
+    let fx = h.feed(Input::Boot);
+    assert!(h.launched(&fx).is_empty());
+    assert_eq!(h.state("etcd"), "stopped");
+    assert!(h.s.all_down());
+    let fx = h.feed(Input::Request(Request::Start(vec![h.i("api")])));
+    assert_eq!(
+        h.launched(&fx),
+        vec!["etcd", "certs"],
+        "api's dependencies first"
+    );
+    assert_eq!(h.state("sched"), "stopped", "not asked for");
+}

@@ -420,7 +420,7 @@ impl Runtime {
     }
 
     fn reload(&mut self, conn: &Conn, id: u64) -> Result<(), ErrorReply> {
-        let new = crate::load_config(&self.config_path).map_err(|e| {
+        let new = crate::load_config(&self.config_path, &self.overrides.vars).map_err(|e| {
             ErrorReply::new(ErrorCode::ConfigInvalid, e)
                 .hint("fix the file and reload again; the running graph is unchanged")
         })?;
