@@ -179,10 +179,8 @@ pub async fn run(
         config_path,
         overrides.clone(),
         paths.clone(),
-        tmux,
-        notes,
-        tx,
-        rx,
+        (tmux, notes),
+        (tx, rx),
     );
     let result = rt.run().await;
     server.abort();

@@ -161,16 +161,15 @@ pub struct Runtime {
 mod requests;
 
 impl Runtime {
-    /// Builds the actor around a started tmux server.
+    /// Builds the actor around a started tmux server (and its notifications) and the
+    /// message channel the edges send to.
     pub fn new(
         cfg: Config,
         config_path: PathBuf,
         overrides: crate::Overrides,
         paths: Paths,
-        tmux: Tmux,
-        notes: mpsc::UnboundedReceiver<dmuc_tmux::Notification>,
-        tx: mpsc::UnboundedSender<Msg>,
-        rx: mpsc::UnboundedReceiver<Msg>,
+        (tmux, notes): (Tmux, mpsc::UnboundedReceiver<dmuc_tmux::Notification>),
+        (tx, rx): (mpsc::UnboundedSender<Msg>, mpsc::UnboundedReceiver<Msg>),
     ) -> Runtime {
         let n = cfg.graph.len();
         let base_env = std::env::vars()
