@@ -1,9 +1,13 @@
 //! `dmucctl`: the thin client of dmucd. It parses arguments, sends one request, prints the
-//! reply; all logic lives in the daemon.
+//! reply; all logic lives in the daemon. The offline tools of a cluster operator live here
+//! too: `check` (config validation), `pki` (certificates and kubeconfigs).
 //!
 //! Exit codes: 0 ok, 1 the operation failed, 2 usage error, 3 daemon not reachable.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 mod client;
+mod pki;
 mod render;
 
 use std::io::{IsTerminal, Write};
@@ -112,6 +116,11 @@ enum Cmd {
         #[arg(long = "var", value_name = "KEY=VALUE", value_parser = dmuc_config::parse_var)]
         vars: Vec<(String, String)>,
     },
+    /// Certificates, keys and kubeconfigs for config/cluster.toml.
+    Pki {
+        #[command(subcommand)]
+        cmd: PkiCmd,
+    },
     /// Print dmucctl's version and the daemon's.
     Version,
     /// Print shell completions.
@@ -122,6 +131,72 @@ enum Cmd {
     /// Print the man page (roff) on stdout.
     #[command(hide = true)]
     Man,
+}
+
+#[derive(Subcommand, Debug)]
+enum PkiCmd {
+    /// Generate what is missing: CA, apiserver and kubelet serving certs, client certs
+    /// (admin, controller-manager, scheduler, kubelet, kube-proxy, apiserver→kubelet), the
+    /// service-account key pair, and a kubeconfig per client. Existing files are kept.
+    Init {
+        #[command(flatten)]
+        pki: PkiArgs,
+        /// Replace existing files (a new CA and everything signed by it).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Report expiry, chain, identity and SAN problems of the files in DIR (exit 1 if any).
+    Check {
+        #[command(flatten)]
+        pki: PkiArgs,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct PkiArgs {
+    /// Where the files are.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// The node's name [default: this host's name, lowercased].
+    #[arg(long, value_name = "NAME")]
+    node_name: Option<String>,
+    /// The node's IPv4 address [default: the default route's source address].
+    #[arg(long, value_name = "IP")]
+    node_ip: Option<std::net::Ipv4Addr>,
+    /// Cluster name in the kubeconfigs.
+    #[arg(long, default_value = "dmuc")]
+    cluster_name: String,
+    /// Service CIDR (its first address, the `kubernetes` Service, goes in the apiserver's SANs).
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cidr: String,
+    /// Validity of the certificates, days.
+    #[arg(long, default_value_t = 365)]
+    days: u32,
+    /// Validity of the CA, days.
+    #[arg(long, default_value_t = 3650)]
+    ca_days: u32,
+}
+
+impl PkiArgs {
+    fn options(self, force: bool) -> pki::Options {
+        let host = dmuc_config::host_builtins();
+        pki::Options {
+            dir: self.dir,
+            node_name: self
+                .node_name
+                .unwrap_or_else(|| host.get("hostname").cloned().unwrap_or_default()),
+            node_ip: self.node_ip.unwrap_or_else(|| {
+                host.get("host-ip")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(std::net::Ipv4Addr::LOCALHOST)
+            }),
+            cluster_name: self.cluster_name,
+            service_cidr: self.service_cidr,
+            days: self.days,
+            ca_days: self.ca_days,
+            force,
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -213,6 +288,7 @@ fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
                 }
             });
         }
+        Cmd::Pki { cmd } => return Ok(pki_cmd(cmd)),
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "dmucctl", &mut out);
             return Ok(OK);
@@ -382,9 +458,72 @@ fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
             eprintln!("dmucctl: cannot run tmux: {err}");
             return Ok(FAILED);
         }
-        Cmd::Check { .. } | Cmd::Completions { .. } | Cmd::Man | Cmd::Version => {}
+        Cmd::Check { .. } | Cmd::Pki { .. } | Cmd::Completions { .. } | Cmd::Man | Cmd::Version => {
+        }
     }
     Ok(OK)
+}
+
+fn pki_cmd(cmd: PkiCmd) -> u8 {
+    match cmd {
+        PkiCmd::Init { pki: args, force } => {
+            let o = args.options(force);
+            match pki::init(&o) {
+                Ok(done) => {
+                    let created = done
+                        .iter()
+                        .filter(|(_, how)| *how == pki::Outcome::Created)
+                        .count();
+                    for (file, how) in &done {
+                        let how = match how {
+                            pki::Outcome::Created => "created",
+                            pki::Outcome::Kept => "kept (exists; --force replaces it)",
+                        };
+                        println!("{:<40} {how}", o.dir.join(file).display());
+                    }
+                    println!(
+                        "{created} files created, {} kept, for node {} ({})",
+                        done.len() - created,
+                        o.node_name,
+                        o.node_ip
+                    );
+                    OK
+                }
+                Err(e) => {
+                    eprintln!("dmucctl: pki init: {e}");
+                    FAILED
+                }
+            }
+        }
+        PkiCmd::Check { pki: args } => {
+            let o = args.options(false);
+            match pki::check(&o) {
+                Ok(findings) => {
+                    let mut bad = 0;
+                    for f in &findings {
+                        let left = f.days_left.map_or("-".to_string(), |d| format!("{d} days"));
+                        let status = if f.problems.is_empty() {
+                            "ok".to_string()
+                        } else {
+                            bad += 1;
+                            f.problems.join("; ")
+                        };
+                        println!("{:<34} {left:>10}  {status}", f.file);
+                    }
+                    if bad > 0 {
+                        eprintln!("dmucctl: {bad} files with problems in {}", o.dir.display());
+                        FAILED
+                    } else {
+                        OK
+                    }
+                }
+                Err(e) => {
+                    eprintln!("dmucctl: pki check: {e}");
+                    FAILED
+                }
+            }
+        }
+    }
 }
 
 /// `status --watch`: redraws the table whenever an event arrives (and every second, for

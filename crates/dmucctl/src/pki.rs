@@ -1,0 +1,670 @@
+//! `dmucctl pki init|check`: the certificates, keys and kubeconfigs `config/cluster.toml`
+//! needs, generated in Rust (rcgen; no openssl at run time). What to generate follows the
+//! Kubernetes "PKI certificates and requirements" page, trimmed to one node
+//! (../shared/design/k8s-modern.md §3).
+//!
+//! The plan ([`plan`]) is pure: names, subjects, usages and SANs from the options. `init`
+//! carries it out: a file that exists is kept (unless `--force`), so a re-run only fills
+//! gaps; a new CA makes every certificate new, since the old ones would not verify.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose as Eku, IsCa, Issuer,
+    KeyPair, KeyUsagePurpose as Ku, SanType,
+};
+
+/// What `pki init` is asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where the files go.
+    pub dir: PathBuf,
+    /// The node's name (the kubelet's identity: `system:node:NAME`).
+    pub node_name: String,
+    /// The node's IP (apiserver and kubelet SANs; kubelet and kube-proxy reach the API there).
+    pub node_ip: Ipv4Addr,
+    /// Cluster name in the kubeconfigs.
+    pub cluster_name: String,
+    /// The service CIDR: its first address is the `kubernetes` Service's, so a SAN.
+    pub service_cidr: String,
+    /// Leaf validity, days.
+    pub days: u32,
+    /// CA validity, days.
+    pub ca_days: u32,
+    /// Replace existing files.
+    pub force: bool,
+}
+
+/// Which side of TLS a certificate serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Usage {
+    /// serverAuth.
+    Server,
+    /// clientAuth.
+    Client,
+}
+
+/// One certificate of the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertPlan {
+    /// File stem: `NAME.crt` and `NAME.key`.
+    pub name: &'static str,
+    /// Subject CN.
+    pub cn: String,
+    /// Subject O, when the identity needs a group.
+    pub org: Option<&'static str>,
+    /// serverAuth or clientAuth.
+    pub usage: Usage,
+    /// DNS SANs.
+    pub dns: Vec<String>,
+    /// IP SANs.
+    pub ips: Vec<IpAddr>,
+}
+
+/// One kubeconfig of the plan: `NAME.kubeconfig`, with the client cert `cert`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubeconfigPlan {
+    /// File stem.
+    pub name: &'static str,
+    /// The certificate (stem) it authenticates with.
+    pub cert: &'static str,
+    /// API server URL.
+    pub server: String,
+}
+
+/// The first usable address of an IPv4 CIDR (`10.96.0.0/12` → `10.96.0.1`).
+pub fn first_ip(cidr: &str) -> Result<Ipv4Addr, String> {
+    let (net, bits) = cidr
+        .split_once('/')
+        .ok_or_else(|| format!("{cidr} is not an IPv4 CIDR like 10.96.0.0/12"))?;
+    let net: Ipv4Addr = net
+        .parse()
+        .map_err(|_| format!("{cidr}: {net} is not an IPv4 address"))?;
+    let bits: u32 = bits
+        .parse()
+        .ok()
+        .filter(|b| *b <= 30)
+        .ok_or_else(|| format!("{cidr}: the prefix must be 0..=30"))?;
+    let mask = if bits == 0 {
+        0
+    } else {
+        u32::MAX << (32 - bits)
+    };
+    Ok(Ipv4Addr::from((u32::from(net) & mask) + 1))
+}
+
+/// Every certificate and kubeconfig, from the options. Pure.
+pub fn plan(o: &Options) -> Result<(Vec<CertPlan>, Vec<KubeconfigPlan>), String> {
+    let svc = first_ip(&o.service_cidr)?;
+    let local = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let node_ip = IpAddr::V4(o.node_ip);
+    let mut api_ips = vec![local, IpAddr::V4(svc), node_ip];
+    api_ips.dedup();
+    let client = |name, cn: &str, org| CertPlan {
+        name,
+        cn: cn.to_string(),
+        org,
+        usage: Usage::Client,
+        dns: vec![],
+        ips: vec![],
+    };
+    let certs = vec![
+        CertPlan {
+            name: "apiserver",
+            cn: "kube-apiserver".into(),
+            org: None,
+            usage: Usage::Server,
+            dns: [
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+                "localhost",
+                &o.node_name,
+            ]
+            .map(String::from)
+            .to_vec(),
+            ips: api_ips,
+        },
+        client(
+            "apiserver-kubelet-client",
+            "kube-apiserver-kubelet-client",
+            Some("system:masters"),
+        ),
+        client("admin", "kubernetes-admin", Some("system:masters")),
+        client(
+            "kube-controller-manager",
+            "system:kube-controller-manager",
+            None,
+        ),
+        client("kube-scheduler", "system:kube-scheduler", None),
+        client(
+            "kubelet-client",
+            &format!("system:node:{}", o.node_name),
+            Some("system:nodes"),
+        ),
+        client(
+            "kube-proxy",
+            "system:kube-proxy",
+            Some("system:node-proxier"),
+        ),
+        // The kubelet's serving certificate, from our CA, so the apiserver can verify it
+        // (--kubelet-certificate-authority) for logs/exec.
+        CertPlan {
+            name: "kubelet",
+            cn: o.node_name.clone(),
+            org: None,
+            usage: Usage::Server,
+            dns: vec![o.node_name.clone(), "localhost".into()],
+            ips: if node_ip == local {
+                vec![local]
+            } else {
+                vec![node_ip, local]
+            },
+        },
+    ];
+    let api_local = "https://127.0.0.1:6443".to_string();
+    let api_node = format!("https://{}:6443", o.node_ip);
+    let kubeconfigs = vec![
+        KubeconfigPlan {
+            name: "admin",
+            cert: "admin",
+            server: api_local.clone(),
+        },
+        KubeconfigPlan {
+            name: "kube-controller-manager",
+            cert: "kube-controller-manager",
+            server: api_local.clone(),
+        },
+        KubeconfigPlan {
+            name: "kube-scheduler",
+            cert: "kube-scheduler",
+            server: api_local,
+        },
+        // Node components reach the API at the node's address, as they would from another
+        // host later.
+        KubeconfigPlan {
+            name: "kubelet",
+            cert: "kubelet-client",
+            server: api_node.clone(),
+        },
+        KubeconfigPlan {
+            name: "kube-proxy",
+            cert: "kube-proxy",
+            server: api_node,
+        },
+    ];
+    Ok((certs, kubeconfigs))
+}
+
+/// What `init` did with a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Written now.
+    Created,
+    /// There already, kept.
+    Kept,
+}
+
+fn validity(p: &mut CertificateParams, days: u32) {
+    let now = time::OffsetDateTime::now_utc();
+    // An hour back absorbs clock skew between this host and its clients.
+    p.not_before = now - time::Duration::hours(1);
+    p.not_after = now + time::Duration::days(days.into());
+}
+
+fn ca_params(o: &Options) -> CertificateParams {
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name
+        .push(DnType::CommonName, "kubernetes-ca");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![Ku::KeyCertSign, Ku::CrlSign, Ku::DigitalSignature];
+    validity(&mut ca, o.ca_days);
+    ca
+}
+
+fn leaf(
+    c: &CertPlan,
+    days: u32,
+    key: &KeyPair,
+    issuer: &Issuer<'_, &KeyPair>,
+) -> Result<String, String> {
+    let mut p = CertificateParams::default();
+    p.distinguished_name.push(DnType::CommonName, c.cn.as_str());
+    if let Some(o) = c.org {
+        p.distinguished_name.push(DnType::OrganizationName, o);
+    }
+    p.is_ca = IsCa::ExplicitNoCa;
+    p.key_usages = vec![Ku::DigitalSignature, Ku::KeyEncipherment];
+    p.extended_key_usages = vec![match c.usage {
+        Usage::Server => Eku::ServerAuth,
+        Usage::Client => Eku::ClientAuth,
+    }];
+    p.use_authority_key_identifier_extension = true;
+    for d in &c.dns {
+        p.subject_alt_names.push(SanType::DnsName(
+            d.as_str().try_into().map_err(|e| format!("SAN {d}: {e}"))?,
+        ));
+    }
+    p.subject_alt_names
+        .extend(c.ips.iter().map(|ip| SanType::IpAddress(*ip)));
+    validity(&mut p, days);
+    Ok(p.signed_by(key, issuer).map_err(|e| e.to_string())?.pem())
+}
+
+/// Writes `bytes` to `path` atomically (temp file, then rename) with `mode`.
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
+    let tmp = path.with_extension("tmp~");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("cannot rename to {}: {e}", path.display()))
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// A kubeconfig with the CA and the client credentials embedded (self-contained files).
+pub fn kubeconfig(
+    cluster: &str,
+    server: &str,
+    user: &str,
+    ca: &str,
+    crt: &str,
+    key: &str,
+) -> String {
+    let b = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {cluster}\n  cluster:\n    server: {server}\n    certificate-authority-data: {}\nusers:\n- name: {user}\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: {user}@{cluster}\n  context:\n    cluster: {cluster}\n    user: {user}\ncurrent-context: {user}@{cluster}\n",
+        b(ca),
+        b(crt),
+        b(key)
+    );
+    s
+}
+
+/// Generates what is missing (everything with `force`); returns each file with what was done.
+pub fn init(o: &Options) -> Result<Vec<(String, Outcome)>, String> {
+    let (certs, kubeconfigs) = plan(o)?;
+    std::fs::create_dir_all(&o.dir)
+        .map_err(|e| format!("cannot create {}: {e}", o.dir.display()))?;
+    let p = |f: &str| o.dir.join(f);
+    let mut done = Vec::new();
+
+    // The CA: kept when both halves are there (and not --force).
+    let (ca_crt, ca_key) = (p("ca.crt"), p("ca.key"));
+    let fresh_ca = o.force || !ca_crt.exists() || !ca_key.exists();
+    let (ca_key_pair, issuer_pem) = if fresh_ca {
+        let key = KeyPair::generate().map_err(|e| e.to_string())?;
+        let pem = ca_params(o)
+            .self_signed(&key)
+            .map_err(|e| e.to_string())?
+            .pem();
+        write_file(&ca_key, key.serialize_pem().as_bytes(), 0o600)?;
+        write_file(&ca_crt, pem.as_bytes(), 0o644)?;
+        done.push(("ca.crt".to_string(), Outcome::Created));
+        done.push(("ca.key".to_string(), Outcome::Created));
+        (key, pem)
+    } else {
+        let key = KeyPair::from_pem(&read(&ca_key)?).map_err(|e| format!("ca.key: {e}"))?;
+        done.push(("ca.crt".to_string(), Outcome::Kept));
+        done.push(("ca.key".to_string(), Outcome::Kept));
+        (key, read(&ca_crt)?)
+    };
+    let issuer =
+        Issuer::from_ca_cert_pem(&issuer_pem, &ca_key_pair).map_err(|e| format!("ca.crt: {e}"))?;
+
+    // A new CA invalidates every certificate signed by the old one.
+    let redo = o.force || fresh_ca;
+    for c in &certs {
+        let (crt, key) = (p(&format!("{}.crt", c.name)), p(&format!("{}.key", c.name)));
+        let outcome = if redo || !crt.exists() || !key.exists() {
+            let k = KeyPair::generate().map_err(|e| e.to_string())?;
+            let pem = leaf(c, o.days, &k, &issuer)?;
+            write_file(&key, k.serialize_pem().as_bytes(), 0o600)?;
+            write_file(&crt, pem.as_bytes(), 0o644)?;
+            Outcome::Created
+        } else {
+            Outcome::Kept
+        };
+        done.push((format!("{}.crt", c.name), outcome.clone()));
+        done.push((format!("{}.key", c.name), outcome));
+    }
+
+    // The service-account key pair: no certificate.
+    let (sa_key, sa_pub) = (p("sa.key"), p("sa.pub"));
+    let outcome = if o.force || !sa_key.exists() || !sa_pub.exists() {
+        let k = KeyPair::generate().map_err(|e| e.to_string())?;
+        write_file(&sa_key, k.serialize_pem().as_bytes(), 0o600)?;
+        write_file(&sa_pub, k.public_key_pem().as_bytes(), 0o644)?;
+        Outcome::Created
+    } else {
+        Outcome::Kept
+    };
+    done.push(("sa.key".to_string(), outcome.clone()));
+    done.push(("sa.pub".to_string(), outcome));
+
+    let ca_pem = read(&ca_crt)?;
+    for k in &kubeconfigs {
+        let file = format!("{}.kubeconfig", k.name);
+        let path = p(&file);
+        let cert_new = done
+            .iter()
+            .any(|(f, how)| *f == format!("{}.crt", k.cert) && *how == Outcome::Created);
+        let outcome = if redo || cert_new || !path.exists() {
+            let crt = read(&p(&format!("{}.crt", k.cert)))?;
+            let key = read(&p(&format!("{}.key", k.cert)))?;
+            let user = certs
+                .iter()
+                .find(|c| c.name == k.cert)
+                .map_or(k.name.to_string(), |c| c.cn.clone());
+            let text = kubeconfig(&o.cluster_name, &k.server, &user, &ca_pem, &crt, &key);
+            // It embeds a private key.
+            write_file(&path, text.as_bytes(), 0o600)?;
+            Outcome::Created
+        } else {
+            Outcome::Kept
+        };
+        done.push((file, outcome));
+    }
+    Ok(done)
+}
+
+/// One finding of `pki check`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The file.
+    pub file: String,
+    /// Days until it expires (negative: expired), for certificates.
+    pub days_left: Option<i64>,
+    /// What is wrong; empty when fine.
+    pub problems: Vec<String>,
+}
+
+/// Checks every certificate of the plan: present, signed by `ca.crt`, not expired (and not
+/// within 30 days of it), the expected CN/O and usage, and the SANs the plan wants.
+pub fn check(o: &Options) -> Result<Vec<Finding>, String> {
+    use x509_parser::prelude::*;
+    let (certs, kubeconfigs) = plan(o)?;
+    let p = |f: &str| o.dir.join(f);
+    let ca_text = read(&p("ca.crt"))?;
+    let (_, ca_pem) =
+        parse_x509_pem(ca_text.as_bytes()).map_err(|e| format!("ca.crt: not PEM: {e}"))?;
+    let ca = ca_pem
+        .parse_x509()
+        .map_err(|e| format!("ca.crt: not a certificate: {e}"))?;
+    let days_left = |c: &X509Certificate<'_>| {
+        let left =
+            c.validity().not_after.timestamp() - ::time::OffsetDateTime::now_utc().unix_timestamp();
+        left.div_euclid(86_400)
+    };
+    let mut out = vec![Finding {
+        file: "ca.crt".into(),
+        days_left: Some(days_left(&ca)),
+        problems: if ca.is_ca() {
+            vec![]
+        } else {
+            vec!["not a CA certificate".into()]
+        },
+    }];
+    for c in &certs {
+        let file = format!("{}.crt", c.name);
+        let mut f = Finding {
+            file: file.clone(),
+            days_left: None,
+            problems: vec![],
+        };
+        let text = match std::fs::read_to_string(p(&file)) {
+            Ok(t) => t,
+            Err(e) => {
+                f.problems.push(format!("missing: {e}"));
+                out.push(f);
+                continue;
+            }
+        };
+        let parsed = parse_x509_pem(text.as_bytes())
+            .map_err(|e| e.to_string())
+            .map(|(_, pem)| pem.contents);
+        let der = match parsed {
+            Ok(d) => d,
+            Err(e) => {
+                f.problems.push(format!("not PEM: {e}"));
+                out.push(f);
+                continue;
+            }
+        };
+        let cert = match X509Certificate::from_der(&der) {
+            Ok((_, c)) => c,
+            Err(e) => {
+                f.problems.push(format!("not a certificate: {e}"));
+                out.push(f);
+                continue;
+            }
+        };
+        let left = days_left(&cert);
+        f.days_left = Some(left);
+        if left < 0 {
+            f.problems.push("expired".into());
+        } else if left < 30 {
+            f.problems.push(format!(
+                "expires in {left} days: renew with `pki init --force`"
+            ));
+        }
+        if cert.verify_signature(Some(ca.public_key())).is_err() {
+            f.problems
+                .push("not signed by ca.crt (made with another CA?)".into());
+        }
+        let cn: Vec<&str> = cert
+            .subject()
+            .iter_common_name()
+            .filter_map(|a| a.as_str().ok())
+            .collect();
+        if cn != [c.cn.as_str()] {
+            f.problems
+                .push(format!("CN is {cn:?}, expected {:?}", c.cn));
+        }
+        let org: Vec<&str> = cert
+            .subject()
+            .iter_organization()
+            .filter_map(|a| a.as_str().ok())
+            .collect();
+        let want_org: Vec<&str> = c.org.into_iter().collect();
+        if org != want_org {
+            f.problems
+                .push(format!("O is {org:?}, expected {want_org:?}"));
+        }
+        let eku = cert.extended_key_usage().ok().flatten().map(|e| e.value);
+        let ok_usage = eku.is_some_and(|e| match c.usage {
+            Usage::Server => e.server_auth,
+            Usage::Client => e.client_auth,
+        });
+        if !ok_usage {
+            f.problems.push(format!(
+                "extended key usage lacks {}",
+                if c.usage == Usage::Server {
+                    "serverAuth"
+                } else {
+                    "clientAuth"
+                }
+            ));
+        }
+        let mut dns = Vec::new();
+        let mut ips = Vec::new();
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for n in &san.value.general_names {
+                match n {
+                    GeneralName::DNSName(d) => dns.push(d.to_string()),
+                    GeneralName::IPAddress(b) if b.len() == 4 => {
+                        ips.push(IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3])))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for d in &c.dns {
+            if !dns.contains(d) {
+                f.problems.push(format!("SAN lacks DNS:{d}"));
+            }
+        }
+        for ip in &c.ips {
+            if !ips.contains(ip) {
+                f.problems.push(format!("SAN lacks IP:{ip}"));
+            }
+        }
+        out.push(f);
+    }
+    for k in &kubeconfigs {
+        let file = format!("{}.kubeconfig", k.name);
+        let problems = match std::fs::read_to_string(p(&file)) {
+            Ok(t) if t.contains(&format!("server: {}", k.server)) => vec![],
+            Ok(_) => vec![format!("its server is not {}", k.server)],
+            Err(e) => vec![format!("missing: {e}")],
+        };
+        out.push(Finding {
+            file,
+            days_left: None,
+            problems,
+        });
+    }
+    for f in ["sa.key", "sa.pub"] {
+        out.push(Finding {
+            file: f.into(),
+            days_left: None,
+            problems: if p(f).exists() {
+                vec![]
+            } else {
+                vec!["missing".into()]
+            },
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(dir: &Path) -> Options {
+        Options {
+            dir: dir.to_path_buf(),
+            node_name: "node1".into(),
+            node_ip: "10.0.0.5".parse().unwrap(),
+            cluster_name: "dmuc".into(),
+            service_cidr: "10.96.0.0/12".into(),
+            days: 365,
+            ca_days: 3650,
+            force: false,
+        }
+    }
+
+    #[test]
+    fn first_ip_of_a_cidr() {
+        assert_eq!(
+            first_ip("10.96.0.0/12").unwrap(),
+            Ipv4Addr::new(10, 96, 0, 1)
+        );
+        assert_eq!(
+            first_ip("10.96.3.7/12").unwrap(),
+            Ipv4Addr::new(10, 96, 0, 1)
+        );
+        assert_eq!(first_ip("10.0.0.0/24").unwrap(), Ipv4Addr::new(10, 0, 0, 1));
+        assert!(first_ip("10.0.0.0").is_err());
+        assert!(first_ip("10.0.0.0/31").is_err());
+        assert!(first_ip("x/8").is_err());
+    }
+
+    #[test]
+    fn the_plan_has_the_identities_kubernetes_expects() {
+        let (certs, kcs) = plan(&opts(Path::new("/x"))).unwrap();
+        let by = |n: &str| certs.iter().find(|c| c.name == n).unwrap();
+        assert_eq!(by("kubelet-client").cn, "system:node:node1");
+        assert_eq!(by("kubelet-client").org, Some("system:nodes"));
+        assert_eq!(by("admin").org, Some("system:masters"));
+        assert_eq!(by("kube-scheduler").cn, "system:kube-scheduler");
+        let api = by("apiserver");
+        assert_eq!(api.usage, Usage::Server);
+        for ip in ["127.0.0.1", "10.96.0.1", "10.0.0.5"] {
+            assert!(api.ips.contains(&ip.parse().unwrap()), "{ip}");
+        }
+        assert!(
+            api.dns
+                .contains(&"kubernetes.default.svc.cluster.local".to_string())
+        );
+        assert!(api.dns.contains(&"node1".to_string()));
+        let kubelet = kcs.iter().find(|k| k.name == "kubelet").unwrap();
+        assert_eq!(kubelet.server, "https://10.0.0.5:6443");
+        assert_eq!(kubelet.cert, "kubelet-client");
+    }
+
+    #[test]
+    fn init_is_idempotent_and_check_finds_problems() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = opts(dir.path());
+        let first = init(&o).unwrap();
+        assert!(first.iter().all(|(_, how)| *how == Outcome::Created));
+        let before = std::fs::read(dir.path().join("apiserver.crt")).unwrap();
+        let again = init(&o).unwrap();
+        assert!(
+            again.iter().all(|(_, how)| *how == Outcome::Kept),
+            "{again:?}"
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("apiserver.crt")).unwrap(),
+            before
+        );
+
+        // A missing pair is made again, signed by the kept CA.
+        std::fs::remove_file(dir.path().join("kube-proxy.key")).unwrap();
+        let third = init(&o).unwrap();
+        let created: Vec<&str> = third
+            .iter()
+            .filter(|(_, h)| *h == Outcome::Created)
+            .map(|(f, _)| f.as_str())
+            .collect();
+        assert_eq!(
+            created,
+            ["kube-proxy.crt", "kube-proxy.key", "kube-proxy.kubeconfig"]
+        );
+        assert!(check(&o).unwrap().iter().all(|f| f.problems.is_empty()));
+
+        // Asked for another node IP, check reports the SANs that lack it.
+        let mut other = o.clone();
+        other.node_ip = "10.0.0.9".parse().unwrap();
+        let findings = check(&other).unwrap();
+        let api = findings.iter().find(|f| f.file == "apiserver.crt").unwrap();
+        assert!(
+            api.problems.iter().any(|p| p == "SAN lacks IP:10.0.0.9"),
+            "{api:?}"
+        );
+
+        // --force makes everything new.
+        let mut forced = o.clone();
+        forced.force = true;
+        assert!(
+            init(&forced)
+                .unwrap()
+                .iter()
+                .all(|(_, h)| *h == Outcome::Created)
+        );
+        assert_ne!(
+            std::fs::read(dir.path().join("apiserver.crt")).unwrap(),
+            before
+        );
+        assert!(check(&o).unwrap().iter().all(|f| f.problems.is_empty()));
+    }
+}
