@@ -10,4 +10,5 @@ mod control;
 mod lifecycle;
 mod logs;
 mod ordering;
+mod profiles;
 mod restart;

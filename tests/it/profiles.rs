@@ -1,0 +1,247 @@
+//! The shipped profiles: they validate, and their graphs are what the tutorial and the
+//! research notes say (edges, conditions, probes, stop scopes), so a typo fails CI.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+use dmuc_config::{Check, Config, StopScope};
+
+use crate::util::bin_dir;
+
+fn profile(name: &str) -> (PathBuf, Config) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../config")
+        .join(name);
+    let cfg = dmuc_config::load_file(&path, &BTreeMap::new()).unwrap_or_else(|e| panic!("{e}"));
+    (path, cfg)
+}
+
+/// `(dependency, condition)` of a component, sorted.
+fn after(cfg: &Config, name: &str) -> Vec<(String, &'static str)> {
+    let c = cfg
+        .graph
+        .get(name)
+        .unwrap_or_else(|| panic!("no component {name}"));
+    let mut v: Vec<_> = c
+        .after
+        .iter()
+        .map(|d| (d.component.clone(), d.condition.as_str()))
+        .collect();
+    v.sort();
+    v
+}
+
+fn deps(list: &[(&str, &'static str)]) -> Vec<(String, &'static str)> {
+    let mut v: Vec<_> = list.iter().map(|(n, c)| (n.to_string(), *c)).collect();
+    v.sort();
+    v
+}
+
+fn url(cfg: &Config, name: &str) -> (String, Option<PathBuf>, bool) {
+    match &cfg.graph.get(name).unwrap().ready.as_ref().unwrap().check {
+        Check::Http {
+            url, ca, insecure, ..
+        } => (url.clone(), ca.clone(), *insecure),
+        c => panic!("{name}: ready probe is {}", c.kind()),
+    }
+}
+
+#[test]
+fn every_shipped_profile_passes_check() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let o = Command::new(bin_dir().join("dmucd"))
+                .arg("--config")
+                .arg(&path)
+                .arg("--check")
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+}
+
+#[test]
+fn seed_2019_is_the_tutorial() {
+    let (_, cfg) = profile("seed-2019.toml");
+    assert_eq!(after(&cfg, "etcd"), deps(&[("workdir", "completed")]));
+    assert_eq!(after(&cfg, "kube-apiserver"), deps(&[("etcd", "ready")]));
+    for c in ["kube-controller-manager", "kube-scheduler", "kube-proxy"] {
+        assert_eq!(after(&cfg, c), deps(&[("kube-apiserver", "ready")]), "{c}");
+        let cmd = &cfg.graph.get(c).unwrap().command;
+        assert_eq!(cmd[1..], ["--master", "http://localhost:8080"], "{c}");
+    }
+    assert_eq!(
+        after(&cfg, "kubelet"),
+        deps(&[
+            ("dockerd", "ready"),
+            ("kube-apiserver", "ready"),
+            ("kubeconfig", "completed")
+        ])
+    );
+    let api = &cfg.graph.get("kube-apiserver").unwrap().command;
+    assert!(
+        api.contains(&"--etcd-servers".to_string())
+            && api.contains(&"http://localhost:2379".to_string())
+    );
+    assert!(api.contains(&"--disable-admission-plugins=ServiceAccount".to_string()));
+    assert_eq!(
+        url(&cfg, "kube-apiserver").0,
+        "http://localhost:8080/healthz"
+    );
+    // The kubeconfig is written by the tutorial's three commands.
+    let kc = cfg.graph.get("kubeconfig").unwrap();
+    assert_eq!(kc.kind, dmuc_config::Kind::Oneshot);
+    assert_eq!(
+        kc.command
+            .join(" ")
+            .matches("kubectl --kubeconfig kubeconfig.kubelet config")
+            .count(),
+        3
+    );
+    assert_eq!(
+        cfg.graph.get("dockerd").unwrap().stop.scope,
+        StopScope::Process
+    );
+}
+
+#[test]
+fn cluster_is_the_modern_graph_with_real_probes() {
+    let (_, cfg) = profile("cluster.toml");
+    assert_eq!(cfg.graph.len(), 10);
+    assert_eq!(after(&cfg, "etcd"), vec![]);
+    assert_eq!(
+        after(&cfg, "kube-apiserver"),
+        deps(&[("etcd", "ready"), ("pki", "completed")])
+    );
+    assert_eq!(
+        after(&cfg, "kube-controller-manager"),
+        deps(&[("kube-apiserver", "ready")])
+    );
+    assert_eq!(
+        after(&cfg, "kube-scheduler"),
+        deps(&[("kube-apiserver", "ready"), ("node-config", "completed")])
+    );
+    assert_eq!(
+        after(&cfg, "containerd"),
+        deps(&[("node-config", "completed")])
+    );
+    assert_eq!(
+        after(&cfg, "kubelet"),
+        deps(&[
+            ("containerd", "ready"),
+            ("images", "completed"),
+            ("kube-apiserver", "ready"),
+            ("node-config", "completed")
+        ])
+    );
+    assert_eq!(
+        after(&cfg, "kube-proxy"),
+        deps(&[("kube-apiserver", "ready"), ("kubelet", "ready")])
+    );
+
+    let pki = PathBuf::from("/var/lib/dmuc/pki");
+    assert_eq!(
+        url(&cfg, "etcd"),
+        ("http://127.0.0.1:2379/health".into(), None, false)
+    );
+    assert_eq!(
+        url(&cfg, "kube-apiserver"),
+        (
+            "https://127.0.0.1:6443/readyz".into(),
+            Some(pki.join("ca.crt")),
+            false
+        )
+    );
+    assert_eq!(
+        url(&cfg, "kube-controller-manager"),
+        ("https://127.0.0.1:10257/healthz".into(), None, true)
+    );
+    assert_eq!(
+        url(&cfg, "kube-scheduler"),
+        ("https://127.0.0.1:10259/healthz".into(), None, true)
+    );
+    assert_eq!(url(&cfg, "kubelet").0, "http://127.0.0.1:10248/healthz");
+    assert_eq!(url(&cfg, "kube-proxy").0, "http://127.0.0.1:10256/livez");
+    let containerd = cfg.graph.get("containerd").unwrap();
+    assert!(matches!(&containerd.ready.as_ref().unwrap().check,
+        Check::Unix { path } if path == &PathBuf::from("/run/containerd/containerd.sock")));
+    assert_eq!(
+        containerd.stop.scope,
+        StopScope::Process,
+        "containers must survive a containerd restart"
+    );
+    assert!(
+        cfg.graph
+            .get("kube-apiserver")
+            .unwrap()
+            .stop
+            .timeout
+            .as_secs()
+            >= 60
+    );
+
+    // What the reference run needed (k8s-modern.md §7).
+    let api = cfg.graph.get("kube-apiserver").unwrap().command.join(" ");
+    for flag in [
+        "--allow-privileged=true",
+        "--kubelet-client-certificate=",
+        "--kubelet-certificate-authority=",
+        "--authorization-mode=Node,RBAC",
+        "--service-account-issuer=",
+        "--service-account-signing-key-file=",
+        "--service-cluster-ip-range=10.96.0.0/12",
+        "--bind-address=0.0.0.0",
+    ] {
+        assert!(api.contains(flag), "kube-apiserver lacks {flag}");
+    }
+    let kcm = cfg
+        .graph
+        .get("kube-controller-manager")
+        .unwrap()
+        .command
+        .join(" ");
+    for flag in [
+        "--leader-elect=false",
+        "--allocate-node-cidrs=true",
+        "--use-service-account-credentials=true",
+    ] {
+        assert!(kcm.contains(flag), "kube-controller-manager lacks {flag}");
+    }
+    let script = cfg.graph.get("node-config").unwrap().command.join(" ");
+    assert!(script.contains("restrict_oom_score_adj"));
+    assert!(script.contains("failSwapOn: false"));
+    assert!(script.contains("leaderElect: false"));
+    // Every file a component names comes from pki init or node-config.
+    for c in cfg.graph.components() {
+        for arg in &c.command {
+            if let Some((_, path)) = arg.split_once("=/var/lib/dmuc/pki/") {
+                let stem = path.rsplit_once('.').map_or(path, |(s, _)| s);
+                assert!(
+                    [
+                        "ca",
+                        "apiserver",
+                        "apiserver-kubelet-client",
+                        "sa",
+                        "kube-controller-manager",
+                        "kube-scheduler",
+                        "kubelet",
+                        "kube-proxy",
+                        "admin"
+                    ]
+                    .contains(&stem),
+                    "{}: {arg} is not a file pki init writes",
+                    c.name
+                );
+            }
+        }
+    }
+}
