@@ -6,6 +6,7 @@
 
 mod util;
 
+mod cluster;
 mod control;
 mod lifecycle;
 mod logs;

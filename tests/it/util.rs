@@ -29,6 +29,21 @@ pub fn standin() -> String {
     bin_dir().join("dmuc-standin").display().to_string()
 }
 
+/// Tests that use a cluster's fixed ports (2379, 6443, 10248, ...) hold this lock, so they
+/// never run at the same time.
+pub fn fixed_ports() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The sequence number of `name`'s first transition to `to` (events are totally ordered).
+pub fn seq_of(events: &[Value], name: &str, to: &str) -> Option<u64> {
+    events
+        .iter()
+        .find(|e| e["component"] == name && e["event"] == "state" && e["to"] == to)
+        .and_then(|e| e["seq"].as_u64())
+}
+
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -6,7 +6,10 @@
 //! escalation); `--fork-child` leaves a grandchild in its process group (to test group stop);
 //! `--write-file PATH` writes its PID and start time there (to test ordering).
 //!
-//! Std only, on purpose: it must start fast and behave the same everywhere.
+//! Run under the name of a cluster component (a symlink `kube-apiserver`, `kubelet`, ...), it
+//! plays that component instead: see [`persona`].
+
+mod persona;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -89,7 +92,33 @@ fn now_ms() -> u128 {
         .unwrap_or(0)
 }
 
+/// SIGTERM/SIGINT: say so and exit 0, as a well-behaved server does.
+fn exit_on_term(name: &str) {
+    if let Ok(mut sigs) = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ]) {
+        let name = name.to_string();
+        std::thread::spawn(move || {
+            if let Some(s) = sigs.forever().next() {
+                println!("[{name}] got signal {s}, shutting down");
+                std::process::exit(0);
+            }
+        });
+    }
+}
+
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let prog = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    if persona::NAMES.contains(&prog) {
+        exit_on_term(prog);
+        return persona::run(prog, &args[1..]);
+    }
     let o = match parse() {
         Ok(o) => o,
         Err(e) => {
@@ -115,17 +144,8 @@ fn main() -> ExitCode {
         }
         // Tests wait for this line before they send SIGTERM.
         println!("[{}] ignoring SIGTERM", o.name);
-    } else if let Ok(mut sigs) = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ]) {
-        let name = o.name.clone();
-        std::thread::spawn(move || {
-            if let Some(s) = sigs.forever().next() {
-                println!("[{name}] got signal {s}, shutting down");
-                std::process::exit(0);
-            }
-        });
+    } else {
+        exit_on_term(&o.name);
     }
     if o.fork_child {
         match std::process::Command::new("sleep").arg("3600").spawn() {

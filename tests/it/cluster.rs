@@ -1,0 +1,240 @@
+//! config/cluster.toml as shipped, run by dmucd with the Kubernetes binaries replaced by the
+//! stand-in's personas (same ports, same paths, HTTPS with the generated certificates), the
+//! real etcd from Debian when installed, and the real kubectl client. And real etcd on its
+//! own: a oneshot writes a key, a dependent reads it, data survives a kill -9.
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::util::*;
+
+const T: Duration = Duration::from_secs(60);
+
+fn real(prog: &str) -> Option<PathBuf> {
+    ["/usr/bin", "/usr/local/bin"]
+        .iter()
+        .map(|d| Path::new(d).join(prog))
+        .find(|p| p.exists())
+}
+
+/// A bin dir where each Kubernetes program is the stand-in, and etcd the real one if any.
+fn bin_dir_for(dir: &Path) -> PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for p in [
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kubelet",
+        "kube-proxy",
+        "containerd",
+        "ctr",
+    ] {
+        symlink(standin(), bin.join(p)).unwrap();
+    }
+    match real("etcd") {
+        Some(etcd) => symlink(etcd, bin.join("etcd")).unwrap(),
+        None => {
+            eprintln!("etcd is not installed (apt-get install etcd-server): using the stand-in");
+            symlink(standin(), bin.join("etcd")).unwrap();
+        }
+    }
+    bin
+}
+
+#[test]
+fn the_cluster_profile_comes_up_in_order_with_its_real_probes() {
+    let _ports = fixed_ports();
+    let work = tempfile::tempdir().unwrap();
+    let bin = bin_dir_for(work.path());
+    let state = work.path().join("state");
+    let toml = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/cluster.toml"),
+    )
+    .unwrap();
+    let var = |k: &str, v: &Path| format!("{k}={}", v.display());
+    let (b, s, c) = (
+        var("bin", &bin),
+        var("state", &state),
+        var("containerd-socket", &state.join("containerd.sock")),
+    );
+    let mut d = Daemon::start_with(
+        tempfile::tempdir().unwrap(),
+        &toml,
+        &[
+            "--var",
+            &b,
+            "--var",
+            &s,
+            "--var",
+            &c,
+            "--var",
+            "node=testnode",
+            "--var",
+            "node-ip=127.0.0.1",
+        ],
+    );
+    for (name, state) in [
+        ("pki", "completed"),
+        ("node-config", "completed"),
+        ("images", "completed"),
+        ("etcd", "ready"),
+        ("kube-apiserver", "ready"),
+        ("kube-controller-manager", "ready"),
+        ("kube-scheduler", "ready"),
+        ("containerd", "ready"),
+        ("kubelet", "ready"),
+        ("kube-proxy", "ready"),
+    ] {
+        d.wait_state(name, state, T);
+    }
+    // Order: each component launched only after what it waits for reached its condition.
+    let ev = d.events();
+    let at = |n: &str, to: &str| seq_of(&ev, n, to).unwrap_or_else(|| panic!("{n} never {to}"));
+    for (dependent, dep, cond) in [
+        ("kube-apiserver", "etcd", "ready"),
+        ("kube-apiserver", "pki", "completed"),
+        ("kube-controller-manager", "kube-apiserver", "ready"),
+        ("kube-scheduler", "kube-apiserver", "ready"),
+        ("containerd", "node-config", "completed"),
+        ("images", "containerd", "ready"),
+        ("kubelet", "containerd", "ready"),
+        ("kubelet", "images", "completed"),
+        ("kubelet", "kube-apiserver", "ready"),
+        ("kube-proxy", "kubelet", "ready"),
+    ] {
+        assert!(
+            at(dependent, "starting") > at(dep, cond),
+            "{dependent} started before {dep} was {cond}"
+        );
+    }
+
+    // The real kubectl, with the generated admin kubeconfig, through TLS verified against the
+    // generated CA, reaches the API server's /readyz.
+    let kubeconfig = state.join("pki/admin.kubeconfig");
+    let o = Command::new("kubectl")
+        .args([
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "get",
+            "--raw",
+            "/readyz",
+        ])
+        .output()
+        .expect("kubectl is needed (it ships with google-cloud-cli on this image)");
+    assert!(
+        o.status.success(),
+        "kubectl: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "ok");
+
+    // kill -9 of the API server: a new PID in the same window, ready again.
+    let api = d.comp("kube-apiserver").unwrap();
+    let pid = api["pid"].as_u64().unwrap() as u32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_for("the API server to be back", T, || {
+        let c = d.comp("kube-apiserver")?;
+        (c["state"] == "ready" && c["pid"].as_u64()? != pid as u64).then_some(c)
+    });
+    assert_eq!(d.comp("kube-apiserver").unwrap()["restarts"], 1);
+    assert_eq!(d.comp("kube-apiserver").unwrap()["window"], api["window"]);
+
+    // containerd is stopped alone (scope = process), then everything in reverse order.
+    let pids: Vec<u32> = d.status().unwrap()["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["pid"].as_u64().map(|p| p as u32))
+        .collect();
+    assert_eq!(pids.len(), 7, "seven services running");
+    assert_eq!(d.stop(), Some(0), "{}", d.stderr());
+    let ev = d.events();
+    let stop_at = |n: &str| seq_of(&ev, n, "stopped").unwrap_or_else(|| panic!("{n} not stopped"));
+    assert!(stop_at("kube-proxy") < stop_at("kubelet"));
+    assert!(stop_at("kubelet") < stop_at("containerd"));
+    assert!(stop_at("kube-controller-manager") < stop_at("kube-apiserver"));
+    assert!(stop_at("kube-apiserver") < stop_at("etcd"));
+    for pid in pids {
+        assert!(!alive(pid), "pid {pid} survived the shutdown");
+    }
+}
+
+#[test]
+fn real_etcd_gates_a_writer_and_a_reader_and_keeps_its_data_across_kill_9() {
+    let (Some(etcd), Some(etcdctl)) = (real("etcd"), real("etcdctl")) else {
+        panic!(
+            "etcd and etcdctl are needed: apt-get install -y etcd-server etcd-client (.ci/run does)"
+        );
+    };
+    let _ports = fixed_ports();
+    let data = tempfile::tempdir().unwrap();
+    let (e, ctl) = (etcd.display().to_string(), etcdctl.display().to_string());
+    let toml = format!(
+        r#"
+[component.etcd]
+command = ["{e}", "--data-dir", "{data}/etcd",
+           "--listen-client-urls", "http://127.0.0.1:2379", "--advertise-client-urls", "http://127.0.0.1:2379",
+           "--listen-peer-urls", "http://127.0.0.1:2380"]
+ready = {{ http = "http://127.0.0.1:2379/health" }}
+backoff = {{ initial = "100ms" }}
+[component.writer]
+kind = "oneshot"
+command = ["{ctl}", "--endpoints", "http://127.0.0.1:2379", "put", "/dmuc/hello", "world"]
+env = {{ ETCDCTL_API = "3" }}
+after = ["etcd"]
+[component.reader]
+kind = "oneshot"
+command = ["{ctl}", "--endpoints", "http://127.0.0.1:2379", "get", "/dmuc/hello", "--print-value-only"]
+env = {{ ETCDCTL_API = "3" }}
+after = [{{ component = "writer", condition = "completed" }}]
+"#,
+        data = data.path().display()
+    );
+    let mut d = Daemon::start(&toml);
+    d.wait_state("reader", "completed", T);
+    assert!(d.log("writer").contains("OK"), "{}", d.log("writer"));
+    assert_eq!(d.log("reader").trim(), "world");
+    let ev = d.events();
+    assert!(seq_of(&ev, "reader", "starting") > seq_of(&ev, "writer", "completed"));
+
+    let pid = d.comp("etcd").unwrap()["pid"].as_u64().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let exit = wait_for("etcd's exit event", T, || {
+        d.events()
+            .into_iter()
+            .find(|e| e["component"] == "etcd" && e["event"] == "exit")
+    });
+    assert_eq!(exit["signal"], 9);
+    wait_for("etcd to be ready again", T, || {
+        let c = d.comp("etcd")?;
+        (c["state"] == "ready" && c["pid"].as_u64()? != pid).then_some(())
+    });
+    let o = Command::new(&etcdctl)
+        .args([
+            "--endpoints",
+            "http://127.0.0.1:2379",
+            "get",
+            "/dmuc/hello",
+            "--print-value-only",
+        ])
+        .env("ETCDCTL_API", "3")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "world",
+        "data lost across kill -9"
+    );
+    assert_eq!(d.stop(), Some(0));
+}
