@@ -7,6 +7,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod client;
+mod fetch;
 mod pki;
 mod render;
 
@@ -121,6 +122,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: PkiCmd,
     },
+    /// Download the official binaries, verify their checksums, install them (all or nothing).
+    Fetch(FetchArgs),
     /// Print dmucctl's version and the daemon's.
     Version,
     /// Print shell completions.
@@ -131,6 +134,41 @@ enum Cmd {
     /// Print the man page (roff) on stdout.
     #[command(hide = true)]
     Man,
+}
+
+#[derive(clap::Args, Debug)]
+struct FetchArgs {
+    /// Kubernetes: kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy,
+    /// kubectl (`v1.34.2`; `1.34` or `v1.34.x` means the latest 1.34 patch release).
+    #[arg(long, value_name = "VERSION")]
+    kubernetes: Option<String>,
+    /// etcd and etcdctl (`v3.6.5`).
+    #[arg(long, value_name = "VERSION")]
+    etcd: Option<String>,
+    /// containerd, containerd-shim-runc-v2, ctr (`2.1.4`).
+    #[arg(long, value_name = "VERSION")]
+    containerd: Option<String>,
+    /// runc (`1.3.1`).
+    #[arg(long, value_name = "VERSION")]
+    runc: Option<String>,
+    /// CNI plugins bridge, host-local, loopback, portmap (`1.7.1`), into --cni-dir.
+    #[arg(long, value_name = "VERSION")]
+    cni: Option<String>,
+    /// Where the programs go.
+    #[arg(long, value_name = "DIR", default_value = "/usr/local/bin")]
+    dir: PathBuf,
+    /// Where the CNI plugins go.
+    #[arg(long, value_name = "DIR", default_value = "/opt/cni/bin")]
+    cni_dir: PathBuf,
+    /// Base URL of the Kubernetes releases (a mirror, or an air-gapped host).
+    #[arg(long, value_name = "URL", default_value = "https://dl.k8s.io")]
+    kubernetes_url: String,
+    /// Base URL of the GitHub releases of etcd, containerd, runc and the CNI plugins.
+    #[arg(long, value_name = "URL", default_value = "https://github.com")]
+    github_url: String,
+    /// Architecture [default: this machine's].
+    #[arg(long, value_name = "ARCH")]
+    arch: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -289,6 +327,7 @@ fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
             });
         }
         Cmd::Pki { cmd } => return Ok(pki_cmd(cmd)),
+        Cmd::Fetch(args) => return Ok(fetch_cmd(args)),
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "dmucctl", &mut out);
             return Ok(OK);
@@ -458,10 +497,67 @@ fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
             eprintln!("dmucctl: cannot run tmux: {err}");
             return Ok(FAILED);
         }
-        Cmd::Check { .. } | Cmd::Pki { .. } | Cmd::Completions { .. } | Cmd::Man | Cmd::Version => {
-        }
+        Cmd::Check { .. }
+        | Cmd::Pki { .. }
+        | Cmd::Fetch(_)
+        | Cmd::Completions { .. }
+        | Cmd::Man
+        | Cmd::Version => {}
     }
     Ok(OK)
+}
+
+fn fetch_cmd(a: FetchArgs) -> u8 {
+    let mut versions = fetch::Versions {
+        kubernetes: a.kubernetes,
+        etcd: a.etcd,
+        containerd: a.containerd,
+        runc: a.runc,
+        cni: a.cni,
+    };
+    if versions.kubernetes.is_none()
+        && versions.etcd.is_none()
+        && versions.containerd.is_none()
+        && versions.runc.is_none()
+        && versions.cni.is_none()
+    {
+        eprintln!(
+            "dmucctl: fetch: name at least one of --kubernetes, --etcd, --containerd, --runc, --cni"
+        );
+        eprintln!(
+            "hint: e.g. dmucctl fetch --kubernetes 1.34 --etcd v3.6.5 --containerd 2.1.4 --runc 1.3.1 --cni 1.7.1"
+        );
+        return 2;
+    }
+    if let Some(k) = &versions.kubernetes {
+        match fetch::resolve_kubernetes(&a.kubernetes_url, k) {
+            Ok(v) => versions.kubernetes = Some(v),
+            Err(e) => {
+                eprintln!("dmucctl: fetch: {e}");
+                return FAILED;
+            }
+        }
+    }
+    let bases = fetch::Bases {
+        kubernetes: a.kubernetes_url,
+        github: a.github_url,
+    };
+    let arch = a.arch.unwrap_or_else(|| fetch::host_arch().to_string());
+    let plan = fetch::plan(&versions, &bases, &arch, &a.dir, &a.cni_dir);
+    let staging = a.dir.join(".dmuc-fetch");
+    match fetch::run(&plan, &staging, &fetch::Progress::new()) {
+        Ok(installed) => {
+            for p in &installed {
+                println!("installed {}", p.display());
+            }
+            println!("{} files installed", installed.len());
+            OK
+        }
+        Err(e) => {
+            eprintln!("dmucctl: fetch: {e}");
+            FAILED
+        }
+    }
 }
 
 fn pki_cmd(cmd: PkiCmd) -> u8 {
