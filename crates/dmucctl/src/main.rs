@@ -8,6 +8,7 @@
 
 mod client;
 mod fetch;
+mod host;
 mod pki;
 mod render;
 
@@ -124,6 +125,34 @@ enum Cmd {
     },
     /// Download the official binaries, verify their checksums, install them (all or nothing).
     Fetch(FetchArgs),
+    /// Check this host for config/cluster.toml: binaries and versions, ports, swap, kernel
+    /// modules, sysctls, cgroups, capabilities, node address; each problem says how to fix it.
+    Doctor {
+        #[command(flatten)]
+        profile: ProfileArgs,
+        /// Read the host under this directory instead of / (for tests and chroots).
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        root: PathBuf,
+        /// Do not try to bind the cluster's ports.
+        #[arg(long)]
+        no_ports: bool,
+    },
+    /// Tear the node down between attempts (as kubeadm reset): stop dmucd, then remove the
+    /// state directory and what the components leave elsewhere, the CNI bridge, the
+    /// kube-proxy and CNI iptables chains and the pod cgroups. Asks first.
+    Reset {
+        #[command(flatten)]
+        profile: ProfileArgs,
+        /// Keep the certificates and kubeconfigs (STATE/pki).
+        #[arg(long)]
+        keep_pki: bool,
+        /// Do not ask.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Work under this directory instead of / (host networking is then left alone).
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        root: PathBuf,
+    },
     /// Print dmucctl's version and the daemon's.
     Version,
     /// Print shell completions.
@@ -134,6 +163,31 @@ enum Cmd {
     /// Print the man page (roff) on stdout.
     #[command(hide = true)]
     Man,
+}
+
+#[derive(clap::Args, Debug)]
+struct ProfileArgs {
+    /// The cluster profile whose [vars] (bin, cni-bin, state, node-ip) to use.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Replace a `[vars]` value of the profile (repeatable).
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = dmuc_config::parse_var)]
+    vars: Vec<(String, String)>,
+}
+
+impl ProfileArgs {
+    /// The profile's variables (or the built-in ones and the --var values without a profile).
+    fn vars(&self) -> Result<std::collections::BTreeMap<String, String>, String> {
+        let over: std::collections::BTreeMap<String, String> = self.vars.iter().cloned().collect();
+        match &self.config {
+            Some(f) => dmuc_config::load_file(f, &over).map(|c| c.vars),
+            None => {
+                let mut v = dmuc_config::host_builtins();
+                v.extend(over);
+                Ok(v)
+            }
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -328,6 +382,17 @@ fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
         }
         Cmd::Pki { cmd } => return Ok(pki_cmd(cmd)),
         Cmd::Fetch(args) => return Ok(fetch_cmd(args)),
+        Cmd::Doctor {
+            profile,
+            root,
+            no_ports,
+        } => return Ok(doctor_cmd(&profile, root, !no_ports)),
+        Cmd::Reset {
+            profile,
+            keep_pki,
+            yes,
+            root,
+        } => return Ok(reset_cmd(&profile, keep_pki, yes, root, socket)),
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "dmucctl", &mut out);
             return Ok(OK);
@@ -500,11 +565,110 @@ fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
         Cmd::Check { .. }
         | Cmd::Pki { .. }
         | Cmd::Fetch(_)
+        | Cmd::Doctor { .. }
+        | Cmd::Reset { .. }
         | Cmd::Completions { .. }
         | Cmd::Man
         | Cmd::Version => {}
     }
     Ok(OK)
+}
+
+fn doctor_cmd(profile: &ProfileArgs, root: PathBuf, ports: bool) -> u8 {
+    let vars = match profile.vars() {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("{e}");
+            return FAILED;
+        }
+    };
+    let var = |k: &str, d: &str| vars.get(k).cloned().unwrap_or_else(|| d.to_string());
+    let input = host::DoctorInput {
+        root,
+        bin: var("bin", "/usr/local/bin").into(),
+        cni_bin: var("cni-bin", "/opt/cni/bin").into(),
+        node_ip: var("node-ip", &var("host-ip", "")),
+        is_root: nix::unistd::geteuid().is_root(),
+        check_ports: ports,
+    };
+    let checks = host::doctor(&input);
+    let mut fails = 0;
+    for c in &checks {
+        let mark = match c.level {
+            host::Level::Ok => "ok  ",
+            host::Level::Warn => "warn",
+            host::Level::Fail => {
+                fails += 1;
+                "FAIL"
+            }
+        };
+        println!("{mark}  {:<42} {}", c.what, c.found);
+        if let Some(f) = &c.fix
+            && c.level != host::Level::Ok
+        {
+            println!("      fix: {f}");
+        }
+    }
+    if fails > 0 {
+        eprintln!("dmucctl: doctor: {fails} problems to fix before the cluster can run");
+        FAILED
+    } else {
+        OK
+    }
+}
+
+fn reset_cmd(profile: &ProfileArgs, keep_pki: bool, yes: bool, root: PathBuf, socket: &Path) -> u8 {
+    let vars = match profile.vars() {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("{e}");
+            return FAILED;
+        }
+    };
+    let state = PathBuf::from(vars.get("state").map_or("/var/lib/dmuc", String::as_str));
+    // A running daemon would restart what we remove: stop it (and the cluster) first.
+    if let Ok(mut c) = Client::connect(socket) {
+        let q = format!(
+            "dmucd (pid {}) is running: stop it and every component?",
+            c.hello.pid
+        );
+        if !yes && !host::confirm(&q) {
+            eprintln!("dmucctl: reset: nothing done");
+            return FAILED;
+        }
+        if let Err(e) = c.call(Verb::Shutdown {}) {
+            return report(&e);
+        }
+        c.wait_closed();
+        println!("stopped dmucd and every component");
+    }
+    let keep: &[&str] = if keep_pki { &["pki"] } else { &[] };
+    let plan = host::reset_plan(&root, &state, keep);
+    if plan.paths.is_empty() && plan.cgroups.is_empty() && plan.mounts.is_empty() && !plan.network {
+        println!("nothing to remove");
+        return OK;
+    }
+    println!("reset will remove:");
+    for p in &plan.paths {
+        println!("  {}", p.display());
+    }
+    if !plan.cgroups.is_empty() {
+        println!(
+            "  {} pod cgroups (their processes are killed)",
+            plan.cgroups.len()
+        );
+    }
+    if plan.network {
+        println!("  the cni0 bridge and the KUBE-*/CNI-* iptables chains");
+    }
+    if !yes && !host::confirm("Remove all this?") {
+        eprintln!("dmucctl: reset: nothing removed");
+        return FAILED;
+    }
+    for line in host::reset(&plan) {
+        println!("{line}");
+    }
+    OK
 }
 
 fn fetch_cmd(a: FetchArgs) -> u8 {

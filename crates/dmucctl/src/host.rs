@@ -1,0 +1,626 @@
+//! The host around the cluster: `dmucctl doctor` (is this machine ready for
+//! config/cluster.toml?) and `dmucctl reset` (the teardown a learner needs between attempts,
+//! as `kubeadm reset`). Both read the host under a root directory (`/` normally; a temp dir in
+//! tests), so every check and every removal is testable without touching the real machine.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// How a check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Fine.
+    Ok,
+    /// Works, but worth knowing.
+    Warn,
+    /// The cluster will not work until fixed.
+    Fail,
+}
+
+/// One doctor check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// What was checked.
+    pub what: String,
+    /// Verdict.
+    pub level: Level,
+    /// What was found.
+    pub found: String,
+    /// How to fix it (for Warn/Fail).
+    pub fix: Option<String>,
+}
+
+fn ok(what: &str, found: impl Into<String>) -> Check {
+    Check {
+        what: what.into(),
+        level: Level::Ok,
+        found: found.into(),
+        fix: None,
+    }
+}
+
+fn bad(level: Level, what: &str, found: impl Into<String>, fix: impl Into<String>) -> Check {
+    Check {
+        what: what.into(),
+        level,
+        found: found.into(),
+        fix: Some(fix.into()),
+    }
+}
+
+/// What `doctor` looks at.
+#[derive(Debug, Clone)]
+pub struct DoctorInput {
+    /// The host root (`/`).
+    pub root: PathBuf,
+    /// Where the cluster's programs are.
+    pub bin: PathBuf,
+    /// Where the CNI plugins are.
+    pub cni_bin: PathBuf,
+    /// The node address the profile will use.
+    pub node_ip: String,
+    /// Running as root.
+    pub is_root: bool,
+    /// Probe the loopback ports (off in tests that must not depend on the machine).
+    pub check_ports: bool,
+}
+
+/// The programs config/cluster.toml runs, with the flag that prints their version.
+pub const PROGRAMS: &[(&str, &str)] = &[
+    ("etcd", "--version"),
+    ("kube-apiserver", "--version"),
+    ("kube-controller-manager", "--version"),
+    ("kube-scheduler", "--version"),
+    ("kubelet", "--version"),
+    ("kube-proxy", "--version"),
+    ("containerd", "--version"),
+    ("ctr", "--version"),
+    ("runc", "--version"),
+];
+
+/// The ports a single node listens on.
+pub const PORTS: &[(u16, &str)] = &[
+    (2379, "etcd client"),
+    (2380, "etcd peer"),
+    (2381, "etcd metrics"),
+    (6443, "kube-apiserver"),
+    (10248, "kubelet healthz"),
+    (10249, "kube-proxy metrics"),
+    (10250, "kubelet API"),
+    (10256, "kube-proxy healthz"),
+    (10257, "kube-controller-manager"),
+    (10259, "kube-scheduler"),
+];
+
+fn read(root: &Path, p: &str) -> Option<String> {
+    std::fs::read_to_string(root.join(p.trim_start_matches('/'))).ok()
+}
+
+fn find_in(dir: &Path, prog: &str, root: &Path) -> Option<PathBuf> {
+    let p = dir.join(prog);
+    let under_root = root.join(p.strip_prefix("/").unwrap_or(&p));
+    under_root.exists().then_some(under_root)
+}
+
+/// Every check; pure but for reading files under `root`, running `PROG --version` and
+/// (optionally) binding loopback ports.
+pub fn doctor(i: &DoctorInput) -> Vec<Check> {
+    let r = &i.root;
+    let mut out = Vec::new();
+    out.push(if i.is_root {
+        ok("root", "running as uid 0")
+    } else {
+        bad(
+            Level::Fail,
+            "root",
+            "not uid 0",
+            "containerd, the kubelet and kube-proxy need root: run as root (sudo)",
+        )
+    });
+    for (prog, flag) in PROGRAMS {
+        out.push(match find_in(&i.bin, prog, r) {
+            Some(p) => {
+                let version = Command::new(&p)
+                    .arg(flag)
+                    .output()
+                    .ok()
+                    .map(|o| {
+                        let s = String::from_utf8_lossy(&o.stdout).into_owned()
+                            + &String::from_utf8_lossy(&o.stderr);
+                        s.lines().next().unwrap_or("").trim().to_string()
+                    })
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "version unknown".into());
+                ok(
+                    &format!("{prog} binary"),
+                    format!("{} ({version})", p.display()),
+                )
+            }
+            None => bad(
+                Level::Fail,
+                &format!("{prog} binary"),
+                format!("not in {}", i.bin.display()),
+                "dmucctl fetch --dir DIR ... (see docs/tutorial.md), or --var bin=DIR",
+            ),
+        });
+    }
+    let plugins = ["bridge", "host-local", "loopback", "portmap"];
+    let missing: Vec<&str> = plugins
+        .iter()
+        .copied()
+        .filter(|p| find_in(&i.cni_bin, p, r).is_none())
+        .collect();
+    out.push(if missing.is_empty() {
+        ok("CNI plugins", format!("in {}", i.cni_bin.display()))
+    } else {
+        bad(
+            Level::Fail,
+            "CNI plugins",
+            format!("{} missing in {}", missing.join(", "), i.cni_bin.display()),
+            "dmucctl fetch --cni 1.7.1 --cni-dir DIR, or apt-get install containernetworking-plugins and --var cni-bin=/usr/lib/cni",
+        )
+    });
+    // cgroup v2 has cgroup.controllers at the top of the hierarchy.
+    out.push(if r.join("sys/fs/cgroup/cgroup.controllers").exists() {
+        ok("cgroup version", "v2")
+    } else {
+        bad(
+            Level::Warn,
+            "cgroup version",
+            "v1",
+            "Kubernetes 1.35+ refuses cgroup v1 by default: boot with systemd.unified_cgroup_hierarchy=1",
+        )
+    });
+    let swaps = read(r, "/proc/swaps").map_or(0, |s| {
+        s.lines().skip(1).filter(|l| !l.trim().is_empty()).count()
+    });
+    out.push(if swaps == 0 {
+        ok("swap", "off")
+    } else {
+        bad(
+            Level::Warn,
+            "swap",
+            format!("{swaps} swap area(s) on"),
+            "the profile sets failSwapOn: false; for a production-like node: swapoff -a",
+        )
+    });
+    let modules = read(r, "/proc/modules").unwrap_or_default();
+    for m in ["overlay", "br_netfilter"] {
+        // Built into the kernel, a module shows only through what it provides.
+        let loaded = modules
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(m))
+            || r.join("sys/module").join(m).exists()
+            || (m == "br_netfilter" && r.join("proc/sys/net/bridge").exists());
+        out.push(if loaded {
+            ok(&format!("module {m}"), "loaded")
+        } else {
+            bad(
+                Level::Fail,
+                &format!("module {m}"),
+                "not loaded",
+                format!("modprobe {m} (and add it to /etc/modules-load.d/k8s.conf)"),
+            )
+        });
+    }
+    for (key, want) in [
+        ("net/ipv4/ip_forward", "1"),
+        ("net/bridge/bridge-nf-call-iptables", "1"),
+    ] {
+        let dotted = key.replace('/', ".");
+        let got = read(r, &format!("/proc/sys/{key}")).map(|s| s.trim().to_string());
+        out.push(match got.as_deref() {
+            Some(v) if v == want => ok(&format!("sysctl {dotted}"), v),
+            Some(v) => bad(
+                Level::Fail,
+                &format!("sysctl {dotted}"),
+                v,
+                format!("sysctl -w {dotted}={want} (and in /etc/sysctl.d/k8s.conf)"),
+            ),
+            None => bad(
+                Level::Fail,
+                &format!("sysctl {dotted}"),
+                "absent",
+                "modprobe br_netfilter first, then set it",
+            ),
+        });
+    }
+    // CAP_SYS_RESOURCE (bit 24) in the bounding set: without it runc cannot lower
+    // oom_score_adj and the profile sets restrict_oom_score_adj.
+    let capbnd = read(r, "/proc/self/status")
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:").map(|v| v.trim().to_string()))
+        })
+        .and_then(|h| u64::from_str_radix(&h, 16).ok());
+    out.push(match capbnd {
+        Some(c) if c >> 24 & 1 == 1 => ok("CAP_SYS_RESOURCE", "present"),
+        Some(_) => bad(
+            Level::Warn,
+            "CAP_SYS_RESOURCE",
+            "absent from the bounding set (a container or a restricted VM)",
+            "nothing to do: the profile sets containerd's restrict_oom_score_adj = true",
+        ),
+        None => bad(
+            Level::Warn,
+            "CAP_SYS_RESOURCE",
+            "unknown",
+            "check /proc/self/status",
+        ),
+    });
+    out.push(
+        if i.node_ip.starts_with("127.") || i.node_ip.is_empty() {
+            bad(
+                Level::Fail,
+                "node address",
+                format!("{:?}", i.node_ip),
+                "the API server and the kubelet refuse loopback: add a default route, or --var node-ip=ADDR",
+            )
+        } else {
+            ok("node address", i.node_ip.clone())
+        },
+    );
+    for tool in ["iptables", "conntrack"] {
+        let found = ["usr/sbin", "sbin", "usr/bin", "bin"]
+            .iter()
+            .any(|d| r.join(d).join(tool).exists());
+        out.push(if found {
+            ok(&format!("{tool} tool"), "present")
+        } else {
+            bad(
+                Level::Fail,
+                &format!("{tool} tool"),
+                "missing",
+                format!("apt-get install -y {tool}"),
+            )
+        });
+    }
+    if i.check_ports {
+        for (port, what) in PORTS {
+            out.push(match std::net::TcpListener::bind(("127.0.0.1", *port)) {
+                Ok(_) => ok(&format!("port {port}"), format!("free ({what})")),
+                Err(e) => bad(
+                    Level::Fail,
+                    &format!("port {port}"),
+                    format!("in use ({what}): {e}"),
+                    format!("stop what listens there: ss -ltnp 'sport = :{port}'"),
+                ),
+            });
+        }
+    }
+    out
+}
+
+/// What `reset` removes, under `root`.
+#[derive(Debug, Clone)]
+pub struct ResetPlan {
+    /// Directories and files to delete (absolute, under root).
+    pub paths: Vec<PathBuf>,
+    /// Mount points to unmount first (deepest first).
+    pub mounts: Vec<PathBuf>,
+    /// kubepods cgroups (deepest first).
+    pub cgroups: Vec<PathBuf>,
+    /// Whether to touch host networking (bridge, iptables): only when root is `/`.
+    pub network: bool,
+}
+
+/// The state a node leaves outside its data dir (k8s-modern.md §7), plus the profile's state
+/// directory (`keep` names entries of it to keep, such as `pki`).
+pub fn reset_plan(root: &Path, state: &Path, keep: &[&str]) -> ResetPlan {
+    let under = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
+    let mut paths = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(under(state)) {
+        let mut v: Vec<PathBuf> = rd
+            .flatten()
+            .filter(|e| !keep.iter().any(|k| e.file_name() == *k))
+            .map(|e| e.path())
+            .collect();
+        v.sort();
+        paths.extend(v);
+    }
+    for p in [
+        "/run/containerd",
+        "/var/run/netns",
+        "/run/netns",
+        "/var/lib/cni",
+        "/var/log/containers",
+        "/var/log/pods",
+        "/var/lib/kubelet",
+        "/var/lib/containerd",
+        "/etc/cni/net.d/10-dmuc.conflist",
+    ] {
+        let q = under(Path::new(p));
+        if q.exists() && !paths.contains(&q) {
+            paths.push(q);
+        }
+    }
+    // Mounts under what we delete (pod volumes, netns), from /proc/self/mountinfo.
+    let mut mounts: Vec<PathBuf> = read(root, "/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4).map(|m| under(Path::new(m))))
+        .filter(|m| paths.iter().any(|p| m.starts_with(p)))
+        .collect();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    mounts.dedup();
+    let mut cgroups = Vec::new();
+    let cg = under(Path::new("/sys/fs/cgroup"));
+    let mut stack = vec![cg];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let p = e.path();
+            if e.file_name().to_string_lossy().starts_with("kubepods") {
+                // This one and everything below it.
+                let mut sub = vec![p.clone()];
+                while let Some(s) = sub.pop() {
+                    if let Ok(rd) = std::fs::read_dir(&s) {
+                        sub.extend(
+                            rd.flatten()
+                                .filter(|x| x.file_type().is_ok_and(|t| t.is_dir()))
+                                .map(|x| x.path()),
+                        );
+                    }
+                    cgroups.push(s);
+                }
+            } else if p.components().count() < 8 {
+                // cgroup v1 hierarchies put kubepods one level down (cpu/kubepods, ...).
+                stack.push(p);
+            }
+        }
+    }
+    cgroups.sort_by_key(|c| std::cmp::Reverse(c.components().count()));
+    ResetPlan {
+        paths,
+        mounts,
+        cgroups,
+        network: root == Path::new("/"),
+    }
+}
+
+/// Carries out a plan; returns what was done, one line each (failures included).
+pub fn reset(plan: &ResetPlan) -> Vec<String> {
+    let mut done = Vec::new();
+    // Processes in pod cgroups first: containers outlive a containerd stopped alone.
+    for cg in &plan.cgroups {
+        for pid in std::fs::read_to_string(cg.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse::<i32>().ok())
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            done.push(format!("killed pid {pid} (in {})", cg.display()));
+        }
+    }
+    for m in &plan.mounts {
+        match nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) => done.push(format!("unmounted {}", m.display())),
+            Err(e) => done.push(format!("cannot unmount {}: {e}", m.display())),
+        }
+    }
+    for p in &plan.paths {
+        let r = if p.is_dir() && !p.is_symlink() {
+            std::fs::remove_dir_all(p)
+        } else {
+            std::fs::remove_file(p)
+        };
+        match r {
+            Ok(()) => done.push(format!("removed {}", p.display())),
+            Err(e) => done.push(format!("cannot remove {}: {e}", p.display())),
+        }
+    }
+    for cg in &plan.cgroups {
+        // Only empty cgroups can go; rmdir, never recursive delete, in cgroupfs.
+        match std::fs::remove_dir(cg) {
+            Ok(()) => done.push(format!("removed cgroup {}", cg.display())),
+            Err(e) => done.push(format!("cannot remove cgroup {}: {e}", cg.display())),
+        }
+    }
+    if plan.network {
+        done.extend(reset_network());
+    }
+    done
+}
+
+fn run(prog: &str, args: &[&str]) -> Result<String, String> {
+    let o = Command::new(prog)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{prog}: {e}"))?;
+    if o.status.success() {
+        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&o.stderr).trim().to_string())
+    }
+}
+
+/// The CNI bridge and the chains kube-proxy and the bridge plugin add (KUBE-*, CNI-*).
+fn reset_network() -> Vec<String> {
+    let mut done = Vec::new();
+    if Path::new("/sys/class/net/cni0").exists() {
+        match run("ip", &["link", "delete", "cni0"]) {
+            Ok(_) => done.push("deleted the cni0 bridge".into()),
+            Err(e) => done.push(format!("cannot delete cni0: {e}")),
+        }
+    }
+    for table in ["nat", "filter", "mangle"] {
+        let Ok(rules) = run("iptables", &["-t", table, "-S"]) else {
+            continue;
+        };
+        let ours = |c: &str| c.starts_with("KUBE-") || c.starts_with("CNI-");
+        // Rules of the built-in chains that jump into ours, then our chains themselves.
+        for line in rules.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.first() == Some(&"-A")
+                && f.get(1).is_some_and(|c| !ours(c))
+                && f.windows(2).any(|w| w[0] == "-j" && ours(w[1]))
+            {
+                let mut args = vec!["-t", table, "-D"];
+                args.extend(&f[1..]);
+                if run("iptables", &args).is_ok() {
+                    done.push(format!(
+                        "iptables -t {table} {}",
+                        line.replacen("-A", "-D", 1)
+                    ));
+                }
+            }
+        }
+        let chains: Vec<&str> = rules
+            .lines()
+            .filter_map(|l| l.strip_prefix("-N "))
+            .filter(|c| ours(c))
+            .collect();
+        for c in &chains {
+            let _ = run("iptables", &["-t", table, "-F", c]);
+        }
+        for c in &chains {
+            if run("iptables", &["-t", table, "-X", c]).is_ok() {
+                done.push(format!("iptables -t {table} -X {c}"));
+            }
+        }
+    }
+    done
+}
+
+/// Asks on stdin; true only for y/yes.
+pub fn confirm(question: &str) -> bool {
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+    matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(root: &Path, p: &str, s: &str) {
+        let f = root.join(p);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, s).unwrap();
+    }
+
+    #[test]
+    fn doctor_reads_the_host_under_its_root() {
+        let r = tempfile::tempdir().unwrap();
+        let root = r.path();
+        write(
+            root,
+            "proc/swaps",
+            "Filename Type Size Used Priority\n/swapfile file 1 0 -2\n",
+        );
+        write(root, "proc/modules", "overlay 151552 0 - Live 0x0\n");
+        write(root, "proc/sys/net/ipv4/ip_forward", "0\n");
+        write(
+            root,
+            "proc/self/status",
+            "Name: x\nCapBnd:\t000001fffeffffff\n",
+        );
+        write(root, "sys/fs/cgroup/cgroup.controllers", "cpu memory\n");
+        write(root, "usr/sbin/iptables", "");
+        write(root, "opt/bin/etcd", "");
+        let i = DoctorInput {
+            root: root.to_path_buf(),
+            bin: "/opt/bin".into(),
+            cni_bin: "/opt/cni/bin".into(),
+            node_ip: "127.0.0.1".into(),
+            is_root: true,
+            check_ports: false,
+        };
+        let checks = doctor(&i);
+        let get = |w: &str| {
+            checks
+                .iter()
+                .find(|c| c.what == w)
+                .unwrap_or_else(|| panic!("{w}"))
+        };
+        assert_eq!(get("etcd binary").level, Level::Ok);
+        assert_eq!(get("kubelet binary").level, Level::Fail);
+        assert_eq!(get("swap").level, Level::Warn);
+        assert_eq!(get("module overlay").level, Level::Ok);
+        assert_eq!(get("module br_netfilter").level, Level::Fail);
+        assert!(
+            get("module br_netfilter")
+                .fix
+                .as_ref()
+                .unwrap()
+                .contains("modprobe br_netfilter")
+        );
+        let fwd = get("sysctl net.ipv4.ip_forward");
+        assert_eq!((fwd.level, fwd.found.as_str()), (Level::Fail, "0"));
+        assert_eq!(
+            get("sysctl net.bridge.bridge-nf-call-iptables").found,
+            "absent"
+        );
+        assert_eq!(get("cgroup version").found, "v2");
+        // bit 24 of 0x1fffeffffff is 0.
+        assert_eq!(get("CAP_SYS_RESOURCE").level, Level::Warn);
+        assert_eq!(get("node address").level, Level::Fail);
+        assert_eq!(get("iptables tool").level, Level::Ok);
+        assert_eq!(get("conntrack tool").level, Level::Fail);
+        assert_eq!(get("CNI plugins").level, Level::Fail);
+    }
+
+    #[test]
+    fn reset_removes_what_a_node_leaves_and_keeps_what_is_asked() {
+        let r = tempfile::tempdir().unwrap();
+        let root = r.path();
+        write(root, "var/lib/dmuc/etcd/member/snap", "x");
+        write(root, "var/lib/dmuc/pki/ca.crt", "x");
+        write(root, "var/lib/dmuc/config/kubelet.yaml", "x");
+        write(root, "var/lib/kubelet/pods/a/volumes/x", "x");
+        write(root, "run/containerd/containerd.sock", "");
+        write(root, "var/lib/cni/networks/dmuc/10.244.0.2", "x");
+        write(root, "etc/cni/net.d/10-dmuc.conflist", "{}");
+        write(root, "etc/cni/net.d/99-other.conf", "{}");
+        std::fs::create_dir_all(root.join("sys/fs/cgroup/kubepods/besteffort/pod1")).unwrap();
+        std::fs::create_dir_all(root.join("sys/fs/cgroup/system.slice")).unwrap();
+        write(root, "var/log/unrelated.log", "x");
+        let plan = reset_plan(root, Path::new("/var/lib/dmuc"), &["pki"]);
+        assert!(
+            !plan.network,
+            "a temp root must not touch the host's network"
+        );
+        let done = reset(&plan);
+        for gone in [
+            "var/lib/dmuc/etcd",
+            "var/lib/dmuc/config",
+            "var/lib/kubelet",
+            "run/containerd",
+            "var/lib/cni",
+            "etc/cni/net.d/10-dmuc.conflist",
+            "sys/fs/cgroup/kubepods",
+        ] {
+            assert!(!root.join(gone).exists(), "{gone} left: {done:#?}");
+        }
+        for kept in [
+            "var/lib/dmuc/pki/ca.crt",
+            "etc/cni/net.d/99-other.conf",
+            "var/log/unrelated.log",
+            "sys/fs/cgroup/system.slice",
+        ] {
+            assert!(root.join(kept).exists(), "{kept} removed");
+        }
+        assert!(
+            done.iter()
+                .any(|l| l.starts_with("removed") && l.ends_with("var/lib/kubelet"))
+        );
+        assert_eq!(
+            done.iter()
+                .filter(|l| l.starts_with("removed cgroup"))
+                .count(),
+            3,
+            "deepest first: {done:#?}"
+        );
+    }
+}
