@@ -12,4 +12,5 @@ mod lifecycle;
 mod logs;
 mod ordering;
 mod profiles;
+mod realcluster;
 mod restart;
