@@ -14,3 +14,4 @@ mod ordering;
 mod profiles;
 mod realcluster;
 mod restart;
+mod systemd;

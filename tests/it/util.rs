@@ -101,6 +101,16 @@ impl Daemon {
 
     /// `start_in` with more `dmucd` arguments.
     pub fn start_with(dir: tempfile::TempDir, toml: &str, extra: &[&str]) -> Daemon {
+        Daemon::start_env(dir, toml, extra, &[])
+    }
+
+    /// `start_with` with more environment variables.
+    pub fn start_env(
+        dir: tempfile::TempDir,
+        toml: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let cfg = dir.path().join("graph.toml");
         std::fs::write(&cfg, toml).unwrap();
         let stderr = std::fs::File::create(dir.path().join("dmucd.stderr")).unwrap();
@@ -116,6 +126,7 @@ impl Daemon {
             .arg("--socket")
             .arg(dir.path().join("run/dmucd.sock"))
             .args(extra)
+            .envs(env.iter().copied())
             .env("DMUC_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

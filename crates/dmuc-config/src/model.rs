@@ -43,6 +43,8 @@ pub struct DaemonConfig {
     pub public_status: bool,
     /// Start nothing at boot (`hold`): components start on `dmucctl start`.
     pub hold: bool,
+    /// When to tell systemd the service is ready (`notify-ready`).
+    pub notify_ready: NotifyReady,
 }
 
 impl DaemonConfig {
@@ -57,6 +59,16 @@ impl DaemonConfig {
             ..Default::default()
         }
     }
+}
+
+/// `notify-ready`: when `READY=1` goes to systemd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NotifyReady {
+    /// As soon as the control socket listens.
+    Socket,
+    /// When every component that should run is up (or has failed): the graph has settled.
+    #[default]
+    Settled,
 }
 
 /// `kind`.

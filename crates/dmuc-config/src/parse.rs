@@ -31,6 +31,7 @@ const DAEMON_KEYS: &[&str] = &[
     "group",
     "public-status",
     "hold",
+    "notify-ready",
 ];
 const COMPONENT_KEYS: &[&str] = &[
     "description",
@@ -463,6 +464,13 @@ impl<'a> Cx<'a> {
         }
         if let Some(b) = self.boolean(t, "hold", "daemon") {
             d.hold = b;
+        }
+        if let Some((s, _)) = self.enum_str(t, "notify-ready", "daemon", &["socket", "settled"]) {
+            d.notify_ready = if s == "socket" {
+                NotifyReady::Socket
+            } else {
+                NotifyReady::Settled
+            };
         }
         d
     }

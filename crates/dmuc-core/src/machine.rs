@@ -186,6 +186,26 @@ impl Supervisor {
         })
     }
 
+    /// True when nothing is on its way: every component wanted up is up (running, ready,
+    /// completed, exited) or has given up (failed), and none wanted down is still active. What
+    /// `READY=1` to systemd waits for.
+    pub fn settled(&self) -> bool {
+        self.units.iter().all(|u| {
+            if u.want_up {
+                matches!(
+                    u.state,
+                    State::Running
+                        | State::Ready
+                        | State::Completed
+                        | State::Exited
+                        | State::Failed { .. }
+                )
+            } else {
+                !u.state.is_active()
+            }
+        })
+    }
+
     /// Applies one input at time `now`.
     pub fn handle(&mut self, input: Input, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();

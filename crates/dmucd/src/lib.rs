@@ -16,6 +16,7 @@
 //! - [`control`]: the control socket (binding, authorization, framing).
 //! - [`events`]: the event log (file, ring, followers).
 //! - [`logs`]: `logs` from the log files, with inotify following.
+//! - [`notify`]: systemd readiness notification.
 //! - [`runtime`]: the actor; its `requests` submodule answers the control protocol.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -24,6 +25,7 @@ pub mod backend;
 pub mod control;
 pub mod events;
 pub mod logs;
+pub mod notify;
 pub mod probe;
 pub mod runtime;
 pub mod shimlink;

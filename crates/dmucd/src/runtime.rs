@@ -102,6 +102,7 @@ enum TimerKey {
     Core { comp: usize, token: u64 },
     ShimDeadline { comp: usize, run: u64 },
     Wait { id: u64 },
+    Watchdog,
 }
 
 /// An operator request waiting to be done before it is answered.
@@ -156,6 +157,10 @@ pub struct Runtime {
     streams: HashMap<(u64, u64), AbortHandle>,
     /// What the tmux status line shows now: each window's mark and the summary.
     shown: (Vec<String>, String),
+    /// systemd's notification socket (a no-op outside systemd).
+    notify: crate::notify::Notifier,
+    /// `READY=1` sent; the last `STATUS=` sent.
+    notified: (bool, String),
 }
 
 mod requests;
@@ -172,8 +177,15 @@ impl Runtime {
         (tx, rx): (mpsc::UnboundedSender<Msg>, mpsc::UnboundedReceiver<Msg>),
     ) -> Runtime {
         let n = cfg.graph.len();
+        // Not for the components: they are not our tmux clients, and systemd's notification
+        // variables are ours (a kubelet or containerd would otherwise notify for our unit).
         let base_env = std::env::vars()
-            .filter(|(k, _)| k != "TMUX" && k != "TMUX_PANE")
+            .filter(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    "TMUX" | "TMUX_PANE" | "NOTIFY_SOCKET" | "WATCHDOG_USEC" | "WATCHDOG_PID"
+                )
+            })
             .collect();
         let events = EventLog::open(&paths.state_dir.join("events.jsonl"));
         Runtime {
@@ -208,6 +220,8 @@ impl Runtime {
             next_waiter: 0,
             streams: HashMap::new(),
             shown: (vec![String::new(); n], String::new()),
+            notify: crate::notify::Notifier::from_env(),
+            notified: (false, String::new()),
         }
     }
 
@@ -218,11 +232,17 @@ impl Runtime {
             self.sup.hold();
         }
         self.feed(Input::Boot);
+        if let Some(every) = self.notify.watchdog_every() {
+            self.timers
+                .insert((Instant::now() + every, TimerKey::Watchdog));
+        }
         loop {
             if self.dirty {
                 self.check_waiters();
                 self.show_states();
+                // After the status file: whoever READY=1 wakes sees the same state there.
                 self.write_status();
+                self.notify_state();
             }
             if self.stopping && self.sup.all_down() {
                 break;
@@ -278,6 +298,8 @@ impl Runtime {
             return;
         }
         self.stopping = true;
+        self.notify
+            .send("STOPPING=1\nSTATUS=stopping every component in reverse dependency order");
         tracing::info!("stopping all components in reverse dependency order");
         self.events.push(
             None,
@@ -447,6 +469,12 @@ impl Runtime {
             match key {
                 TimerKey::Core { comp, token } => self.feed(Input::Timer { comp, token }),
                 TimerKey::Wait { id } => self.wait_timed_out(id),
+                TimerKey::Watchdog => {
+                    self.notify.send("WATCHDOG=1");
+                    if let Some(every) = self.notify.watchdog_every() {
+                        self.timers.insert((now + every, TimerKey::Watchdog));
+                    }
+                }
                 TimerKey::ShimDeadline { comp, run } => {
                     let u = self.sup.unit(comp);
                     if u.run == run && u.pid.is_none() && u.state.is_active() {
@@ -683,6 +711,27 @@ impl Runtime {
         let name = self.name(comp).to_string();
         let rec = self.events.push(Some(&name), what);
         self.record_for_waiters(comp, &rec);
+    }
+
+    /// Tells systemd: `READY=1` once (when the socket listens, or when the graph has settled),
+    /// and `STATUS=` whenever the summary changes.
+    fn notify_state(&mut self) {
+        if !self.notify.active() || self.stopping {
+            return;
+        }
+        let status = summary_of(&self.statuses(&[]));
+        let status = status.trim_start_matches("dmuc ").to_string();
+        let ready_now = !self.notified.0
+            && (self.cfg.daemon.notify_ready == dmuc_config::NotifyReady::Socket
+                || self.sup.settled());
+        if ready_now {
+            self.notified.0 = true;
+            self.notify.send(&format!("READY=1\nSTATUS={status}"));
+            self.notified.1 = status;
+        } else if status != self.notified.1 {
+            self.notify.send(&format!("STATUS={status}"));
+            self.notified.1 = status;
+        }
     }
 
     /// Updates the tmux status line with what changed since it was last shown.

@@ -488,3 +488,24 @@ fn hold_starts_nothing_until_asked_then_brings_dependencies() {
     );
     assert_eq!(h.state("sched"), "stopped", "not asked for");
 }
+
+#[test]
+fn settled_when_everything_wanted_is_up_or_failed() {
+    let mut h = H::new(CLUSTER);
+    assert!(!h.s.settled(), "nothing started yet");
+    h.feed(Input::Boot);
+    h.started("etcd", 1);
+    h.exited("certs", ExitStatus::Code(0));
+    assert!(!h.s.settled(), "etcd not ready");
+    h.probe("etcd", ProbeRole::Ready, true);
+    h.started("api", 2);
+    h.probe("api", ProbeRole::Ready, true);
+    h.started("ctrl", 3);
+    assert!(!h.s.settled(), "sched still starting");
+    h.started("sched", 4);
+    assert!(h.s.settled());
+    h.feed(Input::Request(Request::Stop(vec![h.i("sched")])));
+    assert!(!h.s.settled(), "sched stopping");
+    h.exited("sched", ExitStatus::Code(0));
+    assert!(h.s.settled());
+}
