@@ -125,18 +125,9 @@ fn every_verb_round_trips_through_dmucctl() {
         "{seqs:?}"
     );
 
-    // reload: unchanged is fine; a change is refused and nothing changes.
+    // reload: unchanged is fine; an invalid file changes nothing (tests/it/reload.rs has the rest).
     assert!(d.ctl_ok(&["reload"]).contains("unchanged"));
     let cfg = d.path("graph.toml");
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(&cfg, text.replace("\"web\"]", "\"web2\"]")).unwrap();
-    let o = d.ctl(&["reload"]);
-    assert_eq!(o.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains("web (changed)") && err.contains("nothing changed"),
-        "{err}"
-    );
     std::fs::write(&cfg, "[component.x\n").unwrap();
     let o = d.ctl(&["reload"]);
     assert_eq!(o.status.code(), Some(1));

@@ -13,5 +13,6 @@ mod logs;
 mod ordering;
 mod profiles;
 mod realcluster;
+mod reload;
 mod restart;
 mod systemd;

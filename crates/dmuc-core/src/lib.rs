@@ -21,11 +21,13 @@
 //! - [`machine`]: `Supervisor`, `Input`, `Effect`, `Event`.
 //! - [`probe`]: threshold counting for probe results.
 //! - [`wait`]: when an operator request is done.
+//! - [`reload`]: reload by diff.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod machine;
 pub mod probe;
+pub mod reload;
 pub mod state;
 #[cfg(test)]
 pub(crate) mod testkit;

@@ -151,13 +151,42 @@ pub enum Event {
 pub struct Supervisor {
     graph: Graph,
     units: Vec<Unit>,
+    /// Components removed by a reload, still in the graph until they have stopped.
+    leaving: Vec<String>,
 }
 
 impl Supervisor {
     /// A supervisor with every component pending and wanted up; feed it `Input::Boot`.
     pub fn new(graph: Graph) -> Self {
         let units = (0..graph.len()).map(|_| Unit::new()).collect();
-        Supervisor { graph, units }
+        Supervisor {
+            graph,
+            units,
+            leaving: Vec::new(),
+        }
+    }
+
+    /// Components a reload removed that have not stopped yet.
+    pub fn leaving(&self) -> &[String] {
+        &self.leaving
+    }
+
+    pub(crate) fn take_units(&mut self) -> Vec<Unit> {
+        std::mem::take(&mut self.units)
+    }
+
+    pub(crate) fn replace(&mut self, graph: Graph, units: Vec<Unit>, leaving: Vec<String>) {
+        debug_assert_eq!(graph.len(), units.len());
+        self.graph = graph;
+        self.units = units;
+        self.leaving = leaving;
+    }
+
+    /// Reconciles without an input (after a reconfiguration).
+    pub(crate) fn settle(&mut self, now: Instant) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        self.reconcile(now, &mut fx);
+        fx
     }
 
     /// Wants nothing up: components start only on request (`--hold`). Call before `Boot`.

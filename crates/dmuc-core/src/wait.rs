@@ -56,6 +56,21 @@ impl Wait {
         Wait { kind, watched }
     }
 
+    /// Follows a reconfiguration (`remap[old] = new`, `usize::MAX` for a component gone).
+    pub fn remap(&mut self, remap: &[usize]) {
+        self.watched = self
+            .watched
+            .iter()
+            .filter_map(|&(c, run, t)| {
+                remap
+                    .get(c)
+                    .copied()
+                    .filter(|&n| n != usize::MAX)
+                    .map(|n| (n, run, t))
+            })
+            .collect();
+    }
+
     /// Whether `comp` is one of the components this operation touches.
     pub fn watches(&self, comp: usize) -> bool {
         self.watched.iter().any(|&(c, _, _)| c == comp)

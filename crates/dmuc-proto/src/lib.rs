@@ -91,8 +91,12 @@ pub enum Verb {
     },
     /// The dependency graph with live states.
     Graph {},
-    /// Re-read the config file.
-    Reload {},
+    /// Re-read the config file and apply the difference.
+    Reload {
+        /// Only say what would change.
+        #[serde(default)]
+        dry_run: bool,
+    },
     /// Stop every component in order, then exit.
     Shutdown {},
     /// End a stream started by this connection.
@@ -129,7 +133,7 @@ impl Verb {
             Verb::Logs { .. } => "logs",
             Verb::Events { .. } => "events",
             Verb::Graph {} => "graph",
-            Verb::Reload {} => "reload",
+            Verb::Reload { .. } => "reload",
             Verb::Shutdown {} => "shutdown",
             Verb::Cancel { .. } => "cancel",
         }
@@ -529,6 +533,21 @@ pub struct ActionResult {
     pub done: bool,
     /// The state changes it caused, in order.
     pub changes: Vec<EventRecord>,
+}
+
+/// `reload`'s result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReloadResult {
+    /// Something changed (false: the file is unchanged, or `dry_run`).
+    pub applied: bool,
+    /// Components that start.
+    pub add: Vec<String>,
+    /// Components that stop (dependents first).
+    pub remove: Vec<String>,
+    /// Components whose definition changed (restarted when running).
+    pub change: Vec<String>,
+    /// Components left alone (same PID).
+    pub keep: Vec<String>,
 }
 
 /// `graph`'s result.

@@ -72,7 +72,10 @@ fn parses_every_verb() {
             },
         ),
         (r#"{"id":1,"verb":"graph"}"#, Verb::Graph {}),
-        (r#"{"id":1,"verb":"reload"}"#, Verb::Reload {}),
+        (
+            r#"{"id":1,"verb":"reload","dry_run":true}"#,
+            Verb::Reload { dry_run: true },
+        ),
         (r#"{"id":1,"verb":"shutdown"}"#, Verb::Shutdown {}),
         (
             r#"{"id":1,"verb":"cancel","stream":4}"#,

@@ -97,8 +97,13 @@ enum Cmd {
         #[arg(long)]
         dot: bool,
     },
-    /// Re-read the config file (changes are refused for now: nothing is half-applied).
-    Reload,
+    /// Re-read the config file and apply the difference: new components start, removed ones
+    /// stop, changed ones restart, the others keep running untouched.
+    Reload {
+        /// Print the plan without acting.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Stop every component in reverse dependency order; dmucd then exits.
     Shutdown {
         /// Return once the shutdown has begun.
@@ -524,9 +529,9 @@ fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
             };
             let _ = write!(out, "{text}");
         }
-        Cmd::Reload => {
-            let v = c.call(Verb::Reload {})?;
-            let _ = writeln!(out, "{}", v["message"].as_str().unwrap_or("reloaded"));
+        Cmd::Reload { dry_run } => {
+            let r: dmuc_proto::ReloadResult = parse(c.call(Verb::Reload { dry_run })?)?;
+            let _ = write!(out, "{}", render::reload_plan(&r, dry_run));
         }
         Cmd::Shutdown { no_wait } => {
             c.call(Verb::Shutdown {})?;

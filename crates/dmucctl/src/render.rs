@@ -112,6 +112,34 @@ pub fn status_table(comps: &[ComponentStatus], style: Style) -> String {
     out
 }
 
+/// What a reload did (or, with `--dry-run`, would do).
+pub fn reload_plan(r: &dmuc_proto::ReloadResult, dry_run: bool) -> String {
+    let mut s = String::new();
+    if r.add.is_empty() && r.remove.is_empty() && r.change.is_empty() {
+        s.push_str("the config is unchanged: nothing to do\n");
+        return s;
+    }
+    let (start, stop, restart) = if dry_run {
+        ("would start", "would stop", "would restart")
+    } else {
+        ("starting", "stopping", "restarting")
+    };
+    for n in &r.add {
+        let _ = writeln!(s, "+ {n:<28} {start} (new)");
+    }
+    for n in &r.remove {
+        let _ = writeln!(s, "- {n:<28} {stop} (removed)");
+    }
+    for n in &r.change {
+        let _ = writeln!(s, "~ {n:<28} {restart} (changed)");
+    }
+    let _ = writeln!(s, "  {} unchanged, left running", r.keep.len());
+    if dry_run {
+        s.push_str("(dry run: nothing changed)\n");
+    }
+    s
+}
+
 /// "HH:MM:SS.mmm" (UTC) of a microsecond timestamp.
 pub fn clock(ts_us: u64) -> String {
     let ms = ts_us / 1000;

@@ -266,6 +266,13 @@ impl Tmux {
         }
     }
 
+    /// Closes a window (a component a reload removed). Fire and forget.
+    pub fn close_window(&self, pane: &Pane) {
+        let _ = self
+            .client
+            .send(&[vec!["kill-window".into(), "-t".into(), pane.window.clone()]]);
+    }
+
     /// Stops the server (and with it every pane).
     pub async fn kill_server(&self) {
         let _ = self.client.send(&[vec!["kill-server".into()]]);

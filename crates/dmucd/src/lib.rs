@@ -175,6 +175,16 @@ pub async fn run(
         }
     });
     let server = tokio::spawn(control::serve(listener, policy, tx.clone()));
+    let hup_tx = tx.clone();
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot handle SIGHUP")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            if hup_tx.send(runtime::Msg::Reload).is_err() {
+                break;
+            }
+        }
+    });
     tracing::info!(socket = %paths.socket.display(), "control socket listening");
     let rt = runtime::Runtime::new(
         cfg,

@@ -15,7 +15,8 @@ use crate::runtime::Msg;
 /// Runs `probe` until aborted, sending a `Msg::Probe` each time its verdict changes.
 pub async fn run(
     probe: Probe,
-    comp: usize,
+    // By name: a reload may renumber components while a verdict is on its way.
+    comp: String,
     run: u64,
     role: ProbeRole,
     tx: mpsc::UnboundedSender<Msg>,
@@ -33,13 +34,13 @@ pub async fn run(
         };
         let ok = result.is_ok();
         if let Err(e) = &result {
-            tracing::debug!(comp, ?role, "probe failed: {e}");
+            tracing::debug!(%comp, ?role, "probe failed: {e}");
         }
         if let Some(verdict) = counter.record(ok) {
             let detail = result.err();
             if tx
                 .send(Msg::Probe {
-                    comp,
+                    comp: comp.clone(),
                     run,
                     role,
                     ok: verdict,

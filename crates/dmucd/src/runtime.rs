@@ -43,8 +43,8 @@ pub enum Msg {
     },
     /// A probe's verdict changed.
     Probe {
-        /// Component index.
-        comp: usize,
+        /// Component name.
+        comp: String,
         /// Run number.
         run: u64,
         /// Which probe.
@@ -56,8 +56,8 @@ pub enum Msg {
     },
     /// tmux answered a launch.
     Launched {
-        /// Component index.
-        comp: usize,
+        /// Component name (a reload may renumber components meanwhile).
+        comp: String,
         /// Run number.
         run: u64,
         /// The pane, or why not.
@@ -90,6 +90,8 @@ pub enum Msg {
         /// The request.
         req: dmuc_proto::Request,
     },
+    /// SIGHUP: reload the config (as `dmucctl reload`; the outcome goes to the log).
+    Reload,
     /// A control connection ended: its waits and streams end too.
     ConnClosed {
         /// Connection id.
@@ -129,6 +131,21 @@ struct Slot {
     deadline: Instant,
     probes: Vec<AbortHandle>,
     note: Option<String>,
+}
+
+impl Default for Slot {
+    fn default() -> Slot {
+        Slot {
+            pane: None,
+            launching: false,
+            queued: None,
+            shim: None,
+            shim_idle: false,
+            deadline: Instant::now(),
+            probes: Vec::new(),
+            note: None,
+        }
+    }
 }
 
 /// The actor's state.
@@ -194,18 +211,7 @@ impl Runtime {
             paths,
             tmux,
             notes,
-            slots: (0..n)
-                .map(|_| Slot {
-                    pane: None,
-                    launching: false,
-                    queued: None,
-                    shim: None,
-                    shim_idle: false,
-                    deadline: Instant::now(),
-                    probes: Vec::new(),
-                    note: None,
-                })
-                .collect(),
+            slots: (0..n).map(|_| Slot::default()).collect(),
             timers: BTreeSet::new(),
             tx,
             rx,
@@ -238,6 +244,10 @@ impl Runtime {
         }
         loop {
             if self.dirty {
+                // Components a reload removed leave the graph once they have stopped.
+                if let Some(remap) = self.sup.prune() {
+                    self.remap(&remap);
+                }
                 self.check_waiters();
                 self.show_states();
                 // After the status file: whoever READY=1 wakes sees the same state there.
@@ -326,7 +336,10 @@ impl Runtime {
         // Status shows more than the machine's state (window, probe notes): refresh after any
         // fact. Control requests refresh only through what they feed to the machine, so
         // a `status` costs no status-file write.
-        if !matches!(msg, Msg::Control { .. } | Msg::ConnClosed { .. }) {
+        if !matches!(
+            msg,
+            Msg::Control { .. } | Msg::ConnClosed { .. } | Msg::Reload
+        ) {
             self.dirty = true;
         }
         match msg {
@@ -399,6 +412,9 @@ impl Runtime {
                 ok,
                 detail,
             } => {
+                let Some(comp) = self.comp_of(&comp) else {
+                    return;
+                };
                 if self.sup.unit(comp).run == run {
                     let role_name = if role == ProbeRole::Ready {
                         "ready"
@@ -434,6 +450,9 @@ impl Runtime {
                 });
             }
             Msg::Launched { comp, run, result } => {
+                let Some(comp) = self.comp_of(&comp) else {
+                    return;
+                };
                 self.slots[comp].launching = false;
                 match result {
                     Ok(p) => self.slots[comp].pane = Some(p),
@@ -455,6 +474,11 @@ impl Runtime {
             }
             Msg::Control { conn, req } => self.request(conn, req),
             Msg::ConnClosed { conn } => self.conn_closed(conn),
+            Msg::Reload => match self.reload_from_file(false) {
+                Ok(r) if r.applied => tracing::info!("SIGHUP: reloaded"),
+                Ok(_) => tracing::info!("SIGHUP: the config is unchanged"),
+                Err(e) => tracing::error!("SIGHUP: reload refused, nothing changed: {}", e.message),
+            },
             Msg::Stop => {}
         }
     }
@@ -568,7 +592,8 @@ impl Runtime {
                     c.liveness.clone()
                 };
                 if let Some(p) = probe {
-                    let h = tokio::spawn(crate::probe::run(p, comp, run, role, self.tx.clone()));
+                    let name = c.name.clone();
+                    let h = tokio::spawn(crate::probe::run(p, name, run, role, self.tx.clone()));
                     self.slots[comp].probes.push(h.abort_handle());
                 }
             }
@@ -631,7 +656,7 @@ impl Runtime {
                 ExitStatus::Lost(format!("cannot write launch spec {}: {e}", path.display()));
             // Deliver as a message so the state machine is not re-entered from inside apply().
             let _ = self.tx.send(Msg::Launched {
-                comp,
+                comp: c.name.clone(),
                 run,
                 result: Err(status.to_string()),
             });
@@ -655,6 +680,7 @@ impl Runtime {
             idle = slot.shim_idle,
             "launch through tmux"
         );
+        let name = c.name.clone();
         let fut = self
             .tmux
             .launch(&c.name, self.slots[comp].pane.as_ref(), &path, run);
@@ -662,7 +688,11 @@ impl Runtime {
         let tx = self.tx.clone();
         tokio::spawn(async move {
             let result = fut.await;
-            let _ = tx.send(Msg::Launched { comp, run, result });
+            let _ = tx.send(Msg::Launched {
+                comp: name,
+                run,
+                result,
+            });
         });
     }
 
@@ -711,6 +741,54 @@ impl Runtime {
         let name = self.name(comp).to_string();
         let rec = self.events.push(Some(&name), what);
         self.record_for_waiters(comp, &rec);
+    }
+
+    /// Follows a reconfiguration of the machine (`remap[old] = new`, `usize::MAX`: gone):
+    /// slots, timers, waiters and marks move with their components; a gone component's
+    /// probes end and its window closes.
+    fn remap(&mut self, remap: &[usize]) {
+        let n = self.sup.graph().len();
+        let mut slots: Vec<Slot> = (0..n).map(|_| Slot::default()).collect();
+        let mut marks = vec![String::new(); n];
+        for (old, slot) in std::mem::take(&mut self.slots).into_iter().enumerate() {
+            match remap.get(old).copied().filter(|&i| i != usize::MAX) {
+                Some(new) => {
+                    slots[new] = slot;
+                    marks[new] = std::mem::take(&mut self.shown.0[old]);
+                }
+                None => {
+                    for h in &slot.probes {
+                        h.abort();
+                    }
+                    if let Some(p) = &slot.pane {
+                        self.tmux.close_window(p);
+                    }
+                }
+            }
+        }
+        self.slots = slots;
+        self.shown.0 = marks;
+        let at = |c: usize| remap.get(c).copied().filter(|&i| i != usize::MAX);
+        self.timers = std::mem::take(&mut self.timers)
+            .into_iter()
+            .filter_map(|(t, key)| {
+                let key = match key {
+                    TimerKey::Core { comp, token } => TimerKey::Core {
+                        comp: at(comp)?,
+                        token,
+                    },
+                    TimerKey::ShimDeadline { comp, run } => TimerKey::ShimDeadline {
+                        comp: at(comp)?,
+                        run,
+                    },
+                    k => k,
+                };
+                Some((t, key))
+            })
+            .collect();
+        for w in self.waiters.values_mut() {
+            w.wait.remap(remap);
+        }
     }
 
     /// Tells systemd: `READY=1` once (when the socket listens, or when the graph has settled),

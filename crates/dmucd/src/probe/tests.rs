@@ -130,7 +130,7 @@ async fn probe_loop_reports_verdict_changes_after_thresholds() {
         failure_threshold: 2,
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let h = tokio::spawn(run(probe, 3, 7, ProbeRole::Liveness, tx));
+    let h = tokio::spawn(run(probe, "c3".into(), 7, ProbeRole::Liveness, tx));
     let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
         .await
         .unwrap()
@@ -139,11 +139,11 @@ async fn probe_loop_reports_verdict_changes_after_thresholds() {
         matches!(
             first,
             Msg::Probe {
-                comp: 3,
+                ref comp,
                 run: 7,
                 ok: false,
                 ..
-            }
+            } if comp == "c3"
         ),
         "{first:?}"
     );

@@ -6,7 +6,7 @@ use std::time::Duration;
 use dmuc_core::{Verdict, WaitKind};
 use dmuc_proto::{
     Action, ActionResult, ComponentStatus, DaemonInfo, ErrorCode, ErrorReply, GraphEdge, GraphNode,
-    GraphResult, Reply, StatusResult, StreamItem, Verb,
+    GraphResult, ReloadResult, Reply, StatusResult, StreamItem, Verb,
 };
 
 use super::*;
@@ -184,7 +184,7 @@ impl Runtime {
                 conn.reply(&Reply::result(id, GraphResult { nodes, edges }));
                 Ok(())
             }
-            Verb::Reload {} => self.reload(conn, id),
+            Verb::Reload { dry_run } => self.reload(conn, id, dry_run),
             Verb::Shutdown {} => {
                 tracing::info!(uid = conn.peer.uid, "shutdown requested");
                 conn.reply(&Reply::result(id, serde_json::json!({"stopping": true})));
@@ -419,42 +419,89 @@ impl Runtime {
         }
     }
 
-    fn reload(&mut self, conn: &Conn, id: u64) -> Result<(), ErrorReply> {
+    fn reload(&mut self, conn: &Conn, id: u64, dry_run: bool) -> Result<(), ErrorReply> {
+        let result = self.reload_from_file(dry_run)?;
+        conn.reply(&Reply::result(id, result));
+        Ok(())
+    }
+
+    /// Re-reads the config and applies the difference (or only computes it). Errors leave
+    /// everything as it was.
+    pub(super) fn reload_from_file(&mut self, dry_run: bool) -> Result<ReloadResult, ErrorReply> {
         let new = crate::load_config(&self.config_path, &self.overrides.vars).map_err(|e| {
             ErrorReply::new(ErrorCode::ConfigInvalid, e)
                 .hint("fix the file and reload again; the running graph is unchanged")
         })?;
-        if new == self.cfg {
-            conn.reply(&Reply::result(
-                id,
-                serde_json::json!({"changed": false, "message": "the config is unchanged"}),
+        if self.stopping {
+            return Err(ErrorReply::new(
+                ErrorCode::ShuttingDown,
+                "dmucd is shutting down; nothing was reloaded",
             ));
-            return Ok(());
         }
-        let mut changed: Vec<String> = Vec::new();
         if new.daemon != self.cfg.daemon {
-            changed.push("[daemon]".into());
+            return Err(ErrorReply::new(
+                ErrorCode::ReloadRejected,
+                "[daemon] changed (sockets, directories, session...); it cannot change under a running daemon, so nothing changed",
+            )
+            .hint("restart dmucd to apply [daemon] changes (the components are adopted, not restarted)"));
         }
-        let old = &self.cfg.graph;
-        for c in new.graph.components() {
-            match old.get(&c.name) {
-                None => changed.push(format!("{} (new)", c.name)),
-                Some(o) if o != c => changed.push(format!("{} (changed)", c.name)),
-                _ => {}
-            }
+        if !self.sup.leaving().is_empty() {
+            return Err(ErrorReply::new(
+                ErrorCode::ReloadRejected,
+                format!(
+                    "the previous reload is still stopping {}; nothing changed",
+                    self.sup.leaving().join(", ")
+                ),
+            )
+            .hint("reload again once they have stopped (dmucctl status)"));
         }
-        for c in old.components() {
-            if new.graph.get(&c.name).is_none() {
-                changed.push(format!("{} (removed)", c.name));
-            }
+        let plan = dmuc_core::reload::plan(self.sup.graph(), &new.graph);
+        let result = ReloadResult {
+            applied: !dry_run && !plan.is_empty(),
+            add: plan.add.clone(),
+            remove: plan.remove.clone(),
+            change: plan.change.clone(),
+            keep: plan.keep.clone(),
+        };
+        if dry_run || plan.is_empty() {
+            self.cfg.vars = new.vars;
+            return Ok(result);
         }
-        Err(ErrorReply::new(
-            ErrorCode::ReloadRejected,
-            format!(
-                "the config changed ({}); this dmucd cannot apply changes while running, so nothing changed",
-                changed.join(", ")
-            ),
-        )
-        .hint("restart dmucd to run the new graph"))
+        self.apply_reload(new, &plan);
+        Ok(result)
+    }
+
+    fn apply_reload(&mut self, new: Config, plan: &dmuc_core::reload::Plan) {
+        self.notify.send("RELOADING=1\nSTATUS=reloading the graph");
+        let summary = format!(
+            "reload: {} new, {} removed, {} changed, {} unchanged",
+            plan.add.len(),
+            plan.remove.len(),
+            plan.change.len(),
+            plan.keep.len()
+        );
+        tracing::info!(add = ?plan.add, remove = ?plan.remove, change = ?plan.change, "{summary}");
+        self.events
+            .push(None, EventWhat::Daemon { message: summary });
+        let (fx, remap) = self.sup.reconfigure(&new.graph, Instant::now().into_std());
+        self.remap(&remap);
+        self.cfg = new;
+        self.dirty = true;
+        for e in fx {
+            self.apply(e);
+        }
+        // A changed component runs its new definition from its next launch on.
+        let changed: Vec<usize> = plan
+            .change
+            .iter()
+            .filter_map(|n| self.comp_of(n))
+            .filter(|&c| self.sup.unit(c).state.is_active())
+            .collect();
+        if !changed.is_empty() {
+            self.feed(Input::Request(Request::Restart(changed)));
+        }
+        if self.notified.0 {
+            self.notify.send("READY=1");
+        }
     }
 }

@@ -1,0 +1,84 @@
+use super::*;
+use crate::machine::{Input, ProbeRole};
+use crate::state::ExitStatus;
+use crate::testkit::H;
+
+fn graph(toml: &str) -> Graph {
+    dmuc_config::parse_config(toml, std::path::Path::new("t.toml"), &|_| None)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .graph
+}
+
+const OLD: &str = r#"
+[component.db]
+command = ["db"]
+ready = { tcp = "127.0.0.1:1" }
+[component.api]
+command = ["api", "--v=1"]
+after = ["db"]
+[component.old]
+command = ["old"]
+[component.oldchild]
+command = ["oldchild"]
+after = ["old"]
+"#;
+
+const NEW: &str = r#"
+[component.db]
+command = ["db"]
+ready = { tcp = "127.0.0.1:1" }
+[component.api]
+command = ["api", "--v=2"]
+after = ["db"]
+[component.web]
+command = ["web"]
+after = ["db"]
+"#;
+
+#[test]
+fn the_plan_names_each_kind_of_change() {
+    let p = plan(&graph(OLD), &graph(NEW));
+    assert_eq!(p.add, ["web"]);
+    assert_eq!(p.remove, ["old", "oldchild"]);
+    assert_eq!(p.change, ["api"]);
+    assert_eq!(p.keep, ["db"]);
+    assert!(!p.is_empty());
+    assert!(plan(&graph(OLD), &graph(OLD)).is_empty());
+}
+
+#[test]
+fn reconfigure_keeps_units_starts_new_and_stops_removed_dependents_first() {
+    let mut h = H::new(OLD);
+    h.feed(Input::Boot);
+    h.started("db", 10);
+    h.probe("db", ProbeRole::Ready, true);
+    h.started("api", 11);
+    h.started("old", 12);
+    h.started("oldchild", 13);
+    let now = h.now;
+    let (fx, remap) = h.s.reconfigure(&graph(NEW), now);
+    // db and api moved, with their PIDs; old/oldchild kept at the end until stopped.
+    assert_eq!(h.s.graph().components()[remap[0]].name, "db");
+    assert_eq!(h.s.unit(h.i("db")).pid, Some(10));
+    assert_eq!(h.s.unit(h.i("api")).pid, Some(11));
+    assert_eq!(h.s.graph().components()[remap[2]].name, "old");
+    assert_eq!(h.s.leaving(), ["old", "oldchild"]);
+    // web starts now (db is ready); oldchild is stopped before old.
+    assert_eq!(h.launched(&fx), vec!["web"]);
+    assert_eq!(h.signals(&fx), vec![("oldchild".to_string(), 13, 15)]);
+    assert_eq!(h.state("old"), "running");
+    assert!(h.s.prune().is_none(), "still running");
+    h.exited("oldchild", ExitStatus::Code(0));
+    assert_eq!(h.state("old"), "stopping");
+    h.exited("old", ExitStatus::Code(0));
+    let remap = h.s.prune().expect("all removed components down");
+    assert_eq!(h.s.graph().len(), 3);
+    assert!(h.s.leaving().is_empty());
+    assert_eq!(remap.iter().filter(|&&i| i == usize::MAX).count(), 2);
+    assert_eq!(h.s.unit(h.i("db")).pid, Some(10), "db untouched throughout");
+    assert_eq!(
+        h.s.graph().get("api").unwrap().command[1],
+        "--v=2",
+        "the new definition"
+    );
+}
