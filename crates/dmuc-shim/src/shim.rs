@@ -15,9 +15,15 @@
 //! Shim → daemon lines: `hello NAME RUN SHIMPID` (at the start of each run), `start PID`,
 //! `match` (a line matched the `log` ready probe), `spawn-failed MESSAGE`,
 //! `exit code N` or `exit signal N core 0|1`. Daemon → shim: `run N`.
+//!
+//! The shim also outlives the daemon: when the link drops (dmucd crashed, was killed, or is
+//! being upgraded) the program keeps running and the shim waits, on inotify, for a new daemon
+//! to bind the shim socket, then reconnects and says where it stands: `hello` and `start PID`
+//! while the program runs, or `hello` and its `exit ...` line if it ended meanwhile. That is
+//! what lets a new dmucd adopt the components instead of restarting them.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -46,14 +52,73 @@ const FORWARDED: [Signal; 6] = [
 struct Link {
     stream: Option<UnixStream>,
     inbuf: Vec<u8>,
+    /// The shim socket's path, to reconnect to.
+    path: std::path::PathBuf,
+    /// Watches the socket's directory while the daemon is away.
+    watch: Option<nix::sys::inotify::Inotify>,
 }
 
 impl Link {
+    fn connect(path: &Path) -> Link {
+        let stream = UnixStream::connect(path).ok();
+        let mut link = Link {
+            stream,
+            inbuf: Vec::new(),
+            path: path.to_path_buf(),
+            watch: None,
+        };
+        if link.stream.is_none() {
+            link.lost();
+        }
+        link
+    }
+
+    /// The link dropped: watch for the socket to be bound again.
+    fn lost(&mut self) {
+        self.stream = None;
+        self.inbuf.clear();
+        if self.watch.is_none() {
+            use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+            let dir = self.path.parent().unwrap_or(Path::new("."));
+            self.watch = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
+                .ok()
+                .filter(|i| {
+                    i.add_watch(dir, AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
+                        .is_ok()
+                });
+        }
+    }
+
+    /// Tries to connect again (after an inotify event, or at once after a loss: the new
+    /// daemon may already listen). True when connected.
+    fn retry(&mut self) -> bool {
+        if let Some(w) = &self.watch {
+            let _ = w.read_events(); // drain; which file it was does not matter
+        }
+        match UnixStream::connect(&self.path) {
+            Ok(s) => {
+                self.stream = Some(s);
+                self.watch = None;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The fd to poll: the link while connected, else the reconnect watcher.
+    fn poll_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        match (&self.stream, &self.watch) {
+            (Some(s), _) => Some(s.as_fd()),
+            (None, Some(w)) => Some(w.as_fd()),
+            (None, None) => None,
+        }
+    }
+
     fn say(&mut self, line: &str) {
         if let Some(s) = self.stream.as_mut()
             && s.write_all(format!("{line}\n").as_bytes()).is_err()
         {
-            self.stream = None;
+            self.lost();
         }
     }
 
@@ -63,7 +128,7 @@ impl Link {
         let mut buf = [0u8; 512];
         match s.read(&mut buf) {
             Ok(0) => {
-                self.stream = None;
+                self.lost();
                 return None;
             }
             Ok(n) => self.inbuf.extend_from_slice(&buf[..n]),
@@ -71,7 +136,7 @@ impl Link {
                 if e.kind() == std::io::ErrorKind::WouldBlock
                     || e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(_) => {
-                self.stream = None;
+                self.lost();
                 return None;
             }
         }
@@ -111,10 +176,7 @@ pub fn main(spec_path: &Path, first_run: u64) -> i32 {
             return 127;
         }
     };
-    let mut link = Link {
-        stream: UnixStream::connect(&spec.shim_socket).ok(),
-        inbuf: Vec::new(),
-    };
+    let mut link = Link::connect(&spec.shim_socket);
     if let Some(s) = &link.stream {
         let _ = s.set_nonblocking(false);
     }
@@ -144,6 +206,8 @@ pub fn main(spec_path: &Path, first_run: u64) -> i32 {
 
     let mut run_no = first_run;
     let mut code: i32;
+    // The last run's hello and exit lines, said again to a daemon that reconnects.
+    let mut last: Option<(String, String)>;
     loop {
         link.say(&format!(
             "hello {} {run_no} {}",
@@ -156,16 +220,25 @@ pub fn main(spec_path: &Path, first_run: u64) -> i32 {
                 log.write(format!("[dmuc] {}: {msg}\n", spec.name).as_bytes());
                 eprintln!("[dmuc] {}: {msg}\r", spec.name);
                 link.say(&format!("spawn-failed {msg}"));
+                last = Some((
+                    format!("hello {} {run_no} {}", spec.name, std::process::id()),
+                    format!("spawn-failed {msg}"),
+                ));
                 127
             }
             Ok(mut run) => {
                 link.say(&format!("start {}", run.pid));
-                supervise(&spec, &sfd, &mut link, &mut run);
+                let hello = format!("hello {} {run_no} {}", spec.name, std::process::id());
+                supervise(&spec, &sfd, &mut link, &mut run, &hello);
                 let (line, c, text) = run
                     .status
                     .take()
                     .unwrap_or_else(|| ("exit code 255".into(), 255, "lost".into()));
                 link.say(&line);
+                last = Some((
+                    format!("hello {} {run_no} {}", spec.name, std::process::id()),
+                    line,
+                ));
                 let _ = writeln!(
                     std::io::stderr(),
                     "\r\n[dmuc] {} (pid {}) ended: {text}\r",
@@ -179,7 +252,7 @@ pub fn main(spec_path: &Path, first_run: u64) -> i32 {
             }
         };
         // Between runs: wait for `run N`, then start again with the spec the daemon rewrote.
-        let Some(n) = idle(&sfd, &mut link) else {
+        let Some(n) = idle(&sfd, &mut link, last.as_ref()) else {
             return code;
         };
         run_no = n;
@@ -252,7 +325,7 @@ fn spawn(spec: &LaunchSpec) -> Result<Run, String> {
 }
 
 /// Pumps output and forwards signals until the program has exited and its output is drained.
-fn supervise(spec: &LaunchSpec, sfd: &SignalFd, link: &mut Link, run: &mut Run) {
+fn supervise(spec: &LaunchSpec, sfd: &SignalFd, link: &mut Link, run: &mut Run, hello: &str) {
     let target = Pid::from_raw(if spec.kill_group { -run.pid } else { run.pid });
     let mut buf = vec![0u8; 32 * 1024];
     // After the exit: a process that escaped the group may hold the pipe open, so bound the drain.
@@ -283,9 +356,18 @@ fn supervise(spec: &LaunchSpec, sfd: &SignalFd, link: &mut Link, run: &mut Run) 
         } else {
             stdout.as_fd()
         };
+        // The link (to see the daemon go) or, while it is away, the reconnect watcher;
+        // a never-firing fd keeps the indices fixed when there is neither.
+        let link_fd = link.poll_fd().unwrap_or(sfd.as_fd());
+        let link_flags = if link.poll_fd().is_some() {
+            PollFlags::POLLIN
+        } else {
+            PollFlags::empty()
+        };
         let mut fds = vec![
             PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
             PollFd::new(tty, PollFlags::empty()),
+            PollFd::new(link_fd, link_flags),
         ];
         if let Some(fd) = pipe_fd {
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
@@ -298,8 +380,19 @@ fn supervise(spec: &LaunchSpec, sfd: &SignalFd, link: &mut Link, run: &mut Run) 
         let ready = |f: Option<&PollFd>| f.and_then(|f| f.revents()).is_some_and(|r| !r.is_empty());
         let sig_ready = ready(fds.first());
         let hung_up = !run.closing && ready(fds.get(1));
-        let pipe_ready = ready(fds.get(2));
+        let link_ready = ready(fds.get(2));
+        let pipe_ready = ready(fds.get(3));
         drop(fds);
+        if link_ready {
+            if link.stream.is_some() {
+                // The daemon says nothing during a run: readable means it went away.
+                if link.read_lines().is_none() && link.retry() {
+                    reannounce(link, hello, run);
+                }
+            } else if link.retry() {
+                reannounce(link, hello, run);
+            }
+        }
         if hung_up {
             run.closing = true;
             if run.status.is_none() {
@@ -331,6 +424,15 @@ fn supervise(spec: &LaunchSpec, sfd: &SignalFd, link: &mut Link, run: &mut Run) 
         if pipe_ready {
             pump(run, &mut buf, link);
         }
+    }
+}
+
+/// Tells a daemon that (re)connected where this run stands.
+fn reannounce(link: &mut Link, hello: &str, run: &Run) {
+    link.say(hello);
+    link.say(&format!("start {}", run.pid));
+    if let Some((line, _, _)) = &run.status {
+        link.say(line);
     }
 }
 
@@ -408,14 +510,24 @@ fn pump(run: &mut Run, buf: &mut [u8], link: &mut Link) {
     }
 }
 
-/// Between runs: waits for `run N` from the daemon. `None`: time to exit (the daemon went
-/// away, or we were told to stop by a signal).
-fn idle(sfd: &SignalFd, link: &mut Link) -> Option<u64> {
-    let link_fd = link.stream.as_ref()?.as_raw_fd();
+/// Between runs: waits for `run N` from the daemon. `None`: time to exit (we were told to
+/// stop by a signal, or the pane went away). While the daemon is away, waits for it to come
+/// back and tells it how the last run ended.
+fn idle(sfd: &SignalFd, link: &mut Link, last: Option<&(String, String)>) -> Option<u64> {
+    if link.stream.is_none() && link.watch.is_none() {
+        link.lost();
+        if link.retry()
+            && let Some((hello, end)) = last
+        {
+            link.say(hello);
+            link.say(end);
+        }
+    }
     loop {
-        // SAFETY: the stream outlives this borrow; we only poll it.
-        let lfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(link_fd) };
         let stdout = std::io::stdout();
+        let Some(lfd) = link.poll_fd() else {
+            return None; // no link and no way to watch for one
+        };
         let mut fds = [
             PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
             PollFd::new(lfd, PollFlags::POLLIN),
@@ -433,6 +545,7 @@ fn idle(sfd: &SignalFd, link: &mut Link) -> Option<u64> {
             fds[0].revents().is_some_and(|r| !r.is_empty()),
             fds[1].revents().is_some_and(|r| !r.is_empty()),
         );
+        drop(fds);
         if sig_ready {
             while let Ok(Some(info)) = sfd.read_signal() {
                 if info.ssi_signo as i32 != libc::SIGCHLD {
@@ -447,12 +560,34 @@ fn idle(sfd: &SignalFd, link: &mut Link) -> Option<u64> {
             }
         }
         if link_ready {
-            for line in link.read_lines()? {
-                if let Some(n) = line
-                    .strip_prefix("run ")
-                    .and_then(|n| n.trim().parse().ok())
+            if link.stream.is_none() {
+                if link.retry()
+                    && let Some((hello, end)) = last
                 {
-                    return Some(n);
+                    link.say(hello);
+                    link.say(end);
+                }
+                continue;
+            }
+            match link.read_lines() {
+                Some(lines) => {
+                    for line in lines {
+                        if let Some(n) = line
+                            .strip_prefix("run ")
+                            .and_then(|n| n.trim().parse().ok())
+                        {
+                            return Some(n);
+                        }
+                    }
+                }
+                // The daemon went away: keep waiting for the next one.
+                None => {
+                    if link.retry()
+                        && let Some((hello, end)) = last
+                    {
+                        link.say(hello);
+                        link.say(end);
+                    }
                 }
             }
         }
