@@ -538,14 +538,11 @@ fn idle(sfd: &SignalFd, link: &mut Link, last: Option<&(String, String)>) -> Opt
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => return None,
         }
-        if fds[2].revents().is_some_and(|r| !r.is_empty()) {
+        let [sig_ready, link_ready, hung_up] =
+            fds.map(|f| f.revents().is_some_and(|r| !r.is_empty()));
+        if hung_up {
             return None; // the pane's tty hung up: the pane is gone
         }
-        let (sig_ready, link_ready) = (
-            fds[0].revents().is_some_and(|r| !r.is_empty()),
-            fds[1].revents().is_some_and(|r| !r.is_empty()),
-        );
-        drop(fds);
         if sig_ready {
             while let Ok(Some(info)) = sfd.read_signal() {
                 if info.ssi_signo as i32 != libc::SIGCHLD {
