@@ -6,6 +6,7 @@
 
 mod util;
 
+mod adoption;
 mod cluster;
 mod control;
 mod lifecycle;

@@ -86,6 +86,8 @@ pub struct Daemon {
     pub dir: tempfile::TempDir,
     child: Option<Child>,
     pids: Vec<u32>,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -111,33 +113,63 @@ impl Daemon {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Daemon {
-        let cfg = dir.path().join("graph.toml");
-        std::fs::write(&cfg, toml).unwrap();
-        let stderr = std::fs::File::create(dir.path().join("dmucd.stderr")).unwrap();
+        std::fs::write(dir.path().join("graph.toml"), toml).unwrap();
+        let mut d = Daemon {
+            dir,
+            child: None,
+            pids: Vec::new(),
+            args: extra.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        d.spawn();
+        d
+    }
+
+    /// Starts `dmucd` on the directory's graph.toml with this daemon's arguments.
+    fn spawn(&mut self) {
+        let dir = self.dir.path();
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("dmucd.stderr"))
+            .unwrap();
         let child = Command::new(bin_dir().join("dmucd"))
             .arg("--config")
-            .arg(&cfg)
+            .arg(dir.join("graph.toml"))
             .arg("--tmux-socket")
-            .arg(dir.path().join("run/tmux.sock"))
+            .arg(dir.join("run/tmux.sock"))
             .arg("--state-dir")
-            .arg(dir.path().join("state"))
+            .arg(dir.join("state"))
             .arg("--log-dir")
-            .arg(dir.path().join("log"))
+            .arg(dir.join("log"))
             .arg("--socket")
-            .arg(dir.path().join("run/dmucd.sock"))
-            .args(extra)
-            .envs(env.iter().copied())
+            .arg(dir.join("run/dmucd.sock"))
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("DMUC_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
             .unwrap();
-        Daemon {
-            dir,
-            child: Some(child),
-            pids: Vec::new(),
+        self.child = Some(child);
+    }
+
+    /// kill -9 of the daemon (a crash): the tmux server and the components stay.
+    pub fn crash(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
+    }
+
+    /// Starts a new daemon on the same directory, config and arguments (after `crash`).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "crash() the running daemon first");
+        self.spawn();
     }
 
     pub fn path(&self, p: &str) -> PathBuf {

@@ -189,6 +189,63 @@ impl Supervisor {
         fx
     }
 
+    /// Takes over run `run` of `comp`, started by a previous daemon: `pid` is its main process
+    /// (`None` when it has ended since; its `Exited` follows). It is wanted up, starting (its
+    /// ready probe runs again) or running. Call before `Boot`.
+    pub fn adopt(
+        &mut self,
+        comp: usize,
+        run: u64,
+        pid: Option<u32>,
+        restarts: u32,
+        now: Instant,
+    ) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        let c = &self.graph.components()[comp];
+        let (has_ready, has_liveness) = (c.ready.is_some(), c.liveness.is_some());
+        let u = &mut self.units[comp];
+        u.want_up = true;
+        u.run = run;
+        u.pid = pid;
+        u.restarts = restarts;
+        u.launched_at = Some(now);
+        let reason = Some(match pid {
+            Some(p) => format!("adopted from the previous dmucd (pid {p}, run {run})"),
+            None => format!("adopted from the previous dmucd (run {run}, ended meanwhile)"),
+        });
+        if has_ready && pid.is_some() {
+            self.set(comp, State::Starting, reason, now, &mut fx);
+            fx.push(Effect::StartProbe {
+                comp,
+                run,
+                role: ProbeRole::Ready,
+            });
+        } else {
+            self.set(comp, State::Running, reason, now, &mut fx);
+            if has_liveness && pid.is_some() {
+                fx.push(Effect::StartProbe {
+                    comp,
+                    run,
+                    role: ProbeRole::Liveness,
+                });
+            }
+        }
+        fx
+    }
+
+    /// Carries over a component whose last run had already ended under the previous daemon:
+    /// its run number and restart count, and `completed` for a oneshot that succeeded (it is
+    /// not run again). Anything else stays pending and starts as a new run. Before `Boot`.
+    pub fn restore(&mut self, comp: usize, run: u64, restarts: u32, completed: bool, now: Instant) {
+        let u = &mut self.units[comp];
+        u.run = run;
+        u.restarts = restarts;
+        if completed && u.want_up {
+            u.state = State::Completed;
+            u.since = Some(now);
+        }
+    }
+
     /// Wants nothing up: components start only on request (`--hold`). Call before `Boot`.
     pub fn hold(&mut self) {
         for u in &mut self.units {

@@ -56,16 +56,27 @@ struct Link {
     path: std::path::PathBuf,
     /// Watches the socket's directory while the daemon is away.
     watch: Option<nix::sys::inotify::Inotify>,
+    /// The link was lost since the last attempt: try once before waiting for an event (a
+    /// daemon may have appeared before the watch existed).
+    retry_now: bool,
+    /// The inode of the socket file we last connected through. A dead daemon's socket file
+    /// stays until a new daemon renames its own over it: connecting to it again could reach
+    /// the dying listener (the connection succeeds, then is reset much later), so only a
+    /// different inode is worth a try.
+    ino: Option<u64>,
 }
 
 impl Link {
     fn connect(path: &Path) -> Link {
+        let ino = socket_ino(path);
         let stream = UnixStream::connect(path).ok();
         let mut link = Link {
             stream,
             inbuf: Vec::new(),
             path: path.to_path_buf(),
             watch: None,
+            retry_now: false,
+            ino,
         };
         if link.stream.is_none() {
             link.lost();
@@ -75,8 +86,16 @@ impl Link {
 
     /// The link dropped: watch for the socket to be bound again.
     fn lost(&mut self) {
+        if self.stream.is_some() {
+            eprintln!(
+                "\r\n[dmuc] lost the link to dmucd; the program keeps running, waiting for a new dmucd\r"
+            );
+        }
         self.stream = None;
         self.inbuf.clear();
+        // Also after a connection that was reset at once (the old daemon's listener was still
+        // closing when we connected): the watch is armed first, then we try again.
+        self.retry_now = true;
         if self.watch.is_none() {
             use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
             let dir = self.path.parent().unwrap_or(Path::new("."));
@@ -92,16 +111,26 @@ impl Link {
     /// Tries to connect again (after an inotify event, or at once after a loss: the new
     /// daemon may already listen). True when connected.
     fn retry(&mut self) -> bool {
+        self.retry_now = false;
         if let Some(w) = &self.watch {
             let _ = w.read_events(); // drain; which file it was does not matter
         }
+        let ino = socket_ino(&self.path);
+        if ino.is_none() || ino == self.ino {
+            return false; // nothing there, or still the socket of the daemon we lost
+        }
         match UnixStream::connect(&self.path) {
             Ok(s) => {
+                eprintln!("[dmuc] reconnected to dmucd\r");
                 self.stream = Some(s);
                 self.watch = None;
+                self.ino = ino;
                 true
             }
-            Err(_) => false,
+            Err(e) => {
+                eprintln!("[dmuc] dmucd not there yet ({e}); waiting\r");
+                false
+            }
         }
     }
 
@@ -147,6 +176,11 @@ impl Link {
         }
         Some(lines)
     }
+}
+
+fn socket_ino(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| m.ino())
 }
 
 fn read_spec(path: &Path) -> Result<LaunchSpec, String> {
@@ -334,6 +368,9 @@ fn supervise(spec: &LaunchSpec, sfd: &SignalFd, link: &mut Link, run: &mut Run, 
         if run.status.is_some() && run.pipe.is_none() {
             return;
         }
+        if link.stream.is_none() && link.retry_now && link.retry() {
+            reannounce(link, hello, run);
+        }
         let timeout = match drain_until {
             Some(t) => {
                 let left = t.saturating_duration_since(Instant::now());
@@ -385,10 +422,9 @@ fn supervise(spec: &LaunchSpec, sfd: &SignalFd, link: &mut Link, run: &mut Run, 
         drop(fds);
         if link_ready {
             if link.stream.is_some() {
-                // The daemon says nothing during a run: readable means it went away.
-                if link.read_lines().is_none() && link.retry() {
-                    reannounce(link, hello, run);
-                }
+                // The daemon says nothing during a run: readable means it went away (the
+                // next loop turn tries to reconnect).
+                let _ = link.read_lines();
             } else if link.retry() {
                 reannounce(link, hello, run);
             }
@@ -516,14 +552,16 @@ fn pump(run: &mut Run, buf: &mut [u8], link: &mut Link) {
 fn idle(sfd: &SignalFd, link: &mut Link, last: Option<&(String, String)>) -> Option<u64> {
     if link.stream.is_none() && link.watch.is_none() {
         link.lost();
-        if link.retry()
+    }
+    loop {
+        if link.stream.is_none()
+            && link.retry_now
+            && link.retry()
             && let Some((hello, end)) = last
         {
             link.say(hello);
             link.say(end);
         }
-    }
-    loop {
         let stdout = std::io::stdout();
         let Some(lfd) = link.poll_fd() else {
             return None; // no link and no way to watch for one
@@ -566,24 +604,14 @@ fn idle(sfd: &SignalFd, link: &mut Link, last: Option<&(String, String)>) -> Opt
                 }
                 continue;
             }
-            match link.read_lines() {
-                Some(lines) => {
-                    for line in lines {
-                        if let Some(n) = line
-                            .strip_prefix("run ")
-                            .and_then(|n| n.trim().parse().ok())
-                        {
-                            return Some(n);
-                        }
-                    }
-                }
-                // The daemon went away: keep waiting for the next one.
-                None => {
-                    if link.retry()
-                        && let Some((hello, end)) = last
+            // `None`: the daemon went away; the loop tries once, then waits for the next one.
+            if let Some(lines) = link.read_lines() {
+                for line in lines {
+                    if let Some(n) = line
+                        .strip_prefix("run ")
+                        .and_then(|n| n.trim().parse().ok())
                     {
-                        link.say(hello);
-                        link.say(end);
+                        return Some(n);
                     }
                 }
             }

@@ -105,7 +105,20 @@ impl Client {
     ) -> Result<(Client, mpsc::UnboundedReceiver<Notification>), Error> {
         let mut cmd = Command::new("tmux");
         cmd.arg("-S").arg(socket).arg("-f").arg(conf).arg("-C");
-        cmd.args(["new-session", "-A", "-s", ctl_session, "-n", "ctl", "--"]);
+        // `-f no-output` as part of the attach: a separate `refresh-client` right after it
+        // can reach an existing server before this client counts as attached ("no current
+        // client"). Never let our own control client stall the panes (tmux.md §4).
+        cmd.args([
+            "new-session",
+            "-A",
+            "-f",
+            "no-output",
+            "-s",
+            ctl_session,
+            "-n",
+            "ctl",
+            "--",
+        ]);
         cmd.args(idle_argv);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -133,13 +146,9 @@ impl Client {
             writer: wtx,
             child: Mutex::new(Some(child)),
         };
-        // Never let our own control client stall the panes (tmux.md §4).
+        // A round trip: the server answers, so the connection is up.
         client
-            .run(&[vec![
-                "refresh-client".into(),
-                "-f".into(),
-                "no-output".into(),
-            ]])
+            .run(&[vec!["display-message".into(), "-p".into(), "ok".into()]])
             .await?;
         Ok((client, nrx))
     }

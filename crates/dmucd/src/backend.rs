@@ -28,6 +28,70 @@ pub struct Pane {
     pub pane: String,
 }
 
+/// A component pane found in a server left by a previous dmucd.
+#[derive(Debug, Clone)]
+pub struct FoundPane {
+    /// The pane (window and pane ids).
+    pub pane: Pane,
+    /// Its `@dmuc_component`.
+    pub component: String,
+    /// Its process has exited (remain-on-exit keeps the pane).
+    pub dead: bool,
+}
+
+/// Kills the control sessions of daemons that are gone (they only hold an idle window).
+async fn remove_stale_control_sessions(client: &Client, ours: &str) {
+    let Ok(out) = client
+        .run(&[vec![
+            "list-sessions".into(),
+            "-F".into(),
+            "#{session_name}".into(),
+        ]])
+        .await
+    else {
+        return;
+    };
+    for name in out.into_iter().flatten() {
+        let name = String::from_utf8_lossy(&name).into_owned();
+        if name.starts_with(CTL_SESSION) && name != ours {
+            let _ = client
+                .run(&[vec!["kill-session".into(), "-t".into(), format!("={name}")]])
+                .await;
+        }
+    }
+}
+
+/// The component panes of `session`.
+async fn list_panes(client: &Client, session: &str) -> anyhow::Result<Vec<FoundPane>> {
+    let out = client
+        .run(&[vec![
+            "list-panes".into(),
+            "-s".into(),
+            "-t".into(),
+            format!("={session}"),
+            "-F".into(),
+            "#{window_id} #{pane_id} #{pane_dead} #{@dmuc_component}".into(),
+        ]])
+        .await?;
+    Ok(out
+        .into_iter()
+        .flatten()
+        .filter_map(|l| {
+            let l = String::from_utf8_lossy(&l).into_owned();
+            let mut f = l.split(' ');
+            let (w, p, dead, c) = (f.next()?, f.next()?, f.next()?, f.next()?);
+            (!c.is_empty()).then(|| FoundPane {
+                pane: Pane {
+                    window: w.to_string(),
+                    pane: p.to_string(),
+                },
+                component: c.to_string(),
+                dead: dead == "1",
+            })
+        })
+        .collect())
+}
+
 /// Name of the overview window. Component names are lowercase, so it cannot clash.
 pub const OVERVIEW: &str = "Overview";
 
@@ -54,19 +118,25 @@ fn conf_text(history_limit: u32) -> String {
 }
 
 impl Tmux {
-    /// Starts a fresh private server (replacing a leftover one on the same socket) with the
-    /// session holding an overview window.
+    /// Starts a private server with the session holding an overview window, or, when a
+    /// previous dmucd left its server running and `adopt` is set, attaches to it and returns
+    /// the component panes found there (`None`: a fresh server).
     pub async fn start(
         paths: &crate::Paths,
         session: &str,
         history_limit: u32,
-    ) -> anyhow::Result<(Tmux, mpsc::UnboundedReceiver<Notification>)> {
+        adopt: bool,
+    ) -> anyhow::Result<(
+        Tmux,
+        mpsc::UnboundedReceiver<Notification>,
+        Option<Vec<FoundPane>>,
+    )> {
         let (socket, runtime_dir) = (&paths.tmux_socket, &paths.runtime_dir);
         let exe = std::env::current_exe()?;
         let conf = runtime_dir.join("tmux.conf");
         std::fs::write(&conf, conf_text(history_limit))?;
-        // A server left by an earlier daemon on our socket: its components are not ours to
-        // adopt yet, so replace it rather than run two copies of the cluster.
+        // A server left by an earlier daemon on our socket holds the components it ran: attach
+        // and adopt them (or, when not adopting, replace it rather than run two copies).
         let alive = tokio::process::Command::new("tmux")
             .arg("-S")
             .arg(socket)
@@ -76,7 +146,7 @@ impl Tmux {
             .await
             .map(|s| s.success())
             .unwrap_or(false);
-        if alive {
+        if alive && !adopt {
             tracing::warn!(socket = %socket.display(), "replacing a tmux server left by an earlier dmucd");
             let _ = tokio::process::Command::new("tmux")
                 .arg("-S")
@@ -86,7 +156,27 @@ impl Tmux {
                 .await;
         }
         let idle = vec![exe.display().to_string(), "idle".into()];
-        let (client, notes) = Client::connect(socket, &conf, CTL_SESSION, &idle).await?;
+        // Our own control session: a previous daemon's (left when it died) must not be
+        // attached to, and is removed once we are in.
+        let ctl_session = format!("{CTL_SESSION}-{}", std::process::id());
+        let (client, notes) = Client::connect(socket, &conf, &ctl_session, &idle).await?;
+        if alive {
+            remove_stale_control_sessions(&client, &ctl_session).await;
+        }
+        let found = if alive && adopt {
+            Some(list_panes(&client, session).await.unwrap_or_default())
+        } else {
+            None
+        };
+        let overview_exists = found.is_some()
+            && client
+                .run(&[vec![
+                    "has-session".into(),
+                    "-t".into(),
+                    format!("={session}"),
+                ]])
+                .await
+                .is_ok();
         let mut args: Vec<String> = [
             "new-session",
             "-d",
@@ -126,7 +216,23 @@ impl Tmux {
             ]),
             None => args.extend([exe.display().to_string(), "idle".into(), "--banner".into()]),
         }
-        client.run(&[args]).await?;
+        if overview_exists {
+            // The old overview lost its daemon: run a fresh one in the same window.
+            args.splice(
+                0..args.iter().position(|a| a == "--").unwrap_or(0),
+                [
+                    "respawn-pane".to_string(),
+                    "-k".into(),
+                    "-t".into(),
+                    format!("={session}:={OVERVIEW}"),
+                ],
+            );
+            if let Err(e) = client.run(&[args]).await {
+                tracing::warn!("cannot restart the overview window: {e}");
+            }
+        } else {
+            client.run(&[args]).await?;
+        }
         let shim = exe
             .parent()
             .map(|d| d.join("dmuc-shim"))
@@ -139,6 +245,7 @@ impl Tmux {
                 shim,
             },
             notes,
+            found,
         ))
     }
 

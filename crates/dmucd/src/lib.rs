@@ -9,6 +9,7 @@
 //! machine (`dmuc_core`) and carries out the effects it returns.
 //!
 //! # Layout
+//! - [`adopt`]: what lets a new dmucd take over the components of the previous one.
 //! - [`backend`]: the tmux server and window management.
 //! - the pane side (shim, launch spec, log files) is the `dmuc-shim` crate.
 //! - [`shimlink`]: the daemon side of the shim socket.
@@ -21,6 +22,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod adopt;
 pub mod backend;
 pub mod control;
 pub mod events;
@@ -161,9 +163,20 @@ pub async fn run(
     let (tx, rx) = mpsc::unbounded_channel();
     shimlink::listen(&paths.runtime_dir.join("shim.sock"), tx.clone())
         .context("cannot bind the shim socket")?;
-    let (tmux, notes) = backend::Tmux::start(&paths, &cfg.daemon.session, cfg.daemon.history_limit)
-        .await
-        .context("cannot start tmux")?;
+    let (tmux, notes, found) =
+        backend::Tmux::start(&paths, &cfg.daemon.session, cfg.daemon.history_limit, true)
+            .await
+            .context("cannot start tmux")?;
+    let adoption = found.map(|panes| runtime::Adoption {
+        record: adopt::read(&paths.state_dir.join("adopt.json")),
+        panes,
+    });
+    if let Some(a) = &adoption {
+        tracing::info!(
+            panes = a.panes.len(),
+            "found the tmux server of a previous dmucd: adopting its components"
+        );
+    }
     tracing::info!(tmux = %paths.tmux_socket.display(), session = %cfg.daemon.session, "tmux server up; attach with: tmux -S {} attach -t {}", paths.tmux_socket.display(), cfg.daemon.session);
 
     let stop_tx = tx.clone();
@@ -193,6 +206,7 @@ pub async fn run(
         paths.clone(),
         (tmux, notes),
         (tx, rx),
+        adoption,
     );
     let result = rt.run().await;
     server.abort();

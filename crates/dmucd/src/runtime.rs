@@ -131,6 +131,8 @@ struct Slot {
     deadline: Instant,
     probes: Vec<AbortHandle>,
     note: Option<String>,
+    /// The main process's start time (clock ticks), to recognise it after a daemon restart.
+    start: Option<u64>,
 }
 
 impl Default for Slot {
@@ -144,6 +146,7 @@ impl Default for Slot {
             deadline: Instant::now(),
             probes: Vec::new(),
             note: None,
+            start: None,
         }
     }
 }
@@ -178,8 +181,22 @@ pub struct Runtime {
     notify: crate::notify::Notifier,
     /// `READY=1` sent; the last `STATUS=` sent.
     notified: (bool, String),
+    /// What a previous dmucd left running, until it is adopted.
+    adoption: Option<Adoption>,
 }
 
+/// A previous dmucd's tmux server and record, found at start.
+pub struct Adoption {
+    /// Component panes in its session.
+    pub panes: Vec<crate::backend::FoundPane>,
+    /// Its `adopt.json`.
+    pub record: Option<crate::adopt::Record>,
+}
+
+/// How long shims have to reconnect to a new daemon before it decides without them.
+const ADOPT_DEADLINE: Duration = Duration::from_secs(5);
+
+mod adoption;
 mod requests;
 
 impl Runtime {
@@ -192,6 +209,7 @@ impl Runtime {
         paths: Paths,
         (tmux, notes): (Tmux, mpsc::UnboundedReceiver<dmuc_tmux::Notification>),
         (tx, rx): (mpsc::UnboundedSender<Msg>, mpsc::UnboundedReceiver<Msg>),
+        adoption: Option<Adoption>,
     ) -> Runtime {
         let n = cfg.graph.len();
         // Not for the components: they are not our tmux clients, and systemd's notification
@@ -228,6 +246,7 @@ impl Runtime {
             shown: (vec![String::new(); n], String::new()),
             notify: crate::notify::Notifier::from_env(),
             notified: (false, String::new()),
+            adoption,
         }
     }
 
@@ -237,7 +256,16 @@ impl Runtime {
             tracing::info!("holding: nothing starts until `dmucctl start NAME`");
             self.sup.hold();
         }
-        self.feed(Input::Boot);
+        let backlog = match self.adoption.take() {
+            Some(a) => self.adopt_phase(a).await,
+            None => {
+                self.feed(Input::Boot);
+                Vec::new()
+            }
+        };
+        for m in backlog {
+            self.on_msg(m);
+        }
         if let Some(every) = self.notify.watchdog_every() {
             self.timers
                 .insert((Instant::now() + every, TimerKey::Watchdog));
@@ -262,6 +290,12 @@ impl Runtime {
                 msg = self.rx.recv() => {
                     let Some(msg) = msg else { break };
                     if let Msg::Stop = msg {
+                        if !self.stopping && crate::notify::restart_job_pending() {
+                            // `systemctl restart`: the next dmucd adopts the components.
+                            tracing::info!("systemd is restarting dmucd: leaving the components running for the next one");
+                            self.notify.send("STOPPING=1\nSTATUS=restarting: the components keep running");
+                            return Ok(());
+                        }
                         if self.stopping {
                             tracing::warn!("second stop request: killing every component now");
                             self.force_kill();
@@ -369,6 +403,7 @@ impl Runtime {
                 }
                 let input = match what {
                     ShimWhat::Start(pid) => {
+                        self.slots[comp].start = crate::adopt::start_ticks(pid);
                         // The shim answered: its deadline must not wake us up later.
                         self.timers.remove(&(
                             self.slots[comp].deadline,
@@ -518,10 +553,11 @@ impl Runtime {
     /// let the restart policies bring the components back.
     async fn tmux_lost(&mut self) -> anyhow::Result<()> {
         tracing::error!("the tmux server exited unexpectedly; starting a new one");
-        let (tmux, notes) = Tmux::start(
+        let (tmux, notes, _) = Tmux::start(
             &self.paths,
             &self.cfg.daemon.session,
             self.cfg.daemon.history_limit,
+            false,
         )
         .await?;
         self.tmux = tmux;
@@ -836,9 +872,35 @@ impl Runtime {
     fn write_status(&mut self) {
         self.dirty = false;
         let doc = serde_json::json!({"pid": std::process::id(), "components": self.statuses(&[])});
-        let path = self.paths.state_dir.join("status.json");
-        let tmp: PathBuf = self.paths.state_dir.join("status.json.tmp");
-        if std::fs::write(&tmp, doc.to_string())
+        self.write_state_file("status.json", doc.to_string().as_bytes());
+        let record = crate::adopt::Record {
+            daemon_pid: std::process::id(),
+            components: (0..self.slots.len())
+                .map(|comp| {
+                    let u = self.sup.unit(comp);
+                    let c = &self.sup.graph().components()[comp];
+                    crate::adopt::CompRecord {
+                        name: c.name.clone(),
+                        run: u.run,
+                        pid: u.pid,
+                        start: u.pid.and(self.slots[comp].start),
+                        hash: crate::adopt::definition_hash(c),
+                        restarts: u.restarts,
+                        state: u.state.name().into(),
+                    }
+                })
+                .collect(),
+        };
+        if let Ok(bytes) = serde_json::to_vec(&record) {
+            self.write_state_file("adopt.json", &bytes);
+        }
+    }
+
+    /// Replaces a file of the state dir atomically (readers never see half of it).
+    fn write_state_file(&self, name: &str, bytes: &[u8]) {
+        let path = self.paths.state_dir.join(name);
+        let tmp: PathBuf = self.paths.state_dir.join(format!("{name}.tmp"));
+        if std::fs::write(&tmp, bytes)
             .and_then(|_| std::fs::rename(&tmp, &path))
             .is_err()
         {

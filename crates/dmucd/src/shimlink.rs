@@ -54,8 +54,12 @@ pub fn parse_line(line: &str) -> Option<ShimWhat> {
 
 /// Binds the shim socket (replacing a stale file) and serves it until the runtime drops `tx`.
 pub fn listen(path: &Path, tx: mpsc::UnboundedSender<Msg>) -> std::io::Result<()> {
-    let _ = std::fs::remove_file(path);
-    let listener = UnixListener::bind(path)?;
+    // Shims of a previous daemon wait (inotify) for this path to appear, then connect: it
+    // must appear only once it accepts, so bind and listen under another name, then rename.
+    let tmp = path.with_extension("sock.new");
+    let _ = std::fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp)?;
+    std::fs::rename(&tmp, path)?;
     tokio::spawn(async move {
         loop {
             match listener.accept().await {
@@ -97,6 +101,7 @@ async fn serve(s: UnixStream, tx: mpsc::UnboundedSender<Msg>) {
                 tracing::warn!("bad shim hello: {line:?}");
                 return;
             };
+            tracing::debug!(component = name, run, link, "shim hello");
             current = Some((name.to_string(), run));
             ended = false;
             let _ = tx.send(Msg::ShimLink {

@@ -509,3 +509,34 @@ fn settled_when_everything_wanted_is_up_or_failed() {
     h.exited("sched", ExitStatus::Code(0));
     assert!(h.s.settled());
 }
+
+#[test]
+fn adopted_runs_continue_and_their_later_exits_count() {
+    let mut h = H::new(CLUSTER);
+    let now = h.now;
+    let fx = h.s.adopt(h.i("etcd"), 4, Some(100), 2, now);
+    assert_eq!(h.state("etcd"), "starting");
+    assert!(fx.contains(&Effect::StartProbe {
+        comp: 0,
+        run: 4,
+        role: ProbeRole::Ready
+    }));
+    h.s.adopt(h.i("sched"), 1, None, 0, now);
+    let fx = h.feed(Input::Boot);
+    assert!(
+        !h.launched(&fx).contains(&"etcd".to_string()),
+        "adopted, not launched"
+    );
+    assert!(!h.launched(&fx).contains(&"sched".to_string()));
+    h.probe("etcd", ProbeRole::Ready, true);
+    assert_eq!(h.state("etcd"), "ready");
+    // sched ended while no daemon watched: the policy restarts it, as a new run.
+    h.exited("sched", ExitStatus::Code(1));
+    assert_eq!(h.state("sched"), "backoff");
+    assert_eq!(
+        h.s.unit(h.i("etcd")).restarts,
+        2,
+        "restart count carried over"
+    );
+    assert_eq!(h.run("etcd"), 4);
+}

@@ -1,0 +1,140 @@
+//! Adoption: what a dmucd records so that the next one can take over the running components
+//! instead of restarting them, and how it checks that a process is still the one it recorded
+//! (PID plus the kernel's start time, so a reused PID is never mistaken for ours).
+
+use std::path::Path;
+
+use dmuc_config::Component;
+use serde::{Deserialize, Serialize};
+
+/// `STATE_DIR/adopt.json`, rewritten with the status.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Record {
+    /// The daemon that wrote it.
+    pub daemon_pid: u32,
+    /// One entry per component.
+    pub components: Vec<CompRecord>,
+}
+
+/// What the next daemon needs to know of a component.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CompRecord {
+    /// Name.
+    pub name: String,
+    /// Current run number.
+    pub run: u64,
+    /// Main process, while it runs.
+    pub pid: Option<u32>,
+    /// Its start time, in clock ticks after boot (/proc/PID/stat field 22).
+    pub start: Option<u64>,
+    /// [`definition_hash`] of the definition it was launched with.
+    pub hash: String,
+    /// Restarts by policy so far.
+    pub restarts: u32,
+    /// State name.
+    pub state: String,
+}
+
+impl Record {
+    /// The entry of `name`.
+    pub fn get(&self, name: &str) -> Option<&CompRecord> {
+        self.components.iter().find(|c| c.name == name)
+    }
+}
+
+/// Reads the record a previous daemon left, if any.
+pub fn read(path: &Path) -> Option<Record> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// A process's start time (clock ticks after boot), from /proc.
+pub fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    // After ')': state is field 3, so starttime (field 22) is the 20th here.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// A stable digest of what a launch depends on (argv, environment, directory, identity,
+/// kind, stop scope): equal digests mean a running process still matches its definition.
+/// FNV-1a over a canonical text: stable across dmucd versions, unlike std's hasher.
+pub fn definition_hash(c: &Component) -> String {
+    let mut text = String::new();
+    for a in &c.command {
+        text.push_str(a);
+        text.push('\0');
+    }
+    text.push('\u{1}');
+    let mut env: Vec<_> = c.env.iter().collect();
+    env.sort();
+    for (k, v) in env {
+        text.push_str(k);
+        text.push('=');
+        text.push_str(v);
+        text.push('\0');
+    }
+    text.push('\u{1}');
+    for o in [
+        &c.cwd.as_ref().map(|p| p.display().to_string()),
+        &c.user,
+        &c.group,
+    ] {
+        text.push_str(o.as_deref().unwrap_or("-"));
+        text.push('\0');
+    }
+    text.push_str(&format!("{:?}\0{:?}", c.kind, c.stop.scope));
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn comp(toml: &str) -> Component {
+        dmuc_config::parse_config(toml, Path::new("t.toml"), &|_| None)
+            .unwrap()
+            .graph
+            .components()[0]
+            .clone()
+    }
+
+    #[test]
+    fn the_hash_follows_what_a_launch_uses() {
+        let a = comp("[component.a]\ncommand = [\"x\", \"1\"]\n");
+        let same =
+            comp("[component.a]\ncommand = [\"x\", \"1\"]\nready = { tcp = \"127.0.0.1:1\" }\n");
+        let other = comp("[component.a]\ncommand = [\"x\", \"2\"]\n");
+        let env = comp("[component.a]\ncommand = [\"x\", \"1\"]\nenv = { A = \"1\" }\n");
+        assert_eq!(
+            definition_hash(&a),
+            definition_hash(&same),
+            "a probe does not change the process"
+        );
+        assert_ne!(definition_hash(&a), definition_hash(&other));
+        assert_ne!(definition_hash(&a), definition_hash(&env));
+        assert_eq!(definition_hash(&a).len(), 16);
+    }
+
+    #[test]
+    fn start_time_of_a_live_process() {
+        let me = std::process::id();
+        let t = start_ticks(me).unwrap();
+        assert_eq!(start_ticks(me), Some(t), "stable");
+        let child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let c = start_ticks(child.id()).unwrap();
+        assert!(c >= t);
+        let mut child = child;
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(start_ticks(child.id()), None);
+    }
+}
