@@ -145,6 +145,13 @@ backoff = {{ initial = "100ms" }}
         "{:?}",
         d.windows()
     );
+    assert!(
+        d.events().iter().any(|e| e["event"] == "daemon"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("the tmux server died"))),
+        "the events say what happened"
+    );
     assert_eq!(d.stop(), Some(0), "{}", d.stderr());
 }
 

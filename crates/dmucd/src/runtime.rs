@@ -553,6 +553,13 @@ impl Runtime {
     /// let the restart policies bring the components back.
     async fn tmux_lost(&mut self) -> anyhow::Result<()> {
         tracing::error!("the tmux server exited unexpectedly; starting a new one");
+        self.events.push(
+            None,
+            EventWhat::Daemon {
+                message: "the tmux server died: started a new one; components restart per policy"
+                    .into(),
+            },
+        );
         let (tmux, notes, _) = Tmux::start(
             &self.paths,
             &self.cfg.daemon.session,
