@@ -487,6 +487,11 @@ fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
                 }
                 true
             })?;
+            if let Some(n) = v["truncated"].as_u64().filter(|&n| n > 0) {
+                eprintln!(
+                    "dmucctl: {n} older lines left out (one reply holds about 700 KiB); the log files have them all"
+                );
+            }
             for l in v["lines"].as_array().into_iter().flatten() {
                 let _ = writeln!(out, "{}", l.as_str().unwrap_or_default());
             }

@@ -131,6 +131,30 @@ impl Tmux {
         mpsc::UnboundedReceiver<Notification>,
         Option<Vec<FoundPane>>,
     )> {
+        match Tmux::start_once(paths, session, history_limit, adopt).await {
+            Ok(t) => Ok(t),
+            // The previous server went away while we attached (its daemon was killing it):
+            // start a fresh one.
+            Err(e) if adopt => {
+                tracing::warn!(
+                    "cannot attach to the previous tmux server ({e:#}); starting a fresh one"
+                );
+                Tmux::start_once(paths, session, history_limit, false).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn start_once(
+        paths: &crate::Paths,
+        session: &str,
+        history_limit: u32,
+        adopt: bool,
+    ) -> anyhow::Result<(
+        Tmux,
+        mpsc::UnboundedReceiver<Notification>,
+        Option<Vec<FoundPane>>,
+    )> {
         let (socket, runtime_dir) = (&paths.tmux_socket, &paths.runtime_dir);
         let exe = std::env::current_exe()?;
         let conf = runtime_dir.join("tmux.conf");
@@ -152,14 +176,48 @@ impl Tmux {
                 .arg("-S")
                 .arg(socket)
                 .arg("kill-server")
+                .stderr(std::process::Stdio::null())
                 .status()
                 .await;
+        }
+        if !adopt {
+            // A server still exiting keeps its socket for a moment: a new client could reach
+            // it and lose its connection. Unlinking the path makes the next client start a
+            // server of its own.
+            let _ = std::fs::remove_file(socket);
         }
         let idle = vec![exe.display().to_string(), "idle".into()];
         // Our own control session: a previous daemon's (left when it died) must not be
         // attached to, and is removed once we are in.
         let ctl_session = format!("{CTL_SESSION}-{}", std::process::id());
-        let (client, notes) = Client::connect(socket, &conf, &ctl_session, &idle).await?;
+        // Bounded: a server that is exiting (killed by a daemon that then died) may accept our
+        // client and never answer; then it is replaced by a fresh one.
+        let connect = Client::connect(socket, &conf, &ctl_session, &idle);
+        let (client, notes, alive) =
+            match tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
+                Ok(Ok((c, n))) => (c, n, alive),
+                Ok(Err(e)) if !alive => return Err(e.into()),
+                failed => {
+                    tracing::warn!(
+                        "the tmux server on {} does not answer ({}); starting a fresh one",
+                        socket.display(),
+                        match failed {
+                            Ok(Err(e)) => e.to_string(),
+                            _ => "timed out".into(),
+                        }
+                    );
+                    let _ = tokio::process::Command::new("tmux")
+                        .arg("-S")
+                        .arg(socket)
+                        .arg("kill-server")
+                        .stderr(std::process::Stdio::null())
+                        .status()
+                        .await;
+                    let _ = std::fs::remove_file(socket);
+                    let (c, n) = Client::connect(socket, &conf, &ctl_session, &idle).await?;
+                    (c, n, false)
+                }
+            };
         if alive {
             remove_stale_control_sessions(&client, &ctl_session).await;
         }

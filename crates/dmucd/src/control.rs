@@ -291,14 +291,26 @@ fn connection(
     let reader = tokio::spawn(read_loop(rd, conn, policy, tx.clone()));
     tokio::spawn(async move {
         let mut buf = Vec::with_capacity(4096);
-        loop {
+        // The connection is done when every sender is gone (the reader ended, the actor
+        // dropped its waits and streams): `close` never completes by itself, so a plain
+        // `else` branch would never run and the socket would leak.
+        let (mut ctl_open, mut bulk_open) = (true, true);
+        while ctl_open || bulk_open {
             buf.clear();
             tokio::select! {
                 biased;
                 _ = close.notified() => break,
-                Some(f) = ctl_rx.recv() => buf.extend_from_slice(f.as_bytes()),
-                Some(f) = bulk_rx.recv() => buf.extend_from_slice(f.as_bytes()),
-                else => break,
+                f = ctl_rx.recv(), if ctl_open => match f {
+                    Some(f) => buf.extend_from_slice(f.as_bytes()),
+                    None => ctl_open = false,
+                },
+                f = bulk_rx.recv(), if bulk_open => match f {
+                    Some(f) => buf.extend_from_slice(f.as_bytes()),
+                    None => bulk_open = false,
+                },
+            }
+            if buf.is_empty() {
+                continue;
             }
             // Coalesce what is already queued into one write.
             while buf.len() < 64 * 1024 {

@@ -18,6 +18,37 @@ use crate::control::Conn;
 
 /// Lines per stream frame.
 const BATCH_LINES: usize = 512;
+/// Bytes of lines per frame: well under the protocol's 1 MiB frame limit.
+const FRAME_BYTES: usize = 768 * 1024;
+/// A longer line is cut (and marked) so that any line fits in a frame.
+const MAX_LINE: usize = 64 * 1024;
+
+/// Cuts over-long lines, then keeps the newest lines that fit in one frame; returns them
+/// and how many older ones were left out.
+pub fn fit(lines: Vec<String>) -> (Vec<String>, usize) {
+    let mut total = 0;
+    let mut kept: Vec<String> = Vec::new();
+    let n = lines.len();
+    for mut l in lines.into_iter().rev() {
+        if l.len() > MAX_LINE {
+            let mut cut = MAX_LINE;
+            while !l.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            l.truncate(cut);
+            l.push_str(" [dmuc: line cut at 64 KiB]");
+        }
+        // JSON escaping can double a control-heavy line; count generously.
+        total += l.len() * 2 + 8;
+        if total > FRAME_BYTES && !kept.is_empty() {
+            break;
+        }
+        kept.push(l);
+    }
+    kept.reverse();
+    let dropped = n - kept.len();
+    (kept, dropped)
+}
 /// Bytes read per step while following.
 const CHUNK: usize = 64 * 1024;
 
@@ -70,10 +101,13 @@ fn tail_one(path: &Path, n: usize) -> (Vec<String>, u64) {
 pub async fn serve(conn: Conn, id: u64, path: PathBuf, n: usize, follow: bool) {
     if !follow {
         let p = path.clone();
-        let lines = tokio::task::spawn_blocking(move || tail(&p, n).0)
+        let (lines, truncated) = tokio::task::spawn_blocking(move || fit(tail(&p, n).0))
             .await
             .unwrap_or_default();
-        conn.reply(&Reply::result(id, serde_json::json!({ "lines": lines })));
+        conn.reply(&Reply::result(
+            id,
+            serde_json::json!({ "lines": lines, "truncated": truncated }),
+        ));
         return;
     }
     if let Err(e) = follow_file(&conn, id, &path, n).await {
@@ -190,15 +224,47 @@ async fn drain(
     }
 }
 
+/// Sends lines as stream frames, in order, each within the frame limit.
 async fn send(conn: &Conn, id: u64, lines: Vec<String>) -> bool {
-    conn.stream(&Reply::stream(id, StreamItem::Lines(lines)))
-        .await
+    let mut rest = lines;
+    while !rest.is_empty() {
+        let mut bytes = 0;
+        let take = rest
+            .iter()
+            .take_while(|l| {
+                bytes += l.len().min(MAX_LINE + 32) * 2 + 8;
+                bytes <= FRAME_BYTES
+            })
+            .count()
+            .max(1);
+        let (chunk, _) = fit(rest.drain(..take).collect());
+        if !conn
+            .stream(&Reply::stream(id, StreamItem::Lines(chunk)))
+            .await
+        {
+            return false;
+        }
+    }
+    true
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn replies_fit_in_a_frame() {
+        let lines: Vec<String> = (0..100_000)
+            .map(|i| format!("line {i} {}", "x".repeat(20)))
+            .collect();
+        let (kept, dropped) = fit(lines);
+        assert!(dropped > 0 && kept.last().unwrap().starts_with("line 99999"));
+        let frame = serde_json::to_string(&kept).unwrap();
+        assert!(frame.len() < dmuc_proto::MAX_FRAME, "{}", frame.len());
+        let (one, _) = fit(vec!["é".repeat(100_000)]);
+        assert!(one[0].len() < MAX_LINE + 64 && one[0].ends_with("cut at 64 KiB]"));
+    }
 
     #[test]
     fn tail_spans_the_rotated_file() {

@@ -878,8 +878,6 @@ impl Runtime {
 
     fn write_status(&mut self) {
         self.dirty = false;
-        let doc = serde_json::json!({"pid": std::process::id(), "components": self.statuses(&[])});
-        self.write_state_file("status.json", doc.to_string().as_bytes());
         let record = crate::adopt::Record {
             daemon_pid: std::process::id(),
             components: (0..self.slots.len())
@@ -898,9 +896,13 @@ impl Runtime {
                 })
                 .collect(),
         };
+        // The adoption record first: whatever status.json shows is already recorded, even if
+        // the daemon dies between the two writes.
         if let Ok(bytes) = serde_json::to_vec(&record) {
             self.write_state_file("adopt.json", &bytes);
         }
+        let doc = serde_json::json!({"pid": std::process::id(), "components": self.statuses(&[])});
+        self.write_state_file("status.json", doc.to_string().as_bytes());
     }
 
     /// Replaces a file of the state dir atomically (readers never see half of it).

@@ -104,12 +104,15 @@ impl Runtime {
             // daemon with the same kernel start time, for the same run.
             let start = r.pid.and_then(crate::adopt::start_ticks);
             let same = match (r.pid, rec) {
-                (Some(pid), Some(rec)) => {
+                (Some(pid), Some(rec)) if rec.pid.is_some() => {
                     rec.pid == Some(pid)
                         && rec.start.is_some()
                         && rec.start == start
                         && rec.run == r.run
                 }
+                // Launched, PID not recorded yet (the daemon died in between): the run is the
+                // one it launched, and the shim, its parent, vouches for the PID.
+                (Some(_), Some(rec)) => rec.run == r.run && rec.state == "starting",
                 (None, Some(rec)) => rec.run == r.run,
                 (_, None) => false,
             };

@@ -1,0 +1,319 @@
+//! Fault injection: crash loops, a daemon killed at the worst moments, many clients coming
+//! and going, hostile requests and hostile strings. docs/reliability.md lists each fault with
+//! the test that shows the expected behaviour.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::util::*;
+
+const T: Duration = Duration::from_secs(30);
+
+fn call(w: &mut UnixStream, r: &mut BufReader<UnixStream>, v: Value) -> Value {
+    w.write_all(format!("{v}\n").as_bytes()).unwrap();
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap()
+}
+
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+#[test]
+fn a_crash_loop_is_bounded_by_backoff_and_the_start_limit_and_hurts_nobody() {
+    let s = standin();
+    let toml = format!(
+        r#"
+[component.steady]
+command = ["{s}", "--name", "steady"]
+[component.flappy]
+command = ["{s}", "--name", "flappy", "--exit", "--exit-code", "3"]
+backoff = {{ initial = "50ms", factor = 2.0, max = "1s" }}
+start-limit = {{ burst = 6, interval = "1m" }}
+"#
+    );
+    let mut d = Daemon::start(&toml);
+    let steady = d.wait_state("steady", "running", T)["pid"]
+        .as_u64()
+        .unwrap();
+    let f = d.wait_state("flappy", "failed", T);
+    assert!(f["reason"].as_str().unwrap().contains("start limit"), "{f}");
+    let ev = d.events();
+    let starts: Vec<u64> = ev
+        .iter()
+        .filter(|e| e["component"] == "flappy" && e["to"] == "starting")
+        .map(|e| e["ts_us"].as_u64().unwrap() / 1000)
+        .collect();
+    assert_eq!(starts.len(), 6, "exactly the burst");
+    // Each wait at least the growing backoff (50, 100, 200, 400, 800 ms).
+    for (i, w) in starts.windows(2).enumerate() {
+        let want = 50u64 << i;
+        assert!(
+            w[1] - w[0] >= want - 5,
+            "restart {i} after {} ms, backoff {want} ms",
+            w[1] - w[0]
+        );
+    }
+    let exits = ev
+        .iter()
+        .filter(|e| e["component"] == "flappy" && e["event"] == "exit")
+        .all(|e| e["code"] == 3);
+    assert!(exits, "every exit status exact");
+    assert_eq!(
+        d.comp("steady").unwrap()["pid"].as_u64(),
+        Some(steady),
+        "the neighbour is untouched"
+    );
+    assert_eq!(d.comp("steady").unwrap()["restarts"], 0);
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn kill_9_of_dmucd_during_start_up_and_during_shutdown_converges() {
+    let s = standin();
+    let port = free_port();
+    let toml = format!(
+        r#"
+[component.db]
+command = ["{s}", "--name", "db", "--port", "{port}", "--ready-after", "700ms"]
+ready = {{ http = "http://127.0.0.1:{port}/health", interval = "50ms" }}
+[component.api]
+command = ["{s}", "--name", "api"]
+after = ["db"]
+[component.web]
+command = ["{s}", "--name", "web"]
+after = ["api"]
+"#
+    );
+    let mut d = Daemon::start(&toml);
+    // During start-up: db launched, not ready yet, api and web still waiting.
+    let db = d.wait_state("db", "starting", T);
+    let db_pid = wait_for("db's pid", T, || d.comp("db")?["pid"].as_u64());
+    assert_eq!(db["state"], "starting");
+    d.crash();
+    d.restart();
+    for n in ["db", "api", "web"] {
+        d.wait_state(n, if n == "db" { "ready" } else { "running" }, T);
+    }
+    assert_eq!(
+        d.comp("db").unwrap()["pid"].as_u64(),
+        Some(db_pid),
+        "db was adopted, not restarted"
+    );
+
+    // During shutdown: web and api already stopped, db stopping or not yet.
+    let api = d.comp("api").unwrap()["pid"].as_u64().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(d.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    wait_for("api to have stopped", T, || {
+        (!alive(api as u32)).then_some(())
+    });
+    d.crash();
+    d.restart();
+    for n in ["db", "api", "web"] {
+        d.wait_state(n, if n == "db" { "ready" } else { "running" }, T);
+    }
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn two_hundred_clients_come_and_go_while_components_restart() {
+    let s = standin();
+    let toml = format!(
+        "[component.a]\ncommand = [\"{s}\", \"--name\", \"a\"]\n[component.b]\ncommand = [\"{s}\", \"--name\", \"b\"]\n"
+    );
+    let mut d = Daemon::start(&toml);
+    d.wait_state("a", "running", T);
+    d.wait_state("b", "running", T);
+    let daemon = d.pid();
+    // One client first (its descriptors come and go), then the count once it is steady.
+    assert!(d.ctl_ok(&["status"]).contains("running"));
+    let last = std::cell::Cell::new(usize::MAX);
+    let before = wait_for("a steady descriptor count", T, || {
+        let n = fds(daemon);
+        (n == last.replace(n)).then_some(n)
+    });
+    let sock = d.socket();
+    let threads: Vec<_> = (0..200u64)
+        .map(|t| {
+            let sock = sock.clone();
+            std::thread::spawn(move || {
+                let mut w = UnixStream::connect(&sock).unwrap();
+                let mut r = BufReader::new(w.try_clone().unwrap());
+                call(
+                    &mut w,
+                    &mut r,
+                    json!({"id": 0, "verb": "hello", "version": "1.0"}),
+                );
+                match t % 4 {
+                    // Leave at once, or after a reply, or after a stream began, or after
+                    // asking for a restart.
+                    0 => {}
+                    1 => {
+                        let v = call(&mut w, &mut r, json!({"id": t, "verb": "status"}));
+                        assert_eq!(v["id"], t, "{v}");
+                        assert_eq!(v["result"]["components"].as_array().unwrap().len(), 2);
+                    }
+                    2 => {
+                        w.write_all(b"{\"id\":7,\"verb\":\"events\",\"follow\":true}\n")
+                            .unwrap();
+                    }
+                    _ => {
+                        let req =
+                            json!({"id": t, "verb": "restart", "names": ["b"], "wait": false});
+                        let v = call(&mut w, &mut r, req);
+                        assert_eq!(v["id"], t, "{v}");
+                    }
+                }
+            })
+        })
+        .collect();
+    // Components restart meanwhile.
+    for _ in 0..5 {
+        d.ctl_ok(&["restart", "a"]);
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(alive(daemon));
+    let listing = |pid: u32| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| {
+                        std::fs::read_link(e.path())
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let deadline = std::time::Instant::now() + T;
+    while fds(daemon) > before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "descriptors leaked: {} > {before}: {:?}",
+            fds(daemon),
+            listing(daemon)
+        );
+        std::thread::sleep(Duration::from_millis(10)); // poll interval, bounded by the deadline
+    }
+    assert!(d.ctl_ok(&["status"]).contains("running"));
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn hostile_requests_are_bounded_and_answered() {
+    let toml = r#"
+[component.chatty]
+kind = "oneshot"
+command = ["sh", "-c", "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); echo line-$i-padding-padding-padding; done; head -c 200000 /dev/zero | tr '\\0' x; echo"]
+[component.idle]
+command = ["sleep", "3600"]
+"#;
+    let mut d = Daemon::start(toml);
+    d.wait_state("chatty", "completed", T);
+    let mut r = d.raw();
+    // logs -n 999999999: one reply, under the frame limit, the newest lines, the rest counted.
+    r.send(json!({"id": 1, "verb": "logs", "name": "chatty", "lines": 999_999_999u64}));
+    let mut line = String::new();
+    r.r.read_line(&mut line).unwrap();
+    assert!(line.len() < 1 << 20, "reply of {} bytes", line.len());
+    let v: Value = serde_json::from_str(&line).unwrap();
+    let lines = v["result"]["lines"].as_array().unwrap();
+    assert!(v["result"]["truncated"].as_u64().unwrap() > 0);
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .ends_with("cut at 64 KiB]")
+    );
+    // Names that try to leave the log directory are just unknown components.
+    for bad in ["../../etc/passwd", "/etc/passwd", "chatty/../idle", ""] {
+        let v = r.call(json!({"id": 2, "verb": "logs", "name": bad}));
+        assert_eq!(v["error"]["code"], "unknown-component", "{bad}: {v}");
+    }
+    for (req, code) in [
+        (
+            json!({"id": 3, "verb": "logs", "name": "chatty", "lines": -1}),
+            "bad-request",
+        ),
+        (
+            json!({"id": 4, "verb": "events", "since": -5}),
+            "bad-request",
+        ),
+        (
+            json!({"id": 5, "verb": "signal", "name": "idle", "signal": "SIGNOTHING"}),
+            "bad-request",
+        ),
+        (
+            json!({"id": 6, "verb": "cancel", "stream": u64::MAX}),
+            "unknown-stream",
+        ),
+    ] {
+        let v = r.call(req.clone());
+        assert_eq!(v["error"]["code"], code, "{req}: {v}");
+    }
+    let deep = format!(
+        "{{\"id\":7,\"verb\":\"status\",\"names\":{}1{}}}\n",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    r.send_raw(deep.as_bytes());
+    assert!(r.frame()["error"].is_object());
+    assert!(r.call(json!({"id": 8, "verb": "status"}))["result"].is_object());
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn strings_with_shell_metacharacters_reach_the_program_verbatim() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("pwned");
+    let long = "y".repeat(20_000);
+    let toml = format!(
+        r#"
+[component.args]
+kind = "oneshot"
+command = ["printf", "[%s]\n", "; touch {m}", "$(touch {m})", "`touch {m}`", "a b\tc", "line1\nline2", "'\"", "{long}"]
+env = {{ TRICKY = "$(touch {m}); echo $HOME" }}
+[component.env]
+kind = "oneshot"
+command = ["printenv", "TRICKY"]
+env = {{ TRICKY = "$(touch {m}); echo $HOME" }}
+"#,
+        m = marker.display()
+    );
+    let mut d = Daemon::start(&toml);
+    d.wait_state("args", "completed", T);
+    d.wait_state("env", "completed", T);
+    let log = d.log("args");
+    assert!(
+        log.contains(&format!("[; touch {}]", marker.display())),
+        "{log}"
+    );
+    assert!(log.contains(&format!("[$(touch {})]", marker.display())));
+    assert!(log.contains("[a b\tc]"));
+    assert!(log.contains("[line1\nline2]"));
+    assert!(
+        log.contains(&format!("[{long}]")),
+        "a 20 kB argument arrives whole"
+    );
+    assert!(
+        d.log("env")
+            .contains(&format!("$(touch {}); echo $HOME", marker.display()))
+    );
+    assert!(!marker.exists(), "something went through a shell");
+    assert_eq!(d.stop(), Some(0));
+}
