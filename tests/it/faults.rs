@@ -317,3 +317,46 @@ env = {{ TRICKY = "$(touch {m}); echo $HOME" }}
     assert!(!marker.exists(), "something went through a shell");
     assert_eq!(d.stop(), Some(0));
 }
+
+#[test]
+fn an_unwritable_log_is_reported_and_logging_resumes() {
+    let s = standin();
+    let toml = format!(
+        "[daemon]\nlog-max-size = 4096\n[component.talker]\ncommand = [\"{s}\", \"--name\", \"talker\", \"--log-every\", \"5ms\"]\n"
+    );
+    let mut d = Daemon::start(&toml);
+    let pid = d.wait_state("talker", "running", T)["pid"]
+        .as_u64()
+        .unwrap();
+    let log = d.path("log");
+    let moved = d.path("log.moved");
+    // The log directory becomes a file: the next rotation cannot create the log again.
+    std::fs::rename(&log, &moved).unwrap();
+    std::fs::write(&log, "not a directory").unwrap();
+    let c = wait_for("the log error in the status", T, || {
+        let c = d.comp("talker")?;
+        c["log_error"].as_str().is_some().then_some(c)
+    });
+    assert!(
+        c["log_error"].as_str().unwrap().contains("Not a directory"),
+        "{c}"
+    );
+    assert_eq!(c["pid"].as_u64(), Some(pid), "the component keeps running");
+    assert!(
+        d.ctl_ok(&["events"])
+            .contains("the log file cannot be written")
+    );
+    // Space comes back: logging resumes by itself.
+    std::fs::remove_file(&log).unwrap();
+    std::fs::rename(&moved, &log).unwrap();
+    wait_for("logging to resume", T, || {
+        d.comp("talker")?["log_error"].is_null().then_some(())
+    });
+    assert!(d.ctl_ok(&["events"]).contains("the log file works again"));
+    let before = d.log("talker").len();
+    wait_for("new lines in the log", T, || {
+        (d.log("talker").len() > before).then_some(())
+    });
+    assert_eq!(d.comp("talker").unwrap()["pid"].as_u64(), Some(pid));
+    assert_eq!(d.stop(), Some(0));
+}

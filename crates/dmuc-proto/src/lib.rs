@@ -464,6 +464,9 @@ pub struct ComponentStatus {
     pub reason: Option<String>,
     /// tmux window id.
     pub window: Option<String>,
+    /// Why its log file cannot be written, while it cannot (the component keeps running).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_error: Option<String>,
 }
 
 /// One event of the event log.
@@ -516,6 +519,14 @@ pub enum EventWhat {
         /// Verdict.
         ok: bool,
         /// Failure detail.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+    /// The component's log file stopped (`ok: false`) or started again to be written.
+    Log {
+        /// Writable again.
+        ok: bool,
+        /// Why not.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
     },

@@ -14,6 +14,7 @@
 //!
 //! Shim → daemon lines: `hello NAME RUN SHIMPID` (at the start of each run), `start PID`,
 //! `match` (a line matched the `log` ready probe), `spawn-failed MESSAGE`,
+//! `log-error MESSAGE` / `log-ok` (the log file stopped / started working again),
 //! `exit code N` or `exit signal N core 0|1`. Daemon → shim: `run N`.
 //!
 //! The shim also outlives the daemon: when the link drops (dmucd crashed, was killed, or is
@@ -199,6 +200,19 @@ struct Run {
     status: Option<(String, i32, String)>,
     /// The pane is closing (tmux sent TERM/HUP): exit after this run instead of waiting.
     closing: bool,
+    /// The log error last told to the daemon (`None`: the log works).
+    log_told: Option<String>,
+}
+
+/// Tells the daemon when the log starts or stops failing (disk full, directory gone, ...).
+fn report_log(run: &mut Run, link: &mut Link) {
+    if run.log.error != run.log_told {
+        match &run.log.error {
+            Some(e) => link.say(&format!("log-error {e}")),
+            None => link.say("log-ok"),
+        }
+        run.log_told = run.log.error.clone();
+    }
 }
 
 /// Runs the shim; returns the process exit code.
@@ -262,6 +276,7 @@ pub fn main(spec_path: &Path, first_run: u64) -> i32 {
             }
             Ok(mut run) => {
                 link.say(&format!("start {}", run.pid));
+                report_log(&mut run, &mut link);
                 let hello = format!("hello {} {run_no} {}", spec.name, std::process::id());
                 supervise(&spec, &sfd, &mut link, &mut run, &hello);
                 let (line, c, text) = run
@@ -355,6 +370,7 @@ fn spawn(spec: &LaunchSpec) -> Result<Run, String> {
         line: Vec::new(),
         status: None,
         closing: false,
+        log_told: None,
     })
 }
 
@@ -459,6 +475,7 @@ fn supervise(spec: &LaunchSpec, sfd: &SignalFd, link: &mut Link, run: &mut Run, 
         }
         if pipe_ready {
             pump(run, &mut buf, link);
+            report_log(run, link);
         }
     }
 }

@@ -183,6 +183,11 @@ pub fn event_line(e: &EventRecord, style: Style) -> String {
             }
             s
         }
+        EventWhat::Log { ok: true, .. } => "the log file works again".to_string(),
+        EventWhat::Log { ok: false, detail } => format!(
+            "the log file cannot be written: {}",
+            detail.as_deref().unwrap_or("?")
+        ),
         EventWhat::Daemon { message } => message.clone(),
     };
     format!("#{:<5} {} {who}: {what}", e.seq, clock(e.ts_us))
@@ -264,6 +269,7 @@ mod tests {
             last_exit: None,
             reason: None,
             window: None,
+            log_error: None,
         }
     }
 

@@ -133,6 +133,8 @@ struct Slot {
     note: Option<String>,
     /// The main process's start time (clock ticks), to recognise it after a daemon restart.
     start: Option<u64>,
+    /// Why the shim cannot write the log, while it cannot.
+    log_error: Option<String>,
 }
 
 impl Default for Slot {
@@ -147,6 +149,7 @@ impl Default for Slot {
             probes: Vec::new(),
             note: None,
             start: None,
+            log_error: None,
         }
     }
 }
@@ -397,6 +400,20 @@ impl Runtime {
                 let Some(comp) = self.comp_of(&name) else {
                     return;
                 };
+                if let ShimWhat::LogError(_) | ShimWhat::LogOk = what {
+                    let (ok, detail) = match what {
+                        ShimWhat::LogError(e) => (false, Some(e)),
+                        _ => (true, None),
+                    };
+                    if ok {
+                        tracing::info!(component = %name, "the log file works again");
+                    } else {
+                        tracing::warn!(component = %name, "cannot write the log: {}", detail.as_deref().unwrap_or(""));
+                    }
+                    self.slots[comp].log_error = detail.clone();
+                    self.events.push(Some(&name), EventWhat::Log { ok, detail });
+                    return;
+                }
                 if matches!(what, ShimWhat::Exit(_) | ShimWhat::SpawnFailed(_)) {
                     // Set before feeding: the machine may relaunch at once, through this shim.
                     self.slots[comp].shim_idle = true;
@@ -432,6 +449,8 @@ impl Runtime {
                         status: ExitStatus::Lost(m),
                     },
                     ShimWhat::Exit(status) => Input::Exited { comp, run, status },
+                    // Handled above.
+                    ShimWhat::LogError(_) | ShimWhat::LogOk => return,
                     ShimWhat::Gone => Input::Exited {
                         comp,
                         run,
@@ -971,6 +990,7 @@ mod tests {
             last_exit: None,
             reason: reason.map(str::to_string),
             window: None,
+            log_error: None,
         }
     }
 

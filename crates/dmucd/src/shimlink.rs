@@ -24,6 +24,10 @@ pub enum ShimWhat {
     Exit(ExitStatus),
     /// The connection closed before an exit was reported (the shim died).
     Gone,
+    /// The log file cannot be written (why).
+    LogError(String),
+    /// The log file works again.
+    LogOk,
 }
 
 /// Parses one line after `hello`.
@@ -32,6 +36,10 @@ pub fn parse_line(line: &str) -> Option<ShimWhat> {
     match w.next()? {
         "start" => w.next()?.parse().ok().map(ShimWhat::Start),
         "match" => Some(ShimWhat::Match),
+        "log-error" => Some(ShimWhat::LogError(
+            line["log-error".len()..].trim().to_string(),
+        )),
+        "log-ok" => Some(ShimWhat::LogOk),
         "spawn-failed" => Some(ShimWhat::SpawnFailed(
             line["spawn-failed".len()..].trim().to_string(),
         )),
@@ -165,6 +173,13 @@ mod tests {
             parse_line("spawn-failed cannot execute \"x\": nope"),
             Some(ShimWhat::SpawnFailed("cannot execute \"x\": nope".into()))
         );
+        assert_eq!(
+            parse_line("log-error cannot open /x/a.log: Not a directory"),
+            Some(ShimWhat::LogError(
+                "cannot open /x/a.log: Not a directory".into()
+            ))
+        );
+        assert_eq!(parse_line("log-ok"), Some(ShimWhat::LogOk));
         assert_eq!(parse_line("bogus"), None);
         assert_eq!(parse_line("start x"), None);
     }

@@ -50,6 +50,7 @@ impl Runtime {
                     last_exit: u.last_exit.as_ref().map(|e| e.to_string()),
                     reason,
                     window: self.slots[comp].pane.as_ref().map(|p| p.window.clone()),
+                    log_error: self.slots[comp].log_error.clone(),
                 }
             })
             .collect()
