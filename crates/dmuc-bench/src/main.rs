@@ -404,6 +404,142 @@ fn control(n: usize) {
     }
 }
 
+/// A chain of `levels` components, each gated by a tcp probe on the previous one: how long
+/// dmuc takes from "dependency ready" to "dependent launched", and from "listening" to "ready".
+fn chain(levels: usize) {
+    let s = bin("dmuc-standin").display().to_string();
+    let mut toml = String::new();
+    for i in 0..levels {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        toml += &format!(
+            "[component.c{i}]\ncommand = [\"{s}\", \"--name\", \"c{i}\", \"--port\", \"{port}\"]\nready = {{ tcp = \"127.0.0.1:{port}\", interval = \"10ms\" }}\n"
+        );
+        if i > 0 {
+            toml += &format!("after = [\"c{}\"]\n", i - 1);
+        }
+    }
+    let t0 = now_us();
+    let d = D::start(&toml);
+    d.wait("all ready", |v| {
+        v["components"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|c| c["state"] == "ready"))
+    });
+    let ev = d.events();
+    let at = |name: String, to: &str| {
+        ev.iter()
+            .find(|e| e["component"] == name.as_str() && e["to"] == to)
+            .and_then(|e| e["ts_us"].as_u64())
+            .unwrap()
+    };
+    let mut react = Vec::new();
+    let mut level = Vec::new();
+    for i in 1..levels {
+        let prev_ready = at(format!("c{}", i - 1), "ready");
+        react.push((at(format!("c{i}"), "starting") - prev_ready) as f64 / 1000.0);
+        level.push((at(format!("c{i}"), "ready") - prev_ready) as f64 / 1000.0);
+    }
+    let total = (at(format!("c{}", levels - 1), "ready") - t0) as f64 / 1000.0;
+    println!(
+        "chain-{levels} (tcp probe every 10 ms): all ready in {total:.0} ms; per level median {:.2} ms (dependency ready -> dependent launched {:.3} ms, the rest is tmux, the shim, the program and the probe's 10 ms period)",
+        median(&mut level),
+        median(&mut react)
+    );
+}
+
+/// One component writing 200 MB as fast as it can: bytes logged, time against the same
+/// program writing to /dev/null, the daemon's CPU meanwhile, a neighbour's probe unaffected.
+fn logs_throughput() {
+    let mb = 200u64;
+    // 99 x's and a newline per line; the final `echo` ends the last line.
+    let producer = format!(
+        "head -c {} /dev/zero | tr '\\0' x | fold -w 99; echo",
+        mb * 1024 * 1024 / 100 * 99
+    );
+    let t = Instant::now();
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(format!("({producer}) > /dev/null"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let direct = t.elapsed().as_secs_f64();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s = bin("dmuc-standin").display().to_string();
+    let toml = format!(
+        "[daemon]\nlog-max-size = \"1G\"\n[component.probed]\ncommand = [\"{s}\", \"--name\", \"probed\", \"--port\", \"{port}\"]\nready = {{ tcp = \"127.0.0.1:{port}\", interval = \"10ms\" }}\nliveness = {{ tcp = \"127.0.0.1:{port}\", interval = \"10ms\" }}\n[component.writer]\nkind = \"oneshot\"\ncommand = [\"sh\", \"-c\", \"{}\"]\nafter = [\"probed\"]\n",
+        producer.replace('\\', "\\\\").replace('"', "\\\"")
+    );
+    let d = D::start(&toml);
+    d.wait("probed ready", |v| v["components"][0]["state"] == "ready");
+    let cpu0 = ticks(d.child.id());
+    d.wait("the writer done", |v| {
+        v["components"][1]["state"] == "completed"
+    });
+    let cpu1 = ticks(d.child.id());
+    let ev = d.events();
+    let at = |to: &str| {
+        ev.iter()
+            .find(|e| e["component"] == "writer" && e["to"] == to)
+            .and_then(|e| e["ts_us"].as_u64())
+            .unwrap()
+    };
+    let logged = (at("completed") - at("starting")) as f64 / 1e6;
+    let size = std::fs::metadata(d.dir.path().join("log/writer.log"))
+        .unwrap()
+        .len();
+    let expected = mb * 1024 * 1024 / 100 * 99 + mb * 1024 * 1024 / 100 * 99 / 99;
+    let failures = ev
+        .iter()
+        .filter(|e| e["component"] == "probed" && e["event"] == "probe" && e["ok"] == false)
+        .count();
+    println!(
+        "logs: {:.0} MB written through the shim in {logged:.2} s ({:.0} MB/s) vs {direct:.2} s to /dev/null; log file {} bytes (expected {expected}: {}); dmucd CPU {} ticks meanwhile; neighbour's probe failures: {failures}",
+        size as f64 / 1048576.0,
+        size as f64 / 1048576.0 / logged,
+        size,
+        if size == expected {
+            "equal"
+        } else {
+            "DIFFERENT"
+        },
+        cpu1 - cpu0
+    );
+}
+
+/// `status` round trip and start-up as the graph grows.
+fn scaling() {
+    for n in [10usize, 100, 500] {
+        let d = D::start(&graph(n, false));
+        d.wait("all running", all_running);
+        let (w, mut r) = connect(&d.dir.path().join("run/dmucd.sock"));
+        let mut line = String::new();
+        for _ in 0..50 {
+            status_rt(&w, &mut r, &mut line);
+        }
+        let mut rt: Vec<f64> = (0..500)
+            .map(|_| {
+                let t = Instant::now();
+                status_rt(&w, &mut r, &mut line);
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        println!(
+            "scaling: N={n:>3}: status round trip p50 {:.3} ms ({:.1} us per component)",
+            median(&mut rt),
+            median(&mut rt) * 1000.0 / n as f64
+        );
+    }
+}
+
 fn main() {
     let what = std::env::args().nth(1).unwrap_or_else(|| "all".into());
     assert!(
@@ -424,6 +560,16 @@ fn main() {
     }
     if what == "all" || what == "control" {
         control(100);
+    }
+    if what == "all" || what == "chain" {
+        chain(10);
+    }
+    if what == "all" || what == "logs" {
+        logs_throughput();
+    }
+    if what == "all" || what == "scaling" {
+        start(500, 3);
+        scaling();
     }
     if what == "all" || what == "memory" {
         memory_and_idle(100, 10);
