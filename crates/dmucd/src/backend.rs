@@ -39,6 +39,53 @@ pub struct FoundPane {
     pub dead: bool,
 }
 
+/// The PID of the process listening on the Unix socket `path`, from /proc/net/unix and the
+/// processes' descriptors (no cooperation from the server needed).
+fn listener_pid(path: &Path) -> Option<i32> {
+    let want = path.to_str()?;
+    let table = std::fs::read_to_string("/proc/net/unix").ok()?;
+    // Num RefCount Protocol Flags Type St Inode Path; St 01 = listening.
+    let inode = table.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() >= 8 && f[7] == want && f[5] == "01").then(|| f[6].to_string())
+    })?;
+    let target = format!("socket:[{inode}]");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|p| {
+        let pid: i32 = p.file_name().to_str()?.parse().ok()?;
+        std::fs::read_dir(p.path().join("fd"))
+            .ok()?
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_str() == Some(&target)))
+            .then_some(pid)
+    })
+}
+
+/// Ends a tmux server we will not use (it runs on our private socket, so it is ours): asks
+/// it to exit, then SIGKILLs it, so that none is ever left running without a path to reach
+/// it (an exiting server waits for its clients, and an orphaned control client may never
+/// leave). Its panes' processes get SIGHUP and end with their shims.
+async fn retire_server(socket: &Path) {
+    let pid = listener_pid(socket);
+    let ask = tokio::process::Command::new("tmux")
+        .arg("-S")
+        .arg(socket)
+        .arg("kill-server")
+        .stderr(std::process::Stdio::null())
+        .status();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), ask).await;
+    if let Some(pid) = pid {
+        let is_tmux = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|c| c.trim_start().starts_with("tmux"));
+        if is_tmux {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    let _ = std::fs::remove_file(socket);
+}
+
 /// Kills the control sessions of daemons that are gone (they only hold an idle window).
 async fn remove_stale_control_sessions(client: &Client, ours: &str) {
     let Ok(out) = client
@@ -161,29 +208,25 @@ impl Tmux {
         std::fs::write(&conf, conf_text(history_limit))?;
         // A server left by an earlier daemon on our socket holds the components it ran: attach
         // and adopt them (or, when not adopting, replace it rather than run two copies).
-        let alive = tokio::process::Command::new("tmux")
-            .arg("-S")
-            .arg(socket)
-            .args(["has-session"])
-            .stderr(std::process::Stdio::null())
-            .status()
-            .await
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if alive && !adopt {
-            tracing::warn!(socket = %socket.display(), "replacing a tmux server left by an earlier dmucd");
-            let _ = tokio::process::Command::new("tmux")
+        // A server listens on the socket (with or without sessions: `exit-empty off` keeps an
+        // empty one running), and whether it holds sessions worth adopting.
+        let listening = std::os::unix::net::UnixStream::connect(socket).is_ok();
+        let alive = listening
+            && tokio::process::Command::new("tmux")
                 .arg("-S")
                 .arg(socket)
-                .arg("kill-server")
+                .args(["has-session"])
                 .stderr(std::process::Stdio::null())
                 .status()
-                .await;
-        }
-        if !adopt {
-            // A server still exiting keeps its socket for a moment: a new client could reach
-            // it and lose its connection. Unlinking the path makes the next client start a
-            // server of its own.
+                .await
+                .map(|s| s.success())
+                .unwrap_or(false);
+        // Any server we do not adopt is told to exit before its socket path is reused, so
+        // none is ever left running without a path to reach it.
+        if listening && (!adopt || !alive) {
+            tracing::warn!(socket = %socket.display(), "replacing a tmux server left by an earlier dmucd");
+            retire_server(socket).await;
+        } else if !adopt {
             let _ = std::fs::remove_file(socket);
         }
         let idle = vec![exe.display().to_string(), "idle".into()];
@@ -206,14 +249,7 @@ impl Tmux {
                             _ => "timed out".into(),
                         }
                     );
-                    let _ = tokio::process::Command::new("tmux")
-                        .arg("-S")
-                        .arg(socket)
-                        .arg("kill-server")
-                        .stderr(std::process::Stdio::null())
-                        .status()
-                        .await;
-                    let _ = std::fs::remove_file(socket);
+                    retire_server(socket).await;
                     let (c, n) = Client::connect(socket, &conf, &ctl_session, &idle).await?;
                     (c, n, false)
                 }
