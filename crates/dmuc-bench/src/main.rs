@@ -334,25 +334,32 @@ fn status_rt(
     line.len()
 }
 
-/// Control protocol: status round trip with n components, `dmucctl status` as a whole
-/// process, and requests per second from 1, 10 and 50 concurrent clients.
-fn control(n: usize) {
-    let d = D::start(&graph(n, false));
-    d.wait("all running", all_running);
-    let sock = d.dir.path().join("run/dmucd.sock");
-    let (w, mut r) = connect(&sock);
+/// `count` status round trips (ms) on one connection after `warm` unmeasured ones, and the
+/// reply's size.
+fn status_times(sock: &Path, warm: usize, count: usize) -> (Vec<f64>, usize) {
+    let (w, mut r) = connect(sock);
     let mut line = String::new();
     let mut size = 0;
-    for _ in 0..200 {
-        size = status_rt(&w, &mut r, &mut line); // warm-up
+    for _ in 0..warm {
+        size = status_rt(&w, &mut r, &mut line);
     }
-    let mut rt: Vec<f64> = (0..2000)
+    let times = (0..count)
         .map(|_| {
             let t = Instant::now();
             status_rt(&w, &mut r, &mut line);
             t.elapsed().as_secs_f64() * 1e3
         })
         .collect();
+    (times, size)
+}
+
+/// Control protocol: status round trip with n components, `dmucctl status` as a whole
+/// process, and requests per second from 1, 10 and 50 concurrent clients.
+fn control(n: usize) {
+    let d = D::start(&graph(n, false));
+    d.wait("all running", all_running);
+    let sock = d.dir.path().join("run/dmucd.sock");
+    let (mut rt, size) = status_times(&sock, 200, 2000);
     println!(
         "control: status round trip, {n} components ({size} B reply): p50 {:.3} ms, p99 {:.3} ms (2000 requests)",
         median(&mut rt),
@@ -520,18 +527,7 @@ fn scaling() {
     for n in [10usize, 100, 500] {
         let d = D::start(&graph(n, false));
         d.wait("all running", all_running);
-        let (w, mut r) = connect(&d.dir.path().join("run/dmucd.sock"));
-        let mut line = String::new();
-        for _ in 0..50 {
-            status_rt(&w, &mut r, &mut line);
-        }
-        let mut rt: Vec<f64> = (0..500)
-            .map(|_| {
-                let t = Instant::now();
-                status_rt(&w, &mut r, &mut line);
-                t.elapsed().as_secs_f64() * 1e3
-            })
-            .collect();
+        let (mut rt, _) = status_times(&d.dir.path().join("run/dmucd.sock"), 50, 500);
         println!(
             "scaling: N={n:>3}: status round trip p50 {:.3} ms ({:.1} us per component)",
             median(&mut rt),
