@@ -536,6 +536,41 @@ fn scaling() {
     }
 }
 
+/// CPU over `secs` idle seconds at N components, with or without a liveness probe each (a
+/// `file` check every 10 s: what a quiet cluster costs).
+fn idle_cpu(n: usize, probes: bool, secs: u64) {
+    let mut toml = graph(n, false);
+    if probes {
+        toml = toml.replace(
+            "start-limit",
+            "liveness = { file = \"/\", interval = \"10s\" }\nstart-limit",
+        );
+    }
+    let d = D::start(&toml);
+    d.wait("all running", all_running);
+    let pid = d.child.id();
+    // The start-up's tail (the overview's last redraw) is not idleness.
+    std::thread::sleep(Duration::from_secs(2)); // settling before a measurement window
+    let cs = |p| {
+        kb(p, "status", "voluntary_ctxt_switches:") + kb(p, "status", "nonvoluntary_ctxt_switches:")
+    };
+    let (c0, t0) = (cs(pid), ticks(pid));
+    std::thread::sleep(Duration::from_secs(secs)); // measuring idleness itself
+    let (c1, t1) = (cs(pid), ticks(pid));
+    println!(
+        "idle {secs}s at N={n} {}: {} context switches, {} CPU ticks ({:.2} ms CPU per second), dmucd RSS {:.1} MB",
+        if probes {
+            "with a liveness probe each (every 10 s)"
+        } else {
+            "without probes"
+        },
+        c1 - c0,
+        t1 - t0,
+        (t1 - t0) as f64 * 10.0 / secs as f64,
+        kb(pid, "status", "VmRSS:") as f64 / 1024.0
+    );
+}
+
 fn main() {
     let what = std::env::args().nth(1).unwrap_or_else(|| "all".into());
     assert!(
@@ -566,6 +601,11 @@ fn main() {
     if what == "all" || what == "scaling" {
         start(500, 3);
         scaling();
+    }
+    if what == "idle" {
+        idle_cpu(100, false, 60);
+        idle_cpu(100, true, 60);
+        memory_and_idle(500, 10);
     }
     if what == "all" || what == "memory" {
         memory_and_idle(100, 10);
