@@ -2,7 +2,6 @@
 //! concurrency, slow clients, authorization, streams, socket ownership.
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -416,28 +415,15 @@ fn a_uid_without_rights_may_read_status_only() {
     let mut d = Daemon::start(&toml);
     d.wait_state("db", "ready", T);
     // Let `nobody` reach the socket: the test dir is private, the socket 0660.
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(d.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
-    let sock = d.socket();
-    let as_nobody = |args: &[&str]| {
-        Command::new(bin_dir().join("dmucctl"))
-            .arg("--socket")
-            .arg(&sock)
-            .args(args)
-            .uid(65534)
-            .gid(65534)
-            .output()
-            .unwrap()
-    };
-    let o = as_nobody(&["status"]);
+    d.open_to_others(true);
+    let o = d.ctl_as_nobody(&["status"]);
     assert!(o.status.success(), "{o:?}");
-    let o = as_nobody(&["stop", "db"]);
+    let o = d.ctl_as_nobody(&["stop", "db"]);
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("uid 65534 may only read status"), "{err}");
     assert_eq!(d.comp("db").unwrap()["state"], "ready");
-    let o = as_nobody(&["logs", "db"]);
+    let o = d.ctl_as_nobody(&["logs", "db"]);
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     // Root may.
     d.ctl_ok(&["restart", "web"]);
@@ -448,17 +434,8 @@ fn status_can_be_closed_to_others() {
     let toml = format!("[daemon]\npublic-status = false\n{}", graph());
     let mut d = Daemon::start(&toml);
     d.wait_state("db", "ready", T);
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(d.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
-    let o = Command::new(bin_dir().join("dmucctl"))
-        .arg("--socket")
-        .arg(d.socket())
-        .arg("status")
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap();
+    d.open_to_others(true);
+    let o = d.ctl_as_nobody(&["status"]);
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("may not use this daemon"));
 }
@@ -611,20 +588,13 @@ fn the_socket_belongs_to_the_configured_group_whose_members_may_write() {
     let toml = format!("[daemon]\ngroup = \"nogroup\"\n{}", graph());
     let mut d = Daemon::start(&toml);
     d.wait_state("db", "ready", T);
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(d.socket()).unwrap();
     assert_eq!(meta.mode() & 0o777, 0o660);
     assert_eq!(meta.gid(), 65534);
     // Only the directory needs opening for nobody; the socket's group mode lets it in.
-    std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let o = Command::new(bin_dir().join("dmucctl"))
-        .arg("--socket")
-        .arg(d.socket())
-        .args(["stop", "web"])
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap();
+    d.open_to_others(false);
+    let o = d.ctl_as_nobody(&["stop", "web"]);
     assert!(o.status.success(), "{o:?}");
     assert_eq!(d.comp("web").unwrap()["state"], "stopped");
 }

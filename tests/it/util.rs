@@ -368,6 +368,30 @@ impl Daemon {
             .unwrap()
     }
 
+    /// Runs `dmucctl ARGS` as `nobody` (uid and gid 65534).
+    pub fn ctl_as_nobody(&self, args: &[&str]) -> Output {
+        use std::os::unix::process::CommandExt;
+        Command::new(bin_dir().join("dmucctl"))
+            .arg("--socket")
+            .arg(self.socket())
+            .args(args)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap()
+    }
+
+    /// Lets other users traverse the private test directory (and, with `socket`, connect
+    /// whatever the socket's group).
+    pub fn open_to_others(&self, socket: bool) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |m| std::fs::Permissions::from_mode(m);
+        std::fs::set_permissions(self.dir.path(), mode(0o755)).unwrap();
+        if socket {
+            std::fs::set_permissions(self.socket(), mode(0o666)).unwrap();
+        }
+    }
+
     /// `ctl` that must succeed; returns its stdout.
     pub fn ctl_ok(&self, args: &[&str]) -> String {
         let o = self.ctl(args);
