@@ -1,8 +1,8 @@
-//! `dmucd shim`: the process that runs in a component's tmux pane.
+//! The process that runs in a component's tmux pane.
 //!
 //! tmux cannot tell us exit statuses reliably (Debian's 3.3a loses most `pane-died` hooks,
 //! see docs/architecture.md), and the daemon is not the parent of pane processes. So the pane
-//! runs this small program, which *is* the parent: it spawns the real program in its own
+//! runs this small program, which *is* the parent: it starts the real program in its own
 //! process group, reports its PID and its exact exit status or signal to the daemon over the
 //! shim socket, owns the log file (stdout and stderr come through one pipe), copies output to
 //! the pane without ever blocking on it, and forwards terminal signals.
@@ -10,12 +10,12 @@
 //! The shim outlives its program: after reporting an exit it waits for the daemon to say
 //! `run N` (restart in place: one line and a fork/exec, no tmux round trip) or to go away.
 //! It is one thread around one `poll(2)` over a signalfd, the output pipe and the daemon link,
-//! which keeps it small (it runs once per component).
+//! and it links no libc and allocates nothing but two mappings (the spec and the read buffer):
+//! one runs per component, for the cluster's lifetime.
 //!
 //! Shim → daemon lines: `hello NAME RUN SHIMPID` (at the start of each run), `start PID`,
-//! `match` (a line matched the `log` ready probe), `spawn-failed MESSAGE`,
-//! `log-error MESSAGE` / `log-ok` (the log file stopped / started working again),
-//! `exit code N` or `exit signal N core 0|1`. Daemon → shim: `run N`.
+//! `spawn-failed MESSAGE`, `log-error MESSAGE` / `log-ok` (the log file stopped / started
+//! working again), `exit code N` or `exit signal N core 0|1`. Daemon → shim: `run N`.
 //!
 //! The shim also outlives the daemon: when the link drops (dmucd crashed, was killed, or is
 //! being upgraded) the program keeps running and the shim waits, on inotify, for a new daemon
@@ -23,40 +23,119 @@
 //! while the program runs, or `hello` and its `exit ...` line if it ended meanwhile. That is
 //! what lets a new dmucd adopt the components instead of restarting them.
 
-use std::io::{Read, Write};
-use std::os::fd::AsFd;
-use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use core::ffi::CStr;
+use core::fmt::{self, Write};
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::Pid;
+use crate::logfile::{LogWriter, Message};
+use crate::spec::Spec;
+use crate::sys::{self, Errno, Fd, POLLIN, PollFd};
+use crate::text::{Buf, Lossy, parse_u64};
 
-use crate::logfile::LogWriter;
-use crate::spec::LaunchSpec;
+const SIGHUP: i32 = 1;
+const SIGINT: i32 = 2;
+const SIGKILL: i32 = 9;
+const SIGPIPE: i32 = 13;
+const SIGTERM: i32 = 15;
+const SIGCHLD: i32 = 17;
+/// Signals tmux (or an operator) sends the pane, passed on to the program.
+const FORWARDED: [i32; 6] = [SIGTERM, SIGINT, SIGHUP, 3, 10, 12];
 
-const FORWARDED: [Signal; 6] = [
-    Signal::SIGTERM,
-    Signal::SIGINT,
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-];
+/// One protocol line.
+type Line = Buf<1024>;
+
+/// Writes to the pane (stderr); never blocks the shim for long (the tty is ours).
+pub fn err_out(args: fmt::Arguments<'_>) {
+    let mut b = Buf::<1024>::new();
+    let _ = b.write_fmt(args);
+    let _ = sys::write(2, b.bytes());
+}
+
+macro_rules! say_pane {
+    ($($t:tt)*) => { err_out(format_args!($($t)*)) };
+}
+
+fn line(args: fmt::Arguments<'_>) -> Line {
+    let mut b = Line::new();
+    let _ = b.write_fmt(args);
+    b
+}
+
+/// A NUL-terminated copy of a short path.
+type CBuf = Buf<256>;
+
+fn cbuf(bytes: &[u8]) -> CBuf {
+    let mut b = CBuf::new();
+    b.push(bytes).push(b"\0");
+    b
+}
+
+fn as_cstr(b: &CBuf) -> &CStr {
+    CStr::from_bytes_with_nul(b.bytes()).unwrap_or(c"")
+}
+
+/// Private anonymous memory, unmapped on drop.
+struct Mapping {
+    ptr: *mut u8,
+    cap: usize,
+    len: usize,
+}
+
+impl Mapping {
+    fn new(cap: usize) -> Result<Mapping, Errno> {
+        Ok(Mapping {
+            ptr: sys::mmap_anon(cap)?,
+            cap,
+            len: 0,
+        })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `ptr` maps `cap` bytes for our lifetime and `len <= cap`.
+        unsafe { core::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    fn all_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as above; the mapping is ours alone.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr, self.cap) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: nothing borrows the mapping any more (borrows end before drop).
+        unsafe { sys::munmap(self.ptr, self.cap) }
+    }
+}
+
+/// Reads a whole file into a fresh mapping (one byte more than its size, for a final NUL).
+fn load(path: &CStr) -> Result<Mapping, Errno> {
+    let fd = sys::open(path, sys::O_RDONLY | sys::O_CLOEXEC, 0)?;
+    let res = (|| {
+        let size = sys::fstat(fd)?.size as usize;
+        let mut m = Mapping::new(size + 1)?;
+        let mut len = 0;
+        while len < size {
+            match sys::read(fd, &mut m.all_mut()[len..size])? {
+                0 => break,
+                n => len += n,
+            }
+        }
+        m.len = len;
+        Ok(m)
+    })();
+    sys::close(fd);
+    res
+}
 
 /// The connection to the daemon; the shim keeps working without it.
 struct Link {
-    stream: Option<UnixStream>,
-    inbuf: Vec<u8>,
-    /// The shim socket's path, to reconnect to.
-    path: std::path::PathBuf,
+    fd: Option<Fd>,
+    inbuf: Buf<512>,
+    /// The shim socket's path, to reconnect to, and its directory.
+    path: CBuf,
+    dir: CBuf,
     /// Watches the socket's directory while the daemon is away.
-    watch: Option<nix::sys::inotify::Inotify>,
+    watch: Option<Fd>,
     /// The link was lost since the last attempt: try once before waiting for an event (a
     /// daemon may have appeared before the watch existed).
     retry_now: bool,
@@ -68,18 +147,23 @@ struct Link {
 }
 
 impl Link {
-    fn connect(path: &Path) -> Link {
-        let ino = socket_ino(path);
-        let stream = UnixStream::connect(path).ok();
+    fn connect(path: &CStr) -> Link {
+        let p = path.to_bytes();
+        let dir = match p.iter().rposition(|b| *b == b'/') {
+            Some(0) => &b"/"[..],
+            Some(i) => &p[..i],
+            None => b".",
+        };
         let mut link = Link {
-            stream,
-            inbuf: Vec::new(),
-            path: path.to_path_buf(),
+            fd: sys::connect_unix(path).ok(),
+            inbuf: Buf::new(),
+            path: cbuf(p),
+            dir: cbuf(dir),
             watch: None,
             retry_now: false,
-            ino,
+            ino: sys::stat(path).ok().map(|s| s.ino),
         };
-        if link.stream.is_none() {
+        if link.fd.is_none() {
             link.lost();
         }
         link
@@ -87,25 +171,26 @@ impl Link {
 
     /// The link dropped: watch for the socket to be bound again.
     fn lost(&mut self) {
-        if self.stream.is_some() {
-            eprintln!(
-                "\r\n[dmuc] lost the link to dmucd; the program keeps running, waiting for a new dmucd\r"
+        if let Some(fd) = self.fd.take() {
+            sys::close(fd);
+            say_pane!(
+                "\r\n[dmuc] lost the link to dmucd; the program keeps running, waiting for a new dmucd\r\n"
             );
         }
-        self.stream = None;
         self.inbuf.clear();
         // Also after a connection that was reset at once (the old daemon's listener was still
         // closing when we connected): the watch is armed first, then we try again.
         self.retry_now = true;
-        if self.watch.is_none() {
-            use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-            let dir = self.path.parent().unwrap_or(Path::new("."));
-            self.watch = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
-                .ok()
-                .filter(|i| {
-                    i.add_watch(dir, AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO)
-                        .is_ok()
-                });
+        if self.watch.is_none()
+            && let Ok(w) = sys::inotify()
+        {
+            const IN_MOVED_TO: u32 = 0x80;
+            const IN_CREATE: u32 = 0x100;
+            if sys::inotify_watch(w, as_cstr(&self.dir), IN_CREATE | IN_MOVED_TO).is_ok() {
+                self.watch = Some(w);
+            } else {
+                sys::close(w);
+            }
         }
     }
 
@@ -113,334 +198,466 @@ impl Link {
     /// daemon may already listen). True when connected.
     fn retry(&mut self) -> bool {
         self.retry_now = false;
-        if let Some(w) = &self.watch {
-            let _ = w.read_events(); // drain; which file it was does not matter
+        if let Some(w) = self.watch {
+            sys::drain(w); // which file it was does not matter
         }
-        let ino = socket_ino(&self.path);
+        let path = as_cstr(&self.path);
+        let ino = sys::stat(path).ok().map(|s| s.ino);
         if ino.is_none() || ino == self.ino {
             return false; // nothing there, or still the socket of the daemon we lost
         }
-        match UnixStream::connect(&self.path) {
-            Ok(s) => {
-                eprintln!("[dmuc] reconnected to dmucd\r");
-                self.stream = Some(s);
-                self.watch = None;
+        match sys::connect_unix(path) {
+            Ok(fd) => {
+                say_pane!("[dmuc] reconnected to dmucd\r\n");
+                self.fd = Some(fd);
+                if let Some(w) = self.watch.take() {
+                    sys::close(w);
+                }
                 self.ino = ino;
                 true
             }
             Err(e) => {
-                eprintln!("[dmuc] dmucd not there yet ({e}); waiting\r");
+                say_pane!("[dmuc] dmucd not there yet ({e}); waiting\r\n");
                 false
             }
         }
     }
 
     /// The fd to poll: the link while connected, else the reconnect watcher.
-    fn poll_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        match (&self.stream, &self.watch) {
-            (Some(s), _) => Some(s.as_fd()),
-            (None, Some(w)) => Some(w.as_fd()),
-            (None, None) => None,
+    fn poll_fd(&self) -> Option<Fd> {
+        self.fd.or(self.watch)
+    }
+
+    fn say(&mut self, l: &[u8]) {
+        if let Some(fd) = self.fd {
+            let mut b = Buf::<1100>::new();
+            b.push(l).push(b"\n");
+            if sys::write_all(fd, b.bytes()).is_err() {
+                self.lost();
+            }
         }
     }
 
-    fn say(&mut self, line: &str) {
-        if let Some(s) = self.stream.as_mut()
-            && s.write_all(format!("{line}\n").as_bytes()).is_err()
-        {
-            self.lost();
-        }
-    }
-
-    /// Reads what is available; returns complete lines, or `None` at EOF.
-    fn read_lines(&mut self) -> Option<Vec<String>> {
-        let s = self.stream.as_mut()?;
-        let mut buf = [0u8; 512];
-        match s.read(&mut buf) {
-            Ok(0) => {
+    /// Reads what is available. `None` when the daemon went away; `Some(Some(n))` when it
+    /// said `run N`.
+    fn read_run(&mut self) -> Option<Option<u64>> {
+        let fd = self.fd?;
+        let mut buf = [0u8; 256];
+        match sys::read(fd, &mut buf) {
+            Ok(0) | Err(_) => {
                 self.lost();
                 return None;
             }
-            Ok(n) => self.inbuf.extend_from_slice(&buf[..n]),
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => {
-                self.lost();
-                return None;
+            Ok(n) => {
+                if self.inbuf.bytes().len() + n > 512 {
+                    self.inbuf.clear(); // an overlong line is not ours to read
+                }
+                self.inbuf.push(&buf[..n]);
             }
         }
-        let mut lines = Vec::new();
-        while let Some(i) = self.inbuf.iter().position(|b| *b == b'\n') {
-            let l: Vec<u8> = self.inbuf.drain(..=i).collect();
-            lines.push(String::from_utf8_lossy(&l[..l.len() - 1]).into_owned());
+        let mut run = None;
+        let mut rest = Buf::<512>::new();
+        for (i, l) in self.inbuf.bytes().split(|b| *b == b'\n').enumerate() {
+            let complete = i < self.inbuf.bytes().iter().filter(|b| **b == b'\n').count();
+            if !complete {
+                rest.push(l);
+            } else if run.is_none()
+                && let Some(n) = l
+                    .strip_prefix(b"run ")
+                    .and_then(|n| parse_u64(n.trim_ascii()))
+            {
+                run = Some(n);
+            }
         }
-        Some(lines)
+        self.inbuf = rest;
+        Some(run)
     }
 }
 
-fn socket_ino(path: &Path) -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| m.ino())
-}
-
-fn read_spec(path: &Path) -> Result<LaunchSpec, String> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| format!("cannot read launch spec {}: {e}", path.display()))?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("bad launch spec {}: {e}", path.display()))
+/// How a run ended: the line for the daemon, the shim's exit code, the text for the pane.
+struct Status {
+    line: Buf<64>,
+    code: i32,
+    text: Buf<64>,
 }
 
 /// One running program: its PID, its output pipe, the log.
-struct Run {
+struct Run<'a> {
     pid: i32,
-    pipe: Option<std::fs::File>,
-    log: LogWriter,
-    matcher: Option<regex::bytes::Regex>,
-    line: Vec<u8>,
-    status: Option<(String, i32, String)>,
+    pipe: Option<Fd>,
+    log: LogWriter<'a>,
+    status: Option<Status>,
     /// The pane is closing (tmux sent TERM/HUP): exit after this run instead of waiting.
     closing: bool,
     /// The log error last told to the daemon (`None`: the log works).
-    log_told: Option<String>,
+    log_told: Option<Message>,
 }
 
 /// Tells the daemon when the log starts or stops failing (disk full, directory gone, ...).
-fn report_log(run: &mut Run, link: &mut Link) {
+fn report_log(run: &mut Run<'_>, link: &mut Link) {
     if run.log.error != run.log_told {
         match &run.log.error {
-            Some(e) => link.say(&format!("log-error {e}")),
-            None => link.say("log-ok"),
+            Some(e) => link.say(line(format_args!("log-error {}", Lossy(e.bytes()))).bytes()),
+            None => link.say(b"log-ok"),
         }
         run.log_told = run.log.error.clone();
     }
 }
 
-/// Runs the shim; returns the process exit code.
-pub fn main(spec_path: &Path, first_run: u64) -> i32 {
-    let mut spec = match read_spec(spec_path) {
-        Ok(s) => s,
+fn usage() -> i32 {
+    say_pane!("usage: dmuc-shim --spec FILE --run N (started by dmucd in a tmux pane)\n");
+    2
+}
+
+/// Runs the shim with its command line (without argv[0]); returns the process exit code.
+pub fn main<'a>(mut args: impl Iterator<Item = &'a CStr>) -> i32 {
+    let (mut spec_path, mut first_run) = (None, None);
+    while let Some(a) = args.next() {
+        match a.to_bytes() {
+            b"--spec" => spec_path = args.next(),
+            b"--run" => first_run = args.next().and_then(|r| parse_u64(r.to_bytes())),
+            _ => return usage(),
+        }
+    }
+    let (Some(spec_path), Some(first_run)) = (spec_path, first_run) else {
+        return usage();
+    };
+    let mut mapped = match load(spec_path) {
+        Ok(m) => m,
         Err(e) => {
-            eprintln!("dmuc shim: {e}");
+            say_pane!(
+                "dmuc shim: cannot read launch spec {}: {e}\n",
+                Lossy(spec_path.to_bytes())
+            );
             return 127;
         }
     };
-    let mut link = Link::connect(&spec.shim_socket);
-    if let Some(s) = &link.stream {
-        let _ = s.set_nonblocking(false);
-    }
-    // Signals arrive through a signalfd, so the one poll loop sees them in order with I/O.
-    let mut mask = SigSet::empty();
-    for s in FORWARDED {
-        mask.add(s);
-    }
-    mask.add(Signal::SIGCHLD);
-    let sfd = match sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
-        .map_err(|e| e.to_string())
-        .and_then(|_| {
-            SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-                .map_err(|e| e.to_string())
-        }) {
-        Ok(s) => s,
+    let mut link = match Spec::parse(mapped.bytes()) {
+        Ok(spec) => Link::connect(spec.socket),
         Err(e) => {
-            eprintln!("dmuc shim: cannot set up signals: {e}");
+            say_pane!(
+                "dmuc shim: bad launch spec {}: {e}\n",
+                Lossy(spec_path.to_bytes())
+            );
+            return 127;
+        }
+    };
+    // Signals arrive through a signalfd, so the one poll loop sees them in order with I/O.
+    // SIGPIPE is only blocked: a write to a daemon that went away fails with EPIPE instead.
+    let mask = FORWARDED
+        .iter()
+        .fold(sys::sigbit(SIGCHLD), |m, s| m | sys::sigbit(*s));
+    let sfd = match sys::sigprocmask(sys::SIG_BLOCK, mask | sys::sigbit(SIGPIPE))
+        .and_then(|_| sys::signalfd(mask))
+    {
+        Ok(fd) => fd,
+        Err(e) => {
+            say_pane!("dmuc shim: cannot set up signals: {e}\n");
             return 127;
         }
     };
     // The pane may be slower than the program; the log must never wait for it.
-    let _ = nix::fcntl::fcntl(
-        std::io::stdout().as_fd(),
-        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-    );
+    sys::set_nonblocking(1);
+    let mut readbuf: Option<Mapping> = None;
 
     let mut run_no = first_run;
-    let mut code: i32;
-    // The last run's hello and exit lines, said again to a daemon that reconnects.
-    let mut last: Option<(String, String)>;
+    let pid = sys::getpid();
     loop {
-        link.say(&format!(
-            "hello {} {run_no} {}",
-            spec.name,
-            std::process::id()
-        ));
-        code = match spawn(&spec) {
-            Err(msg) => {
-                let mut log = LogWriter::new(&spec.log_path, spec.log_max_size, spec.log_keep);
-                log.write(format!("[dmuc] {}: {msg}\n", spec.name).as_bytes());
-                eprintln!("[dmuc] {}: {msg}\r", spec.name);
-                link.say(&format!("spawn-failed {msg}"));
-                last = Some((
-                    format!("hello {} {run_no} {}", spec.name, std::process::id()),
-                    format!("spawn-failed {msg}"),
-                ));
-                127
-            }
-            Ok(mut run) => {
-                link.say(&format!("start {}", run.pid));
-                report_log(&mut run, &mut link);
-                let hello = format!("hello {} {run_no} {}", spec.name, std::process::id());
-                supervise(&spec, &sfd, &mut link, &mut run, &hello);
-                let (line, c, text) = run
-                    .status
-                    .take()
-                    .unwrap_or_else(|| ("exit code 255".into(), 255, "lost".into()));
-                link.say(&line);
-                last = Some((
-                    format!("hello {} {run_no} {}", spec.name, std::process::id()),
-                    line,
-                ));
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "\r\n[dmuc] {} (pid {}) ended: {text}\r",
-                    spec.name,
-                    run.pid
-                );
-                if run.closing {
-                    return c;
+        let code;
+        // The last run's hello and exit lines, said again to a daemon that reconnects.
+        let last;
+        {
+            let Ok(spec) = Spec::parse(mapped.bytes()) else {
+                return 127; // checked when it was loaded
+            };
+            let hello = line(format_args!("hello {} {run_no} {pid}", Lossy(spec.name)));
+            link.say(hello.bytes());
+            match spawn(&spec) {
+                Err(msg) => {
+                    let mut text = Buf::<1100>::new();
+                    let _ = writeln!(text, "[dmuc] {}: {}", Lossy(spec.name), Lossy(msg.bytes()));
+                    let mut log = LogWriter::new(spec.log, spec.log_max, spec.log_keep);
+                    log.write(text.bytes_mut());
+                    say_pane!("[dmuc] {}: {}\r\n", Lossy(spec.name), Lossy(msg.bytes()));
+                    let end = line(format_args!("spawn-failed {}", Lossy(msg.bytes())));
+                    link.say(end.bytes());
+                    last = (hello, end);
+                    code = 127;
                 }
-                c
+                Ok(mut run) => {
+                    link.say(line(format_args!("start {}", run.pid)).bytes());
+                    report_log(&mut run, &mut link);
+                    supervise(&spec, sfd, &mut link, &mut run, &hello, &mut readbuf);
+                    let st = run.status.take().unwrap_or_else(|| Status {
+                        line: line64(b"exit code 255"),
+                        code: 255,
+                        text: line64(b"lost"),
+                    });
+                    link.say(st.line.bytes());
+                    say_pane!(
+                        "\r\n[dmuc] {} (pid {}) ended: {}\r\n",
+                        Lossy(spec.name),
+                        run.pid,
+                        Lossy(st.text.bytes())
+                    );
+                    if run.closing {
+                        return st.code;
+                    }
+                    last = (hello, line(format_args!("{}", Lossy(st.line.bytes()))));
+                    code = st.code;
+                }
             }
-        };
+        }
         // Between runs: wait for `run N`, then start again with the spec the daemon rewrote.
-        let Some(n) = idle(&sfd, &mut link, last.as_ref()) else {
+        let Some(n) = idle(sfd, &mut link, &last) else {
             return code;
         };
         run_no = n;
-        match read_spec(spec_path) {
-            Ok(s) => spec = s,
-            Err(e) => eprintln!("dmuc shim: {e}; reusing the previous spec\r"),
+        match load(spec_path) {
+            Ok(m) if Spec::parse(m.bytes()).is_ok() => mapped = m,
+            Ok(_) => say_pane!("dmuc shim: bad launch spec; reusing the previous one\r\n"),
+            Err(e) => {
+                say_pane!("dmuc shim: cannot read launch spec: {e}; reusing the previous one\r\n")
+            }
         }
-        let _ = writeln!(
-            std::io::stderr(),
-            "[dmuc] {}: starting again (run {run_no})\r",
-            spec.name
-        );
+        if let Ok(spec) = Spec::parse(mapped.bytes()) {
+            say_pane!(
+                "[dmuc] {}: starting again (run {run_no})\r\n",
+                Lossy(spec.name)
+            );
+        }
     }
 }
 
-fn spawn(spec: &LaunchSpec) -> Result<Run, String> {
-    let (rd, wr) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-    let wr2 = wr.try_clone().map_err(|e| format!("pipe: {e}"))?;
-    let mut cmd = Command::new(&spec.argv[0]);
-    cmd.args(&spec.argv[1..])
-        .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k, v)));
-    if let Some(d) = &spec.cwd {
-        cmd.current_dir(d);
+fn line64(b: &[u8]) -> Buf<64> {
+    let mut l = Buf::new();
+    l.push(b);
+    l
+}
+
+/// Where in the child a start failed (reported with the errno through a close-on-exec pipe).
+#[derive(Clone, Copy)]
+#[repr(u8)]
+enum Stage {
+    Setup = 0,
+    Cwd = 1,
+    Ids = 2,
+    Exec = 3,
+}
+
+// No allocator to box the message with: the 512 bytes live on the stack, once per start.
+#[allow(clippy::result_large_err)]
+fn spawn<'a>(spec: &Spec<'a>) -> Result<Run<'a>, Buf<512>> {
+    let mut msg = Buf::<512>::new();
+    if let Some(e) = spec.error {
+        msg.push(e);
+        return Err(msg);
     }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::from(wr))
-        .stderr(Stdio::from(wr2));
-    cmd.process_group(0);
-    apply_user(&mut cmd, spec)?;
-    // SAFETY: between fork and exec we only make two syscalls (sigprocmask, prctl), both
-    // async-signal-safe: the program must not inherit our blocked signals, and the kernel
-    // SIGKILLs it if the shim dies, so a killed shim never leaves an orphaned component.
-    unsafe {
-        cmd.pre_exec(|| {
-            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
-                .map_err(std::io::Error::from)?;
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
+    let fail = |what: &str, e: Errno| {
+        let mut m = Buf::<512>::new();
+        let _ = write!(m, "{what}: {e}");
+        m
+    };
+    let (rd, wr) = sys::pipe().map_err(|e| fail("pipe", e))?;
+    let (erd, ewr) = match sys::pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            sys::close(rd);
+            sys::close(wr);
+            return Err(fail("pipe", e));
+        }
+    };
+    let pid = match sys::fork() {
+        Ok(0) => child(spec, wr, ewr),
+        Ok(pid) => pid,
+        Err(e) => {
+            for fd in [rd, wr, erd, ewr] {
+                sys::close(fd);
             }
-            Ok(())
-        });
+            return Err(fail("fork", e));
+        }
+    };
+    sys::close(wr);
+    sys::close(ewr);
+    // The error pipe closes on a successful exec: EOF means the program runs.
+    let mut report = [0u8; 5];
+    let got = sys::read(erd, &mut report).unwrap_or(0);
+    sys::close(erd);
+    if got == 5 {
+        sys::close(rd);
+        let _ = sys::wait_blocking(pid);
+        let e = Errno(i32::from_ne_bytes([
+            report[1], report[2], report[3], report[4],
+        ]));
+        let argv0 = spec.args().next().map_or(&b""[..], |a| a.to_bytes());
+        let _ = match report[0] {
+            1 => write!(
+                msg,
+                "cannot change directory to {}: {e}",
+                Lossy(spec.cwd.map_or(&b""[..], |c| c.to_bytes()))
+            ),
+            2 => write!(msg, "cannot switch to the component's user and group: {e}"),
+            _ => write!(msg, "cannot execute \"{}\": {e}", Lossy(argv0)),
+        };
+        return Err(msg);
     }
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot execute {:?}: {e}", spec.argv[0]))?;
-    drop(cmd); // closes our copies of the pipe's write end
-    let pipe = std::fs::File::from(rd);
-    let _ = nix::fcntl::fcntl(
-        pipe.as_fd(),
-        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-    );
-    let log = LogWriter::new(&spec.log_path, spec.log_max_size, spec.log_keep);
+    sys::set_nonblocking(rd);
+    let log = LogWriter::new(spec.log, spec.log_max, spec.log_keep);
     if let Some(e) = &log.error {
-        eprintln!("[dmuc] log: {e}\r");
+        say_pane!("[dmuc] log: {}\r\n", Lossy(e.bytes()));
     }
     Ok(Run {
-        pid: child.id() as i32,
-        pipe: Some(pipe),
+        pid,
+        pipe: Some(rd),
         log,
-        matcher: spec
-            .ready_log
-            .as_deref()
-            .and_then(|r| regex::bytes::Regex::new(r).ok()),
-        line: Vec::new(),
         status: None,
         closing: false,
         log_told: None,
     })
 }
 
+/// The child between fork and exec: one thread, so any system call is safe here.
+fn child(spec: &Spec<'_>, out: Fd, report: Fd) -> ! {
+    let die = |stage: Stage, e: Errno| -> ! {
+        let mut r = [stage as u8, 0, 0, 0, 0];
+        r[1..].copy_from_slice(&e.0.to_ne_bytes());
+        let _ = sys::write(report, &r);
+        sys::exit(127)
+    };
+    // Its own process group (stops reach its children), no blocked signals inherited from
+    // us, and SIGKILL from the kernel if the shim dies, so a killed shim never leaves an
+    // orphaned component.
+    let setup = sys::setpgid_self()
+        .and_then(|_| sys::sigprocmask(sys::SIG_SETMASK, 0))
+        .and_then(|_| sys::set_parent_death_signal(SIGKILL))
+        .and_then(|_| sys::open(c"/dev/null", sys::O_RDONLY, 0))
+        .and_then(|null| sys::dup2(null, 0))
+        .and_then(|_| sys::dup2(out, 1))
+        .and_then(|_| sys::dup2(out, 2));
+    if let Err(e) = setup {
+        die(Stage::Setup, e);
+    }
+    if let Some(d) = spec.cwd
+        && let Err(e) = sys::chdir(d)
+    {
+        die(Stage::Cwd, e);
+    }
+    let ids = (|| {
+        if spec.uid.is_some() && sys::getuid() == 0 {
+            sys::clear_groups()?; // root's supplementary groups must not follow the program
+        }
+        if let Some(g) = spec.gid {
+            sys::setgid(g)?;
+        }
+        if let Some(u) = spec.uid {
+            sys::setuid(u)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = ids {
+        die(Stage::Ids, e);
+    }
+    die(Stage::Exec, exec(spec))
+}
+
+/// `execvpe`: a program name without `/` is looked up in the program's own `PATH`.
+fn exec(spec: &Spec<'_>) -> Errno {
+    let (nargs, nenv) = (spec.args().count(), spec.env().count());
+    let Ok(mut table) = Mapping::new((nargs + nenv + 2) * 8) else {
+        return Errno(12);
+    };
+    // SAFETY: the mapping holds nargs + nenv + 2 pointer-sized, suitably aligned slots.
+    let slots = unsafe {
+        core::slice::from_raw_parts_mut(
+            table.all_mut().as_mut_ptr().cast::<*const u8>(),
+            nargs + nenv + 2,
+        )
+    };
+    for (i, a) in spec.args().enumerate() {
+        slots[i] = a.as_ptr().cast();
+    }
+    slots[nargs] = core::ptr::null();
+    for (i, e) in spec.env().enumerate() {
+        slots[nargs + 1 + i] = e.as_ptr().cast();
+    }
+    slots[nargs + nenv + 1] = core::ptr::null();
+    let (argv, envp) = (slots.as_ptr(), slots[nargs + 1..].as_ptr());
+    let Some(prog) = spec.args().next() else {
+        return Errno(sys::ENOENT);
+    };
+    // SAFETY (both calls): argv and envp are null-terminated arrays of pointers into the
+    // spec's NUL-terminated records, alive until exec replaces us.
+    if prog.to_bytes().contains(&b'/') {
+        return unsafe { sys::execve(prog, argv, envp) };
+    }
+    let path = spec
+        .var(b"PATH")
+        .unwrap_or(b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let mut denied = false;
+    for dir in path.split(|b| *b == b':') {
+        let mut full = Buf::<4200>::new();
+        full.push(if dir.is_empty() { b"." } else { dir })
+            .push(b"/")
+            .push(prog.to_bytes());
+        let Some(c) = full.c_str() else { continue };
+        match unsafe { sys::execve(c, argv, envp) } {
+            Errno(sys::EACCES) => denied = true,
+            Errno(sys::ENOENT | sys::ENOTDIR) => {}
+            e => return e,
+        }
+    }
+    Errno(if denied { sys::EACCES } else { sys::ENOENT })
+}
+
 /// Pumps output and forwards signals until the program has exited and its output is drained.
-fn supervise(spec: &LaunchSpec, sfd: &SignalFd, link: &mut Link, run: &mut Run, hello: &str) {
-    let target = Pid::from_raw(if spec.kill_group { -run.pid } else { run.pid });
-    let mut buf = vec![0u8; 32 * 1024];
+fn supervise(
+    spec: &Spec<'_>,
+    sfd: Fd,
+    link: &mut Link,
+    run: &mut Run<'_>,
+    hello: &Line,
+    readbuf: &mut Option<Mapping>,
+) {
+    let target = if spec.kill_group { -run.pid } else { run.pid };
     // After the exit: a process that escaped the group may hold the pipe open, so bound the drain.
-    let mut drain_until: Option<Instant> = None;
+    let mut drain_until: Option<u64> = None;
     loop {
         if run.status.is_some() && run.pipe.is_none() {
             return;
         }
-        if link.stream.is_none() && link.retry_now && link.retry() {
+        if link.fd.is_none() && link.retry_now && link.retry() {
             reannounce(link, hello, run);
         }
         let timeout = match drain_until {
             Some(t) => {
-                let left = t.saturating_duration_since(Instant::now());
-                if left.is_zero() {
+                let now = sys::now_ms();
+                if now >= t {
                     return;
                 }
-                PollTimeout::try_from(left.as_millis().min(60_000) as i32)
-                    .unwrap_or(PollTimeout::ZERO)
+                (t - now).min(60_000) as i32
             }
-            None => PollTimeout::NONE,
+            None => -1,
         };
-        let pipe_fd = run.pipe.as_ref().map(|p| p.as_fd());
-        let stdout = std::io::stdout();
         // fds: signals, the pane's tty (watched for hangup only: when the tmux server dies the
-        // pty goes away, and the kernel's SIGHUP does not reliably reach us), the output pipe.
-        // Once the tty has hung up it would report it forever: watch an fd that never fires
-        // instead, to keep the indices fixed without spinning.
-        let tty = if run.closing {
-            sfd.as_fd()
-        } else {
-            stdout.as_fd()
-        };
-        // The link (to see the daemon go) or, while it is away, the reconnect watcher;
-        // a never-firing fd keeps the indices fixed when there is neither.
-        let link_fd = link.poll_fd().unwrap_or(sfd.as_fd());
-        let link_flags = if link.poll_fd().is_some() {
-            PollFlags::POLLIN
-        } else {
-            PollFlags::empty()
-        };
-        let mut fds = vec![
-            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
-            PollFd::new(tty, PollFlags::empty()),
-            PollFd::new(link_fd, link_flags),
+        // pty goes away, and the kernel's SIGHUP does not reliably reach us), the link (to see
+        // the daemon go) or while it is away the reconnect watcher, the output pipe. Once the
+        // tty has hung up it would report it forever, so it is then left out (fd -1).
+        let mut fds = [
+            PollFd::new(sfd, POLLIN),
+            PollFd::new(if run.closing { -1 } else { 1 }, 0),
+            PollFd::new(link.poll_fd().unwrap_or(-1), POLLIN),
+            PollFd::new(run.pipe.unwrap_or(-1), POLLIN),
         ];
-        if let Some(fd) = pipe_fd {
-            fds.push(PollFd::new(fd, PollFlags::POLLIN));
-        }
-        match poll(&mut fds, timeout) {
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
+        match sys::poll(&mut fds, timeout) {
+            Ok(_) | Err(Errno(sys::EINTR)) => {}
             Err(_) => return,
         }
-        let ready = |f: Option<&PollFd>| f.and_then(|f| f.revents()).is_some_and(|r| !r.is_empty());
-        let sig_ready = ready(fds.first());
-        let hung_up = !run.closing && ready(fds.get(1));
-        let link_ready = ready(fds.get(2));
-        let pipe_ready = ready(fds.get(3));
-        drop(fds);
+        let [sig_ready, hung_up, link_ready, pipe_ready] = fds.map(|f| f.revents != 0);
         if link_ready {
-            if link.stream.is_some() {
+            if link.fd.is_some() {
                 // The daemon says nothing during a run: readable means it went away (the
                 // next loop turn tries to reconnect).
-                let _ = link.read_lines();
+                let _ = link.read_run();
             } else if link.retry() {
                 reannounce(link, hello, run);
             }
@@ -448,226 +665,202 @@ fn supervise(spec: &LaunchSpec, sfd: &SignalFd, link: &mut Link, run: &mut Run, 
         if hung_up {
             run.closing = true;
             if run.status.is_none() {
-                let _ = kill(target, Signal::SIGHUP);
+                let _ = sys::kill(target, SIGHUP);
             }
         }
         if sig_ready {
-            while let Ok(Some(info)) = sfd.read_signal() {
-                let signo = info.ssi_signo as i32;
-                if signo == libc::SIGCHLD {
+            while let Some(signo) = sys::read_signal(sfd) {
+                if signo == SIGCHLD {
                     reap(run, spec);
                     if run.status.is_some() && drain_until.is_none() {
-                        drain_until = Some(Instant::now() + Duration::from_millis(500));
+                        drain_until = Some(sys::now_ms() + 500);
                     }
                 } else {
                     // Only tmux signals the shim itself (the daemon signals the program
                     // directly): the pane is closing, so no run may follow this one.
-                    if [libc::SIGTERM, libc::SIGINT, libc::SIGHUP].contains(&signo) {
+                    if [SIGTERM, SIGINT, SIGHUP].contains(&signo) {
                         run.closing = true;
                     }
-                    if run.status.is_none()
-                        && let Ok(sig) = Signal::try_from(signo)
-                    {
-                        let _ = kill(target, sig);
+                    if run.status.is_none() {
+                        let _ = sys::kill(target, signo);
                     }
                 }
             }
         }
         if pipe_ready {
-            pump(run, &mut buf, link);
+            if readbuf.is_none() {
+                *readbuf = Mapping::new(32 * 1024).ok();
+            }
+            match readbuf.as_mut() {
+                Some(buf) => pump(run, buf.all_mut()),
+                None => {
+                    let mut small = [0u8; 512];
+                    pump(run, &mut small);
+                }
+            }
             report_log(run, link);
         }
     }
 }
 
 /// Tells a daemon that (re)connected where this run stands.
-fn reannounce(link: &mut Link, hello: &str, run: &Run) {
-    link.say(hello);
-    link.say(&format!("start {}", run.pid));
-    if let Some((line, _, _)) = &run.status {
-        link.say(line);
+fn reannounce(link: &mut Link, hello: &Line, run: &Run<'_>) {
+    link.say(hello.bytes());
+    link.say(line(format_args!("start {}", run.pid)).bytes());
+    if let Some(st) = &run.status {
+        link.say(st.line.bytes());
     }
 }
 
-fn reap(run: &mut Run, spec: &LaunchSpec) {
-    loop {
-        match waitpid(Pid::from_raw(run.pid), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, c)) => {
-                run.status = Some((format!("exit code {c}"), c, format!("exit status {c}")));
-            }
-            Ok(WaitStatus::Signaled(_, sig, core)) => {
-                let s = sig as i32;
-                let text = format!(
-                    "killed by {}{}",
-                    dmuc_config::signal::signal_name(s),
-                    if core { " (core dumped)" } else { "" }
-                );
-                run.status = Some((
-                    format!("exit signal {s} core {}", u8::from(core)),
-                    128 + s,
-                    text,
-                ));
-            }
-            Ok(WaitStatus::StillAlive) => return,
-            Ok(_) => continue,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => return,
+fn reap(run: &mut Run<'_>, spec: &Spec<'_>) {
+    let Ok(Some((_, end))) = sys::wait_nohang(run.pid) else {
+        return;
+    };
+    let mut st = Status {
+        line: Buf::new(),
+        code: 0,
+        text: Buf::new(),
+    };
+    match end {
+        sys::Ended::Code(c) => {
+            let _ = write!(st.line, "exit code {c}");
+            let _ = write!(st.text, "exit status {c}");
+            st.code = c;
         }
-        if run.status.is_some() {
-            if spec.kill_group {
-                // Like a cgroup stop: nothing of the component outlives its main process.
-                let _ = kill(Pid::from_raw(-run.pid), Signal::SIGKILL);
-            }
-            return;
+        sys::Ended::Signal(s, core) => {
+            let _ = write!(st.line, "exit signal {s} core {}", u8::from(core));
+            let _ = write!(
+                st.text,
+                "killed by {}{}",
+                SigName(s),
+                if core { " (core dumped)" } else { "" }
+            );
+            st.code = 128 + s;
         }
+    }
+    run.status = Some(st);
+    if spec.kill_group {
+        // Like a cgroup stop: nothing of the component outlives its main process.
+        let _ = sys::kill(-run.pid, SIGKILL);
     }
 }
 
-/// Copies available output to the log (always) and the pane (when it keeps up).
-fn pump(run: &mut Run, buf: &mut [u8], link: &mut Link) {
-    let Some(pipe) = run.pipe.as_mut() else {
+/// Copies available output to the pane (when it keeps up) and the log (always).
+fn pump(run: &mut Run<'_>, buf: &mut [u8]) {
+    let Some(pipe) = run.pipe else {
         return;
     };
     loop {
-        let n = match pipe.read(buf) {
-            Ok(0) => {
-                run.pipe = None;
-                return;
+        match sys::read(pipe, buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let data = &mut buf[..n];
+                let _ = sys::write(1, data); // EAGAIN: the pane drops it, the log has it
+                run.log.write(data);
             }
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-            Err(_) => {
-                run.pipe = None;
-                return;
-            }
-        };
-        let data = &buf[..n];
-        run.log.write(data);
-        let _ = nix::unistd::write(std::io::stdout().as_fd(), data); // EAGAIN: the pane drops it, the log has it
-        if let Some(re) = &run.matcher {
-            let mut hit = false;
-            for &b in data {
-                if b == b'\n' {
-                    hit |= re.is_match(&run.line);
-                    run.line.clear();
-                } else if run.line.len() < 64 * 1024 {
-                    run.line.push(b);
-                }
-            }
-            if hit {
-                link.say("match");
-                run.matcher = None;
-            }
+            Err(Errno(sys::EAGAIN)) => return,
+            Err(_) => break,
         }
     }
+    sys::close(pipe);
+    run.pipe = None;
 }
 
 /// Between runs: waits for `run N` from the daemon. `None`: time to exit (we were told to
 /// stop by a signal, or the pane went away). While the daemon is away, waits for it to come
 /// back and tells it how the last run ended.
-fn idle(sfd: &SignalFd, link: &mut Link, last: Option<&(String, String)>) -> Option<u64> {
-    if link.stream.is_none() && link.watch.is_none() {
+fn idle(sfd: Fd, link: &mut Link, last: &(Line, Line)) -> Option<u64> {
+    if link.fd.is_none() && link.watch.is_none() {
         link.lost();
     }
+    let tell = |link: &mut Link| {
+        link.say(last.0.bytes());
+        link.say(last.1.bytes());
+    };
     loop {
-        if link.stream.is_none()
-            && link.retry_now
-            && link.retry()
-            && let Some((hello, end)) = last
-        {
-            link.say(hello);
-            link.say(end);
+        if link.fd.is_none() && link.retry_now && link.retry() {
+            tell(link);
         }
-        let stdout = std::io::stdout();
-        let Some(lfd) = link.poll_fd() else {
-            return None; // no link and no way to watch for one
-        };
+        let lfd = link.poll_fd()?; // no link and no way to watch for one
         let mut fds = [
-            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
-            PollFd::new(lfd, PollFlags::POLLIN),
-            PollFd::new(stdout.as_fd(), PollFlags::empty()),
+            PollFd::new(sfd, POLLIN),
+            PollFd::new(lfd, POLLIN),
+            PollFd::new(1, 0),
         ];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
+        match sys::poll(&mut fds, -1) {
+            Ok(_) | Err(Errno(sys::EINTR)) => {}
             Err(_) => return None,
         }
-        let [sig_ready, link_ready, hung_up] =
-            fds.map(|f| f.revents().is_some_and(|r| !r.is_empty()));
+        let [sig_ready, link_ready, hung_up] = fds.map(|f| f.revents != 0);
         if hung_up {
             return None; // the pane's tty hung up: the pane is gone
         }
         if sig_ready {
-            while let Ok(Some(info)) = sfd.read_signal() {
-                if info.ssi_signo as i32 != libc::SIGCHLD {
+            while let Some(signo) = sys::read_signal(sfd) {
+                if signo != SIGCHLD {
                     return None; // TERM/HUP/INT with no program running: the pane is closing
                 }
                 // Stray children (none of ours) are reaped so they do not linger as zombies.
-                while let Ok(st) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                    if st == WaitStatus::StillAlive {
-                        break;
-                    }
-                }
+                while let Ok(Some(_)) = sys::wait_nohang(-1) {}
             }
         }
         if link_ready {
-            if link.stream.is_none() {
-                if link.retry()
-                    && let Some((hello, end)) = last
-                {
-                    link.say(hello);
-                    link.say(end);
+            if link.fd.is_none() {
+                if link.retry() {
+                    tell(link);
                 }
                 continue;
             }
             // `None`: the daemon went away; the loop tries once, then waits for the next one.
-            if let Some(lines) = link.read_lines() {
-                for line in lines {
-                    if let Some(n) = line
-                        .strip_prefix("run ")
-                        .and_then(|n| n.trim().parse().ok())
-                    {
-                        return Some(n);
-                    }
-                }
+            if let Some(Some(n)) = link.read_run() {
+                return Some(n);
             }
         }
     }
 }
 
-/// Resolves a user or group given by name or number.
-fn lookup<T>(
-    what: &str,
-    key: &str,
-    by_id: impl Fn(u32) -> nix::Result<Option<T>>,
-    by_name: impl Fn(&str) -> nix::Result<Option<T>>,
-) -> Result<T, String> {
-    match key.parse::<u32>() {
-        Ok(n) => by_id(n),
-        Err(_) => by_name(key),
-    }
-    .map_err(|e| format!("cannot look up {what} {key}: {e}"))?
-    .ok_or_else(|| format!("no such {what}: {key}"))
-}
+/// A signal's name, for the pane.
+struct SigName(i32);
 
-fn apply_user(cmd: &mut Command, spec: &LaunchSpec) -> Result<(), String> {
-    use nix::unistd::{Group, User};
-    let mut gid = None;
-    if let Some(u) = &spec.user {
-        let user = lookup("user", u, |n| User::from_uid(n.into()), User::from_name)?;
-        cmd.uid(user.uid.as_raw());
-        gid = Some(user.gid.as_raw()); // the user's own group unless `group` says otherwise
+impl fmt::Display for SigName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const NAMES: [&str; 32] = [
+            "",
+            "SIGHUP",
+            "SIGINT",
+            "SIGQUIT",
+            "SIGILL",
+            "SIGTRAP",
+            "SIGABRT",
+            "SIGBUS",
+            "SIGFPE",
+            "SIGKILL",
+            "SIGUSR1",
+            "SIGSEGV",
+            "SIGUSR2",
+            "SIGPIPE",
+            "SIGALRM",
+            "SIGTERM",
+            "SIGSTKFLT",
+            "SIGCHLD",
+            "SIGCONT",
+            "SIGSTOP",
+            "SIGTSTP",
+            "SIGTTIN",
+            "SIGTTOU",
+            "SIGURG",
+            "SIGXCPU",
+            "SIGXFSZ",
+            "SIGVTALRM",
+            "SIGPROF",
+            "SIGWINCH",
+            "SIGIO",
+            "SIGPWR",
+            "SIGSYS",
+        ];
+        match NAMES.get(self.0 as usize) {
+            Some(n) if !n.is_empty() => f.write_str(n),
+            _ => write!(f, "signal {}", self.0),
+        }
     }
-    if let Some(g) = &spec.group {
-        gid = Some(
-            lookup("group", g, |n| Group::from_gid(n.into()), Group::from_name)?
-                .gid
-                .as_raw(),
-        );
-    }
-    if let Some(g) = gid {
-        cmd.gid(g);
-    }
-    Ok(())
 }

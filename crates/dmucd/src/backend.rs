@@ -15,8 +15,28 @@ pub const CTL_SESSION: &str = "_dmucctl";
 pub struct Tmux {
     client: Arc<Client>,
     session: String,
-    exe: PathBuf,
-    shim: Option<PathBuf>,
+    shim: PathBuf,
+}
+
+/// The pane helper: `dmuc-shim` beside the dmucd binary (how it is built and installed),
+/// else on `PATH`.
+pub fn find_shim(exe: &Path) -> anyhow::Result<PathBuf> {
+    let beside = exe.parent().map(|d| d.join("dmuc-shim"));
+    let on_path = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("dmuc-shim"))
+            .find(|p| p.is_file())
+    });
+    beside
+        .filter(|p| p.is_file())
+        .or(on_path)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "dmuc-shim (the helper in each component's pane) is neither beside {} nor on PATH; \
+                 install it with dmucd (cargo build builds both; cargo install --path crates/dmuc-shim)",
+                exe.display()
+            )
+        })
 }
 
 /// Where a component lives in tmux.
@@ -327,15 +347,12 @@ impl Tmux {
         } else {
             client.run(&[args]).await?;
         }
-        let shim = exe
-            .parent()
-            .map(|d| d.join("dmuc-shim"))
-            .filter(|p| p.exists());
+        let shim = find_shim(&exe)?;
         Ok((
             Tmux {
                 client: Arc::new(client),
                 session: session.to_string(),
-                exe,
+
                 shim,
             },
             notes,
@@ -344,12 +361,7 @@ impl Tmux {
     }
 
     fn shim_argv(&self, spec: &Path, run: u64) -> Vec<String> {
-        // The small dedicated binary when it was installed beside dmucd, else `dmucd shim`
-        // (same code, bigger process).
-        let mut argv = match &self.shim {
-            Some(p) => vec![p.display().to_string()],
-            None => vec![self.exe.display().to_string(), "shim".into()],
-        };
+        let mut argv = vec![self.shim.display().to_string()];
         argv.extend([
             "--spec".into(),
             spec.display().to_string(),

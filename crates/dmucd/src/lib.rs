@@ -31,6 +31,7 @@ pub mod notify;
 pub mod probe;
 pub mod runtime;
 pub mod shimlink;
+pub mod spec;
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};

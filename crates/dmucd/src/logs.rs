@@ -110,7 +110,8 @@ pub async fn serve(conn: Conn, id: u64, path: PathBuf, n: usize, follow: bool) {
         ));
         return;
     }
-    if let Err(e) = follow_file(&conn, id, &path, n).await {
+    let mut sink = ToClient { conn: &conn, id };
+    if let Err(e) = follow_lines(&path, From::Tail(n), &mut sink).await {
         conn.end_stream(&Reply::error(
             Some(id),
             dmuc_proto::ErrorReply::new(
@@ -121,7 +122,41 @@ pub async fn serve(conn: Conn, id: u64, path: PathBuf, n: usize, follow: bool) {
     }
 }
 
-async fn follow_file(conn: &Conn, id: u64, path: &Path, n: usize) -> std::io::Result<()> {
+/// Where [`follow`] starts.
+#[derive(Debug, Clone, Copy)]
+pub enum From {
+    /// With the last N complete lines.
+    Tail(usize),
+    /// At this byte offset of the file with this inode (what was written after it); from
+    /// the start if `path` names another file by now (it rotated meanwhile).
+    At(u64, Option<u64>),
+}
+
+/// Where followed lines go.
+pub trait LineSink {
+    /// Takes lines; false: stop following.
+    fn lines(&mut self, lines: Vec<String>) -> impl std::future::Future<Output = bool> + Send;
+}
+
+/// A `logs -f` client.
+struct ToClient<'a> {
+    conn: &'a Conn,
+    id: u64,
+}
+
+impl LineSink for ToClient<'_> {
+    async fn lines(&mut self, lines: Vec<String>) -> bool {
+        send(self.conn, self.id, lines).await
+    }
+}
+
+/// Passes every complete line written to `path` to `sink`, across rotations, until `sink`
+/// says false (or the file cannot be watched).
+pub async fn follow_lines(
+    path: &Path,
+    from: From,
+    sink: &mut impl LineSink,
+) -> std::io::Result<()> {
     let ino = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
     let dir = path.parent().unwrap_or(Path::new("."));
     // Watches first, then read: nothing written in between is missed.
@@ -130,13 +165,17 @@ async fn follow_file(conn: &Conn, id: u64, path: &Path, n: usize) -> std::io::Re
         AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_MOVED_FROM,
     )?;
     let mut file_watch = watch_file(&ino, path);
-    let (lines, mut pos) = tail(path, n);
     let mut file = File::open(path).ok();
     let mut inode = file
         .as_ref()
         .and_then(|f| f.metadata().ok())
         .map(|m| m.ino());
-    if !lines.is_empty() && !send(conn, id, lines).await {
+    let (lines, mut pos) = match from {
+        From::Tail(n) => tail(path, n),
+        From::At(at, ino) if ino == inode => (Vec::new(), at),
+        From::At(..) => (Vec::new(), 0),
+    };
+    if !lines.is_empty() && !sink.lines(lines).await {
         return Ok(());
     }
     // SAFETY: the fd is owned by the Inotify inside the AsyncFd and stays open until the
@@ -146,7 +185,7 @@ async fn follow_file(conn: &Conn, id: u64, path: &Path, n: usize) -> std::io::Re
     loop {
         // Drain what is there, then see whether the path now names another file (rotation).
         if let Some(f) = file.as_mut()
-            && !drain(conn, id, f, &mut pos, &mut partial).await?
+            && !drain(sink, f, &mut pos, &mut partial).await?
         {
             return Ok(());
         }
@@ -155,7 +194,7 @@ async fn follow_file(conn: &Conn, id: u64, path: &Path, n: usize) -> std::io::Re
             if !partial.is_empty() {
                 let last = String::from_utf8_lossy(&partial).into_owned();
                 partial.clear();
-                if !send(conn, id, vec![last]).await {
+                if !sink.lines(vec![last]).await {
                     return Ok(());
                 }
             }
@@ -191,11 +230,10 @@ fn watch_file(ino: &Inotify, path: &Path) -> Option<WatchDescriptor> {
     ino.add_watch(path, AddWatchFlags::IN_MODIFY).ok()
 }
 
-/// Sends everything from `pos` to the end of `f`, complete lines only; false when the
-/// client is gone.
+/// Passes everything from `pos` to the end of `f` to `sink`, complete lines only; false
+/// when the sink wants no more.
 async fn drain(
-    conn: &Conn,
-    id: u64,
+    sink: &mut impl LineSink,
     f: &mut File,
     pos: &mut u64,
     partial: &mut Vec<u8>,
@@ -217,7 +255,7 @@ async fn drain(
         *partial = rest;
         let lines: Vec<String> = text.split_terminator('\n').map(str::to_string).collect();
         for chunk in lines.chunks(BATCH_LINES) {
-            if !send(conn, id, chunk.to_vec()).await {
+            if !sink.lines(chunk.to_vec()).await {
                 return Ok(false);
             }
         }

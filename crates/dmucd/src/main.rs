@@ -40,14 +40,6 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Runs in a component's pane: starts the program, reports its PID and exit status.
-    #[command(hide = true)]
-    Shim {
-        #[arg(long)]
-        spec: PathBuf,
-        #[arg(long)]
-        run: u64,
-    },
     /// Holds a tmux window open.
     #[command(hide = true)]
     Idle {
@@ -59,9 +51,6 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Some(Cmd::Shim { spec, run }) => {
-            return ExitCode::from(dmuc_shim::shim::main(&spec, run).clamp(0, 255) as u8);
-        }
         Some(Cmd::Idle { banner }) => {
             if banner {
                 println!(

@@ -1,9 +1,9 @@
 //! Probes: one tokio task per active probe, reporting verdict changes (after thresholds) to
-//! the runtime. `log` probes have no task: the shim reports the matching line.
+//! the runtime. A `log` probe follows the component's log file.
 
 use dmuc_config::{Check, Probe};
 use dmuc_core::{ProbeCounter, ProbeRole};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -11,6 +11,45 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::runtime::Msg;
+
+/// A `log` probe: passes once a line of this run's output matches. It reads the log file
+/// the shim writes (control sequences already stripped), following it across rotations.
+async fn log_probe(
+    regex: &str,
+    (path, offset, ino): (PathBuf, u64, Option<u64>),
+    comp: String,
+    run: u64,
+    tx: mpsc::UnboundedSender<Msg>,
+) {
+    let Ok(re) = regex::Regex::new(regex) else {
+        return; // validated with the config: cannot happen
+    };
+    struct Matcher {
+        re: regex::Regex,
+        matched: bool,
+    }
+    impl crate::logs::LineSink for Matcher {
+        async fn lines(&mut self, lines: Vec<String>) -> bool {
+            self.matched = lines.iter().any(|l| self.re.is_match(l));
+            !self.matched
+        }
+    }
+    let mut m = Matcher { re, matched: false };
+    let from = crate::logs::From::At(offset, ino);
+    match crate::logs::follow_lines(&path, from, &mut m).await {
+        Ok(()) if m.matched => {
+            let _ = tx.send(Msg::Probe {
+                comp,
+                run,
+                role: ProbeRole::Ready,
+                ok: true,
+                detail: None,
+            });
+        }
+        Ok(()) => {}
+        Err(e) => tracing::warn!(%comp, "log probe cannot follow {}: {e}", path.display()),
+    }
+}
 
 /// Runs `probe` until aborted, sending a `Msg::Probe` each time its verdict changes.
 pub async fn run(
@@ -20,8 +59,13 @@ pub async fn run(
     run: u64,
     role: ProbeRole,
     tx: mpsc::UnboundedSender<Msg>,
+    // The component's log and where this run's output starts in it (offset, inode).
+    log: (PathBuf, u64, Option<u64>),
 ) {
-    if matches!(probe.check, Check::Log { .. }) {
+    if let Check::Log { regex } = &probe.check {
+        if role == ProbeRole::Ready {
+            log_probe(regex, log, comp, run, tx).await;
+        }
         return;
     }
     let mut next = Instant::now() + probe.initial_delay;

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use dmuc_config::{Check, Config, StopScope};
+use dmuc_config::{Config, StopScope};
 use dmuc_core::{Effect, Event, ExitStatus, Input, ProbeRole, Request, State, Supervisor, Wait};
 use dmuc_proto::{EventRecord, EventWhat};
 use nix::sys::signal::{Signal, kill};
@@ -21,7 +21,6 @@ use crate::backend::{Pane, Tmux};
 use crate::control::Conn;
 use crate::events::EventLog;
 use crate::shimlink::ShimWhat;
-use dmuc_shim::spec::LaunchSpec;
 
 /// Lines of output carried by an exit event.
 const EXIT_TAIL_LINES: usize = 5;
@@ -135,6 +134,8 @@ struct Slot {
     start: Option<u64>,
     /// Why the shim cannot write the log, while it cannot.
     log_error: Option<String>,
+    /// The log's size and inode when the current run was launched.
+    log_from: (u64, Option<u64>),
 }
 
 impl Default for Slot {
@@ -150,6 +151,7 @@ impl Default for Slot {
             note: None,
             start: None,
             log_error: None,
+            log_from: (0, None),
         }
     }
 }
@@ -428,21 +430,6 @@ impl Runtime {
                         ));
                         Input::Started { comp, run, pid }
                     }
-                    ShimWhat::Match => {
-                        let is_log = self.sup.graph().components()[comp]
-                            .ready
-                            .as_ref()
-                            .is_some_and(|p| matches!(p.check, Check::Log { .. }));
-                        if !is_log {
-                            return;
-                        }
-                        Input::Probe {
-                            comp,
-                            run,
-                            role: ProbeRole::Ready,
-                            ok: true,
-                        }
-                    }
                     ShimWhat::SpawnFailed(m) => Input::Exited {
                         comp,
                         run,
@@ -620,6 +607,10 @@ impl Runtime {
         &self.sup.graph().components()[comp].name
     }
 
+    fn log_path(&self, comp: usize) -> PathBuf {
+        self.paths.log_dir.join(format!("{}.log", self.name(comp)))
+    }
+
     fn apply(&mut self, e: Effect) {
         match e {
             Effect::Launch { comp, run } => self.launch(comp, run),
@@ -655,7 +646,10 @@ impl Runtime {
                 };
                 if let Some(p) = probe {
                     let name = c.name.clone();
-                    let h = tokio::spawn(crate::probe::run(p, name, run, role, self.tx.clone()));
+                    let (offset, ino) = self.slots[comp].log_from;
+                    let log = (self.log_path(comp), offset, ino);
+                    let h =
+                        tokio::spawn(crate::probe::run(p, name, run, role, self.tx.clone(), log));
                     self.slots[comp].probes.push(h.abort_handle());
                 }
             }
@@ -688,31 +682,34 @@ impl Runtime {
         }
         env.push(("DMUC_COMPONENT".into(), c.name.clone()));
         env.push(("DMUC_RUN".into(), run.to_string()));
-        let spec = LaunchSpec {
-            name: c.name.clone(),
-            argv: c.command.clone(),
-            env,
-            cwd: c.cwd.clone(),
-            user: c.user.clone(),
-            group: c.group.clone(),
-            log_path: self.paths.log_dir.join(format!("{}.log", c.name)),
-            log_max_size: self.cfg.daemon.log_max_size,
+        let log = self.log_path(comp);
+        let socket = self.paths.runtime_dir.join("shim.sock");
+        let spec = crate::spec::encode(&crate::spec::Launch {
+            name: &c.name,
+            argv: &c.command,
+            env: &env,
+            cwd: c.cwd.as_deref(),
+            user: c.user.as_deref(),
+            group: c.group.as_deref(),
+            log: &log,
+            log_max: self.cfg.daemon.log_max_size,
             log_keep: self.cfg.daemon.log_keep,
             kill_group: c.stop.scope == StopScope::Group,
-            shim_socket: self.paths.runtime_dir.join("shim.sock"),
-            ready_log: c.ready.as_ref().and_then(|p| match &p.check {
-                Check::Log { regex } => Some(regex.clone()),
-                _ => None,
-            }),
-        };
+            socket: &socket,
+        });
+        // Where this run's output will start: a `log` ready probe reads from there.
+        let meta = std::fs::metadata(&log).ok();
+        self.slots[comp].log_from = (
+            meta.as_ref().map_or(0, |m| m.len()),
+            meta.map(|m| std::os::unix::fs::MetadataExt::ino(&m)),
+        );
+        let c = &self.sup.graph().components()[comp];
         let path = self
             .paths
             .runtime_dir
             .join("spec")
-            .join(format!("{}.json", c.name));
-        let written = serde_json::to_vec(&spec)
-            .map_err(|e| e.to_string())
-            .and_then(|b| std::fs::write(&path, b).map_err(|e| e.to_string()));
+            .join(format!("{}.spec", c.name));
+        let written = std::fs::write(&path, spec).map_err(|e| e.to_string());
         if let Err(e) = written {
             let status =
                 ExitStatus::Lost(format!("cannot write launch spec {}: {e}", path.display()));
@@ -787,7 +784,7 @@ impl Runtime {
                     ExitStatus::Signal { signal, .. } => (None, Some(signal)),
                     ExitStatus::Lost(_) => (None, None),
                 };
-                let log = self.paths.log_dir.join(format!("{}.log", self.name(comp)));
+                let log = self.log_path(comp);
                 (
                     comp,
                     EventWhat::Exit {

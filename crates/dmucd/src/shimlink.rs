@@ -16,8 +16,6 @@ use crate::runtime::Msg;
 pub enum ShimWhat {
     /// The program runs with this PID.
     Start(u32),
-    /// A line matched the `log` ready probe.
-    Match,
     /// The program could not be started.
     SpawnFailed(String),
     /// The program ended.
@@ -35,7 +33,6 @@ pub fn parse_line(line: &str) -> Option<ShimWhat> {
     let mut w = line.split(' ');
     match w.next()? {
         "start" => w.next()?.parse().ok().map(ShimWhat::Start),
-        "match" => Some(ShimWhat::Match),
         "log-error" => Some(ShimWhat::LogError(
             line["log-error".len()..].trim().to_string(),
         )),

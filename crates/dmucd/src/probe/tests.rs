@@ -130,7 +130,8 @@ async fn probe_loop_reports_verdict_changes_after_thresholds() {
         failure_threshold: 2,
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let h = tokio::spawn(run(probe, "c3".into(), 7, ProbeRole::Liveness, tx));
+    let none = (dir.path().join("c3.log"), 0, None);
+    let h = tokio::spawn(run(probe, "c3".into(), 7, ProbeRole::Liveness, tx, none));
     let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
         .await
         .unwrap()
@@ -154,6 +155,55 @@ async fn probe_loop_reports_verdict_changes_after_thresholds() {
         .unwrap();
     assert!(matches!(second, Msg::Probe { ok: true, .. }), "{second:?}");
     h.abort();
+}
+
+#[tokio::test]
+async fn log_probe_matches_only_this_runs_output_across_a_rotation() {
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("c.log");
+    // The previous run already said the magic words: they must not count.
+    std::fs::write(&log, "listening on :80\n").unwrap();
+    let m = std::fs::metadata(&log).unwrap();
+    let probe = Probe {
+        check: Check::Log {
+            regex: "listening on :\\d+".into(),
+        },
+        interval: Duration::from_secs(1),
+        timeout: Duration::from_secs(1),
+        initial_delay: Duration::ZERO,
+        success_threshold: 1,
+        failure_threshold: 1,
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let from = (log.clone(), m.len(), Some(m.ino()));
+    let h = tokio::spawn(run(probe, "c".into(), 2, ProbeRole::Ready, tx, from));
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    writeln!(f, "starting").unwrap();
+    // Nothing matched yet: the probe is silent (a deadline, not a sleep, bounds the wait).
+    let quiet = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await;
+    assert!(quiet.is_err(), "{quiet:?}");
+    // The shim rotates: the match comes in the new file.
+    std::fs::rename(&log, dir.path().join("c.log.1")).unwrap();
+    std::fs::write(&log, "ready: listening on :8080\n").unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(
+            got,
+            Msg::Probe {
+                run: 2,
+                ok: true,
+                role: ProbeRole::Ready,
+                ..
+            }
+        ),
+        "{got:?}"
+    );
+    h.await.unwrap();
 }
 
 struct TlsServer {

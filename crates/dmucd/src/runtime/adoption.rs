@@ -56,7 +56,7 @@ impl Runtime {
                             ShimWhat::Gone => {
                                 r.exit = Some(ExitStatus::Lost("the shim died".into()))
                             }
-                            ShimWhat::Match | ShimWhat::LogError(_) | ShimWhat::LogOk => {}
+                            ShimWhat::LogError(_) | ShimWhat::LogOk => {}
                         }
                     }
                     Some(Msg::ShimClosed { .. }) => {}
