@@ -214,3 +214,67 @@ stop = {{ timeout = "1m" }}
     });
     assert!(!d.tmux_alive());
 }
+
+#[test]
+fn programs_that_cannot_start_say_why_in_status_and_log() {
+    let toml = r#"
+[component.missing]
+command = ["no-such-program-dmuc"]
+restart = "never"
+
+[component.badcwd]
+command = ["true"]
+cwd = "/nonexistent-dmuc"
+restart = "never"
+
+[component.notexec]
+command = ["/"]
+restart = "never"
+
+# A bare name is looked up in the program's own PATH, not the daemon's.
+[component.ownpath]
+command = ["true"]
+env = { PATH = "/nonexistent-dmuc" }
+restart = "never"
+
+[component.baduser]
+command = ["true"]
+user = "no-such-user-dmuc"
+restart = "never"
+"#;
+    let mut d = Daemon::start(toml);
+    let expect = [
+        (
+            "missing",
+            r#"cannot execute "no-such-program-dmuc": No such file or directory (os error 2)"#,
+        ),
+        (
+            "badcwd",
+            "cannot change directory to /nonexistent-dmuc: No such file or directory (os error 2)",
+        ),
+        (
+            "notexec",
+            r#"cannot execute "/": Permission denied (os error 13)"#,
+        ),
+        ("baduser", "no such user: no-such-user-dmuc"),
+        (
+            "ownpath",
+            r#"cannot execute "true": No such file or directory (os error 2)"#,
+        ),
+    ];
+    for (name, why) in expect {
+        let c = wait_for(&format!("{name} to end"), T, || {
+            d.comp(name).filter(|c| !c["last_exit"].is_null())
+        });
+        assert!(
+            c["last_exit"].as_str().is_some_and(|e| e.contains(why)),
+            "{name}: {c}\nexpected {why}"
+        );
+        assert!(
+            d.log(name).contains(&format!("[dmuc] {name}: {why}")),
+            "{}",
+            d.log(name)
+        );
+    }
+    assert_eq!(d.stop(), Some(0));
+}

@@ -645,6 +645,19 @@ impl<'a> Cx<'a> {
                 Some("remove liveness, or make it kind = \"service\"".into()),
             );
         }
+        if let Some(p) = &liveness
+            && matches!(p.check, Check::Log { .. })
+        {
+            let span = self
+                .get(t, "liveness")
+                .map(|(_, s)| s)
+                .unwrap_or(kspan.clone());
+            self.err(
+                &span,
+                format!("{what}.liveness: a log probe can only be a ready probe"),
+                Some("a line passing by says the program got somewhere once, not that it is alive now: use tcp, http, exec, unix or file".into()),
+            );
+        }
         let command = command?;
         Some((
             Component {

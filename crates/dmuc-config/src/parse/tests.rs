@@ -264,6 +264,20 @@ after = ["a", "a"]
 }
 
 #[test]
+fn a_log_probe_is_only_a_ready_probe() {
+    let d = errs(
+        r#"
+[component.a]
+command = ["a"]
+ready = { log = "up" }
+liveness = { log = "still up" }
+"#,
+    );
+    assert_has(&d, 5, "a log probe can only be a ready probe");
+    assert_eq!(d.len(), 1, "{d:?}");
+}
+
+#[test]
 fn error_display_names_file_line_col_and_hint() {
     let e = parse_config(
         "[component.a]\ncomand = [\"x\"]\n",
