@@ -185,10 +185,21 @@ impl Daemon {
         std::fs::read_to_string(self.path("dmucd.stderr")).unwrap_or_default()
     }
 
-    /// The last status snapshot, if written.
+    /// The current status: asked over the control socket (the supported interface;
+    /// status.json is written behind the daemon's back and may lag by a write), or the last
+    /// status.json when no daemon answers.
     pub fn status(&mut self) -> Option<Value> {
-        let s = std::fs::read_to_string(self.path("state/status.json")).ok()?;
-        let v: Value = serde_json::from_str(&s).ok()?;
+        let live = self
+            .socket()
+            .exists()
+            .then(|| self.ctl(&["status", "--json"]));
+        let v: Value = match live.filter(|o| o.status.success()) {
+            Some(o) => serde_json::from_slice(&o.stdout).ok()?,
+            None => {
+                let s = std::fs::read_to_string(self.path("state/status.json")).ok()?;
+                serde_json::from_str(&s).ok()?
+            }
+        };
         for c in v["components"].as_array()? {
             if let Some(pid) = c["pid"].as_u64()
                 && !self.pids.contains(&(pid as u32))

@@ -32,6 +32,7 @@ pub mod probe;
 pub mod runtime;
 pub mod shimlink;
 pub mod spec;
+pub mod statefile;
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};

@@ -158,6 +158,8 @@ impl Default for Slot {
 
 /// The actor's state.
 pub struct Runtime {
+    /// Writes adopt.json and status.json off the actor.
+    state_files: crate::statefile::StateWriter,
     sup: Supervisor,
     cfg: Config,
     paths: Paths,
@@ -228,7 +230,9 @@ impl Runtime {
             })
             .collect();
         let events = EventLog::open(&paths.state_dir.join("events.jsonl"));
+        let state_files = crate::statefile::StateWriter::start(paths.state_dir.clone());
         Runtime {
+            state_files,
             sup: Supervisor::new(cfg.graph.clone()),
             cfg,
             paths,
@@ -338,6 +342,7 @@ impl Runtime {
             }
         }
         self.write_status();
+        self.state_files.flush();
         self.tmux.kill_server().await;
         Ok(())
     }
@@ -863,6 +868,8 @@ impl Runtime {
                 || self.sup.settled());
         if ready_now {
             self.notified.0 = true;
+            // Whoever READY=1 wakes finds the same state in status.json.
+            self.state_files.flush();
             self.notify.send(&format!("READY=1\nSTATUS={status}"));
             self.notified.1 = status;
         } else if status != self.notified.1 {
@@ -914,23 +921,13 @@ impl Runtime {
         };
         // The adoption record first: whatever status.json shows is already recorded, even if
         // the daemon dies between the two writes.
+        let mut files = Vec::with_capacity(2);
         if let Ok(bytes) = serde_json::to_vec(&record) {
-            self.write_state_file("adopt.json", &bytes);
+            files.push(("adopt.json", bytes));
         }
         let doc = serde_json::json!({"pid": std::process::id(), "components": self.statuses(&[])});
-        self.write_state_file("status.json", doc.to_string().as_bytes());
-    }
-
-    /// Replaces a file of the state dir atomically (readers never see half of it).
-    fn write_state_file(&self, name: &str, bytes: &[u8]) {
-        let path = self.paths.state_dir.join(name);
-        let tmp: PathBuf = self.paths.state_dir.join(format!("{name}.tmp"));
-        if std::fs::write(&tmp, bytes)
-            .and_then(|_| std::fs::rename(&tmp, &path))
-            .is_err()
-        {
-            tracing::debug!("cannot write {}", path.display());
-        }
+        files.push(("status.json", doc.to_string().into_bytes()));
+        self.state_files.submit(files);
     }
 }
 
