@@ -17,6 +17,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+mod peers;
+mod procev;
+
 fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -34,12 +37,22 @@ fn bin(name: &str) -> PathBuf {
 
 struct D {
     dir: tempfile::TempDir,
+    _run: Option<tempfile::TempDir>,
     child: Child,
+}
+
+/// Puts `dir/run` (the sockets and dmucd's runtime files) on a tmpfs, as `/run` is on a
+/// production machine (here `/` holds `/run`; `/dev/shm` is the tmpfs).
+pub(crate) fn tmpfs_run(dir: &Path) -> Option<tempfile::TempDir> {
+    let t = tempfile::tempdir_in("/dev/shm").ok()?;
+    std::os::unix::fs::symlink(t.path(), dir.join("run")).ok()?;
+    Some(t)
 }
 
 impl D {
     fn start(toml: &str) -> D {
         let dir = tempfile::tempdir().unwrap();
+        let run = tmpfs_run(dir.path());
         std::fs::write(dir.path().join("g.toml"), toml).unwrap();
         let child = Command::new(bin("dmucd"))
             .arg("--config")
@@ -58,7 +71,11 @@ impl D {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        D { dir, child }
+        D {
+            dir,
+            _run: run,
+            child,
+        }
     }
     fn status(&self) -> Option<Value> {
         serde_json::from_str(
@@ -609,5 +626,9 @@ fn main() {
     }
     if what == "all" || what == "memory" {
         memory_and_idle(100, 10);
+    }
+    if what == "peers" {
+        let n = std::env::args().nth(2).and_then(|n| n.parse().ok());
+        peers::peers(n.unwrap_or(100));
     }
 }

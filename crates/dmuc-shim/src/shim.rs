@@ -530,7 +530,8 @@ fn child(spec: &Spec<'_>, out: Fd, report: Fd) -> ! {
     let setup = sys::setpgid_self()
         .and_then(|_| sys::sigprocmask(sys::SIG_SETMASK, 0))
         .and_then(|_| sys::set_parent_death_signal(SIGKILL))
-        .and_then(|_| sys::open(c"/dev/null", sys::O_RDONLY, 0))
+        // Close-on-exec: only its copy on fd 0 reaches the program.
+        .and_then(|_| sys::open(c"/dev/null", sys::O_RDONLY | sys::O_CLOEXEC, 0))
         .and_then(|null| sys::dup2(null, 0))
         .and_then(|_| sys::dup2(out, 1))
         .and_then(|_| sys::dup2(out, 2));

@@ -7,7 +7,7 @@ use std::path::Path;
 use dmuc_config::Component;
 use serde::{Deserialize, Serialize};
 
-/// `STATE_DIR/adopt.json`, rewritten with the status.
+/// `<runtime dir>/adopt.json`, rewritten at once after every batch of changes.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Record {
     /// The daemon that wrote it.

@@ -170,7 +170,10 @@ pub async fn run(
             .await
             .context("cannot start tmux")?;
     let adoption = found.map(|panes| runtime::Adoption {
-        record: adopt::read(&paths.state_dir.join("adopt.json")),
+        // In the runtime dir (beside the tmux socket it pairs with); earlier dmucds wrote it
+        // in the state dir.
+        record: adopt::read(&paths.runtime_dir.join("adopt.json"))
+            .or_else(|| adopt::read(&paths.state_dir.join("adopt.json"))),
         panes,
     });
     if let Some(a) = &adoption {

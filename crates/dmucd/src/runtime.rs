@@ -136,6 +136,9 @@ struct Slot {
     log_error: Option<String>,
     /// The log's size and inode when the current run was launched.
     log_from: (u64, Option<u64>),
+    /// The definition hash of the current run (computed once per launch, not per status
+    /// write: 100 components × every state change added up to tens of ms at start-up).
+    hash: String,
 }
 
 impl Default for Slot {
@@ -152,13 +155,16 @@ impl Default for Slot {
             start: None,
             log_error: None,
             log_from: (0, None),
+            hash: String::new(),
         }
     }
 }
 
 /// The actor's state.
 pub struct Runtime {
-    /// Writes adopt.json and status.json off the actor.
+    /// Writes adopt.json (at once, runtime dir) and status.json (at most every 50 ms, state
+    /// dir) off the actor.
+    adopt_file: crate::statefile::StateWriter,
     state_files: crate::statefile::StateWriter,
     sup: Supervisor,
     cfg: Config,
@@ -230,8 +236,11 @@ impl Runtime {
             })
             .collect();
         let events = EventLog::open(&paths.state_dir.join("events.jsonl"));
-        let state_files = crate::statefile::StateWriter::start(paths.state_dir.clone());
+        use crate::statefile::{STATUS_INTERVAL, StateWriter};
+        let adopt_file = StateWriter::start(paths.runtime_dir.clone(), Duration::ZERO);
+        let state_files = StateWriter::start(paths.state_dir.clone(), STATUS_INTERVAL);
         Runtime {
+            adopt_file,
             state_files,
             sup: Supervisor::new(cfg.graph.clone()),
             cfg,
@@ -342,6 +351,7 @@ impl Runtime {
             }
         }
         self.write_status();
+        self.adopt_file.flush();
         self.state_files.flush();
         self.tmux.kill_server().await;
         Ok(())
@@ -702,6 +712,7 @@ impl Runtime {
             kill_group: c.stop.scope == StopScope::Group,
             socket: &socket,
         });
+        self.slots[comp].hash = crate::adopt::definition_hash(c);
         // Where this run's output will start: a `log` ready probe reads from there.
         let meta = std::fs::metadata(&log).ok();
         self.slots[comp].log_from = (
@@ -869,6 +880,7 @@ impl Runtime {
         if ready_now {
             self.notified.0 = true;
             // Whoever READY=1 wakes finds the same state in status.json.
+            self.adopt_file.flush();
             self.state_files.flush();
             self.notify.send(&format!("READY=1\nSTATUS={status}"));
             self.notified.1 = status;
@@ -912,22 +924,29 @@ impl Runtime {
                         run: u.run,
                         pid: u.pid,
                         start: u.pid.and(self.slots[comp].start),
-                        hash: crate::adopt::definition_hash(c),
+                        hash: if self.slots[comp].hash.is_empty() {
+                            crate::adopt::definition_hash(c)
+                        } else {
+                            self.slots[comp].hash.clone()
+                        },
                         restarts: u.restarts,
                         state: u.state.name().into(),
                     }
                 })
                 .collect(),
         };
-        // The adoption record first: whatever status.json shows is already recorded, even if
-        // the daemon dies between the two writes.
-        let mut files = Vec::with_capacity(2);
-        if let Ok(bytes) = serde_json::to_vec(&record) {
-            files.push(("adopt.json", bytes));
-        }
-        let doc = serde_json::json!({"pid": std::process::id(), "components": self.statuses(&[])});
-        files.push(("status.json", doc.to_string().into_bytes()));
-        self.state_files.submit(files);
+        // The adoption record at once (a crash must not find it behind the PIDs); the status
+        // file, for people and tools, at a bounded rate.
+        self.adopt_file.submit(Box::new(move || {
+            serde_json::to_vec(&record)
+                .map(|b| vec![("adopt.json", b)])
+                .unwrap_or_default()
+        }));
+        let comps = self.statuses(&[]);
+        self.state_files.submit(Box::new(move || {
+            let doc = serde_json::json!({"pid": std::process::id(), "components": comps});
+            vec![("status.json", doc.to_string().into_bytes())]
+        }));
     }
 }
 

@@ -139,6 +139,11 @@ impl Runtime {
             self.slots[comp].start = start;
             adopted.push(name.clone());
             let def = &self.sup.graph().components()[comp];
+            // What it was launched with, as far as we know (a mismatch restarts it below).
+            self.slots[comp].hash = rec.map_or_else(
+                || crate::adopt::definition_hash(def),
+                |rec| rec.hash.clone(),
+            );
             match r.exit {
                 Some(st) => {
                     self.slots[comp].shim_idle = true;
