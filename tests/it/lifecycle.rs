@@ -278,3 +278,22 @@ restart = "never"
     }
     assert_eq!(d.stop(), Some(0));
 }
+
+#[test]
+fn a_program_inherits_only_stdin_stdout_and_stderr() {
+    // The shim's own descriptors (its link to dmucd, signalfd, log file, pipes, /dev/null)
+    // must not leak into the program. (`$$$$` is the shell's `$$`: dmuc reads `$$` as `$`.)
+    let toml = r#"
+[component.fds]
+kind = "oneshot"
+command = ["sh", "-c", "ls /proc/$$$$/fd | sort -n | tr '\n' ' '; echo"]
+"#;
+    let mut d = Daemon::start(toml);
+    d.wait_state("fds", "completed", T);
+    let log = d.log("fds");
+    assert!(
+        log.contains("0 1 2 \n") || log.lines().any(|l| l.trim() == "0 1 2"),
+        "{log}"
+    );
+    assert_eq!(d.stop(), Some(0));
+}

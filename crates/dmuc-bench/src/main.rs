@@ -629,6 +629,7 @@ fn main() {
     }
     if what == "peers" {
         let n = std::env::args().nth(2).and_then(|n| n.parse().ok());
-        peers::peers(n.unwrap_or(100));
+        let only = std::env::args().nth(3);
+        peers::peers(n.unwrap_or(100), only.as_deref());
     }
 }

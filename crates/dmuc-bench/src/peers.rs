@@ -380,6 +380,8 @@ struct Result {
     status_ms: Option<(f64, &'static str)>,
     pss_kb: u64,
     procs: usize,
+    /// PSS by command name, largest first.
+    by_comm: Vec<(String, u64, usize)>,
 }
 
 fn measure(peer: &Peer, n: usize, ev: &ProcEvents, sleep: &Path, tools: &Tools) -> Option<Result> {
@@ -389,6 +391,7 @@ fn measure(peer: &Peer, n: usize, ev: &ProcEvents, sleep: &Path, tools: &Tools) 
         status_ms: None,
         pss_kb: 0,
         procs: 0,
+        by_comm: Vec::new(),
     };
     for round in 0..3 {
         let dir = tempfile::tempdir().unwrap();
@@ -444,6 +447,15 @@ fn measure(peer: &Peer, n: usize, ev: &ProcEvents, sleep: &Path, tools: &Tools) 
                 .collect();
             res.pss_kb = procs.iter().map(|p| pss_kb(*p)).sum();
             res.procs = procs.len();
+            let mut by: std::collections::BTreeMap<String, (u64, usize)> = Default::default();
+            for p in &procs {
+                let comm = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+                let e = by.entry(comm.trim().to_string()).or_default();
+                e.0 += pss_kb(*p);
+                e.1 += 1;
+            }
+            res.by_comm = by.into_iter().map(|(c, (k, n))| (c, k, n)).collect();
+            res.by_comm.sort_by_key(|e| std::cmp::Reverse(e.1));
         }
         (s.stop)(&mut child);
         // Whatever did not stop within 10 s is killed (only processes of our tree).
@@ -524,7 +536,7 @@ fn restarts(ev: &ProcEvents, n: usize, t0: u64, out: &mut Vec<f64>) {
 }
 
 /// Runs every installed peer and dmuc with `n` services each, and prints one table.
-pub fn peers(n: usize) {
+pub fn peers(n: usize, only: Option<&str>) {
     // SAFETY: prctl with an integer argument.
     unsafe {
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
@@ -589,7 +601,11 @@ pub fn peers(n: usize) {
         "| supervisor | start {n} | restart median / p99 | status command | PSS at rest (processes) |"
     );
     println!("|---|---|---|---|---|");
+    let mut breakdown = Vec::new();
     for p in &list {
+        if only.is_some_and(|o| !o.split(',').any(|w| p.name.starts_with(w))) {
+            continue;
+        }
         if !p.exe.exists() {
             println!(
                 "| {} | skipped: {} not installed | | | |",
@@ -622,6 +638,16 @@ pub fn peers(n: usize) {
             r.pss_kb as f64 / 1024.0,
             r.procs
         );
+        let parts: Vec<String> = r
+            .by_comm
+            .iter()
+            .map(|(c, k, n)| format!("{c} {:.1} MB ({n})", *k as f64 / 1024.0))
+            .collect();
+        breakdown.push(format!("{}: {}", p.name, parts.join(", ")));
+    }
+    println!("\nPSS by process name:");
+    for b in breakdown {
+        println!("- {b}");
     }
     let lost = ev.with(|s| s.overruns);
     if lost > 0 {

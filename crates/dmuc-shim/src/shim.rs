@@ -304,8 +304,27 @@ fn report_log(run: &mut Run<'_>, link: &mut Link) {
     }
 }
 
+/// `--idle [--banner]`: holds a tmux window open (dmucd's control session, the overview
+/// once its table ends) until the pane closes: tmux's SIGHUP or SIGTERM ends it (no handler
+/// is installed, so their default action applies).
+fn idle_window(flag: Option<&[u8]>) -> i32 {
+    match flag {
+        None => {}
+        Some(b"--banner") => say_pane!(
+            "dmuc: each component runs in its own window (C-b w lists them, C-b n/p moves).\r\n\
+             Logs are in the log directory; this window stays open while dmucd runs.\r\n"
+        ),
+        Some(_) => return usage(),
+    }
+    loop {
+        sys::pause();
+    }
+}
+
 fn usage() -> i32 {
-    say_pane!("usage: dmuc-shim --spec FILE --run N (started by dmucd in a tmux pane)\n");
+    say_pane!(
+        "usage: dmuc-shim --spec FILE --run N | --idle [--banner] (started by dmucd in a tmux pane)\n"
+    );
     2
 }
 
@@ -314,6 +333,7 @@ pub fn main<'a>(mut args: impl Iterator<Item = &'a CStr>) -> i32 {
     let (mut spec_path, mut first_run) = (None, None);
     while let Some(a) = args.next() {
         match a.to_bytes() {
+            b"--idle" => return idle_window(args.next().map(|a| a.to_bytes())),
             b"--spec" => spec_path = args.next(),
             b"--run" => first_run = args.next().and_then(|r| parse_u64(r.to_bytes())),
             _ => return usage(),

@@ -29,6 +29,7 @@ pub mod nr {
     pub const MUNMAP: usize = 11;
     pub const RT_SIGPROCMASK: usize = 14;
     pub const DUP2: usize = 33;
+    pub const PAUSE: usize = 34;
     pub const GETPID: usize = 39;
     pub const SOCKET: usize = 41;
     pub const CONNECT: usize = 42;
@@ -414,6 +415,12 @@ pub fn clear_groups() -> Res<()> {
 /// `getuid(2)`.
 pub fn getuid() -> u32 {
     sc!(nr::GETUID).unwrap_or(0) as u32
+}
+
+/// Waits for a signal (returns after a handled one; a terminating one ends the process).
+pub fn pause() {
+    // SAFETY: no arguments. Not `call`: EINTR is the normal return.
+    let _ = unsafe { raw(nr::PAUSE, [0; 6]) };
 }
 
 /// `getpid(2)`.

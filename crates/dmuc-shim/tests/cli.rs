@@ -1,6 +1,8 @@
 //! The shim's command line (and this makes `cargo test` build the binary the end-to-end
 //! tests use).
 
+#![allow(clippy::unwrap_used)]
+
 use std::process::Command;
 
 #[test]
@@ -17,4 +19,35 @@ fn unreadable_spec_exits_127() {
         .args(["--spec", "/nonexistent/spec.json", "--run", "1"])
         .status();
     assert_eq!(st.ok().and_then(|s| s.code()), Some(127));
+}
+
+#[test]
+fn idle_holds_until_a_terminating_signal() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dmuc-shim"))
+        .args(["--idle", "--banner"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The banner is written before it waits: reading it is the sign it is idle.
+    let mut first = [0u8; 5];
+    std::io::Read::read_exact(c.stderr.as_mut().unwrap(), &mut first).unwrap();
+    assert_eq!(&first, b"dmuc:");
+    assert!(c.try_wait().unwrap().is_none(), "still holding the window");
+    nix_kill(c.id(), 15);
+    assert_eq!(c.wait().unwrap().signal(), Some(15));
+    let st = Command::new(env!("CARGO_BIN_EXE_dmuc-shim"))
+        .args(["--idle", "--bogus"])
+        .status();
+    assert_eq!(st.ok().and_then(|s| s.code()), Some(2));
+}
+
+fn nix_kill(pid: u32, sig: i32) {
+    let st = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(st.success());
 }

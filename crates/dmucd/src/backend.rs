@@ -249,7 +249,9 @@ impl Tmux {
         } else if !adopt {
             let _ = std::fs::remove_file(socket);
         }
-        let idle = vec![exe.display().to_string(), "idle".into()];
+        // Windows that only need to stay open run the shim idle (a few KB, not a dmucd).
+        let shim = find_shim(&exe)?;
+        let idle = vec![shim.display().to_string(), "--idle".into()];
         // Our own control session: a previous daemon's (left when it died) must not be
         // attached to, and is removed once we are in.
         let ctl_session = format!("{CTL_SESSION}-{}", std::process::id());
@@ -315,8 +317,8 @@ impl Tmux {
             .map(|d| d.join("dmucctl"))
             .filter(|p| p.exists());
         let banner = format!(
-            "{} idle --banner",
-            dmuc_tmux::quote(&exe.display().to_string())?
+            "{} --idle --banner",
+            dmuc_tmux::quote(&shim.display().to_string())?
         );
         match ctl {
             Some(ctl) => args.extend([
@@ -328,7 +330,11 @@ impl Tmux {
                     dmuc_tmux::quote(&paths.socket.display().to_string())?
                 ),
             ]),
-            None => args.extend([exe.display().to_string(), "idle".into(), "--banner".into()]),
+            None => args.extend([
+                shim.display().to_string(),
+                "--idle".into(),
+                "--banner".into(),
+            ]),
         }
         if overview_exists {
             // The old overview lost its daemon: run a fresh one in the same window.
@@ -347,7 +353,6 @@ impl Tmux {
         } else {
             client.run(&[args]).await?;
         }
-        let shim = find_shim(&exe)?;
         Ok((
             Tmux {
                 client: Arc::new(client),
