@@ -251,17 +251,23 @@ fn kb(pid: u32, file: &str, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn shims_of(dir: &Path) -> Vec<u32> {
+/// The processes running `prog` (by executable) whose command line names `dir`.
+fn procs_of(prog: &str, dir: &Path) -> Vec<u32> {
     let needle = dir.display().to_string();
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
             let c = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let c = String::from_utf8_lossy(&c);
-            c.contains("shim") && c.contains(&needle)
+            exe.file_name().is_some_and(|f| f == prog)
+                && String::from_utf8_lossy(&c).contains(&needle)
         })
         .collect()
+}
+
+fn shims_of(dir: &Path) -> Vec<u32> {
+    procs_of("dmuc-shim", dir)
 }
 
 fn ticks(pid: u32) -> u64 {
@@ -292,6 +298,16 @@ fn memory_and_idle(n: usize, idle_secs: u64) {
         pss_s as f64 / 1024.0,
         pss_s as f64 / shims.len().max(1) as f64,
         (pss_d + pss_s) as f64 / 1024.0
+    );
+    // The rest of the picture: the overview's status watcher and the tmux server with its
+    // control client (`tmux -S DIR/...`: the server keeps the client's command line).
+    let pss = |ps: Vec<u32>| -> u64 { ps.iter().map(|p| kb(*p, "smaps_rollup", "Pss:")).sum() };
+    let watch = pss(procs_of("dmucctl", d.dir.path()));
+    let tmux = pss(procs_of("tmux", d.dir.path()));
+    println!(
+        "memory at N={n}: besides: overview `dmucctl status --watch` {:.1} MB PSS, tmux server + dmucd's control client {:.1} MB PSS",
+        watch as f64 / 1024.0,
+        tmux as f64 / 1024.0
     );
     let cs = |p| {
         kb(p, "status", "voluntary_ctxt_switches:") + kb(p, "status", "nonvoluntary_ctxt_switches:")

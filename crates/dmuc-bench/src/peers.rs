@@ -382,6 +382,8 @@ struct Result {
     procs: usize,
     /// PSS by command name, largest first.
     by_comm: Vec<(String, u64, usize)>,
+    /// RSS of its largest process (the daemon), KB.
+    main_rss_kb: u64,
 }
 
 fn measure(peer: &Peer, n: usize, ev: &ProcEvents, sleep: &Path, tools: &Tools) -> Option<Result> {
@@ -392,6 +394,7 @@ fn measure(peer: &Peer, n: usize, ev: &ProcEvents, sleep: &Path, tools: &Tools) 
         pss_kb: 0,
         procs: 0,
         by_comm: Vec::new(),
+        main_rss_kb: 0,
     };
     for round in 0..3 {
         let dir = tempfile::tempdir().unwrap();
@@ -447,6 +450,11 @@ fn measure(peer: &Peer, n: usize, ev: &ProcEvents, sleep: &Path, tools: &Tools) 
                 .collect();
             res.pss_kb = procs.iter().map(|p| pss_kb(*p)).sum();
             res.procs = procs.len();
+            res.main_rss_kb = procs
+                .iter()
+                .map(|p| crate::kb(*p, "status", "VmRSS:"))
+                .max()
+                .unwrap_or(0);
             let mut by: std::collections::BTreeMap<String, (u64, usize)> = Default::default();
             for p in &procs {
                 let comm = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
@@ -598,9 +606,9 @@ pub fn peers(n: usize, only: Option<&str>) {
         "peers, {n} services each (start: median of 3; restart: 20 kills, kernel exit -> replacement exec; status: median of 20 whole-process runs)"
     );
     println!(
-        "| supervisor | start {n} | restart median / p99 | status command | PSS at rest (processes) |"
+        "| supervisor | start {n} | restart median / p99 | status command | PSS at rest (processes) | largest process RSS |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     let mut breakdown = Vec::new();
     for p in &list {
         if only.is_some_and(|o| !o.split(',').any(|w| p.name.starts_with(w))) {
@@ -633,10 +641,11 @@ pub fn peers(n: usize, only: Option<&str>) {
             .status_ms
             .map_or("—".into(), |(t, what)| format!("{t:.1} ms ({what})"));
         println!(
-            "| {} | {start} | {restart} | {status} | {:.1} MB ({}) |",
+            "| {} | {start} | {restart} | {status} | {:.1} MB ({}) | {:.1} MB |",
             p.name,
             r.pss_kb as f64 / 1024.0,
-            r.procs
+            r.procs,
+            r.main_rss_kb as f64 / 1024.0
         );
         let parts: Vec<String> = r
             .by_comm

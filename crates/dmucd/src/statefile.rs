@@ -3,12 +3,12 @@
 //! on this machine, paid on each turn of the actor that changed a state — 250 renames while
 //! 100 components start (measured with strace; docs/performance.md). A writer thread takes
 //! the newest snapshot whenever it is free, so the actor never waits on the disk and a burst
-//! of changes costs a few writes. [`StateWriter::flush`] waits until the newest snapshot is
-//! on disk (before READY=1 and at exit).
+//! of changes costs a few writes. (The actor also paces status.json: see `STATUS_INTERVAL`
+//! in runtime.rs.) [`StateWriter::flush`] waits until the newest snapshot is on disk
+//! (before READY=1 and at exit).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
 
 /// One snapshot: (file name, bytes), written in this order.
 pub type Snapshot = Vec<(&'static str, Vec<u8>)>;
@@ -24,16 +24,7 @@ struct Shared {
     submitted: u64,
     written: u64,
     closed: bool,
-    /// Someone waits in `flush`: write now, without the pause between writes.
-    urgent: bool,
-    min_interval: Duration,
 }
-
-/// The least time between two writes of status.json unless flushed: every write costs
-/// ~0.6 ms of CPU in ext4 (the rename's flush), and start-up hands in a snapshot per state
-/// change. At most 20 writes a second keeps it within 50 ms of the actor. (The adoption
-/// record is written at once, in the runtime directory: a tmpfs in production.)
-pub const STATUS_INTERVAL: Duration = Duration::from_millis(50);
 
 /// The writer thread's handle.
 pub struct StateWriter {
@@ -43,16 +34,10 @@ pub struct StateWriter {
 }
 
 impl StateWriter {
-    /// Starts the writer for files in `dir`, writing at most once per `min_interval` unless
-    /// flushed (if no thread can be made, `submit` writes synchronously).
-    pub fn start(dir: PathBuf, min_interval: Duration) -> StateWriter {
-        let shared: Arc<(Mutex<Shared>, Condvar)> = Arc::new((
-            Mutex::new(Shared {
-                min_interval,
-                ..Shared::default()
-            }),
-            Condvar::new(),
-        ));
+    /// Starts the writer for files in `dir` (if no thread can be made, `submit` writes
+    /// synchronously).
+    pub fn start(dir: PathBuf) -> StateWriter {
+        let shared: Arc<(Mutex<Shared>, Condvar)> = Arc::default();
         let s = shared.clone();
         let d = dir.clone();
         let thread = std::thread::Builder::new()
@@ -88,8 +73,6 @@ impl StateWriter {
         let (m, cv) = &*self.shared;
         let mut s = m.lock().unwrap_or_else(|e| e.into_inner());
         let target = s.submitted;
-        s.urgent = true;
-        cv.notify_all();
         while s.written < target && !s.closed && self.thread.is_some() {
             s = cv.wait(s).unwrap_or_else(|e| e.into_inner());
         }
@@ -112,35 +95,17 @@ impl Drop for StateWriter {
 
 fn run(dir: &std::path::Path, shared: &(Mutex<Shared>, Condvar)) {
     let (m, cv) = shared;
-    let mut last: Option<Instant> = None;
     loop {
         let (render, generation) = {
             let mut s = m.lock().unwrap_or_else(|e| e.into_inner());
             while s.newest.is_none() && !s.closed {
                 s = cv.wait(s).unwrap_or_else(|e| e.into_inner());
             }
-            if s.newest.is_none() {
-                return; // closed and nothing left
-            }
-            // A pause after the previous write, cut short by a flush or the end.
-            let until = last.map(|l| l + s.min_interval);
-            while !s.urgent && !s.closed {
-                let Some(left) = until.and_then(|u| u.checked_duration_since(Instant::now()))
-                else {
-                    break;
-                };
-                s = cv
-                    .wait_timeout(s, left)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
-            }
-            s.urgent = false;
             match s.newest.take() {
                 Some(f) => (f, s.submitted),
-                None => return,
+                None => return, // closed and nothing left
             }
         };
-        last = Some(Instant::now());
         for (name, bytes) in &render() {
             replace(dir, name, bytes);
         }
@@ -166,7 +131,7 @@ mod tests {
     #[test]
     fn newest_snapshot_wins_and_flush_waits_for_it() {
         let dir = tempfile::tempdir().unwrap();
-        let w = StateWriter::start(dir.path().to_path_buf(), STATUS_INTERVAL);
+        let w = StateWriter::start(dir.path().to_path_buf());
         for i in 0..50 {
             w.submit(Box::new(move || {
                 vec![
