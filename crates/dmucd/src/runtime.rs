@@ -27,9 +27,10 @@ const EXIT_TAIL_LINES: usize = 5;
 
 /// How long a launched shim has to report its program's PID.
 const SHIM_DEADLINE: Duration = Duration::from_secs(10);
-/// The least time between two status.json snapshots (READY=1 and exit write at once):
-/// building one is O(N), and a start-up changes states hundreds of times; the file is also
-/// replaced by rename, ~0.6 ms of ext4 work each. The adoption record is not paced.
+/// The least time between two status.json snapshots and tmux status-line updates (READY=1
+/// and exit write the file at once): each is O(N), and a start-up changes states hundreds of
+/// times; the file is also replaced by rename, ~0.6 ms of ext4 work each, and each mark is a
+/// tmux command. The adoption record is not paced.
 const STATUS_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Messages from the edges to the actor.
@@ -116,7 +117,7 @@ enum TimerKey {
         id: u64,
     },
     Watchdog,
-    /// status.json is due (it is written at most every STATUS_INTERVAL).
+    /// status.json and the tmux marks are due (at most every STATUS_INTERVAL).
     StatusFile,
 }
 
@@ -313,7 +314,6 @@ impl Runtime {
                     self.remap(&remap);
                 }
                 self.check_waiters();
-                self.show_states();
                 // After the status file: whoever READY=1 wakes sees the same state there.
                 self.write_status();
                 self.notify_state();
@@ -568,7 +568,7 @@ impl Runtime {
             match key {
                 TimerKey::Core { comp, token } => self.feed(Input::Timer { comp, token }),
                 TimerKey::Wait { id } => self.wait_timed_out(id),
-                TimerKey::StatusFile => self.write_status_file(),
+                TimerKey::StatusFile => self.paced_outputs(),
                 TimerKey::Watchdog => {
                     self.notify.send("WATCHDOG=1");
                     if let Some(every) = self.notify.watchdog_every() {
@@ -918,10 +918,10 @@ impl Runtime {
             let Some(pane) = &self.slots[comp].pane else {
                 continue;
             };
-            let mark = mark_of(self.sup.unit(comp).state.name()).to_string();
+            let mark = mark_of(self.sup.unit(comp).state.name());
             if self.shown.0[comp] != mark {
-                marks.push((pane.window.clone(), mark.clone()));
-                self.shown.0[comp] = mark;
+                marks.push((pane.window.clone(), mark.to_string()));
+                self.shown.0[comp] = mark.to_string();
             }
         }
         let summary = self.summary_now();
@@ -980,8 +980,15 @@ impl Runtime {
                         .insert((last + STATUS_INTERVAL, TimerKey::StatusFile));
                 }
             }
-            _ => self.write_status_file(),
+            _ => self.paced_outputs(),
         }
+    }
+
+    /// What people look at, at most every STATUS_INTERVAL: status.json and the tmux status
+    /// line (a component going pending → starting → running within it costs one mark).
+    fn paced_outputs(&mut self) {
+        self.show_states();
+        self.write_status_file();
     }
 
     /// Hands status.json's content to its writer now.
