@@ -464,7 +464,33 @@ impl Drop for Daemon {
                 let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
             }
         }
+        // Whatever is left that this test's daemons started names the test's private
+        // directory on its command line: a tmux server whose socket file is already gone
+        // (kill-server cannot reach it), its control clients, shims.
+        for pid in processes_naming(self.dir.path()) {
+            eprintln!("cleanup: killing pid {pid}, left behind by this test's daemons");
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
     }
+}
+
+/// Processes whose command line contains `dir` (never this test process itself).
+pub fn processes_naming(dir: &Path) -> Vec<u32> {
+    let mut needle = dir.as_os_str().as_encoded_bytes().to_vec();
+    needle.push(b'/'); // a path inside it, not a longer name that starts the same
+    let needle = &needle[..];
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle))
+        })
+        .collect()
 }
 
 /// Reads `PID MS` written by `dmuc-standin --write-file`.

@@ -605,6 +605,23 @@ fn idle_cpu(n: usize, probes: bool, secs: u64) {
 }
 
 fn main() {
+    // Panics abort (the workspace's profile), so no Drop cleans up: every process this bench
+    // started, or that a started daemon left behind, is in its tree (it is a child subreaper)
+    // and is killed, by PID, before the abort.
+    // SAFETY: prctl with an integer argument.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
+    }
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        for pid in peers::descendants() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }));
     let what = std::env::args().nth(1).unwrap_or_else(|| "all".into());
     assert!(
         bin("dmucd").exists(),

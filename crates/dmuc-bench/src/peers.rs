@@ -335,7 +335,7 @@ fn horust(dir: &Path, n: usize, sleep: &Path, t: &Tools) -> Setup {
 }
 
 /// Every process under ours (children, and orphans re-parented to us as subreaper).
-fn descendants() -> Vec<u32> {
+pub(crate) fn descendants() -> Vec<u32> {
     let me = std::process::id();
     let mut parent = std::collections::HashMap::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -374,6 +374,7 @@ fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
 }
 
+#[derive(Default)]
 struct Result {
     start_ms: Vec<f64>,
     restart_ms: Vec<f64>,
@@ -386,17 +387,15 @@ struct Result {
     main_rss_kb: u64,
 }
 
-fn measure(peer: &Peer, n: usize, ev: &ProcEvents, sleep: &Path, tools: &Tools) -> Option<Result> {
-    let mut res = Result {
-        start_ms: Vec::new(),
-        restart_ms: Vec::new(),
-        status_ms: None,
-        pss_kb: 0,
-        procs: 0,
-        by_comm: Vec::new(),
-        main_rss_kb: 0,
-    };
-    for round in 0..3 {
+/// One round of one supervisor: start to all running; in round 0 also the restarts, the
+/// status command and memory; then stop. `None` if it could not be spawned.
+fn measure(
+    peer: &Peer,
+    round: usize,
+    res: &mut Result,
+    (n, ev, sleep, tools): (usize, &ProcEvents, &Path, &Tools),
+) -> Option<()> {
+    {
         let dir = tempfile::tempdir().unwrap();
         let mut s = (peer.setup)(dir.path(), n, sleep, tools);
         let t0 = mono_ns();
@@ -490,7 +489,7 @@ fn measure(peer: &Peer, n: usize, ev: &ProcEvents, sleep: &Path, tools: &Tools) 
             });
         }
     }
-    Some(res)
+    Some(())
 }
 
 /// Collects exited children (and adopted orphans) so they do not stay as zombies.
@@ -610,10 +609,25 @@ pub fn peers(n: usize, only: Option<&str>) {
     );
     println!("|---|---|---|---|---|---|");
     let mut breakdown = Vec::new();
-    for p in &list {
-        if only.is_some_and(|o| !o.split(',').any(|w| p.name.starts_with(w))) {
-            continue;
+    let list: Vec<Peer> = list
+        .into_iter()
+        .filter(|p| only.is_none_or(|o| o.split(',').any(|w| p.name.starts_with(w))))
+        .collect();
+    let mut results: Vec<Option<Result>> = list
+        .iter()
+        .map(|p| p.exe.exists().then(Result::default))
+        .collect();
+    // Rounds interleave the supervisors, so a slow spell of the machine falls on all alike.
+    for round in 0..3 {
+        for (p, r) in list.iter().zip(results.iter_mut()) {
+            if let Some(res) = r
+                && measure(p, round, res, (n, &ev, &sleep, &tools)).is_none()
+            {
+                *r = None;
+            }
         }
+    }
+    for (p, r) in list.iter().zip(results) {
         if !p.exe.exists() {
             println!(
                 "| {} | skipped: {} not installed | | | |",
@@ -622,7 +636,7 @@ pub fn peers(n: usize, only: Option<&str>) {
             );
             continue;
         }
-        let Some(mut r) = measure(p, n, &ev, &sleep, &tools) else {
+        let Some(mut r) = r else {
             println!("| {} | could not start | | | |", p.name);
             continue;
         };

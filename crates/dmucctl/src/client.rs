@@ -25,7 +25,7 @@ pub enum CallError {
     Broken(String),
 }
 
-/// A connection that has said hello.
+/// A connection that has said hello (its answer is read with the first reply).
 pub struct Client {
     wr: UnixStream,
     rd: BufReader<UnixStream>,
@@ -33,7 +33,11 @@ pub struct Client {
     /// Bytes of a frame not complete yet (a read timeout may cut one).
     partial: Vec<u8>,
     /// The daemon's answer to hello.
-    pub hello: HelloResult,
+    hello: HelloResult,
+    /// The id of a hello sent but not answered yet: the first request follows it without
+    /// waiting (one round trip less for a one-shot `dmucctl status`), its reply is taken in
+    /// passing.
+    hello_pending: Option<u64>,
 }
 
 impl Client {
@@ -59,13 +63,42 @@ impl Client {
                 uid: 0,
                 can_write: false,
             },
+            hello_pending: None,
         };
-        let v = c.call(Verb::Hello {
+        let id = c.send(Verb::Hello {
             version: dmuc_proto::VERSION.into(),
             client: Some(format!("dmucctl {}", env!("CARGO_PKG_VERSION"))),
         })?;
-        c.hello = serde_json::from_value(v).map_err(|e| CallError::Broken(e.to_string()))?;
+        c.hello_pending = Some(id);
         Ok(c)
+    }
+
+    /// The daemon's answer to hello (waiting for it if no request has yet).
+    pub fn hello(&mut self) -> Result<&HelloResult, CallError> {
+        while self.hello_pending.is_some() {
+            let Some(r) = self.frame()? else {
+                return Err(CallError::Broken("dmucd closed the connection".into()));
+            };
+            self.take_hello(r)?;
+        }
+        Ok(&self.hello)
+    }
+
+    /// Takes the hello reply if `r` is it; true when it was.
+    fn take_hello(&mut self, r: Reply) -> Result<bool, CallError> {
+        if self.hello_pending.is_none() || r.id != self.hello_pending {
+            return Ok(false);
+        }
+        self.hello_pending = None;
+        match r.body {
+            Body::Result(v) => {
+                self.hello =
+                    serde_json::from_value(v).map_err(|e| CallError::Broken(e.to_string()))?;
+                Ok(true)
+            }
+            Body::Error(e) => Err(CallError::Remote(e)),
+            Body::Stream(_) => Ok(true),
+        }
     }
 
     /// Sends a request; returns its id.
@@ -126,6 +159,10 @@ impl Client {
             let Some(r) = self.frame()? else {
                 return Err(CallError::Broken("dmucd closed the connection".into()));
             };
+            if self.hello_pending.is_some() && r.id == self.hello_pending {
+                self.take_hello(r)?; // a refused hello is the answer to this call too
+                continue;
+            }
             if r.id.is_some() && r.id != Some(id) {
                 continue;
             }

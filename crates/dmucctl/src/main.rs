@@ -412,11 +412,8 @@ fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
                 env!("CARGO_PKG_VERSION"),
                 dmuc_proto::VERSION
             );
-            match Client::connect(socket) {
-                Ok(c) => println!(
-                    "{} (protocol {}, pid {})",
-                    c.hello.server, c.hello.version, c.hello.pid
-                ),
+            match Client::connect(socket).and_then(|mut c| c.hello().cloned()) {
+                Ok(h) => println!("{} (protocol {}, pid {})", h.server, h.version, h.pid),
                 Err(CallError::Unreachable { .. }) => {
                     println!("dmucd: not reachable at {}", socket.display())
                 }
@@ -540,14 +537,11 @@ fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
         }
         Cmd::Shutdown { no_wait } => {
             c.call(Verb::Shutdown {})?;
+            let pid = c.hello()?.pid;
             if no_wait {
-                let _ = writeln!(out, "dmucd (pid {}) is shutting down", c.hello.pid);
+                let _ = writeln!(out, "dmucd (pid {pid}) is shutting down");
             } else {
-                let _ = writeln!(
-                    out,
-                    "dmucd (pid {}) is stopping every component...",
-                    c.hello.pid
-                );
+                let _ = writeln!(out, "dmucd (pid {pid}) is stopping every component...");
                 let _ = out.flush();
                 c.wait_closed();
                 let _ = writeln!(out, "dmucd stopped");
@@ -638,10 +632,8 @@ fn reset_cmd(profile: &ProfileArgs, keep_pki: bool, yes: bool, root: PathBuf, so
     let state = PathBuf::from(vars.get("state").map_or("/var/lib/dmuc", String::as_str));
     // A running daemon would restart what we remove: stop it (and the cluster) first.
     if let Ok(mut c) = Client::connect(socket) {
-        let q = format!(
-            "dmucd (pid {}) is running: stop it and every component?",
-            c.hello.pid
-        );
+        let pid = c.hello().map_or(0, |h| h.pid);
+        let q = format!("dmucd (pid {pid}) is running: stop it and every component?");
         if !yes && !host::confirm(&q) {
             eprintln!("dmucctl: reset: nothing done");
             return FAILED;
@@ -805,6 +797,7 @@ fn watch_status(
     style: Style,
 ) -> Result<u8, CallError> {
     let mut follow = Client::connect(socket)?;
+    follow.hello()?; // its reply must not count as an event below
     follow.send(Verb::Events {
         since: None,
         follow: true,
