@@ -474,7 +474,19 @@ fn a_second_daemon_on_the_socket_refuses_and_a_stale_socket_is_replaced() {
     let stale = tempfile::tempdir().unwrap();
     let path = stale.path().join("run/dmucd.sock");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    // Bound in a child that then exits: a listener bound here could be held open for a moment
+    // by a process another test thread is forking, and then it would rightly count as live.
+    // SAFETY: the child only makes system calls (socket, bind) and _exits.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            let ok = std::os::unix::net::UnixListener::bind(&path).is_ok();
+            unsafe { libc::_exit(i32::from(!ok)) };
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            let st = nix::sys::wait::waitpid(child, None).unwrap();
+            assert_eq!(st, nix::sys::wait::WaitStatus::Exited(child, 0));
+        }
+    }
     assert!(path.exists());
     let mut d2 = Daemon::start_in(stale, &graph());
     d2.wait_state("db", "ready", T);

@@ -8,6 +8,7 @@
 //! running (zero backoff); daemon RSS and PSS of every dmuc process; idle wakeups and CPU;
 //! the control protocol (status round trip, `dmucctl status`, requests/s).
 //! Times come from the daemon's own event timestamps (microseconds), not from polling.
+//! `peers [N] [names]` puts dmuc beside other supervisors, timed by the kernel (peers.rs).
 
 #![allow(clippy::unwrap_used)]
 
