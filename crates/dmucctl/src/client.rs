@@ -183,6 +183,44 @@ impl Client {
         self.stream(verb, |_| true)
     }
 
+    /// Sends a request whose answer is one result frame, parsed straight into `T`: one pass
+    /// over the bytes instead of three (`Reply`'s flattened body buffers the frame, then the
+    /// `Value`, then the type). For `dmucctl status` that was most of its own CPU time.
+    pub fn call_as<T: serde::de::DeserializeOwned>(&mut self, verb: Verb) -> Result<T, CallError> {
+        /// A result or error frame, typed.
+        #[derive(serde::Deserialize)]
+        struct Typed<T> {
+            id: Option<u64>,
+            result: Option<T>,
+            error: Option<dmuc_proto::ErrorReply>,
+        }
+        let id = self.send(verb)?;
+        self.hello()?; // its answer comes first
+        loop {
+            let _ = self.rd.get_ref().set_read_timeout(None);
+            let room = (MAX_FRAME as u64).saturating_sub(self.partial.len() as u64);
+            match (&mut self.rd)
+                .take(room)
+                .read_until(b'\n', &mut self.partial)
+            {
+                Ok(0) => return Err(CallError::Broken("dmucd closed the connection".into())),
+                Ok(_) => {}
+                Err(e) => return Err(CallError::Broken(format!("cannot read: {e}"))),
+            }
+            let buf = std::mem::take(&mut self.partial);
+            let f: Typed<T> = serde_json::from_slice(&buf)
+                .map_err(|e| CallError::Broken(format!("unexpected reply: {e}")))?;
+            if f.id.is_some() && f.id != Some(id) {
+                continue;
+            }
+            return match (f.result, f.error) {
+                (Some(v), _) => Ok(v),
+                (None, Some(e)) => Err(CallError::Remote(e)),
+                (None, None) => Err(CallError::Broken("a reply without result".into())),
+            };
+        }
+    }
+
     /// Waits until the daemon closes the connection (it exits after `shutdown`).
     pub fn wait_closed(&mut self) {
         while let Ok(Some(_)) = self.frame() {}

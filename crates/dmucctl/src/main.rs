@@ -427,15 +427,15 @@ fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
     match cmd {
         Cmd::Status { names, watch, .. } if watch => return watch_status(c, socket, names, style),
         Cmd::Status { names, json, .. } => {
-            let v = c.call(Verb::Status { names })?;
             if json {
+                let v = c.call(Verb::Status { names })?;
                 let _ = writeln!(
                     out,
                     "{}",
                     serde_json::to_string_pretty(&v).unwrap_or_default()
                 );
             } else {
-                let s: StatusResult = parse(v)?;
+                let s: StatusResult = c.call_as(Verb::Status { names })?;
                 let _ = write!(out, "{}", render::status_table(&s.components, style));
                 if s.daemon.stopping {
                     let _ = writeln!(out, "(dmucd is shutting down)");
