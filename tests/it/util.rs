@@ -468,7 +468,9 @@ impl Drop for Daemon {
         // directory on its command line: a tmux server whose socket file is already gone
         // (kill-server cannot reach it), its control clients, shims.
         for pid in processes_naming(self.dir.path()) {
-            eprintln!("cleanup: killing pid {pid}, left behind by this test's daemons");
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            eprintln!("cleanup: killing pid {pid}, left behind by this test's daemons: {cmd}");
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
         }
     }

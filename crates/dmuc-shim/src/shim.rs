@@ -306,7 +306,7 @@ fn report_log(run: &mut Run<'_>, link: &mut Link) {
 
 /// `--idle [--banner]`: holds a tmux window open (dmucd's control session, the overview
 /// once its table ends) until the pane closes: tmux's SIGHUP or SIGTERM ends it (no handler
-/// is installed, so their default action applies).
+/// is installed, so their default action applies), and so does a hangup of its tty.
 fn idle_window(flag: Option<&[u8]>) -> i32 {
     match flag {
         None => {}
@@ -316,8 +316,15 @@ fn idle_window(flag: Option<&[u8]>) -> i32 {
         ),
         Some(_) => return usage(),
     }
+    // Also gone when the pane's tty hangs up (the tmux server died): the kernel's SIGHUP
+    // may have gone to the shell that exec'd us before we ran.
     loop {
-        sys::pause();
+        let mut tty = [PollFd::new(1, 0)];
+        match sys::poll(&mut tty, -1) {
+            Ok(_) if tty[0].revents != 0 => return 0,
+            Ok(_) | Err(Errno(sys::EINTR)) => {}
+            Err(_) => sys::pause(), // cannot watch it: signals still end us
+        }
     }
 }
 

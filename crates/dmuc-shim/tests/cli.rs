@@ -51,3 +51,32 @@ fn nix_kill(pid: u32, sig: i32) {
         .unwrap();
     assert!(st.success());
 }
+
+#[test]
+fn idle_ends_when_its_output_goes_away() {
+    // A pipe stands in for the pane's tty: closing the reading end is its hangup.
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dmuc-shim"))
+        .arg("--idle")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(c.stdout.take());
+    // Bounded: a shim that missed the hangup would wait forever.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = c.try_wait().unwrap() {
+            break Some(st);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = c.kill();
+            let _ = c.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5)); // poll interval, bounded above
+    };
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "still idle after its tty went away"
+    );
+}
