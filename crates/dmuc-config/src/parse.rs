@@ -633,30 +633,27 @@ impl<'a> Cx<'a> {
                 };
             }
         }
-        if let (Some(p), Kind::Oneshot) = (&liveness, kind) {
-            let _ = p;
-            let span = self
-                .get(t, "liveness")
-                .map(|(_, s)| s)
-                .unwrap_or(kspan.clone());
-            self.err(
-                &span,
-                format!("{what}: a oneshot cannot have a liveness probe"),
-                Some("remove liveness, or make it kind = \"service\"".into()),
-            );
-        }
-        if let Some(p) = &liveness
-            && matches!(p.check, Check::Log { .. })
-        {
-            let span = self
-                .get(t, "liveness")
-                .map(|(_, s)| s)
-                .unwrap_or(kspan.clone());
-            self.err(
-                &span,
-                format!("{what}.liveness: a log probe can only be a ready probe"),
-                Some("a line passing by says the program got somewhere once, not that it is alive now: use tcp, http, exec, unix or file".into()),
-            );
+        if let Some(p) = &liveness {
+            let refusal = if kind == Kind::Oneshot {
+                Some((
+                    format!("{what}: a oneshot cannot have a liveness probe"),
+                    "remove liveness, or make it kind = \"service\"",
+                ))
+            } else if matches!(p.check, Check::Log { .. }) {
+                Some((
+                    format!("{what}.liveness: a log probe can only be a ready probe"),
+                    "a line passing by says the program got somewhere once, not that it is alive now: use tcp, http, exec, unix or file",
+                ))
+            } else {
+                None
+            };
+            if let Some((msg, hint)) = refusal {
+                let span = self
+                    .get(t, "liveness")
+                    .map(|(_, s)| s)
+                    .unwrap_or(kspan.clone());
+                self.err(&span, msg, Some(hint.into()));
+            }
         }
         let command = command?;
         Some((
