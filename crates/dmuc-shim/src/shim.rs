@@ -255,20 +255,15 @@ impl Link {
                 self.inbuf.push(&buf[..n]);
             }
         }
-        let mut run = None;
+        // Complete lines are read; what follows the last newline waits for more.
+        let bytes = self.inbuf.bytes();
+        let end = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let run = bytes[..end].split(|b| *b == b'\n').find_map(|l| {
+            l.strip_prefix(b"run ")
+                .and_then(|n| parse_u64(n.trim_ascii()))
+        });
         let mut rest = Buf::<512>::new();
-        for (i, l) in self.inbuf.bytes().split(|b| *b == b'\n').enumerate() {
-            let complete = i < self.inbuf.bytes().iter().filter(|b| **b == b'\n').count();
-            if !complete {
-                rest.push(l);
-            } else if run.is_none()
-                && let Some(n) = l
-                    .strip_prefix(b"run ")
-                    .and_then(|n| parse_u64(n.trim_ascii()))
-            {
-                run = Some(n);
-            }
-        }
+        rest.push(&bytes[end..]);
         self.inbuf = rest;
         Some(run)
     }
