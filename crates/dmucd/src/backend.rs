@@ -184,6 +184,13 @@ fn conf_text(history_limit: u32) -> String {
     )
 }
 
+/// A started server: its handle, its notifications, and the panes found when adopting.
+type Started = (
+    Tmux,
+    mpsc::UnboundedReceiver<Notification>,
+    Option<Vec<FoundPane>>,
+);
+
 impl Tmux {
     /// Starts a private server with the session holding an overview window, or, when a
     /// previous dmucd left its server running and `adopt` is set, attaches to it and returns
@@ -193,11 +200,7 @@ impl Tmux {
         session: &str,
         history_limit: u32,
         adopt: bool,
-    ) -> anyhow::Result<(
-        Tmux,
-        mpsc::UnboundedReceiver<Notification>,
-        Option<Vec<FoundPane>>,
-    )> {
+    ) -> anyhow::Result<Started> {
         match Tmux::start_once(paths, session, history_limit, adopt).await {
             Ok(t) => Ok(t),
             // The previous server went away while we attached (its daemon was killing it):
@@ -217,11 +220,7 @@ impl Tmux {
         session: &str,
         history_limit: u32,
         adopt: bool,
-    ) -> anyhow::Result<(
-        Tmux,
-        mpsc::UnboundedReceiver<Notification>,
-        Option<Vec<FoundPane>>,
-    )> {
+    ) -> anyhow::Result<Started> {
         let (socket, runtime_dir) = (&paths.tmux_socket, &paths.runtime_dir);
         let exe = std::env::current_exe()?;
         let conf = runtime_dir.join("tmux.conf");
