@@ -498,15 +498,7 @@ fn a_second_daemon_on_the_socket_refuses_and_a_stale_socket_is_replaced() {
 fn the_tmux_status_line_shows_each_state_and_a_summary() {
     let mut d = Daemon::start(&graph());
     d.wait_state("web", "running", T);
-    let tmux = |args: &[&str]| {
-        let o = Command::new("tmux")
-            .arg("-S")
-            .arg(d.tmux_socket())
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
-    };
+    let tmux = |args: &[&str]| d.tmux(args).trim().to_string();
     let marks = || {
         tmux(&[
             "list-windows",

@@ -113,13 +113,7 @@ backoff = {{ initial = "100ms" }}
     let mut d = Daemon::start(&toml);
     let a = d.wait_state("a", "running", T)["pid"].as_u64().unwrap();
     let b = d.wait_state("b", "running", T)["pid"].as_u64().unwrap();
-    let out = std::process::Command::new("tmux")
-        .arg("-S")
-        .arg(d.tmux_socket())
-        .args(["display", "-p", "#{pid}"])
-        .output()
-        .unwrap();
-    let server: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let server = d.tmux_pid();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(server),
         nix::sys::signal::Signal::SIGKILL,
@@ -295,5 +289,55 @@ command = ["sleep", "1000"]
         .collect();
     fds.sort_unstable();
     assert_eq!(fds, [0, 1, 2]);
+    assert_eq!(d.stop(), Some(0));
+}
+
+/// The environment of a process, one `KEY=value` per item.
+fn environ(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .unwrap_or_default()
+        .split(|&b| b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+#[test]
+fn the_tmux_server_runs_the_utmp_stand_in_and_nothing_it_starts_inherits_it() {
+    // dmucd preloads a do-nothing libutempter into its tmux server (crates/dmuc-noutmp): no
+    // setgid helper forked and waited for at each window, no component listed as a login.
+    let s = standin();
+    let toml = format!(
+        r#"
+[component.a]
+command = ["{s}", "--name", "a"]
+"#
+    );
+    let mut d = Daemon::start(&toml);
+    let a = d.wait_state("a", "running", T)["pid"].as_u64().unwrap() as u32;
+    let server = d.tmux_pid();
+    let maps = std::fs::read_to_string(format!("/proc/{server}/maps")).unwrap();
+    assert!(
+        maps.contains("/memfd:dmuc-noutmp"),
+        "the stand-in is not mapped in the tmux server:\n{maps}"
+    );
+    // The library reaches the server only: not the component, not any pane's process (the
+    // shims, the overview's shell), not tmux's global environment for later windows.
+    let preload = |pid: u32| {
+        environ(pid)
+            .into_iter()
+            .find(|v| v.starts_with("LD_PRELOAD="))
+    };
+    assert_eq!(preload(a), None, "the component inherited the preload");
+    let panes = d.tmux(&["list-panes", "-a", "-F", "#{pane_pid}"]);
+    let panes: Vec<u32> = panes.lines().filter_map(|l| l.parse().ok()).collect();
+    assert!(panes.len() >= 2, "no panes listed: {panes:?}");
+    for p in panes {
+        assert_eq!(preload(p), None, "pane process {p} inherited the preload");
+    }
+    let global = d.tmux(&["show-environment", "-g"]);
+    assert!(
+        !global.contains("LD_PRELOAD="),
+        "tmux's global environment keeps the preload:\n{global}"
+    );
     assert_eq!(d.stop(), Some(0));
 }

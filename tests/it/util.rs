@@ -306,6 +306,25 @@ impl Daemon {
         }
     }
 
+    /// Runs a tmux command against our server; its stdout.
+    pub fn tmux(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-S")
+            .arg(self.tmux_socket())
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Our tmux server's PID.
+    pub fn tmux_pid(&self) -> i32 {
+        let out = self.tmux(&["display", "-p", "#{pid}"]);
+        out.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("no tmux server pid in {out:?}"))
+    }
+
     /// Whether our tmux server still answers.
     pub fn tmux_alive(&self) -> bool {
         Command::new("tmux")

@@ -167,3 +167,44 @@ fn versions() {
     assert!(!compatible("2.0"));
     assert!(!compatible("x"));
 }
+
+#[test]
+fn a_result_line_is_the_frame_result_would_build() {
+    let v = StatusResult {
+        daemon: DaemonInfo {
+            pid: 7,
+            version: "0.1.0".into(),
+            uptime_ms: 12,
+            config: "/etc/dmuc/a \"b\".toml".into(),
+            tmux_socket: "/run/t".into(),
+            session: "dmuc".into(),
+            log_dir: "/var/log/dmuc".into(),
+            stopping: false,
+        },
+        components: vec![ComponentStatus {
+            name: "etcd".into(),
+            kind: "service".into(),
+            state: "running".into(),
+            pid: Some(42),
+            run: 1,
+            restarts: 0,
+            uptime_ms: Some(5),
+            since_ms: None,
+            ready: Some(true),
+            last_exit: None,
+            reason: Some("line\nbreak".into()),
+            window: Some("@1".into()),
+            log_error: None,
+        }],
+    };
+    let line = Reply::result_line(3, &v);
+    assert!(
+        line.ends_with('\n') && line.matches('\n').count() == 1,
+        "{line}"
+    );
+    // The same JSON (keys in declaration order instead of sorted).
+    let same = |l: &str| serde_json::from_str::<Value>(l).unwrap();
+    assert_eq!(same(&line), same(&Reply::result(3, &v).to_line()));
+    let back: Reply = serde_json::from_str(&line).unwrap();
+    assert_eq!(back, Reply::result(3, &v));
+}

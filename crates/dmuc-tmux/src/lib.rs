@@ -17,6 +17,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -96,15 +97,41 @@ pub struct Client {
 impl Client {
     /// Starts (or joins) the server on `socket` with config `conf`, attaching a control
     /// client to session `ctl_session`, created if missing and running `idle_argv`.
-    /// Returns the client and its notification stream; the stream ends with the connection.
+    /// `preload`, an open shared library, is preloaded into the client, and so into the server
+    /// when this client starts it (the server is forked from it). Returns the client and its
+    /// notification stream; the stream ends with the connection.
     pub async fn connect(
         socket: &Path,
         conf: &Path,
         ctl_session: &str,
         idle_argv: &[String],
+        preload: Option<BorrowedFd<'_>>,
     ) -> Result<(Client, mpsc::UnboundedReceiver<Notification>), Error> {
         let mut cmd = Command::new("tmux");
         cmd.arg("-S").arg(socket).arg("-f").arg(conf).arg("-C");
+        if let Some(fd) = preload {
+            let n = fd.as_raw_fd();
+            let mut v = std::ffi::OsString::from(format!("/proc/self/fd/{n}"));
+            if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|o| !o.is_empty()) {
+                v.push(" ");
+                v.push(old);
+            }
+            cmd.env("LD_PRELOAD", v);
+            // The descriptor is close-on-exec in this process (no other child gets it); the
+            // tmux client keeps it, under the same number, for its loader to open.
+            // SAFETY: only fcntl(2), async-signal-safe, between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let fd = BorrowedFd::borrow_raw(n);
+                    nix::fcntl::fcntl(
+                        fd,
+                        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+                    )
+                    .map(drop)
+                    .map_err(std::io::Error::from)
+                });
+            }
+        }
         // `-f no-output` as part of the attach: a separate `refresh-client` right after it
         // can reach an existing server before this client counts as attached ("no current
         // client"). Never let our own control client stall the panes (tmux.md §4).

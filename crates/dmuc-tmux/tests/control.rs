@@ -41,7 +41,7 @@ fn idle() -> Vec<String> {
 #[tokio::test]
 async fn multi_line_replies_errors_and_quoting() {
     let s = Server::new();
-    let (c, _notes) = Client::connect(&s.sock, &s.conf, "_ctl", &idle())
+    let (c, _notes) = Client::connect(&s.sock, &s.conf, "_ctl", &idle(), None)
         .await
         .unwrap();
     let out = c
@@ -99,7 +99,7 @@ async fn multi_line_replies_errors_and_quoting() {
 #[tokio::test]
 async fn server_death_closes_the_connection() {
     let s = Server::new();
-    let (c, mut notes) = Client::connect(&s.sock, &s.conf, "_ctl", &idle())
+    let (c, mut notes) = Client::connect(&s.sock, &s.conf, "_ctl", &idle(), None)
         .await
         .unwrap();
     std::process::Command::new("tmux")

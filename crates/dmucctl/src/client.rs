@@ -38,6 +38,10 @@ pub struct Client {
     /// waiting (one round trip less for a one-shot `dmucctl status`), its reply is taken in
     /// passing.
     hello_pending: Option<u64>,
+    /// The hello line, held back to go out in one write with the first request.
+    unsent: Vec<u8>,
+    /// The socket's read timeout as last set (setting it is a system call per frame).
+    timeout: Option<Duration>,
 }
 
 impl Client {
@@ -47,7 +51,9 @@ impl Client {
             path: path.to_path_buf(),
             err,
         })?;
-        let rd = BufReader::new(
+        // Room for a whole status reply of a few hundred components in one read.
+        let rd = BufReader::with_capacity(
+            64 * 1024,
             wr.try_clone()
                 .map_err(|e| CallError::Broken(e.to_string()))?,
         );
@@ -64,6 +70,8 @@ impl Client {
                 can_write: false,
             },
             hello_pending: None,
+            unsent: Vec::new(),
+            timeout: None,
         };
         let id = c.send(Verb::Hello {
             version: dmuc_proto::VERSION.into(),
@@ -75,6 +83,7 @@ impl Client {
 
     /// The daemon's answer to hello (waiting for it if no request has yet).
     pub fn hello(&mut self) -> Result<&HelloResult, CallError> {
+        self.flush()?;
         while self.hello_pending.is_some() {
             let Some(r) = self.frame()? else {
                 return Err(CallError::Broken("dmucd closed the connection".into()));
@@ -105,13 +114,31 @@ impl Client {
     pub fn send(&mut self, verb: Verb) -> Result<u64, CallError> {
         let id = self.next;
         self.next += 1;
+        let hold = matches!(verb, Verb::Hello { .. });
         let mut line = serde_json::to_string(&Request { id, verb })
             .map_err(|e| CallError::Broken(e.to_string()))?;
         line.push('\n');
-        self.wr
-            .write_all(line.as_bytes())
-            .map_err(|e| CallError::Broken(format!("cannot send: {e}")))?;
+        self.unsent.extend_from_slice(line.as_bytes());
+        if !hold {
+            self.flush()?;
+        }
         Ok(id)
+    }
+
+    fn read_timeout(&mut self, t: Option<Duration>) {
+        if t != self.timeout && self.rd.get_ref().set_read_timeout(t).is_ok() {
+            self.timeout = t;
+        }
+    }
+
+    /// Writes what `send` held back.
+    fn flush(&mut self) -> Result<(), CallError> {
+        if !self.unsent.is_empty() {
+            let r = self.wr.write_all(&self.unsent);
+            self.unsent.clear();
+            r.map_err(|e| CallError::Broken(format!("cannot send: {e}")))?;
+        }
+        Ok(())
     }
 
     /// The next frame; `None` when the daemon closed the connection.
@@ -128,7 +155,8 @@ impl Client {
         &mut self,
         timeout: Option<Duration>,
     ) -> Result<Option<Option<Reply>>, CallError> {
-        let _ = self.rd.get_ref().set_read_timeout(timeout);
+        self.flush()?;
+        self.read_timeout(timeout);
         let room = (MAX_FRAME as u64).saturating_sub(self.partial.len() as u64);
         let got = (&mut self.rd)
             .take(room)
@@ -197,7 +225,7 @@ impl Client {
         let id = self.send(verb)?;
         self.hello()?; // its answer comes first
         loop {
-            let _ = self.rd.get_ref().set_read_timeout(None);
+            self.read_timeout(None);
             let room = (MAX_FRAME as u64).saturating_sub(self.partial.len() as u64);
             match (&mut self.rd)
                 .take(room)

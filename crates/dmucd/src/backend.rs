@@ -1,6 +1,7 @@
 //! The tmux edge: our private server, its config, and creating or respawning a component's
 //! window. All commands go over one control-mode connection (`dmuc_tmux::Client`).
 
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -162,7 +163,17 @@ async fn list_panes(client: &Client, session: &str) -> anyhow::Result<Vec<FoundP
 /// Name of the overview window. Component names are lowercase, so it cannot clash.
 pub const OVERVIEW: &str = "Overview";
 
-fn conf_text(history_limit: u32) -> String {
+/// The server's config. `ld_preload` is dmucd's own `LD_PRELOAD`: what the windows' programs
+/// should see, not the stand-in library the server was started with.
+fn conf_text(history_limit: u32, ld_preload: Option<std::ffi::OsString>) -> String {
+    let preload = match ld_preload
+        .as_ref()
+        .and_then(|v| v.to_str())
+        .map(dmuc_tmux::quote)
+    {
+        Some(Ok(v)) => format!("set-environment -g LD_PRELOAD {v}\n"),
+        _ => "set-environment -gu LD_PRELOAD\n".into(),
+    };
     format!(
         "# Written by dmucd; the server never reads ~/.tmux.conf or /etc/tmux.conf.\n\
          set -g exit-empty off\n\
@@ -181,7 +192,7 @@ fn conf_text(history_limit: u32) -> String {
          set -wg window-status-current-format '#I:#W#{{?@dmuc_mark, #{{@dmuc_mark}},}}#{{?window_flags,#{{window_flags}}, }}'\n\
          set -wg remain-on-exit on\n\
          set -wg automatic-rename off\n"
-    )
+    ) + &preload
 }
 
 /// A started server: its handle, its notifications, and the panes found when adopting.
@@ -224,7 +235,10 @@ impl Tmux {
         let (socket, runtime_dir) = (&paths.tmux_socket, &paths.runtime_dir);
         let exe = std::env::current_exe()?;
         let conf = runtime_dir.join("tmux.conf");
-        std::fs::write(&conf, conf_text(history_limit))?;
+        std::fs::write(
+            &conf,
+            conf_text(history_limit, std::env::var_os("LD_PRELOAD")),
+        )?;
         // A server left by an earlier daemon on our socket holds the components it ran: attach
         // and adopt them (or, when not adopting, replace it rather than run two copies).
         // A server listens on the socket (with or without sessions: `exit-empty off` keeps an
@@ -254,9 +268,14 @@ impl Tmux {
         // Our own control session: a previous daemon's (left when it died) must not be
         // attached to, and is removed once we are in.
         let ctl_session = format!("{CTL_SESSION}-{}", std::process::id());
+        // Only matters when this connection starts the server; without it tmux works as usual.
+        let preload = crate::noutmp::Preload::new()
+            .inspect_err(|e| tracing::warn!("tmux will register every window in utmp: cannot prepare the stand-in library: {e}"))
+            .ok();
+        let preload_fd = preload.as_ref().map(|p| p.fd().as_fd());
         // Bounded: a server that is exiting (killed by a daemon that then died) may accept our
         // client and never answer; then it is replaced by a fresh one.
-        let connect = Client::connect(socket, &conf, &ctl_session, &idle);
+        let connect = Client::connect(socket, &conf, &ctl_session, &idle, preload_fd);
         let (client, notes, alive) =
             match tokio::time::timeout(std::time::Duration::from_secs(5), connect).await {
                 Ok(Ok((c, n))) => (c, n, alive),
@@ -271,7 +290,8 @@ impl Tmux {
                         }
                     );
                     retire_server(socket).await;
-                    let (c, n) = Client::connect(socket, &conf, &ctl_session, &idle).await?;
+                    let (c, n) =
+                        Client::connect(socket, &conf, &ctl_session, &idle, preload_fd).await?;
                     (c, n, false)
                 }
             };

@@ -59,7 +59,17 @@ pub struct Conn {
 impl Conn {
     /// Queues a terminal reply; a peer that does not read is disconnected.
     pub fn reply(&self, r: &Reply) {
-        if self.ctl.try_send(r.to_line()).is_err() {
+        self.reply_line(r.to_line());
+    }
+
+    /// Queues a terminal result frame (serialized straight into the line).
+    pub fn result(&self, id: u64, v: &impl serde::Serialize) {
+        self.reply_line(Reply::result_line(id, v));
+    }
+
+    /// Queues a terminal frame already serialized; a peer that does not read is disconnected.
+    fn reply_line(&self, line: String) {
+        if self.ctl.try_send(line).is_err() {
             tracing::warn!(
                 conn = self.id,
                 uid = self.peer.uid,
@@ -451,15 +461,15 @@ fn hello(conn: &Conn, id: u64, version: &str, client: Option<&str>) -> bool {
         return false;
     }
     tracing::debug!(conn = conn.id, client, "hello");
-    conn.reply(&Reply::result(
+    conn.result(
         id,
-        HelloResult {
+        &HelloResult {
             version: dmuc_proto::VERSION.into(),
             server: format!("dmucd {}", env!("CARGO_PKG_VERSION")),
             pid: std::process::id(),
             uid: conn.peer.uid,
             can_write: conn.peer.can_write,
         },
-    ));
+    );
     true
 }

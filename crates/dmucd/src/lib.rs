@@ -28,6 +28,7 @@ pub mod control;
 pub mod events;
 pub mod logs;
 pub mod notify;
+pub mod noutmp;
 pub mod probe;
 pub mod runtime;
 pub mod shimlink;

@@ -104,10 +104,10 @@ pub async fn serve(conn: Conn, id: u64, path: PathBuf, n: usize, follow: bool) {
         let (lines, truncated) = tokio::task::spawn_blocking(move || fit(tail(&p, n).0))
             .await
             .unwrap_or_default();
-        conn.reply(&Reply::result(
+        conn.result(
             id,
-            serde_json::json!({ "lines": lines, "truncated": truncated }),
-        ));
+            &serde_json::json!({ "lines": lines, "truncated": truncated }),
+        );
         return;
     }
     let mut sink = ToClient { conn: &conn, id };

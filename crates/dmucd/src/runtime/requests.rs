@@ -106,7 +106,7 @@ impl Runtime {
                     daemon: self.daemon_info(),
                     components: self.statuses(&comps),
                 };
-                conn.reply(&Reply::result(id, result));
+                conn.result(id, &result);
                 Ok(())
             }
             Verb::Start(a) => self.action(conn, id, WaitKind::Start, a),
@@ -138,10 +138,10 @@ impl Runtime {
                     ErrorReply::new(ErrorCode::Failed, format!("kill {target} {sig}: {e}"))
                 })?;
                 tracing::info!(component = %name, pid, signal = %sig, group, uid = conn.peer.uid, "signal sent on request");
-                conn.reply(&Reply::result(
+                conn.result(
                     id,
-                    serde_json::json!({"pid": pid, "signal": sig.as_str(), "group": group}),
-                ));
+                    &serde_json::json!({"pid": pid, "signal": sig.as_str(), "group": group}),
+                );
                 Ok(())
             }
             Verb::Logs {
@@ -182,13 +182,13 @@ impl Runtime {
                         })
                     })
                     .collect();
-                conn.reply(&Reply::result(id, GraphResult { nodes, edges }));
+                conn.result(id, &GraphResult { nodes, edges });
                 Ok(())
             }
             Verb::Reload { dry_run } => self.reload(conn, id, dry_run),
             Verb::Shutdown {} => {
                 tracing::info!(uid = conn.peer.uid, "shutdown requested");
-                conn.reply(&Reply::result(id, serde_json::json!({"stopping": true})));
+                conn.result(id, &serde_json::json!({"stopping": true}));
                 self.shutdown();
                 Ok(())
             }
@@ -208,7 +208,7 @@ impl Runtime {
                     stream,
                     serde_json::json!({"cancelled": true}),
                 ));
-                conn.reply(&Reply::result(id, serde_json::json!({})));
+                conn.result(id, &serde_json::json!({}));
                 Ok(())
             }
         }
@@ -275,13 +275,13 @@ impl Runtime {
         };
         self.feed(Input::Request(request));
         if !a.wait {
-            conn.reply(&Reply::result(
+            conn.result(
                 id,
-                ActionResult {
+                &ActionResult {
                     done: false,
                     changes: Vec::new(),
                 },
-            ));
+            );
         }
         Ok(())
     }
@@ -390,7 +390,7 @@ impl Runtime {
             };
             old.extend(backlog);
             let Some(mut rx) = rx else {
-                conn2.reply(&Reply::result(id, serde_json::json!({ "events": old })));
+                conn2.result(id, &serde_json::json!({ "events": old }));
                 return;
             };
             for e in old {
@@ -422,7 +422,7 @@ impl Runtime {
 
     fn reload(&mut self, conn: &Conn, id: u64, dry_run: bool) -> Result<(), ErrorReply> {
         let result = self.reload_from_file(dry_run)?;
-        conn.reply(&Reply::result(id, result));
+        conn.result(id, &result);
         Ok(())
     }
 
