@@ -94,7 +94,8 @@ async fn serve(s: UnixStream, tx: mpsc::UnboundedSender<Msg>) {
         }
     });
     let link = NEXT_LINK.fetch_add(1, Ordering::Relaxed);
-    let mut lines = BufReader::new(rd).lines();
+    // A shim's lines are a few dozen bytes; one link per component, so not 8 KB each.
+    let mut lines = BufReader::with_capacity(256, rd).lines();
     // The run this connection currently speaks for, and whether its end was reported.
     let mut current: Option<(String, u64)> = None;
     let mut ended = true;
