@@ -22,7 +22,8 @@ use crate::procev::{ProcEvents, mono_ns};
 /// One supervisor set up for N services in a directory.
 struct Setup {
     start: Command,
-    status: Option<(Command, &'static str)>,
+    /// Status commands: all services, and one where the tool can name one.
+    status: Vec<(Command, &'static str)>,
     /// Asks it to stop (after which the harness kills what is left of its tree).
     stop: Box<dyn Fn(&mut Child)>,
     /// It restarts what dies (the raw tmux baseline does not).
@@ -115,46 +116,59 @@ fn dmuc(dir: &Path, n: usize, sleep: &Path, t: &Tools) -> Setup {
         .arg("--socket")
         .arg(dir.join("run/dmucd.sock"))
         .env("DMUC_LOG", "warn");
-    let mut status = Command::new(t.bench_dir.join("dmucctl"));
-    status
-        .arg("--socket")
-        .arg(dir.join("run/dmucd.sock"))
-        .arg("status");
+    let dmucctl = |names: &[&str]| {
+        let mut c = Command::new(t.bench_dir.join("dmucctl"));
+        c.arg("--socket")
+            .arg(dir.join("run/dmucd.sock"))
+            .arg("status")
+            .args(names);
+        c
+    };
     Setup {
         _keep: keep,
         restarts: true,
         start,
-        status: Some((status, "dmucctl status (all N)")),
+        status: vec![
+            (dmucctl(&[]), "dmucctl status, all N"),
+            (dmucctl(&["c0"]), "dmucctl status c0"),
+        ],
         stop: Box::new(|c| sig(c, nix::sys::signal::Signal::SIGTERM)),
     }
 }
 
-/// The floor for anything that gives each service a tmux window: one tmux command creating
-/// the N windows, each running the program directly.
+/// The floor for anything that gives each service a tmux window: chained tmux commands
+/// creating the N windows, each running the program directly. One tmux command carries at
+/// most 16 KB of arguments (tmux's message size), about 300 windows: beyond, the windows go
+/// in several commands, run one after the other by a shell script.
 fn raw_tmux(dir: &Path, n: usize, sleep: &Path, _: &Tools) -> Setup {
+    const PER_COMMAND: usize = 200;
     let sock = dir.join("tmux.sock");
-    let mut start = Command::new("tmux");
-    start.arg("-S").arg(&sock).args([
-        "-f",
-        "/dev/null",
-        "new-session",
-        "-d",
-        "-x",
-        "200",
-        "-y",
-        "50",
-    ]);
-    for _ in 0..n {
-        start
-            .args([";", "new-window", "-d", "--"])
-            .arg(sleep)
-            .arg("100000");
+    let q = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', "'\\''"));
+    let mut script = format!(
+        "tmux -S {} -f /dev/null new-session -d -x 200 -y 50",
+        q(&sock)
+    );
+    for i in 0..n {
+        if i > 0 && i % PER_COMMAND == 0 {
+            script.push_str(&format!(
+                "\ntmux -S {} new-window -d -- {} 100000",
+                q(&sock),
+                q(sleep)
+            ));
+        } else {
+            script.push_str(&format!(" \\; new-window -d -- {} 100000", q(sleep)));
+        }
     }
+    script.push('\n');
+    let path = dir.join("start-windows.sh");
+    std::fs::write(&path, script).expect("write the raw tmux script");
+    let mut start = Command::new("/bin/sh");
+    start.arg(&path);
     Setup {
         _keep: None,
         restarts: false,
         start,
-        status: None,
+        status: Vec::new(),
         stop: Box::new(move |_| {
             let _ = Command::new("tmux")
                 .arg("-S")
@@ -177,11 +191,13 @@ fn runit(dir: &Path, n: usize, sleep: &Path, t: &Tools) -> Setup {
     for i in 0..n {
         status.arg(dir.join(format!("sv/c{i}")));
     }
+    let mut one = Command::new(t.find("sv"));
+    one.arg("status").arg(dir.join("sv/c0"));
     Setup {
         _keep: None,
         restarts: true,
         start,
-        status: Some((status, "sv status (all N)")),
+        status: vec![(status, "sv status, all N"), (one, "sv status c0")],
         // runsvdir passes TERM to each runsv on HUP; each stops its service.
         stop: Box::new(|c| sig(c, nix::sys::signal::Signal::SIGHUP)),
     }
@@ -202,7 +218,7 @@ fn s6(dir: &Path, n: usize, sleep: &Path, t: &Tools) -> Setup {
         _keep: None,
         restarts: true,
         start,
-        status: Some((status, "s6-svstat (one service)")),
+        status: vec![(status, "s6-svstat c0")],
         stop: Box::new(move |_| {
             let _ = Command::new(&ctl).arg("-t").arg(&scan).status();
         }),
@@ -237,7 +253,7 @@ fn supervisord(dir: &Path, n: usize, sleep: &Path, t: &Tools) -> Setup {
         _keep: None,
         restarts: true,
         start,
-        status: Some((status, "supervisorctl status (all N)")),
+        status: vec![(status, "supervisorctl status, all N")],
         stop: Box::new(|c| sig(c, nix::sys::signal::Signal::SIGTERM)),
     }
 }
@@ -268,7 +284,7 @@ fn circus(dir: &Path, n: usize, sleep: &Path, t: &Tools) -> Setup {
         _keep: None,
         restarts: true,
         start,
-        status: Some((status, "circusctl status (all N)")),
+        status: vec![(status, "circusctl status, all N")],
         stop: Box::new(|c| sig(c, nix::sys::signal::Signal::SIGTERM)),
     }
 }
@@ -302,7 +318,7 @@ fn pm2(dir: &Path, n: usize, sleep: &Path, t: &Tools) -> Setup {
         _keep: None,
         restarts: true,
         start,
-        status: Some((status, "pm2 ls (all N)")),
+        status: vec![(status, "pm2 ls, all N")],
         stop: Box::new(move |_| {
             let _ = Command::new(&pm2)
                 .arg("kill")
@@ -329,7 +345,7 @@ fn horust(dir: &Path, n: usize, sleep: &Path, t: &Tools) -> Setup {
         _keep: None,
         restarts: true,
         start,
-        status: None,
+        status: Vec::new(),
         stop: Box::new(|c| sig(c, nix::sys::signal::Signal::SIGTERM)),
     }
 }
@@ -378,7 +394,7 @@ fn ms(ns: u64) -> f64 {
 struct Result {
     start_ms: Vec<f64>,
     restart_ms: Vec<f64>,
-    status_ms: Option<(f64, &'static str)>,
+    status_ms: Vec<(f64, &'static str)>,
     pss_kb: u64,
     procs: usize,
     /// PSS by command name, largest first.
@@ -425,7 +441,7 @@ fn measure(
             if s.restarts {
                 restarts(ev, n, t0, &mut res.restart_ms);
             }
-            if let Some((cmd, what)) = s.status.as_mut() {
+            for (cmd, what) in s.status.iter_mut() {
                 let mut times: Vec<f64> = (0..20)
                     .map(|_| {
                         let t = Instant::now();
@@ -440,7 +456,7 @@ fn measure(
                         t.elapsed().as_secs_f64() * 1000.0
                     })
                     .collect();
-                res.status_ms = Some((crate::median(&mut times), what));
+                res.status_ms.push((crate::median(&mut times), what));
             }
             let sleeps: Vec<u32> = ev.with(|seen| seen.live_since(0).iter().map(|p| p.0).collect());
             let procs: Vec<u32> = descendants()
@@ -651,9 +667,16 @@ pub fn peers(n: usize, only: Option<&str>) {
             let med = crate::median(&mut r.restart_ms);
             format!("{med:.1} / {:.1} ms", crate::pct(&mut r.restart_ms, 0.99))
         };
-        let status = r
-            .status_ms
-            .map_or("—".into(), |(t, what)| format!("{t:.1} ms ({what})"));
+        let status = if r.status_ms.is_empty() {
+            "—".to_string()
+        } else {
+            let each: Vec<String> = r
+                .status_ms
+                .iter()
+                .map(|(t, what)| format!("{t:.1} ms ({what})"))
+                .collect();
+            each.join("; ")
+        };
         println!(
             "| {} | {start} | {restart} | {status} | {:.1} MB ({}) | {:.1} MB |",
             p.name,
