@@ -516,3 +516,28 @@ impl Tmux {
         self.client.detach().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_config_keeps_the_stand_in_library_out_of_the_windows() {
+        let last = |c: String| c.lines().last().unwrap_or_default().to_string();
+        // dmucd had no LD_PRELOAD: the windows get none.
+        assert_eq!(
+            last(conf_text(2000, None)),
+            "set-environment -gu LD_PRELOAD"
+        );
+        // dmucd had one: the windows get it back, quoted for tmux.
+        assert_eq!(
+            last(conf_text(2000, Some("/opt/it's/lib.so".into()))),
+            r"set-environment -g LD_PRELOAD '/opt/it'\''s/lib.so'"
+        );
+        // One tmux cannot take on a line: the windows get none rather than a broken config.
+        assert_eq!(
+            last(conf_text(2000, Some("/a\nb".into()))),
+            "set-environment -gu LD_PRELOAD"
+        );
+    }
+}
