@@ -535,7 +535,7 @@ fn the_tmux_status_line_shows_each_state_and_a_summary() {
 #[test]
 fn the_overview_window_shows_the_live_table_and_attach_targets_it() {
     let mut d = Daemon::start(&graph());
-    d.wait_state("web", "running", T);
+    let web = d.wait_state("web", "running", T)["pid"].to_string();
     let capture = || {
         let o = Command::new("tmux")
             .arg("-S")
@@ -549,6 +549,25 @@ fn the_overview_window_shows_the_live_table_and_attach_targets_it() {
         let s = capture();
         (s.contains("dmuc: 3/3 up") && s.contains("NAME")).then_some(())
     });
+    // dmucd draws it on a pane the idle shim holds: no watching client, start times (a
+    // frame that cannot go stale) instead of uptimes.
+    let s = capture();
+    assert!(s.contains("STARTED") && !s.contains("UPTIME"), "{s}");
+    assert!(
+        s.lines().any(|l| l.starts_with("web ") && l.contains(&web)),
+        "{s}"
+    );
+    assert_eq!(
+        d.tmux(&[
+            "list-panes",
+            "-t",
+            "=dmuc:=Overview",
+            "-F",
+            "#{pane_current_command}"
+        ])
+        .trim(),
+        "dmuc-shim"
+    );
     // An event redraws it.
     d.ctl_ok(&["stop", "web"]);
     wait_for("the overview to show web stopped", T, || {

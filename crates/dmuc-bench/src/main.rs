@@ -300,21 +300,19 @@ fn memory_and_idle(n: usize, idle_secs: u64) {
         pss_s as f64 / shims.len().max(1) as f64,
         (pss_d + pss_s) as f64 / 1024.0
     );
-    // The rest of the picture: the overview's status watcher and the tmux server with its
-    // control client (`tmux -S DIR/...`: the server keeps the client's command line).
+    // The rest of the picture: the tmux server with its control client (`tmux -S DIR/...`:
+    // the server keeps the client's command line). The overview is drawn by dmucd itself.
     let pss = |ps: Vec<u32>| -> u64 { ps.iter().map(|p| kb(*p, "smaps_rollup", "Pss:")).sum() };
-    let watch = pss(procs_of("dmucctl", d.dir.path()));
     let tmux = pss(procs_of("tmux", d.dir.path()));
     println!(
-        "memory at N={n}: besides: overview `dmucctl status --watch` {:.1} MB PSS, tmux server + dmucd's control client {:.1} MB PSS",
-        watch as f64 / 1024.0,
+        "memory at N={n}: besides: tmux server + dmucd's control client {:.1} MB PSS",
         tmux as f64 / 1024.0
     );
     let cs = |p| {
         kb(p, "status", "voluntary_ctxt_switches:") + kb(p, "status", "nonvoluntary_ctxt_switches:")
     };
-    // Two consecutive windows: the first may still see the tail of start-up (the overview
-    // window's last redraw asks for status once more), the second is steady state.
+    // Two consecutive windows: the first may still see the tail of start-up (the paced
+    // status file and marks), the second is steady state.
     for window in ["first", "second"] {
         let (c0, t0) = (cs(pid), ticks(pid));
         std::thread::sleep(Duration::from_secs(idle_secs)); // measuring idleness itself
@@ -583,7 +581,7 @@ fn idle_cpu(n: usize, probes: bool, secs: u64) {
     let d = D::start(&toml);
     d.wait("all running", all_running);
     let pid = d.child.id();
-    // The start-up's tail (the overview's last redraw) is not idleness.
+    // The start-up's tail (paced status file, marks, overview) is not idleness.
     std::thread::sleep(Duration::from_secs(2)); // settling before a measurement window
     let cs = |p| {
         kb(p, "status", "voluntary_ctxt_switches:") + kb(p, "status", "nonvoluntary_ctxt_switches:")

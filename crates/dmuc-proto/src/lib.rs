@@ -7,9 +7,12 @@
 //! verbs by any number of `{"id": N, "stream": {...}}` frames. The first request must be
 //! `hello`, which carries the protocol version. docs/protocol.md has every message.
 //!
-//! This crate holds only types and parsing: no I/O, so both sides and the tests share it.
+//! This crate holds only types, parsing and their rendering as text (`render`): no I/O, so both
+//! sides and the tests share it.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod render;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

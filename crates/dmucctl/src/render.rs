@@ -3,114 +3,9 @@
 
 use std::fmt::Write;
 
-use dmuc_proto::{ComponentStatus, EventRecord, EventWhat, GraphResult};
-
-/// Colours on, or off (NO_COLOR, a pipe).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Style {
-    /// Use ANSI colours.
-    pub color: bool,
-}
-
-impl Style {
-    fn paint(&self, code: &str, s: &str) -> String {
-        if self.color {
-            format!("\x1b[{code}m{s}\x1b[0m")
-        } else {
-            s.to_string()
-        }
-    }
-
-    /// A state name in its colour.
-    pub fn state(&self, state: &str) -> String {
-        self.paint(state_color(state), state)
-    }
-}
-
-/// The ANSI colour of a state: green up, yellow on the way, red given up, dim down.
-pub fn state_color(state: &str) -> &'static str {
-    match state {
-        "ready" | "running" | "completed" => "32",
-        "starting" | "pending" | "stopping" | "backoff" => "33",
-        "failed" => "31",
-        _ => "2",
-    }
-}
-
-/// "450ms", "12s", "3m04s", "2h05m", "3d04h".
-pub fn duration(ms: u64) -> String {
-    let s = ms / 1000;
-    match s {
-        0 => format!("{ms}ms"),
-        1..60 => format!("{s}s"),
-        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
-        3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
-    }
-}
-
-/// The status table.
-pub fn status_table(comps: &[ComponentStatus], style: Style) -> String {
-    let rows: Vec<[String; 8]> = comps
-        .iter()
-        .map(|c| {
-            [
-                c.name.clone(),
-                c.state.clone(),
-                c.pid.map_or("-".into(), |p| p.to_string()),
-                c.uptime_ms.map_or("-".into(), duration),
-                c.restarts.to_string(),
-                match c.ready {
-                    None => "-".into(),
-                    Some(true) => "yes".into(),
-                    Some(false) => "no".into(),
-                },
-                c.last_exit.clone().unwrap_or_else(|| "-".into()),
-                c.reason.clone().unwrap_or_default(),
-            ]
-        })
-        .collect();
-    let head = [
-        "NAME",
-        "STATE",
-        "PID",
-        "UPTIME",
-        "RESTARTS",
-        "READY",
-        "LAST EXIT",
-        "REASON",
-    ];
-    let mut w: Vec<usize> = head.iter().map(|h| h.len()).collect();
-    for r in &rows {
-        for (i, cell) in r.iter().enumerate() {
-            w[i] = w[i].max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let line = |cells: Vec<String>, raw: &[String]| -> String {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                // Pad by the visible width (colour codes take no room).
-                let pad = w[i] - raw[i].chars().count();
-                let _ = write!(s, "{c}{}  ", " ".repeat(pad));
-            }
-        }
-        s.trim_end().to_string()
-    };
-    let h: Vec<String> = head.iter().map(|s| s.to_string()).collect();
-    out.push_str(&line(h.clone(), &h));
-    out.push('\n');
-    for r in rows {
-        let mut cells = r.to_vec();
-        cells[1] = style.state(&r[1]);
-        out.push_str(&line(cells, &r));
-        out.push('\n');
-    }
-    out
-}
+use dmuc_proto::{EventRecord, EventWhat, GraphResult};
+// The status table is shared with dmucd's overview window.
+pub use dmuc_proto::render::{Style, clock, duration, state_color, status_table};
 
 /// What a reload did (or, with `--dry-run`, would do).
 pub fn reload_plan(r: &dmuc_proto::ReloadResult, dry_run: bool) -> String {
@@ -138,19 +33,6 @@ pub fn reload_plan(r: &dmuc_proto::ReloadResult, dry_run: bool) -> String {
         s.push_str("(dry run: nothing changed)\n");
     }
     s
-}
-
-/// "HH:MM:SS.mmm" (UTC) of a microsecond timestamp.
-pub fn clock(ts_us: u64) -> String {
-    let ms = ts_us / 1000;
-    let s = ms / 1000;
-    format!(
-        "{:02}:{:02}:{:02}.{:03}",
-        s / 3600 % 24,
-        s / 60 % 60,
-        s % 60,
-        ms % 1000
-    )
 }
 
 /// One event as a line (and the output tail of an exit, indented).
@@ -253,7 +135,7 @@ pub fn graph_dot(g: &GraphResult) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dmuc_proto::{GraphEdge, GraphNode};
+    use dmuc_proto::{ComponentStatus, GraphEdge, GraphNode};
 
     fn comp(name: &str, state: &str) -> ComponentStatus {
         ComponentStatus {

@@ -17,6 +17,8 @@ pub struct Tmux {
     client: Arc<Client>,
     session: String,
     shim: PathBuf,
+    /// The overview pane's terminal, where dmucd draws the status table.
+    overview_tty: Option<PathBuf>,
 }
 
 /// The pane helper: `dmuc-shim` beside the dmucd binary (how it is built and installed),
@@ -158,6 +160,25 @@ async fn list_panes(client: &Client, session: &str) -> anyhow::Result<Vec<FoundP
             })
         })
         .collect())
+}
+
+/// The overview pane's terminal device (`None` if tmux does not say).
+async fn overview_tty(client: &Client, session: &str) -> Option<PathBuf> {
+    let target = format!("={session}:={OVERVIEW}");
+    let out = client
+        .run(&[vec![
+            "display-message".into(),
+            "-p".into(),
+            "-t".into(),
+            target,
+            "#{pane_tty}".into(),
+        ]])
+        .await
+        .inspect_err(|e| tracing::warn!("no overview terminal: {e}"))
+        .ok()?;
+    let line = out.first()?.first()?;
+    let path = PathBuf::from(String::from_utf8_lossy(line).trim());
+    path.is_absolute().then_some(path)
 }
 
 /// Name of the overview window. Component names are lowercase, so it cannot clash.
@@ -328,33 +349,10 @@ impl Tmux {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        // The overview: a live status table when dmucctl is installed beside dmucd, else a
-        // banner. It runs `sh -c` so that when the table ends (dmucd stopping), the banner
-        // holds the window instead of a dead pane.
-        let ctl = exe
-            .parent()
-            .map(|d| d.join("dmucctl"))
-            .filter(|p| p.exists());
-        let banner = format!(
-            "{} --idle --banner",
-            dmuc_tmux::quote(&shim.display().to_string())?
-        );
-        match ctl {
-            Some(ctl) => args.extend([
-                "/bin/sh".into(),
-                "-c".into(),
-                format!(
-                    "{} --socket {} status --watch; exec {banner}",
-                    dmuc_tmux::quote(&ctl.display().to_string())?,
-                    dmuc_tmux::quote(&paths.socket.display().to_string())?
-                ),
-            ]),
-            None => args.extend([
-                shim.display().to_string(),
-                "--idle".into(),
-                "--banner".into(),
-            ]),
-        }
+        // The overview: an idle shim holds the pane, and dmucd draws the status table on its
+        // terminal whenever the table changes (`draw_overview`). A watching client would be
+        // a second process (2.5 MB) redrawing every second for the uptimes.
+        args.extend(idle.iter().cloned());
         if overview_exists {
             // The old overview lost its daemon: run a fresh one in the same window.
             args.splice(
@@ -374,14 +372,35 @@ impl Tmux {
         }
         Ok((
             Tmux {
+                overview_tty: overview_tty(&client, session).await,
                 client: Arc::new(client),
                 session: session.to_string(),
-
                 shim,
             },
             notes,
             found,
         ))
+    }
+
+    /// Draws `text` on the overview pane's terminal, replacing what was there. Non-blocking:
+    /// a terminal that cannot take it all now gets what fits (the next frame starts over).
+    pub fn draw_overview(&self, text: &str) {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let Some(tty) = &self.overview_tty else {
+            return;
+        };
+        let opened = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::libc::O_NOCTTY | nix::libc::O_NONBLOCK)
+            .open(tty);
+        match opened {
+            Ok(mut f) => {
+                let _ = f.write_all(b"\x1b[H\x1b[2J");
+                let _ = f.write_all(text.as_bytes());
+            }
+            Err(e) => tracing::debug!(tty = %tty.display(), "cannot draw the overview: {e}"),
+        }
     }
 
     fn shim_argv(&self, spec: &Path, run: u64) -> Vec<String> {

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 
 /// dmuc's daemon: runs a TOML component graph, one tmux window per component.
 #[derive(Parser, Debug)]
@@ -34,36 +34,10 @@ struct Cli {
     /// Start nothing: components start when asked (`dmucctl start NAME`), as in the tutorial.
     #[arg(long)]
     hold: bool,
-    #[command(subcommand)]
-    cmd: Option<Cmd>,
-}
-
-#[derive(Subcommand, Debug)]
-enum Cmd {
-    /// Holds a tmux window open.
-    #[command(hide = true)]
-    Idle {
-        #[arg(long)]
-        banner: bool,
-    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.cmd {
-        Some(Cmd::Idle { banner }) => {
-            if banner {
-                println!(
-                    "dmuc: each component runs in its own window (C-b w lists them, C-b n/p moves)."
-                );
-                println!("Logs are in the log directory; this window stays open while dmucd runs.");
-            }
-            loop {
-                nix::unistd::pause();
-            }
-        }
-        None => {}
-    }
     let Some(path) = cli.config else {
         eprintln!("dmucd: --config FILE is required (try config/demo.toml)");
         return ExitCode::from(2);

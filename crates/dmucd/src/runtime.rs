@@ -213,6 +213,8 @@ pub struct Runtime {
     notified: (bool, String),
     /// The graph had settled at the last turn (see `trim_heap`).
     settled: bool,
+    /// The overview window's last frame.
+    overview: String,
     /// What a previous dmucd left running, until it is adopted.
     adoption: Option<Adoption>,
 }
@@ -286,6 +288,7 @@ impl Runtime {
             notify: crate::notify::Notifier::from_env(),
             notified: (false, String::new()),
             settled: false,
+            overview: String::new(),
             adoption,
         }
     }
@@ -618,6 +621,7 @@ impl Runtime {
         .await?;
         self.tmux = tmux;
         self.notes = notes;
+        self.overview.clear();
         for comp in 0..self.slots.len() {
             // Panes and their shims died with the server.
             self.slots[comp].pane = None;
@@ -996,13 +1000,51 @@ impl Runtime {
     /// line (a component going pending → starting → running within it costs one mark).
     fn paced_outputs(&mut self) {
         self.show_states();
-        self.write_status_file();
+        let comps = self.statuses(&[]);
+        self.draw_overview(&comps);
+        self.write_status_file_of(comps);
+    }
+
+    /// Redraws the overview window's table if it changed. Start times instead of uptimes,
+    /// so a frame never goes stale and nothing needs redrawing while nothing happens.
+    fn draw_overview(&mut self, comps: &[dmuc_proto::ComponentStatus]) {
+        use dmuc_proto::render::{Style, Times, clock, status_table_with};
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let info = self.daemon_info();
+        let up = comps
+            .iter()
+            .filter(|c| matches!(c.state.as_str(), "ready" | "running" | "completed"))
+            .count();
+        let since = clock(now_us.saturating_sub(info.uptime_ms * 1000));
+        let text = format!(
+            "dmuc: {up}/{} up · dmucd pid {} · since {} UTC{}\n\n{}\n\
+             C-b w: windows · C-b n/p: next/previous · dmucctl logs -f NAME · dmucctl events -f\n",
+            comps.len(),
+            info.pid,
+            &since[..8],
+            if info.stopping {
+                " · shutting down"
+            } else {
+                ""
+            },
+            status_table_with(comps, Style { color: true }, Times::StartedAt { now_us }),
+        );
+        if text != self.overview {
+            self.tmux.draw_overview(&text);
+            self.overview = text;
+        }
     }
 
     /// Hands status.json's content to its writer now.
     fn write_status_file(&mut self) {
-        self.status_file = Some(Instant::now());
         let comps = self.statuses(&[]);
+        self.write_status_file_of(comps);
+    }
+
+    fn write_status_file_of(&mut self, comps: Vec<dmuc_proto::ComponentStatus>) {
+        self.status_file = Some(Instant::now());
         self.state_files.submit(Box::new(move || {
             let doc = serde_json::json!({"pid": std::process::id(), "components": comps});
             vec![("status.json", doc.to_string().into_bytes())]

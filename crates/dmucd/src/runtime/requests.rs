@@ -214,7 +214,7 @@ impl Runtime {
         }
     }
 
-    fn daemon_info(&self) -> DaemonInfo {
+    pub(super) fn daemon_info(&self) -> DaemonInfo {
         DaemonInfo {
             pid: std::process::id(),
             version: env!("CARGO_PKG_VERSION").into(),

@@ -1,0 +1,190 @@
+//! Wire types as text for people: the status table, durations, clock times. Pure; shared by
+//! `dmucctl` and the overview window dmucd draws.
+
+use std::fmt::Write;
+
+use crate::ComponentStatus;
+
+/// Colours on, or off (NO_COLOR, a pipe).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Style {
+    /// Use ANSI colours.
+    pub color: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, s: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+
+    /// A state name in its colour.
+    pub fn state(&self, state: &str) -> String {
+        self.paint(state_color(state), state)
+    }
+}
+
+/// The ANSI colour of a state: green up, yellow on the way, red given up, dim down.
+pub fn state_color(state: &str) -> &'static str {
+    match state {
+        "ready" | "running" | "completed" => "32",
+        "starting" | "pending" | "stopping" | "backoff" => "33",
+        "failed" => "31",
+        _ => "2",
+    }
+}
+
+/// "450ms", "12s", "3m04s", "2h05m", "3d04h".
+pub fn duration(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0 => format!("{ms}ms"),
+        1..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+/// The status table, with uptimes.
+pub fn status_table(comps: &[ComponentStatus], style: Style) -> String {
+    status_table_with(comps, style, Times::Uptime)
+}
+
+/// What the time column shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Times {
+    /// UPTIME: how long each run has been up (right for a table printed once).
+    Uptime,
+    /// STARTED: the wall-clock time each run started, for a table that is redrawn only when
+    /// something changes (it never goes stale); `now_us` is the time the statuses were taken.
+    StartedAt {
+        /// Microseconds since the Unix epoch.
+        now_us: u64,
+    },
+}
+
+/// The status table, with the time column chosen.
+pub fn status_table_with(comps: &[ComponentStatus], style: Style, times: Times) -> String {
+    let rows: Vec<[String; 8]> = comps
+        .iter()
+        .map(|c| {
+            [
+                c.name.clone(),
+                c.state.clone(),
+                c.pid.map_or("-".into(), |p| p.to_string()),
+                c.uptime_ms.map_or("-".into(), |up| match times {
+                    Times::Uptime => duration(up),
+                    Times::StartedAt { now_us } => {
+                        clock(now_us.saturating_sub(up * 1000))[..8].to_string()
+                    }
+                }),
+                c.restarts.to_string(),
+                match c.ready {
+                    None => "-".into(),
+                    Some(true) => "yes".into(),
+                    Some(false) => "no".into(),
+                },
+                c.last_exit.clone().unwrap_or_else(|| "-".into()),
+                c.reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let head = [
+        "NAME",
+        "STATE",
+        "PID",
+        match times {
+            Times::Uptime => "UPTIME",
+            Times::StartedAt { .. } => "STARTED",
+        },
+        "RESTARTS",
+        "READY",
+        "LAST EXIT",
+        "REASON",
+    ];
+    let mut w: Vec<usize> = head.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, cell) in r.iter().enumerate() {
+            w[i] = w[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<String>, raw: &[String]| -> String {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                // Pad by the visible width (colour codes take no room).
+                let pad = w[i] - raw[i].chars().count();
+                let _ = write!(s, "{c}{}  ", " ".repeat(pad));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    let h: Vec<String> = head.iter().map(|s| s.to_string()).collect();
+    out.push_str(&line(h.clone(), &h));
+    out.push('\n');
+    for r in rows {
+        let mut cells = r.to_vec();
+        cells[1] = style.state(&r[1]);
+        out.push_str(&line(cells, &r));
+        out.push('\n');
+    }
+    out
+}
+
+/// "HH:MM:SS.mmm" (UTC) of a microsecond timestamp.
+pub fn clock(ts_us: u64) -> String {
+    let ms = ts_us / 1000;
+    let s = ms / 1000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        s / 3600 % 24,
+        s / 60 % 60,
+        s % 60,
+        ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn comp(name: &str, uptime_ms: Option<u64>) -> ComponentStatus {
+        ComponentStatus {
+            name: name.into(),
+            kind: "service".into(),
+            state: "running".into(),
+            pid: Some(7),
+            run: 1,
+            restarts: 0,
+            uptime_ms,
+            since_ms: None,
+            ready: None,
+            last_exit: None,
+            reason: None,
+            window: None,
+            log_error: None,
+        }
+    }
+
+    #[test]
+    fn the_time_column_is_an_uptime_or_a_start_time() {
+        let comps = [comp("etcd", Some(65_000)), comp("kubelet", None)];
+        let plain = Style { color: false };
+        let up = status_table_with(&comps, plain, Times::Uptime);
+        assert!(up.starts_with("NAME     STATE    PID  UPTIME"), "{up}");
+        assert!(up.contains("etcd     running  7    1m05s"), "{up}");
+        // 12:00:00 UTC on some day, 65 s after the start.
+        let now_us = (19_000 * 86_400 + 12 * 3600) * 1_000_000;
+        let at = status_table_with(&comps, plain, Times::StartedAt { now_us });
+        assert!(at.starts_with("NAME     STATE    PID  STARTED"), "{at}");
+        assert!(at.contains("etcd     running  7    11:58:55"), "{at}");
+        assert!(at.contains("kubelet  running  7    -"), "{at}");
+    }
+}
