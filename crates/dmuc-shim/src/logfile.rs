@@ -104,6 +104,10 @@ impl<'a> LogWriter<'a> {
         w
     }
 
+    // Rare, with path-sized buffers: out of line so `write`'s frame stays small (every
+    // stack page a shim ever touches stays resident; docs/performance.md).
+    #[cold]
+    #[inline(never)]
     fn open(&mut self) {
         let flags = sys::O_WRONLY | sys::O_CREAT | sys::O_APPEND | sys::O_CLOEXEC;
         match sys::open(self.path, flags, 0o666) {
@@ -176,6 +180,10 @@ impl<'a> LogWriter<'a> {
         }
     }
 
+    // Rare, with path-sized buffers: out of line so `write`'s frame stays small (every
+    // stack page a shim ever touches stays resident; docs/performance.md).
+    #[cold]
+    #[inline(never)]
     fn rotate(&mut self) {
         if let Some(fd) = self.fd.take() {
             sys::close(fd);

@@ -289,6 +289,8 @@ struct Run<'a> {
 }
 
 /// Tells the daemon when the log starts or stops failing (disk full, directory gone, ...).
+#[cold]
+#[inline(never)]
 fn report_log(run: &mut Run<'_>, link: &mut Link) {
     if run.log.error != run.log_told {
         match &run.log.error {
@@ -396,14 +398,7 @@ pub fn main<'a>(mut args: impl Iterator<Item = &'a CStr>) -> i32 {
             link.say(hello.bytes());
             match spawn(&spec) {
                 Err(msg) => {
-                    let mut text = Buf::<1100>::new();
-                    let _ = writeln!(text, "[dmuc] {}: {}", Lossy(spec.name), Lossy(msg.bytes()));
-                    let mut log = LogWriter::new(spec.log, spec.log_max, spec.log_keep);
-                    log.write(text.bytes_mut());
-                    say_pane!("[dmuc] {}: {}\r\n", Lossy(spec.name), Lossy(msg.bytes()));
-                    let end = line(format_args!("spawn-failed {}", Lossy(msg.bytes())));
-                    link.say(end.bytes());
-                    last = (hello, end);
+                    last = (hello, spawn_failed(&spec, &mut link, &msg));
                     code = 127;
                 }
                 Ok(mut run) => {
@@ -584,6 +579,22 @@ fn child(spec: &Spec<'_>, out: Fd, report: Fd) -> ! {
 }
 
 /// `execvpe`: a program name without `/` is looked up in the program's own `PATH`.
+/// Says why the program could not start (log, pane, daemon); returns the line said.
+#[cold]
+#[inline(never)]
+fn spawn_failed(spec: &Spec<'_>, link: &mut Link, msg: &Buf<512>) -> Line {
+    let mut text = Buf::<1100>::new();
+    let _ = writeln!(text, "[dmuc] {}: {}", Lossy(spec.name), Lossy(msg.bytes()));
+    let mut log = LogWriter::new(spec.log, spec.log_max, spec.log_keep);
+    log.write(text.bytes_mut());
+    say_pane!("[dmuc] {}: {}\r\n", Lossy(spec.name), Lossy(msg.bytes()));
+    let end = line(format_args!("spawn-failed {}", Lossy(msg.bytes())));
+    link.say(end.bytes());
+    end
+}
+
+#[cold]
+#[inline(never)]
 fn exec(spec: &Spec<'_>) -> Errno {
     let (nargs, nenv) = (spec.args().count(), spec.env().count());
     let Ok(mut table) = Mapping::new((nargs + nenv + 2) * 8) else {
@@ -727,6 +738,8 @@ fn supervise(
 }
 
 /// Tells a daemon that (re)connected where this run stands.
+#[cold]
+#[inline(never)]
 fn reannounce(link: &mut Link, hello: &Line, run: &Run<'_>) {
     link.say(hello.bytes());
     link.say(line(format_args!("start {}", run.pid)).bytes());

@@ -37,6 +37,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    one_malloc_arena();
     let cli = Cli::parse();
     let Some(path) = cli.config else {
         eprintln!("dmucd: --config FILE is required (try config/demo.toml)");
@@ -107,5 +108,17 @@ fn main() -> ExitCode {
             eprintln!("dmucd: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// One malloc arena for the whole daemon. glibc gives each thread that allocates its own
+/// arena, which keeps what it once held: the state-file writer's arena, 18 KB in use, held
+/// 300 KB resident at 100 components (`malloc_stats`). The daemon's work is one thread (the
+/// runtime actor); the writer threads allocate rarely, so sharing the lock costs nothing.
+fn one_malloc_arena() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: called first thing in main, before any other thread exists.
+    unsafe {
+        nix::libc::mallopt(nix::libc::M_ARENA_MAX, 1);
     }
 }

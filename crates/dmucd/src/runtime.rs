@@ -211,8 +211,10 @@ pub struct Runtime {
     notify: crate::notify::Notifier,
     /// `READY=1` sent; the last `STATUS=` sent.
     notified: (bool, String),
-    /// The graph had settled at the last turn (see `trim_heap`).
+    /// The graph had settled at the last turn, and it has settled since the heap was last
+    /// trimmed (see `trim_heap`).
     settled: bool,
+    trim_due: bool,
     /// The overview window's last frame.
     overview: String,
     /// What a previous dmucd left running, until it is adopted.
@@ -288,6 +290,7 @@ impl Runtime {
             notify: crate::notify::Notifier::from_env(),
             notified: (false, String::new()),
             settled: false,
+            trim_due: false,
             overview: String::new(),
             adoption,
         }
@@ -324,9 +327,8 @@ impl Runtime {
                 self.write_status();
                 self.notify_state();
                 let settled = self.sup.settled();
-                if settled && !self.settled {
-                    trim_heap();
-                }
+                // Trimmed after the next paced outputs, the start-up's last allocations.
+                self.trim_due |= settled && !self.settled;
                 self.settled = settled;
             }
             if self.stopping && self.sup.all_down() {
@@ -1003,6 +1005,9 @@ impl Runtime {
         let comps = self.statuses(&[]);
         self.draw_overview(&comps);
         self.write_status_file_of(comps);
+        if std::mem::take(&mut self.trim_due) {
+            trim_heap();
+        }
     }
 
     /// Redraws the overview window's table if it changed. Start times instead of uptimes,
