@@ -713,3 +713,44 @@ after = ["api"]
     // reload keeps applying the --var values: the config is unchanged.
     assert!(d.ctl_ok(&["reload"]).contains("unchanged"));
 }
+
+#[test]
+fn a_closed_overview_is_never_drawn_into_the_window_that_reuses_its_terminal() {
+    // Terminal numbers are reused: the next pane gets the lowest free /dev/pts/N. dmucd must
+    // not draw its table into whichever window has the old overview's number now.
+    let mut d = Daemon::start(&graph());
+    let old_web = d.wait_state("web", "running", T)["pid"].as_u64().unwrap();
+    let tty = |d: &Daemon, w: &str| {
+        d.tmux(&["display", "-p", "-t", &format!("=dmuc:={w}"), "#{pane_tty}"])
+            .trim()
+            .to_string()
+    };
+    let overview_tty = tty(&d, "Overview");
+    assert!(overview_tty.starts_with("/dev/pts/"), "{overview_tty:?}");
+    d.tmux(&["kill-window", "-t", "=dmuc:=Overview"]);
+    d.tmux(&["kill-window", "-t", "=dmuc:=web"]);
+    let web = wait_for("web in a new window", T, || {
+        let c = d.comp("web")?;
+        (c["state"] == "running" && c["pid"].as_u64()? != old_web).then_some(c)
+    });
+    let web_tty = tty(&d, "web");
+    // State changes redraw the overview (if dmucd still thought it had one).
+    d.ctl_ok(&["restart", "api"]);
+    let api = d.wait_state("api", "running", T)["pid"].clone();
+    // status.json is written right after the overview is drawn, in the same paced turn.
+    wait_for("status.json to show api's new run", T, || {
+        let s = std::fs::read_to_string(d.path("state/status.json")).ok()?;
+        let v: Value = serde_json::from_str(&s).ok()?;
+        v["components"]
+            .as_array()?
+            .iter()
+            .any(|c| c["name"] == "api" && c["pid"] == api && c["state"] == "running")
+            .then_some(())
+    });
+    let shown = d.tmux(&["capture-pane", "-p", "-t", "=dmuc:=web"]);
+    assert!(
+        !shown.contains("STARTED") && !shown.contains("dmuc: "),
+        "the overview was drawn into web's window ({web_tty}, the overview had {overview_tty}):\n{shown}"
+    );
+    assert!(web["pid"].as_u64().is_some());
+}

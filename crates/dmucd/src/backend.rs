@@ -17,8 +17,10 @@ pub struct Tmux {
     client: Arc<Client>,
     session: String,
     shim: PathBuf,
-    /// The overview pane's terminal, where dmucd draws the status table.
-    overview_tty: Option<PathBuf>,
+    /// The overview pane's terminal, where dmucd draws the status table. Held open: were it
+    /// opened by name for each frame, a closed overview's number could by then belong to
+    /// another window's terminal (the kernel hands out the lowest free one).
+    overview_tty: Option<std::fs::File>,
 }
 
 /// The pane helper: `dmuc-shim` beside the dmucd binary (how it is built and installed),
@@ -162,8 +164,10 @@ async fn list_panes(client: &Client, session: &str) -> anyhow::Result<Vec<FoundP
         .collect())
 }
 
-/// The overview pane's terminal device (`None` if tmux does not say).
-async fn overview_tty(client: &Client, session: &str) -> Option<PathBuf> {
+/// The overview pane's terminal, opened for writing (`None` if tmux does not say, or it
+/// cannot be opened).
+async fn overview_tty(client: &Client, session: &str) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
     let target = format!("={session}:={OVERVIEW}");
     let out = client
         .run(&[vec![
@@ -178,7 +182,16 @@ async fn overview_tty(client: &Client, session: &str) -> Option<PathBuf> {
         .ok()?;
     let line = out.first()?.first()?;
     let path = PathBuf::from(String::from_utf8_lossy(line).trim());
-    path.is_absolute().then_some(path)
+    if !path.is_absolute() {
+        return None;
+    }
+    // Not our controlling terminal; a full terminal drops a frame instead of stalling us.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_NOCTTY | nix::libc::O_NONBLOCK)
+        .open(&path)
+        .inspect_err(|e| tracing::warn!(tty = %path.display(), "cannot open the overview: {e}"))
+        .ok()
 }
 
 /// Name of the overview window. Component names are lowercase, so it cannot clash.
@@ -384,22 +397,21 @@ impl Tmux {
 
     /// Draws `text` on the overview pane's terminal, replacing what was there. Non-blocking:
     /// a terminal that cannot take it all now gets what fits (the next frame starts over).
-    pub fn draw_overview(&self, text: &str) {
+    pub fn draw_overview(&mut self, text: &str) {
         use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let Some(tty) = &self.overview_tty else {
+        let Some(tty) = &mut self.overview_tty else {
             return;
         };
-        let opened = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(nix::libc::O_NOCTTY | nix::libc::O_NONBLOCK)
-            .open(tty);
-        match opened {
-            Ok(mut f) => {
-                let _ = f.write_all(b"\x1b[H\x1b[2J");
-                let _ = f.write_all(text.as_bytes());
+        let drawn = tty
+            .write_all(b"\x1b[H\x1b[2J")
+            .and_then(|()| tty.write_all(text.as_bytes()));
+        match drawn {
+            Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
+                // The window was closed (its terminal hung up): let the number go.
+                tracing::info!("the overview window is gone ({e}); it is no longer drawn");
+                self.overview_tty = None;
             }
-            Err(e) => tracing::debug!(tty = %tty.display(), "cannot draw the overview: {e}"),
+            _ => {}
         }
     }
 
