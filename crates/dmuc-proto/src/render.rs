@@ -1,6 +1,7 @@
 //! Wire types as text for people: the status table, durations, clock times. Pure; shared by
 //! `dmucctl` and the overview window dmucd draws.
 
+use std::borrow::Cow;
 use std::fmt::Write;
 
 use crate::ComponentStatus;
@@ -69,27 +70,31 @@ pub enum Times {
 
 /// The status table, with the time column chosen.
 pub fn status_table_with(comps: &[ComponentStatus], style: Style, times: Times) -> String {
-    let rows: Vec<[String; 8]> = comps
+    // Borrowed where the status has the text already.
+    let rows: Vec<[Cow<'_, str>; 8]> = comps
         .iter()
         .map(|c| {
             [
-                c.name.clone(),
-                c.state.clone(),
-                c.pid.map_or("-".into(), |p| p.to_string()),
-                c.uptime_ms.map_or("-".into(), |up| match times {
-                    Times::Uptime => duration(up),
-                    Times::StartedAt { now_us } => {
-                        clock(now_us.saturating_sub(up * 1000))[..8].to_string()
-                    }
+                Cow::Borrowed(c.name.as_str()),
+                Cow::Borrowed(c.state.as_str()),
+                c.pid
+                    .map_or(Cow::Borrowed("-"), |p| Cow::Owned(p.to_string())),
+                c.uptime_ms.map_or(Cow::Borrowed("-"), |up| {
+                    Cow::Owned(match times {
+                        Times::Uptime => duration(up),
+                        Times::StartedAt { now_us } => {
+                            clock(now_us.saturating_sub(up * 1000))[..8].to_string()
+                        }
+                    })
                 }),
-                c.restarts.to_string(),
-                match c.ready {
-                    None => "-".into(),
-                    Some(true) => "yes".into(),
-                    Some(false) => "no".into(),
-                },
-                c.last_exit.clone().unwrap_or_else(|| "-".into()),
-                c.reason.clone().unwrap_or_default(),
+                Cow::Owned(c.restarts.to_string()),
+                Cow::Borrowed(match c.ready {
+                    None => "-",
+                    Some(true) => "yes",
+                    Some(false) => "no",
+                }),
+                Cow::Borrowed(c.last_exit.as_deref().unwrap_or("-")),
+                Cow::Borrowed(c.reason.as_deref().unwrap_or_default()),
             ]
         })
         .collect();
@@ -112,28 +117,32 @@ pub fn status_table_with(comps: &[ComponentStatus], style: Style, times: Times) 
             w[i] = w[i].max(cell.chars().count());
         }
     }
-    let mut out = String::new();
-    let line = |cells: Vec<String>, raw: &[String]| -> String {
-        let mut s = String::new();
+    // One pass into one string: per-cell strings, padding and colour each allocated was 10k
+    // instructions a row (callgrind, `dmucctl status` of 500 components).
+    let mut out = String::with_capacity((rows.len() + 1) * (w.iter().sum::<usize>() + 24));
+    let mut line = |cells: &[&str], state: Option<&str>| {
+        let start = out.len();
         for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
+            match (i, state) {
+                (1, Some(code)) if style.color => {
+                    let _ = write!(out, "\x1b[{code}m{c}\x1b[0m");
+                }
+                _ => out.push_str(c),
+            }
+            if i + 1 < cells.len() {
                 // Pad by the visible width (colour codes take no room).
-                let pad = w[i] - raw[i].chars().count();
-                let _ = write!(s, "{c}{}  ", " ".repeat(pad));
+                let pad = w[i] - c.chars().count() + 2;
+                out.extend(std::iter::repeat_n(' ', pad));
             }
         }
-        s.trim_end().to_string()
-    };
-    let h: Vec<String> = head.iter().map(|s| s.to_string()).collect();
-    out.push_str(&line(h.clone(), &h));
-    out.push('\n');
-    for r in rows {
-        let mut cells = r.to_vec();
-        cells[1] = style.state(&r[1]);
-        out.push_str(&line(cells, &r));
+        let kept = out[start..].trim_end_matches(' ').len();
+        out.truncate(start + kept);
         out.push('\n');
+    };
+    line(&head, None);
+    for r in &rows {
+        let cells: [&str; 8] = std::array::from_fn(|i| r[i].as_ref());
+        line(&cells, Some(state_color(&r[1])));
     }
     out
 }
