@@ -754,3 +754,48 @@ fn a_closed_overview_is_never_drawn_into_the_window_that_reuses_its_terminal() {
     );
     assert!(web["pid"].as_u64().is_some());
 }
+
+#[test]
+fn status_watch_redraws_on_events_until_the_daemon_goes_away() {
+    use std::io::Read;
+    let mut d = Daemon::start(&graph());
+    d.wait_state("web", "running", T);
+    let mut watch = Command::new(bin_dir().join("dmucctl"))
+        .arg("--socket")
+        .arg(d.socket())
+        .args(["status", "--watch"])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Everything it prints, as it comes (the frames never end in a way a line reader sees).
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let mut out = watch.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let mut until = |what: &str, needle: &str| {
+        wait_for(what, T, || {
+            while let Ok(b) = rx.try_recv() {
+                seen.push_str(&String::from_utf8_lossy(&b));
+            }
+            // Only the newest frame counts: each starts by clearing the screen.
+            let frame = seen.rsplit("\x1b[2J").next().unwrap_or_default();
+            frame.contains(needle).then_some(())
+        })
+    };
+    until("a first frame with every component up", "dmuc: 3/3 up");
+    d.ctl_ok(&["stop", "web"]);
+    until("a frame after web stopped", "dmuc: 2/3 up");
+    // It ends by itself when dmucd does.
+    assert_eq!(d.stop(), Some(0));
+    let st = wait_for("the watcher to exit", T, || watch.try_wait().unwrap());
+    assert!(st.success(), "{st}");
+    reader.join().unwrap();
+}
