@@ -301,8 +301,9 @@ fn report_log(run: &mut Run<'_>, link: &mut Link) {
     }
 }
 
-/// `--idle [--banner]`: holds a tmux window open (dmucd's control session, the overview
-/// once its table ends) until the pane closes: tmux's SIGHUP or SIGTERM ends it (no handler
+/// `--idle [--banner]`: holds a tmux window open (dmucd's control session, the overview,
+/// which dmucd draws on; `--banner` prints a line about the windows first) until the pane
+/// closes: tmux's SIGHUP or SIGTERM ends it (no handler
 /// is installed, so their default action applies), and so does a hangup of its tty.
 fn idle_window(flag: Option<&[u8]>) -> i32 {
     match flag {
