@@ -807,9 +807,18 @@ fn watch_status(
     let mut s: Option<(StatusResult, std::time::Instant)> = None;
     loop {
         if fetch || s.is_none() {
-            let st: StatusResult = parse(c.call(Verb::Status {
+            let reply = c.call(Verb::Status {
                 names: names.clone(),
-            })?)?;
+            });
+            // A shutdown sends events and then closes both connections: the status asked
+            // for after the last event may meet a closed socket. That is the daemon going
+            // away (the normal end) when the event stream ends too.
+            if let Err(CallError::Broken(_)) = &reply {
+                if follow_ends(&mut follow)? {
+                    return Ok(OK);
+                }
+            }
+            let st: StatusResult = parse(reply?)?;
             s = Some((st, std::time::Instant::now()));
         }
         let Some((st, at)) = &s else { continue };
@@ -855,6 +864,23 @@ fn watch_status(
                     timeout = Duration::from_millis(20);
                 }
             }
+        }
+    }
+}
+
+/// Whether the event stream ends (the daemon closed it) within a short deadline.
+fn follow_ends(follow: &mut Client) -> Result<bool, CallError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        match follow.frame_within(Some(left)) {
+            Ok(None) => return Ok(false),
+            Ok(Some(None)) | Err(CallError::Broken(_)) => return Ok(true),
+            Ok(Some(Some(_))) => {}
+            Err(e) => return Err(e),
         }
     }
 }
