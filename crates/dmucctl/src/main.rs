@@ -813,10 +813,10 @@ fn watch_status(
             // A shutdown sends events and then closes both connections: the status asked
             // for after the last event may meet a closed socket. That is the daemon going
             // away (the normal end) when the event stream ends too.
-            if let Err(CallError::Broken(_)) = &reply {
-                if follow_ends(&mut follow)? {
-                    return Ok(OK);
-                }
+            if let Err(CallError::Broken(_)) = &reply
+                && follow_ends(&mut follow)?
+            {
+                return Ok(OK);
             }
             let st: StatusResult = parse(reply?)?;
             s = Some((st, std::time::Instant::now()));
