@@ -799,3 +799,143 @@ fn status_watch_redraws_on_events_until_the_daemon_goes_away() {
     assert!(st.success(), "{st}");
     reader.join().unwrap();
 }
+
+#[test]
+fn the_front_answers_status_as_dmucctl_full_would_and_hands_it_everything_else() {
+    // Held: nothing runs but the oneshots started below, so no column moves with time and
+    // the two clients' tables can be compared byte for byte.
+    let toml = r#"
+[component.setup]
+kind = "oneshot"
+command = ["/bin/true"]
+[component.broken]
+kind = "oneshot"
+command = ["/bin/sh", "-c", "echo 'a \"quoted\" \\ line'; exit 3"]
+[component.web]
+command = ["/bin/sleep", "60"]
+after = ["setup"]
+"#;
+    let d = Daemon::start_with(tempfile::tempdir().unwrap(), toml, &["--hold"]);
+    wait_for("the daemon to answer", T, || {
+        d.ctl(&["status"]).status.success().then_some(())
+    });
+    d.ctl_ok(&["start", "setup"]);
+    let _ = d.ctl(&["start", "broken"]);
+    let run = |bin: &str, args: &[&str]| {
+        Command::new(bin_dir().join(bin))
+            .arg("--socket")
+            .arg(d.socket())
+            .args(args)
+            .env_remove("DMUC_SOCKET")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["status"][..],
+        &["status", "web", "setup"],
+        &["status", "broken"],
+    ] {
+        let (front, full) = (run("dmucctl", args), run("dmucctl-full", args));
+        assert!(front.status.success(), "{args:?}: {front:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&front.stdout),
+            String::from_utf8_lossy(&full.stdout),
+            "{args:?}"
+        );
+        assert!(front.stderr.is_empty(), "{front:?}");
+    }
+    let table = String::from_utf8_lossy(&run("dmucctl", &["status"]).stdout).into_owned();
+    assert!(
+        table.contains("completed") && table.contains("exit status 3") && table.contains("stopped"),
+        "{table}"
+    );
+
+    // On a terminal, in colour: both run under script(1), which gives them a pty.
+    let on_tty = |bin: &str| {
+        let cmd = format!(
+            "{} --socket {} status",
+            bin_dir().join(bin).display(),
+            d.socket().display()
+        );
+        let o = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env_remove("NO_COLOR")
+            .env_remove("DMUC_SOCKET")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let (front, full) = (on_tty("dmucctl"), on_tty("dmucctl-full"));
+    assert!(front.contains("\x1b[32mcompleted\x1b[0m"), "{front:?}");
+    assert_eq!(front, full);
+
+    // What the front does not answer, dmucctl-full does, with its output and exit code.
+    let o = run("dmucctl", &["status", "nosuch"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no component named `nosuch`"));
+    let o = run("dmucctl", &["status", "--json"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["components"].as_array().unwrap().len(), 3);
+    let o = Command::new(bin_dir().join("dmucctl"))
+        .args(["--socket", "/nonexistent/dmucd.sock", "status"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot reach dmucd"));
+
+    // Alone, the front still answers status (it never needed dmucctl-full for it), and
+    // says what is missing for the rest.
+    let alone = tempfile::tempdir().unwrap();
+    let front = alone.path().join("dmucctl");
+    std::fs::copy(bin_dir().join("dmucctl"), &front).unwrap();
+    let lone = |args: &[&str]| {
+        Command::new(&front)
+            .arg("--socket")
+            .arg(d.socket())
+            .args(args)
+            .env("PATH", alone.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let o = lone(&["status"]);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), table);
+    let o = lone(&["version"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("cannot run dmucctl-full") && err.contains("not found"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_front_and_the_shim_start_without_a_dynamic_loader() {
+    // Their point is to start without ld.so and glibc: an ELF with no PT_INTERP and no
+    // PT_DYNAMIC (static, nothing to relocate).
+    for bin in ["dmucctl", "dmuc-shim"] {
+        let elf = std::fs::read(bin_dir().join(bin)).unwrap();
+        assert_eq!(&elf[..4], b"\x7fELF", "{bin}");
+        let u16_at = |o: usize| usize::from(u16::from_le_bytes([elf[o], elf[o + 1]]));
+        let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
+        let (size, count) = (u16_at(0x36), u16_at(0x38));
+        let types: Vec<u32> = (0..count)
+            .map(|i| {
+                let o = phoff + i * size;
+                u32::from_le_bytes(elf[o..o + 4].try_into().unwrap())
+            })
+            .collect();
+        const PT_DYNAMIC: u32 = 2;
+        const PT_INTERP: u32 = 3;
+        assert!(
+            !types.contains(&PT_INTERP) && !types.contains(&PT_DYNAMIC),
+            "{bin}: program headers {types:?}"
+        );
+    }
+    // And dmucctl-full is the ordinary, dynamically linked program.
+    let full = std::fs::read(bin_dir().join("dmucctl-full")).unwrap();
+    assert!(full.windows(b"ld-linux".len()).any(|w| w == b"ld-linux"));
+}

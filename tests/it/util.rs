@@ -14,7 +14,13 @@ use serde_json::{Value, json};
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap().to_path_buf(); // target/<profile>/deps/.. 
-    for b in ["dmucd", "dmucctl", "dmuc-shim", "dmuc-standin"] {
+    for b in [
+        "dmucd",
+        "dmucctl",
+        "dmucctl-full",
+        "dmuc-shim",
+        "dmuc-standin",
+    ] {
         assert!(
             dir.join(b).exists(),
             "{} is missing: run `cargo build --workspace` (cargo test --workspace builds it)",

@@ -55,6 +55,11 @@ pub enum Verb {
         /// Components to show.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         names: Vec<String>,
+        /// Answer with the table `dmucctl status` prints ([`TextResult`]) instead of the
+        /// records: for clients that parse no JSON beyond one string (dmucctl's libc-free
+        /// front, docs/architecture.md "dmucctl's front").
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<TextOptions>,
     },
     /// Start components and what they depend on.
     Start(Action),
@@ -411,6 +416,22 @@ pub fn compatible(client: &str) -> bool {
         .next()
         .and_then(|m| m.parse::<u32>().ok())
         .is_some_and(|m| m == MAJOR)
+}
+
+/// How `status` renders its table when asked for text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextOptions {
+    /// ANSI colours (the client prints to a terminal and `NO_COLOR` is unset).
+    #[serde(default)]
+    pub color: bool,
+}
+
+/// `status`'s result when asked for text: exactly what `dmucctl status` prints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TextResult {
+    /// The table, newline-terminated lines.
+    pub text: String,
 }
 
 /// `hello`'s result.

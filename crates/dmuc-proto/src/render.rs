@@ -55,6 +55,15 @@ pub fn status_table(comps: &[ComponentStatus], style: Style) -> String {
     status_table_with(comps, style, Times::Uptime)
 }
 
+/// What `dmucctl status` prints: the table, and a line when dmucd is shutting down.
+pub fn status_text(s: &crate::StatusResult, style: Style) -> String {
+    let mut t = status_table(&s.components, style);
+    if s.daemon.stopping {
+        t.push_str("(dmucd is shutting down)\n");
+    }
+    t
+}
+
 /// What the time column shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Times {

@@ -22,7 +22,17 @@ fn parses_every_verb() {
         ),
         (
             r#"{"id":1,"verb":"status"}"#,
-            Verb::Status { names: vec![] },
+            Verb::Status {
+                names: vec![],
+                text: None,
+            },
+        ),
+        (
+            r#"{"id":1,"verb":"status","names":["a"],"text":{"color":true}}"#,
+            Verb::Status {
+                names: vec!["a".into()],
+                text: Some(TextOptions { color: true }),
+            },
         ),
         (
             r#"{"id":1,"verb":"start","names":["a"]}"#,
@@ -82,7 +92,8 @@ fn parses_every_verb() {
             Verb::Cancel { stream: 4 },
         ),
     ];
-    assert_eq!(cases.len(), VERBS.len(), "a verb without a parse test");
+    // (status has two cases: records, and text)
+    assert_eq!(cases.len(), VERBS.len() + 1, "a verb without a parse test");
     for (line, verb) in cases {
         let r = parse_request(line.as_bytes()).unwrap();
         assert_eq!(r.verb, verb, "{line}");

@@ -1,127 +1,22 @@
 //! `dmuc-shim --spec FILE --run N`: see the `shim` module. No std, no libc, no allocator:
-//! this file is the whole runtime (entry point, panic handler, the memory functions the
-//! compiler calls).
+//! this file and `rt` are the whole runtime (entry point, panic handler, the memory
+//! functions the compiler calls).
 
 #![no_std]
 #![no_main]
 
-use core::arch::{asm, global_asm};
-use core::ffi::{CStr, c_char};
+use core::ffi::c_char;
 
 use dmuc_shim::sys;
 
-// The kernel starts us with argc, the argv pointers and the environment on the stack.
-global_asm!(
-    ".globl _start",
-    "_start:",
-    "xor ebp, ebp",
-    "mov rdi, rsp",
-    "and rsp, -16",
-    "call {entry}",
-    "ud2",
-    entry = sym entry,
-);
+mod rt;
 
-/// # Safety
-/// Called once, by `_start`, with the initial stack pointer.
-unsafe extern "C" fn entry(sp: *const usize) -> ! {
-    // SAFETY: the System V ABI initial stack: argc, then argc pointers to NUL-terminated
-    // strings, then a null pointer.
-    let args = unsafe {
-        let argc = *sp;
-        core::slice::from_raw_parts(sp.add(1).cast::<*const c_char>(), argc)
-    };
-    // SAFETY: each pointer is one of the kernel's argv strings.
-    let code = dmuc_shim::shim::main(args.iter().skip(1).map(|p| unsafe { CStr::from_ptr(*p) }));
-    sys::exit(code.clamp(0, 255))
+fn start(args: rt::Args, _envp: *const *const c_char) -> i32 {
+    dmuc_shim::shim::main(args.iter().skip(1))
 }
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     dmuc_shim::shim::err_out(format_args!("dmuc shim: {info}\r\n"));
     sys::exit(127)
-}
-
-/// core is precompiled with unwind tables that name this symbol; nothing here unwinds
-/// (panics end the process, see the workspace's `panic = "abort"`).
-#[unsafe(no_mangle)]
-extern "C" fn rust_eh_personality() {}
-
-// The memory functions the compiler emits calls to, in the simplest correct form: the
-// shim moves little data (kernel copies do the bulk), so `rep movsb` / `rep stosb` suffice.
-
-/// # Safety
-/// As C's `memcpy`.
-#[unsafe(no_mangle)]
-unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
-    // SAFETY: the caller passes valid, non-overlapping ranges of n bytes.
-    unsafe {
-        asm!("rep movsb", inout("rcx") n => _, inout("rdi") dst => _, inout("rsi") src => _,
-             options(nostack, preserves_flags));
-    }
-    dst
-}
-
-/// # Safety
-/// As C's `memmove`.
-#[unsafe(no_mangle)]
-unsafe extern "C" fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
-    if (dst as usize) <= (src as usize) || (dst as usize) >= (src as usize) + n {
-        // SAFETY: a forward copy is correct when dst does not start inside src.
-        return unsafe { memcpy(dst, src, n) };
-    }
-    // SAFETY: overlapping with dst after src: copy backwards (direction flag set, then cleared).
-    unsafe {
-        asm!("std", "rep movsb", "cld",
-             inout("rcx") n => _, inout("rdi") dst.add(n - 1) => _, inout("rsi") src.add(n - 1) => _,
-             options(nostack));
-    }
-    dst
-}
-
-/// # Safety
-/// As C's `memset`.
-#[unsafe(no_mangle)]
-unsafe extern "C" fn memset(dst: *mut u8, c: i32, n: usize) -> *mut u8 {
-    // SAFETY: the caller passes a valid range of n bytes.
-    unsafe {
-        asm!("rep stosb", inout("rcx") n => _, inout("rdi") dst => _, in("al") c as u8,
-             options(nostack, preserves_flags));
-    }
-    dst
-}
-
-/// # Safety
-/// As C's `memcmp`.
-#[unsafe(no_mangle)]
-unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
-    for i in 0..n {
-        // SAFETY: both ranges hold n bytes; volatile keeps this loop from becoming a call
-        // to memcmp itself.
-        let (x, y) = unsafe { (a.add(i).read_volatile(), b.add(i).read_volatile()) };
-        if x != y {
-            return i32::from(x) - i32::from(y);
-        }
-    }
-    0
-}
-
-/// # Safety
-/// As C's `bcmp`.
-#[unsafe(no_mangle)]
-unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
-    // SAFETY: forwarded.
-    unsafe { memcmp(a, b, n) }
-}
-
-/// # Safety
-/// As C's `strlen`.
-#[unsafe(no_mangle)]
-unsafe extern "C" fn strlen(s: *const c_char) -> usize {
-    let mut n = 0;
-    // SAFETY: the caller passes a NUL-terminated string; volatile as in memcmp.
-    while unsafe { s.add(n).read_volatile() } != 0 {
-        n += 1;
-    }
-    n
 }

@@ -23,6 +23,7 @@ pub mod nr {
     pub const READ: usize = 0;
     pub const WRITE: usize = 1;
     pub const CLOSE: usize = 3;
+    pub const IOCTL: usize = 16;
     pub const FSTAT: usize = 5;
     pub const POLL: usize = 7;
     pub const MMAP: usize = 9;
@@ -42,7 +43,9 @@ pub mod nr {
     pub const CHDIR: usize = 80;
     pub const RENAME: usize = 82;
     pub const UNLINK: usize = 87;
+    pub const READLINK: usize = 89;
     pub const GETUID: usize = 102;
+    pub const GETEUID: usize = 107;
     pub const SETUID: usize = 105;
     pub const SETGID: usize = 106;
     pub const SETPGID: usize = 109;
@@ -415,6 +418,23 @@ pub fn clear_groups() -> Res<()> {
 /// `getuid(2)`.
 pub fn getuid() -> u32 {
     sc!(nr::GETUID).unwrap_or(0) as u32
+}
+
+/// `geteuid(2)`.
+pub fn geteuid() -> u32 {
+    sc!(nr::GETEUID).unwrap_or(0) as u32
+}
+
+/// Whether `fd` is a terminal (as `isatty(3)`: the terminal ioctl `TCGETS` succeeds).
+pub fn isatty(fd: Fd) -> bool {
+    const TCGETS: usize = 0x5401;
+    let mut termios = [0u8; 60]; // struct termios is 60 bytes on x86_64
+    sc!(nr::IOCTL, fd, TCGETS, termios.as_mut_ptr()).is_ok()
+}
+
+/// `readlink(2)` into `buf`: the link's length (not NUL-terminated; may be truncated).
+pub fn readlink(path: &CStr, buf: &mut [u8]) -> Res<usize> {
+    sc!(nr::READLINK, path.as_ptr(), buf.as_mut_ptr(), buf.len())
 }
 
 /// Waits for a signal (returns after a handled one; a terminating one ends the process).

@@ -428,18 +428,15 @@ fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
         Cmd::Status { names, watch, .. } if watch => return watch_status(c, socket, names, style),
         Cmd::Status { names, json, .. } => {
             if json {
-                let v = c.call(Verb::Status { names })?;
+                let v = c.call(Verb::Status { names, text: None })?;
                 let _ = writeln!(
                     out,
                     "{}",
                     serde_json::to_string_pretty(&v).unwrap_or_default()
                 );
             } else {
-                let s: StatusResult = c.call_as(Verb::Status { names })?;
-                let _ = write!(out, "{}", render::status_table(&s.components, style));
-                if s.daemon.stopping {
-                    let _ = writeln!(out, "(dmucd is shutting down)");
-                }
+                let s: StatusResult = c.call_as(Verb::Status { names, text: None })?;
+                let _ = write!(out, "{}", dmuc_proto::render::status_text(&s, style));
             }
         }
         Cmd::Start(a) => return action(&mut c, Verb::Start, a, style),
@@ -550,6 +547,7 @@ fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
         Cmd::Attach { name } => {
             let s: StatusResult = parse(c.call(Verb::Status {
                 names: name.iter().cloned().collect(),
+                text: None,
             })?)?;
             let target = match &name {
                 Some(n) => format!("={}:={n}", s.daemon.session),
@@ -809,6 +807,7 @@ fn watch_status(
         if fetch || s.is_none() {
             let reply = c.call(Verb::Status {
                 names: names.clone(),
+                text: None,
             });
             // A shutdown sends events and then closes both connections: the status asked
             // for after the last event may meet a closed socket. That is the daemon going

@@ -7,7 +7,7 @@
 use std::process::Command;
 
 fn ctl(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_dmucctl"))
+    Command::new(env!("CARGO_BIN_EXE_dmucctl-full"))
         .args(args)
         .env_remove("DMUC_SOCKET")
         .output()
@@ -36,7 +36,7 @@ fn an_unreachable_daemon_exits_3_naming_the_socket() {
         "{err}"
     );
     // DMUC_SOCKET works the same way.
-    let o = Command::new(env!("CARGO_BIN_EXE_dmucctl"))
+    let o = Command::new(env!("CARGO_BIN_EXE_dmucctl-full"))
         .arg("status")
         .env("DMUC_SOCKET", &sock)
         .output()
@@ -83,7 +83,7 @@ fn reset_asks_first_and_says_what_it_removed() {
     }
     let sock = r.join("no.sock");
     let run = |answer: &str, extra: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_dmucctl"))
+        let mut c = Command::new(env!("CARGO_BIN_EXE_dmucctl-full"))
             .args([
                 "--socket",
                 sock.to_str().unwrap(),

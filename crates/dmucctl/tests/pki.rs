@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 fn ctl(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_dmucctl"))
+    Command::new(env!("CARGO_BIN_EXE_dmucctl-full"))
         .args(args)
         .output()
         .unwrap()

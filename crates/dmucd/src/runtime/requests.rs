@@ -100,13 +100,24 @@ impl Runtime {
         let id = req.id;
         match req.verb {
             Verb::Hello { .. } => Ok(()), // answered by the connection
-            Verb::Status { names } => {
+            Verb::Status { names, text } => {
                 let comps = self.comps_of(&names)?;
                 let result = StatusResult {
                     daemon: self.daemon_info(),
                     components: self.statuses(&comps),
                 };
-                conn.result(id, &result);
+                match text {
+                    None => conn.result(id, &result),
+                    Some(o) => conn.result(
+                        id,
+                        &dmuc_proto::TextResult {
+                            text: dmuc_proto::render::status_text(
+                                &result,
+                                dmuc_proto::render::Style { color: o.color },
+                            ),
+                        },
+                    ),
+                }
                 Ok(())
             }
             Verb::Start(a) => self.action(conn, id, WaitKind::Start, a),
