@@ -341,3 +341,72 @@ command = ["{s}", "--name", "a"]
     );
     assert_eq!(d.stop(), Some(0));
 }
+
+/// The processes whose parent is `pid`, with their command names.
+fn children(pid: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // "PID (COMM) STATE PPID ...": the name may hold spaces, so split after the ')'.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let comm = head
+            .split_once('(')
+            .map(|(_, c)| c.to_string())
+            .unwrap_or_default();
+        if rest.split_whitespace().nth(1) == Some(&pid.to_string()) {
+            out.push((p, comm));
+        }
+    }
+    out
+}
+
+#[test]
+fn dmucd_is_its_own_tmux_control_client_and_can_use_a_tmux_process_instead() {
+    let s = standin();
+    let toml = format!(
+        r#"
+[component.a]
+command = ["{s}", "--name", "a"]
+"#
+    );
+    for process in [false, true] {
+        let env: &[(&str, &str)] = if process {
+            &[("DMUC_TMUX_CLIENT", "process")]
+        } else {
+            &[]
+        };
+        let mut d = Daemon::start_env(tempfile::tempdir().unwrap(), &toml, &[], env);
+        let first = d.wait_state("a", "running", T)["pid"].as_u64().unwrap();
+        let clients = d.tmux(&["list-clients", "-F", "#{client_pid} #{client_control_mode}"]);
+        let clients: Vec<&str> = clients.lines().collect();
+        assert_eq!(clients.len(), 1, "{clients:?}");
+        let (pid, control) = clients[0].split_once(' ').unwrap();
+        assert_eq!(control, "1", "{clients:?}");
+        let pid: u32 = pid.parse().unwrap();
+        let tmux_children: Vec<(u32, String)> = children(d.pid())
+            .into_iter()
+            .filter(|(_, c)| c.starts_with("tmux"))
+            .collect();
+        if process {
+            // The `tmux -C` child is the client.
+            assert_eq!(tmux_children.iter().map(|c| c.0).collect::<Vec<_>>(), [pid]);
+        } else {
+            // dmucd is the client itself; no tmux process of its own is left (the one that
+            // started the server has exited).
+            assert_eq!(pid, d.pid(), "{clients:?}");
+            assert!(tmux_children.is_empty(), "{tmux_children:?}");
+        }
+        // Commands go through either way: a restart respawns the pane.
+        d.ctl_ok(&["restart", "a"]);
+        let second = d.wait_state("a", "running", T)["pid"].as_u64().unwrap();
+        assert_ne!(first, second);
+        assert_eq!(d.stop(), Some(0));
+    }
+}

@@ -16,6 +16,8 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod native;
+
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
@@ -91,7 +93,31 @@ pub struct Client {
     socket: PathBuf,
     waiters: Waiters,
     writer: mpsc::UnboundedSender<String>,
-    child: Mutex<Option<Child>>,
+    link: Mutex<Option<Link>>,
+}
+
+/// What carries the connection.
+enum Link {
+    /// A `tmux -C` process (killed when dropped).
+    Process(Child),
+    /// dmucd itself (`native`): the task answering the server's messages.
+    Native(tokio::task::JoinHandle<()>),
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        // The server socket goes with the task: the server then drops this client.
+        if let Some(Link::Native(t)) = self.link.get_mut().ok().and_then(|l| l.take()) {
+            t.abort();
+        }
+    }
+}
+
+/// `DMUC_TMUX_CLIENT=process` keeps the `tmux -C` process (for a tmux whose client
+/// protocol is not 8); the native client is the default and falls back by itself when the
+/// server refuses it.
+fn native_allowed() -> bool {
+    std::env::var_os("DMUC_TMUX_CLIENT").is_none_or(|v| v != "process")
 }
 
 impl Client {
@@ -107,8 +133,45 @@ impl Client {
         idle_argv: &[String],
         preload: Option<BorrowedFd<'_>>,
     ) -> Result<(Client, mpsc::UnboundedReceiver<Notification>), Error> {
+        // `-f no-output` as part of the attach: a separate `refresh-client` right after it
+        // can reach an existing server before this client counts as attached ("no current
+        // client"). Never let our own control client stall the panes (tmux.md §4).
+        let mut attach: Vec<String> = [
+            "new-session",
+            "-A",
+            "-f",
+            "no-output",
+            "-s",
+            ctl_session,
+            "-n",
+            "ctl",
+            "--",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        attach.extend(idle_argv.iter().cloned());
+        if native_allowed() {
+            // Bounded: a server that took the handshake but does not run our commands (a
+            // protocol we do not know) must leave time for the `tmux -C` attempt.
+            let native = Client::connect_native(socket, conf, &attach, preload);
+            match tokio::time::timeout(std::time::Duration::from_secs(2), native).await {
+                Ok(Ok(c)) => return Ok(c),
+                Ok(Err(e)) => tracing::warn!(
+                    "tmux: attaching without a tmux client process failed ({e}); using `tmux -C`"
+                ),
+                Err(_) => tracing::warn!(
+                    "tmux: the server did not answer a client without a process; using `tmux -C`"
+                ),
+            }
+        }
+        Client::connect_process(socket, conf, &attach, preload).await
+    }
+
+    /// A `tmux` command on our server, with the utmp stand-in preloaded when it starts it.
+    fn tmux(socket: &Path, conf: &Path, preload: Option<BorrowedFd<'_>>) -> Command {
         let mut cmd = Command::new("tmux");
-        cmd.arg("-S").arg(socket).arg("-f").arg(conf).arg("-C");
+        cmd.arg("-S").arg(socket).arg("-f").arg(conf);
         if let Some(fd) = preload {
             let n = fd.as_raw_fd();
             let mut v = std::ffi::OsString::from(format!("/proc/self/fd/{n}"));
@@ -132,46 +195,95 @@ impl Client {
                 });
             }
         }
-        // `-f no-output` as part of the attach: a separate `refresh-client` right after it
-        // can reach an existing server before this client counts as attached ("no current
-        // client"). Never let our own control client stall the panes (tmux.md §4).
-        cmd.args([
-            "new-session",
-            "-A",
-            "-f",
-            "no-output",
-            "-s",
-            ctl_session,
-            "-n",
-            "ctl",
-            "--",
-        ]);
-        cmd.args(idle_argv);
+        cmd
+    }
+
+    /// Attaches without a client process (`native`). A server is started first when none
+    /// answers, by a `tmux` that creates the control session detached and exits: the server
+    /// is forked from a tmux client, so starting one takes that process for a moment.
+    async fn connect_native(
+        socket: &Path,
+        conf: &Path,
+        attach: &[String],
+        preload: Option<BorrowedFd<'_>>,
+    ) -> Result<(Client, mpsc::UnboundedReceiver<Notification>), Error> {
+        let native = match native::attach(socket, attach) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                // attach = new-session -A -f no-output -s NAME -n ctl -- ARGV...
+                let mut start = Client::tmux(socket, conf, preload);
+                start.arg("new-session").arg("-d");
+                start.args(attach.iter().skip(4));
+                start
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                let st = start.status().await.map_err(Error::Spawn)?;
+                if !st.success() {
+                    return Err(Error::Tmux(format!("starting the server: tmux {st}")));
+                }
+                native::attach(socket, attach)
+            }
+            r => r,
+        }
+        .map_err(Error::Spawn)?;
+        let control = native
+            .control
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::UnixStream::from_std(native.control))
+            .map_err(Error::Spawn)?;
+        let (rd, wr) = control.into_split();
+        let link = Link::Native(tokio::spawn(native::serve(native.server)));
+        Client::start(socket, rd, wr, link).await
+    }
+
+    /// Attaches with a `tmux -C` process, which also starts the server when none runs.
+    async fn connect_process(
+        socket: &Path,
+        conf: &Path,
+        attach: &[String],
+        preload: Option<BorrowedFd<'_>>,
+    ) -> Result<(Client, mpsc::UnboundedReceiver<Notification>), Error> {
+        let mut cmd = Client::tmux(socket, conf, preload);
+        cmd.arg("-C").args(attach);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         cmd.kill_on_drop(true);
         let mut child = cmd.spawn().map_err(Error::Spawn)?;
-        let mut stdin = child.stdin.take().ok_or(Error::Closed)?;
+        let stdin = child.stdin.take().ok_or(Error::Closed)?;
         let stdout = child.stdout.take().ok_or(Error::Closed)?;
+        Client::start(socket, stdout, stdin, Link::Process(child)).await
+    }
 
+    /// Runs the connection's reader and writer; returns once the server has answered.
+    async fn start(
+        socket: &Path,
+        rd: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+        mut wr: impl tokio::io::AsyncWrite + Unpin + Send + 'static,
+        link: Link,
+    ) -> Result<(Client, mpsc::UnboundedReceiver<Notification>), Error> {
         let waiters: Waiters = Arc::new(Mutex::new(Queue::default()));
         let (wtx, mut wrx) = mpsc::unbounded_channel::<String>();
         tokio::spawn(async move {
             while let Some(line) = wrx.recv().await {
-                if stdin.write_all(line.as_bytes()).await.is_err() {
+                if wr.write_all(line.as_bytes()).await.is_err() {
                     break;
                 }
             }
-            let _ = stdin.shutdown().await;
+            let _ = wr.shutdown().await;
         });
         let (ntx, nrx) = mpsc::unbounded_channel();
-        tokio::spawn(read_loop(BufReader::new(stdout), waiters.clone(), ntx));
+        tokio::spawn(read_loop(BufReader::new(rd), waiters.clone(), ntx));
         let client = Client {
             socket: socket.to_path_buf(),
             waiters,
             writer: wtx,
-            child: Mutex::new(Some(child)),
+            link: Mutex::new(Some(link)),
         };
         // A round trip: the server answers, so the connection is up.
         client
@@ -223,11 +335,33 @@ impl Client {
 
     /// Detaches the control client (the server keeps running).
     pub async fn detach(&self) {
-        let child = self.child.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(mut c) = child {
-            let _ = self.writer.send("detach-client\n".into());
-            let _ = c.wait().await;
+        let link = self.link.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let _ = self.writer.send("detach-client\n".into());
+        match link {
+            Some(Link::Process(mut c)) => {
+                let _ = c.wait().await;
+            }
+            // The server says goodbye on its socket (detach, exiting, exited); bounded,
+            // since a stuck server must not hold up dmucd's exit.
+            Some(Link::Native(t)) => {
+                let abort = t.abort_handle();
+                if tokio::time::timeout(std::time::Duration::from_secs(2), t)
+                    .await
+                    .is_err()
+                {
+                    abort.abort();
+                }
+            }
+            None => {}
         }
+    }
+
+    /// Whether this connection runs without a `tmux -C` process.
+    pub fn is_native(&self) -> bool {
+        matches!(
+            *self.link.lock().unwrap_or_else(|e| e.into_inner()),
+            Some(Link::Native(_))
+        )
     }
 }
 
@@ -320,5 +454,42 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(line, "'display' '-p' 'x'\n'ls'\n");
+    }
+}
+
+#[cfg(test)]
+mod native_tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// A server of another protocol version refuses the handshake (tmux answers
+    /// `MSG_VERSION` and drops the peer): the native attempt fails at once, so `connect`
+    /// can fall back to a `tmux -C` process.
+    #[tokio::test]
+    async fn a_refused_handshake_fails_the_native_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("s");
+        let l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut first = [0u8; 16];
+            c.read_exact(&mut first).unwrap();
+            // The first message is IDENTIFY_FLAGS, stamped with protocol version 8.
+            assert_eq!(&first[..4], &100u32.to_ne_bytes());
+            assert_eq!(&first[8..12], &8u32.to_ne_bytes());
+            let mut version = 12u32.to_ne_bytes().to_vec();
+            version.extend_from_slice(&16u16.to_ne_bytes());
+            version.extend_from_slice(&[0; 10]);
+            c.write_all(&version).unwrap();
+        });
+        let conf = dir.path().join("conf");
+        let r = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            Client::connect_native(&sock, &conf, &["attach".into()], None),
+        )
+        .await
+        .expect("the refusal ends the attempt");
+        assert!(r.is_err());
+        server.join().unwrap();
     }
 }
