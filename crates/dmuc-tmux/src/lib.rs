@@ -13,6 +13,8 @@
 //!   `%error` block, which would shift every later reply. Blocks not caused by us (flag 0,
 //!   e.g. the attach command itself) are skipped.
 //! - Everything is read as bytes; notifications (`%exit`, `%window-close`, ...) go to a channel.
+//! - The connection is made without a `tmux` process when the server speaks tmux 3.x's
+//!   client protocol (`native`), else through `tmux -C`.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
