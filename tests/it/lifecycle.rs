@@ -36,7 +36,11 @@ after = ["base"]
         .map(|c| c["pid"].as_u64().unwrap() as u32)
         .collect();
 
+    assert!(d.tmux_socket().exists());
     assert_eq!(d.stop(), Some(0), "{}", d.stderr());
+    // Nothing left in the runtime directory that looks alive: tmux leaves its socket file.
+    assert!(!d.tmux_socket().exists(), "the tmux socket file was left");
+    assert!(!d.socket().exists(), "the control socket file was left");
     let ev = d.events();
     let stop_of = |n: &str| {
         ev.iter()

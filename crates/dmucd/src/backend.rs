@@ -541,10 +541,12 @@ impl Tmux {
             .send(&[vec!["kill-window".into(), "-t".into(), pane.window.clone()]]);
     }
 
-    /// Stops the server (and with it every pane).
+    /// Stops the server (and with it every pane), and removes its socket file, which tmux
+    /// leaves behind.
     pub async fn kill_server(&self) {
         let _ = self.client.send(&[vec!["kill-server".into()]]);
         self.client.detach().await;
+        let _ = std::fs::remove_file(self.client.socket());
     }
 }
 
