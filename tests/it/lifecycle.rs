@@ -414,3 +414,78 @@ command = ["{s}", "--name", "a"]
         assert_eq!(d.stop(), Some(0));
     }
 }
+
+/// A seccomp filter that makes `memfd_create` fail with EPERM (as a sandbox that forbids it
+/// would), everything else allowed. Async-signal-safe: two prctl calls on a static program.
+fn deny_memfd_create() -> std::io::Result<()> {
+    use libc::{BPF_ABS, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W, sock_filter, sock_fprog};
+    const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+    const NR_MEMFD_CREATE: u32 = 319;
+    const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+    const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+    let stmt = |code: u32, k: u32| sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jump = |k: u32, jt: u8, jf: u8| sock_filter {
+        code: (BPF_JMP | BPF_JEQ | BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    let filter = [
+        stmt(BPF_LD | BPF_W | BPF_ABS, 4), // seccomp_data.arch
+        jump(AUDIT_ARCH_X86_64, 1, 0),
+        stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        stmt(BPF_LD | BPF_W | BPF_ABS, 0), // seccomp_data.nr
+        jump(NR_MEMFD_CREATE, 0, 1),
+        stmt(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | libc::EPERM as u32),
+        stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    ];
+    let prog = sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr().cast_mut(),
+    };
+    // SAFETY: prctl with a valid filter program that lives across the call.
+    unsafe {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+            || libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &prog as *const sock_fprog,
+            ) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn without_memfd_create_tmux_runs_as_it_would_by_itself_and_dmucd_says_so() {
+    let s = standin();
+    let toml = format!(
+        r#"
+[component.a]
+command = ["{s}", "--name", "a"]
+"#
+    );
+    let mut d = Daemon::start_pre_exec(&toml, deny_memfd_create);
+    let first = d.wait_state("a", "running", T)["pid"].as_u64().unwrap();
+    assert!(
+        d.stderr().contains("cannot prepare the stand-in library"),
+        "{}",
+        d.stderr()
+    );
+    // No stand-in in the server (the preload needs the memfd), and everything works.
+    let server = d.tmux_pid();
+    let maps = std::fs::read_to_string(format!("/proc/{server}/maps")).unwrap();
+    assert!(!maps.contains("dmuc-noutmp"), "{maps}");
+    d.ctl_ok(&["restart", "a"]);
+    let second = d.wait_state("a", "running", T)["pid"].as_u64().unwrap();
+    assert_ne!(first, second);
+    assert_eq!(d.stop(), Some(0));
+}

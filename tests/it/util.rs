@@ -94,6 +94,8 @@ pub struct Daemon {
     pids: Vec<u32>,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// Run in the child before it execs dmucd (e.g. a seccomp filter).
+    pre_exec: Option<fn() -> std::io::Result<()>>,
 }
 
 impl Daemon {
@@ -129,6 +131,24 @@ impl Daemon {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            pre_exec: None,
+        };
+        d.spawn();
+        d
+    }
+
+    /// `start` with `f` run in the child before it execs dmucd (what it sets up is inherited
+    /// by dmucd and everything dmucd starts).
+    pub fn start_pre_exec(toml: &str, f: fn() -> std::io::Result<()>) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("graph.toml"), toml).unwrap();
+        let mut d = Daemon {
+            dir,
+            child: None,
+            pids: Vec::new(),
+            args: Vec::new(),
+            env: Vec::new(),
+            pre_exec: Some(f),
         };
         d.spawn();
         d
@@ -142,7 +162,15 @@ impl Daemon {
             .append(true)
             .open(dir.join("dmucd.stderr"))
             .unwrap();
-        let child = Command::new(bin_dir().join("dmucd"))
+        let mut cmd = Command::new(bin_dir().join("dmucd"));
+        if let Some(f) = self.pre_exec {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: the functions given are async-signal-safe (system calls only).
+            unsafe {
+                cmd.pre_exec(f);
+            }
+        }
+        let child = cmd
             .arg("--config")
             .arg(dir.join("graph.toml"))
             .arg("--tmux-socket")
