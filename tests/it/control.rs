@@ -580,6 +580,9 @@ fn the_overview_window_shows_the_live_table_and_attach_targets_it() {
     std::fs::write(&fake, "#!/bin/sh\necho \"$@\" TMUX=${TMUX:-unset}\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Once it has run, no forked child holds it open for writing any more: dmucctl's exec of
+    // it cannot meet ETXTBSY.
+    output_of_fresh(&mut Command::new(&fake));
     let attach = |args: &[&str]| {
         Command::new(bin_dir().join("dmucctl"))
             .arg("--socket")
@@ -891,14 +894,14 @@ after = ["setup"]
     let front = alone.path().join("dmucctl");
     std::fs::copy(bin_dir().join("dmucctl"), &front).unwrap();
     let lone = |args: &[&str]| {
-        Command::new(&front)
-            .arg("--socket")
-            .arg(d.socket())
-            .args(args)
-            .env("PATH", alone.path())
-            .env("NO_COLOR", "1")
-            .output()
-            .unwrap()
+        output_of_fresh(
+            Command::new(&front)
+                .arg("--socket")
+                .arg(d.socket())
+                .args(args)
+                .env("PATH", alone.path())
+                .env("NO_COLOR", "1"),
+        )
     };
     let o = lone(&["status"]);
     assert!(o.status.success(), "{o:?}");

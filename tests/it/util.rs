@@ -30,6 +30,24 @@ pub fn bin_dir() -> PathBuf {
     dir
 }
 
+/// `cmd.output()` for a program file this test just wrote, retried while it is "busy"
+/// (ETXTBSY): another test thread that forks while the file is open for writing lends its
+/// child that descriptor until the child's exec. Bounded by a deadline.
+pub fn output_of_fresh(cmd: &mut Command) -> Output {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match cmd.output() {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ExecutableFileBusy
+                    && Instant::now() < deadline =>
+            {
+                std::thread::yield_now()
+            }
+            r => return r.unwrap(),
+        }
+    }
+}
+
 /// The stand-in program's path.
 pub fn standin() -> String {
     bin_dir().join("dmuc-standin").display().to_string()

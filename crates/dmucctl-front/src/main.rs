@@ -89,8 +89,8 @@ fn full(args: rt::Args, envp: *const *const c_char) -> i32 {
         &mut msg,
         format_args!(
             "dmucctl: cannot run {} (looked for it beside this dmucctl, then on PATH{}); \
-             install it with dmucctl: cargo build --workspace builds both, \
-             cargo install --path crates/dmucctl --path crates/dmucctl-front installs both\n",
+             install it with dmucctl: cargo build --workspace builds both; \
+             cargo install --path crates/dmucctl, then --path crates/dmucctl-front\n",
             Lossy(FULL),
             Lossy(tried.bytes()),
         ),
@@ -113,11 +113,7 @@ fn exec_in(dir: &[u8], args: rt::Args, envp: *const *const c_char, tried: &mut B
     };
     let _ = core::fmt::write(
         tried,
-        format_args!(
-            "; {}: {why} (errno {})",
-            Lossy(&path.bytes()[..path.bytes().len()]),
-            e.0
-        ),
+        format_args!("; {}: {why} (errno {})", Lossy(path.bytes()), e.0),
     );
 }
 

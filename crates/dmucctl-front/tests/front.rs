@@ -37,15 +37,33 @@ fn front(dir: &Path, args: &[&str], replies: &[&str]) -> (Output, Vec<String>) {
     if !bin.exists() {
         std::fs::copy(env!("CARGO_BIN_EXE_dmucctl"), &bin).unwrap();
     }
-    let o = Command::new(&bin)
-        .arg("--socket")
-        .arg(&sock)
-        .args(args)
-        .env_clear()
-        .env("PATH", dir)
-        .output()
-        .unwrap();
+    let o = output_of_fresh(
+        Command::new(&bin)
+            .arg("--socket")
+            .arg(&sock)
+            .args(args)
+            .env_clear()
+            .env("PATH", dir),
+    );
     (o, server.join().unwrap())
+}
+
+/// `cmd.output()` for a program file this test just wrote, retried while it is "busy"
+/// (ETXTBSY): another test thread that forks while the file is open for writing lends its
+/// child that descriptor until the child's exec. Bounded by a deadline.
+fn output_of_fresh(cmd: &mut Command) -> Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match cmd.output() {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ExecutableFileBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::yield_now()
+            }
+            r => return r.unwrap(),
+        }
+    }
 }
 
 const HELLO: &str = r#"{"id":1,"result":{"version":"1.0","server":"dmucd 0.1.0","pid":7,"uid":0,"can_write":true}}"#;
@@ -109,13 +127,16 @@ fn it_execs_dmucctl_full_with_the_same_arguments_and_environment() {
     let full = dir.path().join("dmucctl-full");
     std::fs::write(&full, "#!/bin/sh\necho \"$0|$*|$DMUC_TEST\"\nexit 5\n").unwrap();
     std::fs::set_permissions(&full, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // Once it has run, no forked child holds it open for writing any more: the front's exec
+    // of it cannot meet ETXTBSY.
+    output_of_fresh(&mut Command::new(&full));
     let bin = dir.path().join("dmucctl");
     std::fs::copy(env!("CARGO_BIN_EXE_dmucctl"), &bin).unwrap();
-    let o = Command::new(&bin)
-        .args(["restart", "a b", "--no-wait"])
-        .env("DMUC_TEST", "kept")
-        .output()
-        .unwrap();
+    let o = output_of_fresh(
+        Command::new(&bin)
+            .args(["restart", "a b", "--no-wait"])
+            .env("DMUC_TEST", "kept"),
+    );
     assert_eq!(o.status.code(), Some(5), "{o:?}");
     assert_eq!(
         String::from_utf8_lossy(&o.stdout),
