@@ -818,12 +818,15 @@ command = ["/bin/sh", "-c", "echo 'a \"quoted\" \\ line'; exit 3"]
 command = ["/bin/sleep", "60"]
 after = ["setup"]
 "#;
-    let d = Daemon::start_with(tempfile::tempdir().unwrap(), toml, &["--hold"]);
+    let mut d = Daemon::start_with(tempfile::tempdir().unwrap(), toml, &["--hold"]);
     wait_for("the daemon to answer", T, || {
         d.ctl(&["status"]).status.success().then_some(())
     });
     d.ctl_ok(&["start", "setup"]);
     let _ = d.ctl(&["start", "broken"]);
+    // Settled: no column may change between the two clients' calls.
+    d.wait_state("setup", "completed", T);
+    d.wait_state("broken", "failed", T);
     let run = |bin: &str, args: &[&str]| {
         Command::new(bin_dir().join(bin))
             .arg("--socket")
