@@ -135,28 +135,16 @@ impl Client {
         idle_argv: &[String],
         preload: Option<BorrowedFd<'_>>,
     ) -> Result<(Client, mpsc::UnboundedReceiver<Notification>), Error> {
-        // `-f no-output` as part of the attach: a separate `refresh-client` right after it
-        // can reach an existing server before this client counts as attached ("no current
-        // client"). Never let our own control client stall the panes (tmux.md §4).
-        let mut attach: Vec<String> = [
-            "new-session",
-            "-A",
-            "-f",
-            "no-output",
-            "-s",
-            ctl_session,
-            "-n",
-            "ctl",
-            "--",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        attach.extend(idle_argv.iter().cloned());
+        // The control session: created when missing, running `idle_argv`.
+        let mut session: Vec<String> = ["-s", ctl_session, "-n", "ctl", "--"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        session.extend(idle_argv.iter().cloned());
         if native_allowed() {
             // Bounded: a server that took the handshake but does not run our commands (a
             // protocol we do not know) must leave time for the `tmux -C` attempt.
-            let native = Client::connect_native(socket, conf, &attach, preload);
+            let native = Client::connect_native(socket, conf, &session, preload);
             match tokio::time::timeout(std::time::Duration::from_secs(2), native).await {
                 Ok(Ok(c)) => return Ok(c),
                 Ok(Err(e)) => tracing::warn!(
@@ -167,7 +155,20 @@ impl Client {
                 ),
             }
         }
-        Client::connect_process(socket, conf, &attach, preload).await
+        Client::connect_process(socket, conf, &session, preload).await
+    }
+
+    /// The attaching command for the control session (`session`: `-s NAME ... -- ARGV`).
+    /// `-f no-output` as part of the attach: a separate `refresh-client` right after it can
+    /// reach an existing server before this client counts as attached ("no current
+    /// client"). Never let our own control client stall the panes (tmux.md §4).
+    fn attach_command(session: &[String]) -> Vec<String> {
+        let mut a: Vec<String> = ["new-session", "-A", "-f", "no-output"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        a.extend(session.iter().cloned());
+        a
     }
 
     /// A `tmux` command on our server, with the utmp stand-in preloaded when it starts it.
@@ -206,20 +207,19 @@ impl Client {
     async fn connect_native(
         socket: &Path,
         conf: &Path,
-        attach: &[String],
+        session: &[String],
         preload: Option<BorrowedFd<'_>>,
     ) -> Result<(Client, mpsc::UnboundedReceiver<Notification>), Error> {
-        let native = match native::attach(socket, attach) {
+        let attach = Client::attach_command(session);
+        let native = match native::attach(socket, &attach) {
             Err(e)
                 if matches!(
                     e.kind(),
                     std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
                 ) =>
             {
-                // attach = new-session -A -f no-output -s NAME -n ctl -- ARGV...
                 let mut start = Client::tmux(socket, conf, preload);
-                start.arg("new-session").arg("-d");
-                start.args(attach.iter().skip(4));
+                start.arg("new-session").arg("-d").args(session);
                 start
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
@@ -228,7 +228,7 @@ impl Client {
                 if !st.success() {
                     return Err(Error::Tmux(format!("starting the server: tmux {st}")));
                 }
-                native::attach(socket, attach)
+                native::attach(socket, &attach)
             }
             r => r,
         }
@@ -247,11 +247,11 @@ impl Client {
     async fn connect_process(
         socket: &Path,
         conf: &Path,
-        attach: &[String],
+        session: &[String],
         preload: Option<BorrowedFd<'_>>,
     ) -> Result<(Client, mpsc::UnboundedReceiver<Notification>), Error> {
         let mut cmd = Client::tmux(socket, conf, preload);
-        cmd.arg("-C").args(attach);
+        cmd.arg("-C").args(Client::attach_command(session));
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
@@ -487,7 +487,7 @@ mod native_tests {
         let conf = dir.path().join("conf");
         let r = tokio::time::timeout(
             std::time::Duration::from_secs(5),
-            Client::connect_native(&sock, &conf, &["attach".into()], None),
+            Client::connect_native(&sock, &conf, &["-s".into(), "x".into()], None),
         )
         .await
         .expect("the refusal ends the attempt");
