@@ -153,6 +153,30 @@ fn kill_9_of_dmucd_then_a_new_one_adopts_everything_without_a_restart() {
     });
     assert_eq!(d.comp("api").unwrap()["restarts"], 1);
     assert_eq!(d.comp("api").unwrap()["window"], api["window"]);
+
+    // Once more: what the daemon knew of api outlives it (restarts, last exit, and an uptime
+    // from the process's real start, not from the adoption).
+    let was = d.comp("api").unwrap();
+    assert_eq!(was["last_exit"], "killed by SIGKILL");
+    let seq = d.last_seq().unwrap();
+    d.crash();
+    d.restart();
+    adopted(&d, seq);
+    let now = wait_for("the new daemon's status of api", T, || {
+        let o = d.ctl(&["status", "--json", "api"]);
+        let v: Value = serde_json::from_slice(&o.stdout).ok()?;
+        v["components"][0]
+            .get("pid")
+            .is_some()
+            .then(|| v["components"][0].clone())
+    });
+    assert_eq!(now["pid"], was["pid"], "{now}");
+    assert_eq!(now["restarts"], 1, "{now}");
+    assert_eq!(now["last_exit"], "killed by SIGKILL", "{now}");
+    assert!(
+        now["uptime_ms"].as_u64() >= was["uptime_ms"].as_u64(),
+        "uptime went back: {was} then {now}"
+    );
     assert_eq!(d.stop(), Some(0));
     for (_, pid) in before {
         assert!(!alive(pid as u32), "pid {pid} survived the shutdown");

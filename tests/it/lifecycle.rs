@@ -155,8 +155,7 @@ backoff = {{ initial = "100ms" }}
 
 #[test]
 fn user_and_group_are_dropped_before_exec() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root to change user");
+    if skip_unless_root("user_and_group_are_dropped_before_exec") {
         return;
     }
     let toml = r#"

@@ -1,9 +1,15 @@
-//! Opt-in: a real single-node cluster from the Kubernetes binaries the user fetched. Ignored by
-//! default (the binaries cannot be downloaded where CI runs); docs/tutorial.md §5 says how to
-//! run it: `DMUC_K8S_BIN=/usr/local/bin cargo test -p dmuc-tests real_cluster -- --ignored`.
+//! The real thing: config/cluster.toml as shipped, run by dmucd with real Kubernetes v1.36.2
+//! (../shared/k8s, unpacked to a temp dir), Debian's etcd, containerd, runc and CNI plugins,
+//! and the real kubectl. One cluster, shared by every check that can share it (CI time): node
+//! Ready, a Deployment serving through a ClusterIP Service, `kubectl logs` and `exec`,
+//! scaling, kill -9 of the kubelet and of the API server, adoption after kill -9 of dmucd,
+//! then `dmucctl shutdown`, `dmucctl reset --yes` and a host with nothing of the cluster left.
+//!
+//! Needs root and the Debian packages (.ci/run installs them). Outside CI it is skipped, loudly,
+//! when something is missing; under CI=true it fails instead.
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -11,133 +17,457 @@ use crate::util::*;
 
 const T: Duration = Duration::from_secs(240);
 
-fn kubectl(kubeconfig: &str, args: &[&str]) -> (bool, String) {
-    let o = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .output()
+/// Where the shared Kubernetes binaries and images are (`DMUC_K8S_DIR` overrides).
+fn shared_k8s() -> PathBuf {
+    std::env::var_os("DMUC_K8S_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/k8s"),
+        PathBuf::from,
+    )
+}
+
+const TARBALL: &str = "kubernetes-v1.36.2-linux-amd64.tar.xz";
+/// What Debian provides, and where (etcd-server, containerd, runc, containernetworking-plugins).
+const DEBIAN: &[&str] = &[
+    "/usr/bin/etcd",
+    "/usr/bin/containerd",
+    "/usr/bin/ctr",
+    "/usr/bin/containerd-shim-runc-v2",
+    "/usr/sbin/runc",
+    "/usr/lib/cni/bridge",
+    "/usr/sbin/iptables",
+    "/usr/sbin/conntrack",
+];
+
+/// What this test needs that a fresh machine may lack.
+fn missing() -> Vec<String> {
+    let mut why = Vec::new();
+    if !nix::unistd::geteuid().is_root() {
+        why.push("root".to_string());
+    }
+    if !shared_k8s().join(TARBALL).exists() {
+        why.push(format!(
+            "{} (set DMUC_K8S_DIR)",
+            shared_k8s().join(TARBALL).display()
+        ));
+    }
+    why.extend(
+        DEBIAN
+            .iter()
+            .filter(|p| !Path::new(p).exists())
+            .map(|p| p.to_string()),
+    );
+    why
+}
+
+/// The node's programs in one directory: Kubernetes unpacked, Debian's linked beside it.
+fn unpack(dir: &Path) -> PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let st = Command::new("tar")
+        .arg("-xJf")
+        .arg(shared_k8s().join(TARBALL))
+        .arg("-C")
+        .arg(&bin)
+        .status()
         .unwrap();
-    let text =
-        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
-    (o.status.success(), text)
+    assert!(st.success(), "tar failed");
+    for p in &DEBIAN[..5] {
+        let name = Path::new(p).file_name().unwrap();
+        std::os::unix::fs::symlink(p, bin.join(name)).unwrap();
+    }
+    bin
+}
+
+struct Kubectl {
+    prog: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+impl Kubectl {
+    fn run(&self, args: &[&str]) -> (bool, String) {
+        let o = Command::new(&self.prog)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .unwrap();
+        let text =
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+        (o.status.success(), text)
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (ok, out) = self.run(args);
+        assert!(ok, "kubectl {args:?}: {out}");
+        out
+    }
+
+    /// Each web pod's uid, container id and restart count, sorted: equal snapshots mean
+    /// no pod was recreated and no container restarted.
+    fn pods(&self) -> Vec<String> {
+        let out = self.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.uid} {.status.containerStatuses[0].containerID} {.status.containerStatuses[0].restartCount}{\"\\n\"}{end}",
+        ]);
+        let mut v: Vec<String> = out.lines().map(str::to_string).collect();
+        v.sort();
+        v
+    }
+
+    fn node_ready(&self, node: &str) -> bool {
+        let (_, s) = self.run(&[
+            "get",
+            "node",
+            node,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ]);
+        s.trim() == "True"
+    }
+}
+
+/// GET / from `addr`, the body when it answers with 200.
+fn http_get(addr: &str) -> Option<String> {
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    let status = reply.lines().next()?;
+    (status.starts_with("HTTP/1.") && status.split_whitespace().nth(1) == Some("200"))
+        .then_some(reply)
+}
+
+const WEB: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: web
+        image: docker.io/library/busybox-httpd:local
+        imagePullPolicy: Never
+        ports: [{containerPort: 80}]
+        readinessProbe: {httpGet: {path: /healthz, port: 80}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80}]
+"#;
+
+/// The `dmucctl reset --yes` of this test's node (also run if the test fails half-way, so
+/// that a red run leaves nothing either).
+struct Reset {
+    args: Vec<String>,
+    done: bool,
+}
+
+impl Reset {
+    fn run(&mut self) -> std::process::Output {
+        self.done = true;
+        Command::new(bin_dir().join("dmucctl"))
+            .arg("reset")
+            .arg("--yes")
+            .args(&self.args)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Reset {
+    fn drop(&mut self) {
+        if !self.done {
+            let o = self.run();
+            eprintln!(
+                "cleanup: dmucctl reset: {}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+}
+
+/// What of a node is still on the host, one line each (../shared/k8s/README.md's list).
+fn leftovers(bin: &Path, state: &Path, containerd_socket: &str) -> Vec<String> {
+    let mut left = Vec::new();
+    let bin_s = bin.display().to_string();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == std::process::id() || !alive(pid) {
+            continue;
+        }
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        if cmd.contains(&bin_s) || cmd.contains(containerd_socket) || cgroup.contains("kubepods") {
+            left.push(format!("process {pid}: {cmd}"));
+        }
+    }
+    for prog in ["iptables-save", "ip6tables-save"] {
+        let o = Command::new(prog).output().unwrap();
+        for l in String::from_utf8_lossy(&o.stdout).lines() {
+            if l.contains("KUBE-") || l.contains("CNI-") {
+                left.push(format!("{prog}: {l}"));
+            }
+        }
+    }
+    if Path::new("/sys/class/net/cni0").exists() {
+        left.push("the cni0 bridge".into());
+    }
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        for name in ["kubepods", "kubepods.slice", "k8s.io"] {
+            if h.path().join(name).exists() {
+                left.push(format!("cgroup {}", h.path().join(name).display()));
+            }
+        }
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let dirs = [
+        "/var/lib/kubelet",
+        "/var/lib/containerd",
+        "/run/containerd",
+        "/var/lib/cni",
+        "/var/log/pods",
+        "/var/log/containers",
+        "/run/netns",
+    ];
+    for m in mounts.lines().filter_map(|l| l.split_whitespace().nth(1)) {
+        if dirs.iter().any(|d| m.starts_with(d)) || m.starts_with(&state.display().to_string()) {
+            left.push(format!("mount {m}"));
+        }
+    }
+    for d in dirs {
+        if Path::new(d).exists() {
+            left.push(format!("directory {d}"));
+        }
+    }
+    if std::fs::read_dir(state).is_ok_and(|mut r| r.next().is_some()) {
+        left.push(format!("{} is not empty", state.display()));
+    }
+    left
 }
 
 #[test]
-#[ignore = "needs the Kubernetes server binaries: set DMUC_K8S_BIN (docs/tutorial.md §5)"]
-fn real_cluster_node_ready_pod_running_service_answering_then_reset_leaves_it_clean() {
-    let bin = std::env::var("DMUC_K8S_BIN").expect(
-        "DMUC_K8S_BIN: the directory with kube-apiserver, kubelet, etcd, containerd, runc ...",
-    );
-    let cni = std::env::var("DMUC_CNI_BIN").unwrap_or_else(|_| "/opt/cni/bin".into());
-    let image = std::env::var("DMUC_TEST_IMAGE")
-        .unwrap_or_else(|_| "docker.io/library/nginx:latest".into());
+fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_clean() {
+    if skip_unless("the real-cluster test", &missing()) {
+        return;
+    }
     let _ports = fixed_ports();
     let work = tempfile::tempdir().unwrap();
+    let bin = unpack(work.path());
     let state = work.path().join("state");
-    let images =
-        std::env::var("DMUC_IMAGES").unwrap_or_else(|_| state.join("images").display().to_string());
+    let images = work.path().join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    for img in ["pause-3.10.tar", "busybox-httpd-local.tar"] {
+        std::os::unix::fs::symlink(shared_k8s().join("images").join(img), images.join(img))
+            .unwrap();
+    }
     let profile = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/cluster.toml");
-    let toml = std::fs::read_to_string(&profile).unwrap();
     let vars = [
-        format!("bin={bin}"),
-        format!("cni-bin={cni}"),
+        format!("bin={}", bin.display()),
+        "cni-bin=/usr/lib/cni".to_string(),
         format!("state={}", state.display()),
-        format!("images={images}"),
+        format!("images={}", images.display()),
     ];
+    let containerd_socket = "/run/containerd/containerd.sock";
+    let dir = tempfile::tempdir().unwrap();
+    let mut reset = Reset {
+        args: std::iter::once("--config".to_string())
+            .chain(std::iter::once(profile.display().to_string()))
+            .chain(vars.iter().flat_map(|v| ["--var".to_string(), v.clone()]))
+            .chain([
+                "--socket".to_string(),
+                dir.path().join("run/dmucd.sock").display().to_string(),
+            ])
+            .collect(),
+        done: false,
+    };
     let mut args: Vec<&str> = Vec::new();
     for v in &vars {
         args.extend(["--var", v.as_str()]);
     }
-    let mut d = Daemon::start_with(tempfile::tempdir().unwrap(), &toml, &args);
-    for name in [
+    let toml = std::fs::read_to_string(&profile).unwrap();
+    let mut d = Daemon::start_with(dir, &toml, &args);
+    let services = [
+        "etcd",
         "kube-apiserver",
         "kube-controller-manager",
         "kube-scheduler",
+        "containerd",
         "kubelet",
         "kube-proxy",
-    ] {
+    ];
+    for name in services {
         d.wait_state(name, "ready", T);
     }
-    let kc = state.join("pki/admin.kubeconfig").display().to_string();
+    let k = Kubectl {
+        prog: bin.join("kubectl"),
+        kubeconfig: state.join("pki/admin.kubeconfig"),
+    };
     let node = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .unwrap()
         .trim()
         .to_lowercase();
     wait_for("the node to be Ready", T, || {
-        let (_, s) = kubectl(
-            &kc,
-            &[
-                "get",
-                "node",
-                &node,
-                "-o",
-                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-            ],
-        );
-        (s.trim() == "True").then_some(())
+        k.node_ready(&node).then_some(())
     });
-    let (ok, out) = kubectl(
-        &kc,
-        &[
-            "run",
-            "web",
-            "--image",
-            &image,
-            "--image-pull-policy=Never",
-            "--port=80",
-        ],
-    );
-    assert!(ok, "{out}");
-    wait_for("the pod to run", T, || {
-        let (_, s) = kubectl(
-            &kc,
-            &["get", "pod", "web", "-o", "jsonpath={.status.phase}"],
-        );
-        (s.trim() == "Running").then_some(())
-    });
-    let (ok, out) = kubectl(&kc, &["expose", "pod", "web", "--port=80"]);
-    assert!(ok, "{out}");
-    let (_, ip) = kubectl(
-        &kc,
-        &["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"],
-    );
-    let ip = ip.trim().to_string();
-    wait_for("the Service to answer", T, || {
-        let mut s = std::net::TcpStream::connect_timeout(
-            &format!("{ip}:80").parse().ok()?,
-            Duration::from_secs(2),
-        )
-        .ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-        let mut reply = String::new();
-        let _ = s.read_to_string(&mut reply);
-        reply.starts_with("HTTP/1.").then_some(())
-    });
-    assert_eq!(d.stop(), Some(0), "{}", d.stderr());
 
-    let o = Command::new(bin_dir().join("dmucctl"))
-        .args(["reset", "--yes", "--config", profile.to_str().unwrap()])
-        .args(["--var", &vars[2], "--socket", d.socket().to_str().unwrap()])
-        .output()
+    // A Deployment of the imported web image, Running and serving through its Service.
+    let web = work.path().join("web.yaml");
+    std::fs::write(&web, WEB).unwrap();
+    k.ok(&["apply", "-f", web.to_str().unwrap()]);
+    k.ok(&["rollout", "status", "deployment/web", "--timeout=180s"]);
+    let ip = k.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    let svc = format!("{}:80", ip.trim());
+    let body = wait_for("the Service to answer through kube-proxy", T, || {
+        http_get(&svc)
+    });
+    assert!(body.contains("hello from busybox-httpd"), "{body}");
+
+    // kubectl logs (the API server reaches the kubelet) and exec (from inside a pod, the
+    // Service again).
+    let pod = k.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    let pod = pod.trim().to_string();
+    let from_pod = k.ok(&[
+        "exec",
+        &pod,
+        "--",
+        "wget",
+        "-qO-",
+        &format!("http://{svc}/"),
+    ]);
+    assert!(from_pod.contains("hello from busybox-httpd"), "{from_pod}");
+    let logs = wait_for("the pod's access log in kubectl logs", T, || {
+        let (ok, l) = k.run(&["logs", &pod]);
+        (ok && l.contains("response:200")).then_some(l)
+    });
+    assert!(logs.contains("response:200"), "{logs}");
+
+    // Scaling to 4: the tutorial's probability chain (1/4, 1/3, 1/2, then the last).
+    k.ok(&["scale", "deployment/web", "--replicas=4"]);
+    k.ok(&["rollout", "status", "deployment/web", "--timeout=180s"]);
+    assert_eq!(k.pods().len(), 4);
+    wait_for("kube-proxy's 4-endpoint chain", T, || {
+        let o = Command::new("iptables-save")
+            .args(["-t", "nat"])
+            .output()
+            .ok()?;
+        let s = String::from_utf8_lossy(&o.stdout).into_owned();
+        (s.contains("--probability 0.25000000000")
+            && s.contains("--probability 0.33333333349")
+            && s.contains("--probability 0.50000000000"))
+        .then_some(())
+    });
+    let pods = k.pods();
+
+    // kill -9 of the kubelet, then of the API server: dmucd starts each again in its
+    // window, and no pod is recreated or restarted.
+    for name in ["kubelet", "kube-apiserver"] {
+        let before = d.comp(name).unwrap();
+        let pid = before["pid"].as_u64().unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
         .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(!state.exists() || std::fs::read_dir(&state).unwrap().next().is_none());
-    assert!(
-        !std::path::Path::new("/sys/class/net/cni0").exists(),
-        "cni0 left"
+        let after = wait_for(&format!("{name} to be back"), T, || {
+            let c = d.comp(name)?;
+            (c["state"] == "ready" && c["pid"].as_u64()? != pid).then_some(c)
+        });
+        assert_eq!(after["restarts"], 1, "{name}: {after}");
+        assert_eq!(after["window"], before["window"], "{name} changed windows");
+        assert_eq!(after["last_exit"], "killed by SIGKILL", "{after}");
+        wait_for("the node to be Ready again", T, || {
+            k.node_ready(&node).then_some(())
+        });
+        assert_eq!(k.pods(), pods, "pods changed after kill -9 of {name}");
+        wait_for("the Service to answer again", T, || http_get(&svc));
+    }
+
+    // kill -9 of dmucd: the next one adopts every component with its PID, and keeps what it
+    // knew of each: start time, restarts, last exit.
+    let before: Vec<serde_json::Value> = d.status().unwrap()["components"]
+        .as_array()
+        .unwrap()
+        .clone();
+    d.crash();
+    d.restart();
+    let adopted = wait_for("every service adopted and ready", T, || {
+        // The new daemon's answer, not the status.json the old one left.
+        let o = d.ctl(&["status", "--json"]);
+        let s: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+        let c = s["components"].as_array()?.clone();
+        services
+            .iter()
+            .all(|n| c.iter().any(|x| x["name"] == *n && x["state"] == "ready"))
+            .then_some(c)
+    });
+    for name in services {
+        let was = before.iter().find(|c| c["name"] == name).unwrap();
+        let now = adopted.iter().find(|c| c["name"] == name).unwrap();
+        assert_eq!(now["pid"], was["pid"], "{name} was not adopted: {now}");
+        assert_eq!(now["restarts"], was["restarts"], "{name}'s restarts: {now}");
+        assert_eq!(
+            now["last_exit"], was["last_exit"],
+            "{name}'s last exit: {now}"
+        );
+        let (was_up, now_up) = (
+            was["uptime_ms"].as_u64().unwrap(),
+            now["uptime_ms"].as_u64().unwrap(),
+        );
+        assert!(
+            now_up >= was_up,
+            "{name}'s uptime went back from {was_up} ms to {now_up} ms"
+        );
+    }
+    assert_eq!(k.pods(), pods, "pods changed across the adoption");
+    assert!(http_get(&svc).is_some(), "the Service stopped answering");
+
+    // Ordered shutdown, then reset: nothing of the cluster stays on the host.
+    let pids: Vec<u32> = adopted
+        .iter()
+        .filter_map(|c| c["pid"].as_u64().map(|p| p as u32))
+        .collect();
+    d.ctl_ok(&["shutdown"]);
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(120)),
+        Some(0),
+        "{}",
+        d.stderr()
     );
+    for pid in pids {
+        assert!(!alive(pid), "pid {pid} survived the shutdown");
+    }
+    let o = reset.run();
     assert!(
-        !std::path::Path::new("/var/lib/kubelet").exists(),
-        "/var/lib/kubelet left"
+        o.status.success(),
+        "dmucctl reset: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
     );
-    let nat = Command::new("iptables")
-        .args(["-t", "nat", "-S"])
-        .output()
-        .unwrap();
-    assert!(
-        !String::from_utf8_lossy(&nat.stdout).contains("KUBE-"),
-        "KUBE- chains left"
-    );
+    let left = leftovers(&bin, &state, containerd_socket);
+    assert!(left.is_empty(), "the cluster left:\n{}", left.join("\n"));
 }

@@ -10,6 +10,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
+pub use dmuc_tests::{skip_unless, skip_unless_root, skip_without};
+
 /// `target/debug` (or whichever profile the tests were built with).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();

@@ -1,1 +1,42 @@
-//! End-to-end tests live in `tests/it`.
+//! End-to-end tests live in `tests/it`. This library holds what tests of every crate share:
+//! the rule for tests that need what a fresh Debian machine with Rust lacks.
+
+/// The programs of `progs` that are not on `PATH`.
+pub fn missing_programs(progs: &[&str]) -> Vec<String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    progs
+        .iter()
+        .filter(|p| !std::env::split_paths(&path).any(|d| d.join(p).is_file()))
+        .map(|p| p.to_string())
+        .collect()
+}
+
+/// Whether a test that needs `what` (root, programs, the shared binaries) must stop: under
+/// CI=true a missing piece is a failure (CI installs everything and skips nothing),
+/// elsewhere a loud skip that names it. `true` means "return now".
+pub fn skip_unless(test: &str, missing: &[String]) -> bool {
+    if missing.is_empty() {
+        return false;
+    }
+    let why = missing.join(", ");
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test} cannot run under CI: missing {why}");
+    }
+    eprintln!("SKIPPED {test}: missing {why}");
+    true
+}
+
+/// `skip_unless` for programs on `PATH`.
+pub fn skip_without(test: &str, progs: &[&str]) -> bool {
+    skip_unless(test, &missing_programs(progs))
+}
+
+/// `skip_unless` for root.
+pub fn skip_unless_root(test: &str) -> bool {
+    let missing: Vec<String> = if nix::unistd::geteuid().is_root() {
+        Vec::new()
+    } else {
+        vec!["root".into()]
+    };
+    skip_unless(test, &missing)
+}

@@ -35,5 +35,5 @@ pub mod wait;
 
 pub use machine::{Effect, Event, Input, ProbeRole, Request, Supervisor};
 pub use probe::ProbeCounter;
-pub use state::{ExitStatus, State, Unit};
+pub use state::{Adopted, ExitStatus, State, Unit};
 pub use wait::{Verdict, Wait, WaitKind};

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use dmuc_config::{Condition, Graph, Kind, Restart, StopScope};
 
-use crate::state::{ExitStatus, State, Unit};
+use crate::state::{Adopted, ExitStatus, State, Unit};
 
 /// Which probe a result or effect is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,26 +189,22 @@ impl Supervisor {
         fx
     }
 
-    /// Takes over run `run` of `comp`, started by a previous daemon: `pid` is its main process
+    /// Takes over a run of `comp` started by a previous daemon: `a.pid` is its main process
     /// (`None` when it has ended since; its `Exited` follows). It is wanted up, starting (its
-    /// ready probe runs again) or running. Call before `Boot`.
-    pub fn adopt(
-        &mut self,
-        comp: usize,
-        run: u64,
-        pid: Option<u32>,
-        restarts: u32,
-        now: Instant,
-    ) -> Vec<Effect> {
+    /// ready probe runs again) or running, with the start time, restarts and last exit the
+    /// previous daemon knew. Call before `Boot`.
+    pub fn adopt(&mut self, comp: usize, a: Adopted, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
         let c = &self.graph.components()[comp];
         let (has_ready, has_liveness) = (c.ready.is_some(), c.liveness.is_some());
+        let (run, pid) = (a.run, a.pid);
         let u = &mut self.units[comp];
         u.want_up = true;
         u.run = run;
         u.pid = pid;
-        u.restarts = restarts;
-        u.launched_at = Some(now);
+        u.restarts = a.restarts;
+        u.launched_at = Some(a.launched_at.min(now));
+        u.last_exit = a.last_exit;
         let reason = Some(match pid {
             Some(p) => format!("adopted from the previous dmucd (pid {p}, run {run})"),
             None => format!("adopted from the previous dmucd (run {run}, ended meanwhile)"),
@@ -233,13 +229,13 @@ impl Supervisor {
         fx
     }
 
-    /// Carries over a component whose last run had already ended under the previous daemon:
-    /// its run number and restart count, and `completed` for a oneshot that succeeded (it is
-    /// not run again). Anything else stays pending and starts as a new run. Before `Boot`.
-    pub fn restore(&mut self, comp: usize, run: u64, restarts: u32, completed: bool, now: Instant) {
+    /// Carries over a run that had ended under the previous daemon, which knew it: its run
+    /// number, restarts and last exit, and `completed` for a oneshot that completed. No event.
+    pub fn restore(&mut self, comp: usize, a: Adopted, completed: bool, now: Instant) {
         let u = &mut self.units[comp];
-        u.run = run;
-        u.restarts = restarts;
+        u.run = a.run;
+        u.restarts = a.restarts;
+        u.last_exit = a.last_exit;
         if completed && u.want_up {
             u.state = State::Completed;
             u.since = Some(now);

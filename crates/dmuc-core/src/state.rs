@@ -155,3 +155,18 @@ impl Unit {
         }
     }
 }
+
+/// What a previous daemon knew of a run that this one takes over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Adopted {
+    /// The run number.
+    pub run: u64,
+    /// Its main process, while it runs.
+    pub pid: Option<u32>,
+    /// Restarts by policy so far.
+    pub restarts: u32,
+    /// When the run was launched (from the process's start time in the kernel).
+    pub launched_at: Instant,
+    /// How the run before it ended.
+    pub last_exit: Option<ExitStatus>,
+}

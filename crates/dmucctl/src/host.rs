@@ -299,21 +299,53 @@ pub struct ResetPlan {
     pub paths: Vec<PathBuf>,
     /// Mount points to unmount first (deepest first).
     pub mounts: Vec<PathBuf>,
-    /// kubepods cgroups (deepest first).
+    /// Pod cgroups (`kubepods*`) and containerd's (`k8s.io`), deepest first.
     pub cgroups: Vec<PathBuf>,
+    /// The containerd shims of this node's containerd (their `-address` is its socket): they
+    /// outlive containerd and hold each pod's task until killed.
+    pub shims: Vec<u32>,
+    /// kube-proxy, to run `kube-proxy --cleanup` (it removes its own rules, in every mode).
+    pub kube_proxy: Option<PathBuf>,
     /// Whether to touch host networking (bridge, iptables): only when root is `/`.
     pub network: bool,
 }
 
-/// The state a node leaves outside its data dir (k8s-modern.md §7), plus the profile's state
-/// directory (`keep` names entries of it to keep, such as `pki`).
-pub fn reset_plan(root: &Path, state: &Path, keep: &[&str]) -> ResetPlan {
+impl ResetPlan {
+    /// Nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+            && self.mounts.is_empty()
+            && self.cgroups.is_empty()
+            && self.shims.is_empty()
+            && !self.network
+    }
+}
+
+/// Where the node's parts are, from the profile's [vars].
+#[derive(Debug, Clone)]
+pub struct ResetInput<'a> {
+    /// The host root (`/`; a temp dir in tests).
+    pub root: &'a Path,
+    /// The profile's state directory.
+    pub state: &'a Path,
+    /// Entries of `state` to keep (such as `pki`).
+    pub keep: &'a [&'a str],
+    /// The profile's containerd socket (identifies this node's shims).
+    pub containerd_socket: &'a Path,
+    /// Where the profile's programs are (kube-proxy for its cleanup).
+    pub bin: &'a Path,
+}
+
+/// The state a node leaves outside its data dir (k8s-modern.md §7, ../shared/k8s/README.md),
+/// plus the profile's state directory.
+pub fn reset_plan(i: &ResetInput) -> ResetPlan {
+    let root = i.root;
     let under = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
     let mut paths = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(under(state)) {
+    if let Ok(rd) = std::fs::read_dir(under(i.state)) {
         let mut v: Vec<PathBuf> = rd
             .flatten()
-            .filter(|e| !keep.iter().any(|k| e.file_name() == *k))
+            .filter(|e| !i.keep.iter().any(|k| e.file_name() == *k))
             .map(|e| e.path())
             .collect();
         v.sort();
@@ -331,11 +363,18 @@ pub fn reset_plan(root: &Path, state: &Path, keep: &[&str]) -> ResetPlan {
         "/etc/cni/net.d/10-dmuc.conflist",
     ] {
         let q = under(Path::new(p));
+        // /var/run is usually a link to /run: the real name, which /proc's mounts use.
+        let q = q.canonicalize().unwrap_or(q);
         if q.exists() && !paths.contains(&q) {
             paths.push(q);
         }
     }
-    // Mounts under what we delete (pod volumes, netns), from /proc/self/mountinfo.
+    // The socket itself, when the profile moved it out of what is removed anyway.
+    let sock = under(i.containerd_socket);
+    if sock.exists() && !paths.iter().any(|p| sock.starts_with(p)) {
+        paths.push(sock);
+    }
+    // Mounts under what we delete (pod volumes, netns, rootfs), from /proc/self/mountinfo.
     let mut mounts: Vec<PathBuf> = read(root, "/proc/self/mountinfo")
         .unwrap_or_default()
         .lines()
@@ -344,9 +383,23 @@ pub fn reset_plan(root: &Path, state: &Path, keep: &[&str]) -> ResetPlan {
         .collect();
     mounts.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
     mounts.dedup();
+    let kube_proxy = find_in(i.bin, "kube-proxy", root);
+    ResetPlan {
+        paths,
+        mounts,
+        cgroups: node_cgroups(&under(Path::new("/sys/fs/cgroup"))),
+        shims: shims_of(root, i.containerd_socket),
+        kube_proxy,
+        network: root == Path::new("/"),
+    }
+}
+
+/// Every `kubepods*` cgroup (the kubelet's) and `k8s.io` one (containerd's, for containers
+/// without a pod parent) with everything below them, in every hierarchy, deepest first.
+fn node_cgroups(top: &Path) -> Vec<PathBuf> {
+    let ours = |n: &str| n.starts_with("kubepods") || n == "k8s.io";
     let mut cgroups = Vec::new();
-    let cg = under(Path::new("/sys/fs/cgroup"));
-    let mut stack = vec![cg];
+    let mut stack = vec![top.to_path_buf()];
     while let Some(d) = stack.pop() {
         let Ok(rd) = std::fs::read_dir(&d) else {
             continue;
@@ -356,8 +409,7 @@ pub fn reset_plan(root: &Path, state: &Path, keep: &[&str]) -> ResetPlan {
                 continue;
             }
             let p = e.path();
-            if e.file_name().to_string_lossy().starts_with("kubepods") {
-                // This one and everything below it.
+            if ours(&e.file_name().to_string_lossy()) {
                 let mut sub = vec![p.clone()];
                 while let Some(s) = sub.pop() {
                     if let Ok(rd) = std::fs::read_dir(&s) {
@@ -369,42 +421,88 @@ pub fn reset_plan(root: &Path, state: &Path, keep: &[&str]) -> ResetPlan {
                     }
                     cgroups.push(s);
                 }
-            } else if p.components().count() < 8 {
-                // cgroup v1 hierarchies put kubepods one level down (cpu/kubepods, ...).
+            } else if d == top {
+                // cgroup v1 hierarchies put ours one level down (cpu/kubepods, ...).
                 stack.push(p);
             }
         }
     }
     cgroups.sort_by_key(|c| std::cmp::Reverse(c.components().count()));
-    ResetPlan {
-        paths,
-        mounts,
-        cgroups,
-        network: root == Path::new("/"),
-    }
+    cgroups
 }
 
-/// Carries out a plan; returns what was done, one line each (failures included).
-pub fn reset(plan: &ResetPlan) -> Vec<String> {
+/// The PIDs of `containerd-shim*` processes started for the containerd on `socket` (their
+/// command line says `-address SOCKET`): this node's, not another containerd's.
+fn shims_of(root: &Path, socket: &Path) -> Vec<u32> {
+    let Ok(rd) = std::fs::read_dir(root.join("proc")) else {
+        return Vec::new();
+    };
+    let want = socket.as_os_str().as_encoded_bytes();
+    let mut pids: Vec<u32> = rd
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(cmd) = std::fs::read(root.join(format!("proc/{pid}/cmdline"))) else {
+                return false;
+            };
+            let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
+            let is_shim = args.first().is_some_and(|a0| {
+                a0.rsplit(|&b| b == b'/')
+                    .next()
+                    .is_some_and(|n| n.starts_with(b"containerd-shim"))
+            });
+            is_shim && args.windows(2).any(|w| w[0] == b"-address" && w[1] == want)
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// What one step of a reset did: `Ok` done, `Err` failed (the reset then exits non-zero).
+pub type Step = Result<String, String>;
+
+fn kill9(pid: u32) -> nix::Result<()> {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+}
+
+fn procs_of(cg: &Path) -> Vec<u32> {
+    std::fs::read_to_string(cg.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// Carries out a plan; returns what was done, one step each (failures included).
+pub fn reset(plan: &ResetPlan) -> Vec<Step> {
     let mut done = Vec::new();
-    // Processes in pod cgroups first: containers outlive a containerd stopped alone.
+    // Containers first (their processes are in the pod cgroups), then the shims that wait on
+    // them: both outlive a containerd and a kubelet that were stopped alone.
+    let mut killed = std::collections::BTreeSet::new();
     for cg in &plan.cgroups {
-        for pid in std::fs::read_to_string(cg.join("cgroup.procs"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse::<i32>().ok())
-        {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            done.push(format!("killed pid {pid} (in {})", cg.display()));
+        for pid in procs_of(cg) {
+            // The same process is in every v1 hierarchy: once is enough.
+            if killed.insert(pid) && kill9(pid).is_ok() {
+                done.push(Ok(format!("killed pid {pid} (in {})", cg.display())));
+            }
+        }
+    }
+    for &pid in &plan.shims {
+        match kill9(pid) {
+            Ok(()) => done.push(Ok(format!("killed containerd shim pid {pid}"))),
+            Err(nix::errno::Errno::ESRCH) => {}
+            Err(e) => done.push(Err(format!("cannot kill containerd shim pid {pid}: {e}"))),
         }
     }
     for m in &plan.mounts {
         match nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH) {
-            Ok(()) => done.push(format!("unmounted {}", m.display())),
-            Err(e) => done.push(format!("cannot unmount {}: {e}", m.display())),
+            Ok(()) => done.push(Ok(format!("unmounted {}", m.display()))),
+            // Already gone with a parent mount that was detached before it.
+            Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
+            Err(e) => done.push(Err(format!("cannot unmount {}: {e}", m.display()))),
         }
     }
     for p in &plan.paths {
@@ -414,18 +512,32 @@ pub fn reset(plan: &ResetPlan) -> Vec<String> {
             std::fs::remove_file(p)
         };
         match r {
-            Ok(()) => done.push(format!("removed {}", p.display())),
-            Err(e) => done.push(format!("cannot remove {}: {e}", p.display())),
+            Ok(()) => done.push(Ok(format!("removed {}", p.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => done.push(Err(format!("cannot remove {}: {e}", p.display()))),
         }
     }
+    // A killed process leaves its cgroup when it has exited: wait for that (bounded), then
+    // rmdir, deepest first (never a recursive delete in cgroupfs).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     for cg in &plan.cgroups {
-        // Only empty cgroups can go; rmdir, never recursive delete, in cgroupfs.
+        while !procs_of(cg).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10)); // poll with a deadline
+        }
         match std::fs::remove_dir(cg) {
-            Ok(()) => done.push(format!("removed cgroup {}", cg.display())),
-            Err(e) => done.push(format!("cannot remove cgroup {}: {e}", cg.display())),
+            Ok(()) => done.push(Ok(format!("removed cgroup {}", cg.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => done.push(Err(format!("cannot remove cgroup {}: {e}", cg.display()))),
         }
     }
     if plan.network {
+        if let Some(kp) = &plan.kube_proxy {
+            done.push(
+                run(&kp.display().to_string(), &["--cleanup"])
+                    .map(|_| format!("{} --cleanup", kp.display()))
+                    .map_err(|e| format!("{} --cleanup failed: {e}", kp.display())),
+            );
+        }
         done.extend(reset_network());
     }
     done
@@ -443,48 +555,72 @@ fn run(prog: &str, args: &[&str]) -> Result<String, String> {
     }
 }
 
-/// The CNI bridge and the chains kube-proxy and the bridge plugin add (KUBE-*, CNI-*).
-fn reset_network() -> Vec<String> {
+/// Whether a chain is one a node adds: kube-proxy's and the kubelet's (KUBE-*), the bridge
+/// plugin's (CNI-*).
+fn our_chain(c: &str) -> bool {
+    c.starts_with("KUBE-") || c.starts_with("CNI-")
+}
+
+/// The `iptables -D` arguments that undo each rule of `rules` (`iptables -S` output) that
+/// jumps from a chain not ours into one of ours: the jumps into what we then delete.
+pub fn jumps_into_ours(rules: &str) -> Vec<Vec<String>> {
+    rules
+        .lines()
+        .filter_map(|line| {
+            // -S quotes comments as a shell would ("kubernetes service portals").
+            let f = shell_words::split(line).ok()?;
+            let from_builtin =
+                f.first().is_some_and(|a| a == "-A") && f.get(1).is_some_and(|c| !our_chain(c));
+            let into_ours = f.windows(2).any(|w| w[0] == "-j" && our_chain(&w[1]));
+            (from_builtin && into_ours).then(|| {
+                let mut d = vec!["-D".to_string()];
+                d.extend(f[1..].iter().cloned());
+                d
+            })
+        })
+        .collect()
+}
+
+/// The CNI bridge, and the chains kube-proxy, the kubelet and the bridge plugin add, in
+/// IPv4 and IPv6, with the jump rules into them.
+fn reset_network() -> Vec<Step> {
     let mut done = Vec::new();
     if Path::new("/sys/class/net/cni0").exists() {
-        match run("ip", &["link", "delete", "cni0"]) {
-            Ok(_) => done.push("deleted the cni0 bridge".into()),
-            Err(e) => done.push(format!("cannot delete cni0: {e}")),
-        }
+        done.push(
+            run("ip", &["link", "delete", "cni0"])
+                .map(|_| "deleted the cni0 bridge".to_string())
+                .map_err(|e| format!("cannot delete cni0: {e}")),
+        );
     }
-    for table in ["nat", "filter", "mangle"] {
-        let Ok(rules) = run("iptables", &["-t", table, "-S"]) else {
-            continue;
-        };
-        let ours = |c: &str| c.starts_with("KUBE-") || c.starts_with("CNI-");
-        // Rules of the built-in chains that jump into ours, then our chains themselves.
-        for line in rules.lines() {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.first() == Some(&"-A")
-                && f.get(1).is_some_and(|c| !ours(c))
-                && f.windows(2).any(|w| w[0] == "-j" && ours(w[1]))
-            {
-                let mut args = vec!["-t", table, "-D"];
-                args.extend(&f[1..]);
-                if run("iptables", &args).is_ok() {
-                    done.push(format!(
-                        "iptables -t {table} {}",
-                        line.replacen("-A", "-D", 1)
-                    ));
-                }
+    for prog in ["iptables", "ip6tables"] {
+        for table in ["nat", "filter", "mangle", "raw"] {
+            let Ok(rules) = run(prog, &["-t", table, "-S"]) else {
+                continue;
+            };
+            for d in jumps_into_ours(&rules) {
+                let mut args = vec!["-t", table];
+                args.extend(d.iter().map(String::as_str));
+                done.push(
+                    run(prog, &args)
+                        .map(|_| format!("{prog} -t {table} {}", shell_words::join(&d)))
+                        .map_err(|e| format!("cannot {prog} {}: {e}", shell_words::join(&args))),
+                );
             }
-        }
-        let chains: Vec<&str> = rules
-            .lines()
-            .filter_map(|l| l.strip_prefix("-N "))
-            .filter(|c| ours(c))
-            .collect();
-        for c in &chains {
-            let _ = run("iptables", &["-t", table, "-F", c]);
-        }
-        for c in &chains {
-            if run("iptables", &["-t", table, "-X", c]).is_ok() {
-                done.push(format!("iptables -t {table} -X {c}"));
+            let chains: Vec<&str> = rules
+                .lines()
+                .filter_map(|l| l.strip_prefix("-N "))
+                .filter(|c| our_chain(c))
+                .collect();
+            // Flush all first: our chains jump into each other.
+            for c in &chains {
+                let _ = run(prog, &["-t", table, "-F", c]);
+            }
+            for c in &chains {
+                done.push(
+                    run(prog, &["-t", table, "-X", c])
+                        .map(|_| format!("{prog} -t {table} -X {c}"))
+                        .map_err(|e| format!("cannot {prog} -t {table} -X {c}: {e}")),
+                );
             }
         }
     }
@@ -586,12 +722,47 @@ mod tests {
         std::fs::create_dir_all(root.join("sys/fs/cgroup/kubepods/besteffort/pod1")).unwrap();
         std::fs::create_dir_all(root.join("sys/fs/cgroup/system.slice")).unwrap();
         write(root, "var/log/unrelated.log", "x");
-        let plan = reset_plan(root, Path::new("/var/lib/dmuc"), &["pki"]);
+        std::fs::create_dir_all(root.join("sys/fs/cgroup/memory/k8s.io/abc")).unwrap();
+        // Two shims: this node's (its -address is the profile's socket) and another
+        // containerd's; and a process that only names the socket.
+        write(
+            root,
+            "proc/4242/cmdline",
+            "/usr/bin/containerd-shim-runc-v2\0-namespace\0k8s.io\0-id\0abc\0-address\0/run/containerd/containerd.sock\0",
+        );
+        write(
+            root,
+            "proc/4343/cmdline",
+            "/usr/bin/containerd-shim-runc-v2\0-namespace\0moby\0-address\0/run/docker/containerd/containerd.sock\0",
+        );
+        write(
+            root,
+            "proc/4444/cmdline",
+            "tail\0-address\0/run/containerd/containerd.sock\0",
+        );
+        write(root, "opt/bin/kube-proxy", "");
+        let plan = reset_plan(&ResetInput {
+            root,
+            state: Path::new("/var/lib/dmuc"),
+            keep: &["pki"],
+            containerd_socket: Path::new("/run/containerd/containerd.sock"),
+            bin: Path::new("/opt/bin"),
+        });
+        assert_eq!(plan.shims, vec![4242], "only this node's shims");
+        assert_eq!(plan.kube_proxy, Some(root.join("opt/bin/kube-proxy")));
+        // The fake shim PIDs must not be signalled on the real machine.
+        let plan = ResetPlan {
+            shims: Vec::new(),
+            ..plan
+        };
         assert!(
             !plan.network,
             "a temp root must not touch the host's network"
         );
-        let done = reset(&plan);
+        let done: Vec<String> = reset(&plan)
+            .into_iter()
+            .map(|s| s.unwrap_or_else(|e| format!("FAILED {e}")))
+            .collect();
         for gone in [
             "var/lib/dmuc/etcd",
             "var/lib/dmuc/config",
@@ -600,6 +771,7 @@ mod tests {
             "var/lib/cni",
             "etc/cni/net.d/10-dmuc.conflist",
             "sys/fs/cgroup/kubepods",
+            "sys/fs/cgroup/memory/k8s.io",
         ] {
             assert!(!root.join(gone).exists(), "{gone} left: {done:#?}");
         }
@@ -619,8 +791,43 @@ mod tests {
             done.iter()
                 .filter(|l| l.starts_with("removed cgroup"))
                 .count(),
-            3,
+            5,
             "deepest first: {done:#?}"
         );
+    }
+
+    #[test]
+    fn the_jumps_into_our_chains_are_undone_with_their_quoted_comments() {
+        let rules = r#"-P INPUT ACCEPT
+-N KUBE-SERVICES
+-N CNI-717aa827590f35226fc1a10b
+-N DOCKER
+-A INPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL
+-A POSTROUTING -s 10.244.0.2/32 -m comment --comment "name: \"dmuc\" id: \"4765\"" -j CNI-717aa827590f35226fc1a10b
+-A KUBE-SERVICES -j KUBE-NODEPORTS
+-A FORWARD -j DOCKER
+-A OUTPUT -j KUBE-FIREWALL
+"#;
+        let d = jumps_into_ours(rules);
+        assert_eq!(d.len(), 3, "{d:?}");
+        assert_eq!(
+            d[0],
+            [
+                "-D",
+                "INPUT",
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "NEW",
+                "-m",
+                "comment",
+                "--comment",
+                "kubernetes load balancer firewall",
+                "-j",
+                "KUBE-PROXY-FIREWALL"
+            ]
+        );
+        assert_eq!(d[1][7], r#"name: "dmuc" id: "4765""#);
+        assert_eq!(d[2], ["-D", "OUTPUT", "-j", "KUBE-FIREWALL"]);
     }
 }

@@ -643,14 +643,32 @@ fn reset_cmd(profile: &ProfileArgs, keep_pki: bool, yes: bool, root: PathBuf, so
         println!("stopped dmucd and every component");
     }
     let keep: &[&str] = if keep_pki { &["pki"] } else { &[] };
-    let plan = host::reset_plan(&root, &state, keep);
-    if plan.paths.is_empty() && plan.cgroups.is_empty() && plan.mounts.is_empty() && !plan.network {
+    let var = |k: &str, d: &str| PathBuf::from(vars.get(k).map_or(d, String::as_str));
+    let (socket, bin) = (
+        var("containerd-socket", "/run/containerd/containerd.sock"),
+        var("bin", "/usr/local/bin"),
+    );
+    let plan = host::reset_plan(&host::ResetInput {
+        root: &root,
+        state: &state,
+        keep,
+        containerd_socket: &socket,
+        bin: &bin,
+    });
+    if plan.is_empty() {
         println!("nothing to remove");
         return OK;
     }
     println!("reset will remove:");
     for p in &plan.paths {
         println!("  {}", p.display());
+    }
+    if !plan.shims.is_empty() {
+        println!(
+            "  {} containerd shims of {} (and their containers)",
+            plan.shims.len(),
+            socket.display()
+        );
     }
     if !plan.cgroups.is_empty() {
         println!(
@@ -659,14 +677,25 @@ fn reset_cmd(profile: &ProfileArgs, keep_pki: bool, yes: bool, root: PathBuf, so
         );
     }
     if plan.network {
-        println!("  the cni0 bridge and the KUBE-*/CNI-* iptables chains");
+        println!("  the cni0 bridge and the KUBE-*/CNI-* iptables and ip6tables chains");
     }
     if !yes && !host::confirm("Remove all this?") {
         eprintln!("dmucctl: reset: nothing removed");
         return FAILED;
     }
-    for line in host::reset(&plan) {
-        println!("{line}");
+    let mut failed = 0;
+    for step in host::reset(&plan) {
+        match step {
+            Ok(line) => println!("{line}"),
+            Err(line) => {
+                failed += 1;
+                eprintln!("dmucctl: reset: {line}");
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!("dmucctl: reset: {failed} steps failed (above); run it again once fixed");
+        return FAILED;
     }
     OK
 }

@@ -3,8 +3,10 @@
 //! (PID plus the kernel's start time, so a reused PID is never mistaken for ours).
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use dmuc_config::Component;
+use dmuc_core::ExitStatus;
 use serde::{Deserialize, Serialize};
 
 /// `<runtime dir>/adopt.json`, rewritten at once after every batch of changes.
@@ -33,6 +35,49 @@ pub struct CompRecord {
     pub restarts: u32,
     /// State name.
     pub state: String,
+    /// How the run before this one ended (absent in records of older dmucd versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exit: Option<ExitRecord>,
+}
+
+/// [`ExitStatus`] as the record stores it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitRecord {
+    /// Exited with this status code.
+    Code(i32),
+    /// Killed by this signal.
+    Signal {
+        /// Signal number.
+        signal: i32,
+        /// A core was dumped.
+        core: bool,
+    },
+    /// Could not be started or observed.
+    Lost(String),
+}
+
+impl From<&ExitStatus> for ExitRecord {
+    fn from(e: &ExitStatus) -> Self {
+        match e {
+            ExitStatus::Code(c) => ExitRecord::Code(*c),
+            ExitStatus::Signal { signal, core } => ExitRecord::Signal {
+                signal: *signal,
+                core: *core,
+            },
+            ExitStatus::Lost(w) => ExitRecord::Lost(w.clone()),
+        }
+    }
+}
+
+impl From<ExitRecord> for ExitStatus {
+    fn from(e: ExitRecord) -> Self {
+        match e {
+            ExitRecord::Code(c) => ExitStatus::Code(c),
+            ExitRecord::Signal { signal, core } => ExitStatus::Signal { signal, core },
+            ExitRecord::Lost(w) => ExitStatus::Lost(w),
+        }
+    }
 }
 
 impl Record {
@@ -54,6 +99,20 @@ pub fn start_ticks(pid: u32) -> Option<u64> {
     let rest = stat.rsplit_once(')')?.1;
     // After ')': state is field 3, so starttime (field 22) is the 20th here.
     rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// When a process that started `ticks` clock ticks after boot was launched, as an
+/// [`Instant`]: its age is the system's uptime less that (both count from boot).
+pub fn launched_at(ticks: u64, now: Instant) -> Option<Instant> {
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
+    let age = uptime - ticks as f64 / hz as f64;
+    now.checked_sub(Duration::from_secs_f64(age.max(0.0)))
 }
 
 /// A stable digest of what a launch depends on (argv, environment, directory, identity,

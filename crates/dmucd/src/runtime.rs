@@ -974,6 +974,7 @@ impl Runtime {
                         },
                         restarts: u.restarts,
                         state: u.state.name().into(),
+                        last_exit: u.last_exit.as_ref().map(Into::into),
                     }
                 })
                 .collect(),

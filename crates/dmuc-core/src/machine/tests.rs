@@ -514,14 +514,47 @@ fn settled_when_everything_wanted_is_up_or_failed() {
 fn adopted_runs_continue_and_their_later_exits_count() {
     let mut h = H::new(CLUSTER);
     let now = h.now;
-    let fx = h.s.adopt(h.i("etcd"), 4, Some(100), 2, now);
+    let started = now - Duration::from_secs(300);
+    let killed = ExitStatus::Signal {
+        signal: 9,
+        core: false,
+    };
+    let fx = h.s.adopt(
+        h.i("etcd"),
+        Adopted {
+            run: 4,
+            pid: Some(100),
+            restarts: 2,
+            launched_at: started,
+            last_exit: Some(killed.clone()),
+        },
+        now,
+    );
+    // What the previous daemon knew stays true: the process's start, the last exit.
+    let etcd = h.s.unit(h.i("etcd"));
+    assert_eq!(
+        etcd.launched_at,
+        Some(started),
+        "uptime from the real start"
+    );
+    assert_eq!(etcd.last_exit, Some(killed));
     assert_eq!(h.state("etcd"), "starting");
     assert!(fx.contains(&Effect::StartProbe {
         comp: 0,
         run: 4,
         role: ProbeRole::Ready
     }));
-    h.s.adopt(h.i("sched"), 1, None, 0, now);
+    h.s.adopt(
+        h.i("sched"),
+        Adopted {
+            run: 1,
+            pid: None,
+            restarts: 0,
+            launched_at: now,
+            last_exit: None,
+        },
+        now,
+    );
     let fx = h.feed(Input::Boot);
     assert!(
         !h.launched(&fx).contains(&"etcd".to_string()),

@@ -357,6 +357,9 @@ fn tls_server(require_client_cert: bool) -> TlsServer {
 
 #[tokio::test]
 async fn https_with_ca_insecure_and_untrusted() {
+    if dmuc_tests::skip_without("the HTTPS probe test", &["openssl"]) {
+        return;
+    }
     let srv = tls_server(false);
     let url = format!("https://127.0.0.1:{}/", srv.port);
     let https = |ca: Option<std::path::PathBuf>, insecure| Check::Http {
@@ -381,6 +384,9 @@ async fn https_with_ca_insecure_and_untrusted() {
 
 #[tokio::test]
 async fn https_client_certificate() {
+    if dmuc_tests::skip_without("the HTTPS client-certificate test", &["openssl"]) {
+        return;
+    }
     let srv = tls_server(true);
     let d = srv.dir.path();
     let url = format!("https://127.0.0.1:{}/", srv.port);

@@ -5,6 +5,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use dmuc_core::Adopted;
+
 use super::*;
 
 #[derive(Default)]
@@ -116,23 +118,26 @@ impl Runtime {
                 (None, Some(rec)) => rec.run == r.run,
                 (_, None) => false,
             };
+            let known = Adopted {
+                run: r.run,
+                pid: if r.exit.is_some() { None } else { r.pid },
+                restarts: rec.map_or(0, |rec| rec.restarts),
+                // Uptime and STARTED from the kernel's start time, not from this adoption.
+                launched_at: start
+                    .and_then(|t| crate::adopt::launched_at(t, now))
+                    .unwrap_or(now),
+                last_exit: rec.and_then(|rec| rec.last_exit.clone()).map(Into::into),
+            };
             // Its run had ended and the previous daemon knew it: carry it over, no new event.
             if r.exit.is_some()
                 && let Some(rec) = rec.filter(|rec| rec.run == r.run && rec.pid.is_none())
             {
                 self.slots[comp].shim_idle = true;
-                self.sup
-                    .restore(comp, r.run, rec.restarts, rec.state == "completed", now);
+                self.sup.restore(comp, known, rec.state == "completed", now);
                 adopted.push(name);
                 continue;
             }
-            let fx = self.sup.adopt(
-                comp,
-                r.run,
-                if r.exit.is_some() { None } else { r.pid },
-                rec.map_or(0, |rec| rec.restarts),
-                now,
-            );
+            let fx = self.sup.adopt(comp, known, now);
             for e in fx {
                 self.apply(e);
             }
