@@ -93,6 +93,15 @@ fn the_cluster_profile_comes_up_in_order_with_its_real_probes() {
     ] {
         d.wait_state(name, state, T);
     }
+    // Kubernetes 1.35+ refuses cgroup v1 unless told: node-config tells it on a v1 host.
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let kubelet = std::fs::read_to_string(state.join("config/kubelet.yaml")).unwrap();
+    assert!(
+        kubelet.contains(&format!("failCgroupV1: {v2}\n")),
+        "cgroup v{}: {kubelet}",
+        if v2 { 2 } else { 1 }
+    );
+
     // Order: each component launched only after what it waits for reached its condition.
     let ev = d.events();
     let at = |n: &str, to: &str| seq_of(&ev, n, to).unwrap_or_else(|| panic!("{n} never {to}"));

@@ -168,8 +168,8 @@ pub fn doctor(i: &DoctorInput) -> Vec<Check> {
         bad(
             Level::Warn,
             "cgroup version",
-            "v1",
-            "Kubernetes 1.35+ refuses cgroup v1 by default: boot with systemd.unified_cgroup_hierarchy=1",
+            "v1 (Kubernetes 1.35 and later refuse it by default)",
+            "nothing to do: config/cluster.toml's node-config detects v1 and sets the kubelet's failCgroupV1: false; to move to v2, boot with systemd.unified_cgroup_hierarchy=1",
         )
     });
     let swaps = read(r, "/proc/swaps").map_or(0, |s| {
@@ -705,6 +705,14 @@ mod tests {
         assert_eq!(get("iptables tool").level, Level::Ok);
         assert_eq!(get("conntrack tool").level, Level::Fail);
         assert_eq!(get("CNI plugins").level, Level::Fail);
+        // cgroup v1: a warning whose fix is the profile's own, not a reboot.
+        std::fs::remove_file(root.join("sys/fs/cgroup/cgroup.controllers")).unwrap();
+        let v1 = doctor(&i)
+            .into_iter()
+            .find(|c| c.what == "cgroup version")
+            .unwrap();
+        assert_eq!(v1.level, Level::Warn);
+        assert!(v1.fix.unwrap().contains("failCgroupV1: false"));
     }
 
     #[test]
