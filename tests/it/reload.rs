@@ -165,3 +165,82 @@ after = [{{ component = "api", condition = "started" }}]
     );
     assert_eq!(d.stop(), Some(0));
 }
+
+/// A oneshot that writes a file from a variable, a service that reads it at start (it waits
+/// for the oneshot's `completed`), and one that only needs it `started`.
+fn oneshot_graph(dir: &std::path::Path, s: &str, value: &str) -> String {
+    let f = dir.join("made.conf");
+    let f = f.display();
+    format!(
+        r#"
+[vars]
+value = "{value}"
+[component.write]
+kind = "oneshot"
+command = ["sh", "-c", "echo ${{value}} > {f}"]
+[component.reader]
+command = ["sh", "-c", "echo read $(cat {f}); exec {s} --name reader"]
+after = [{{ component = "write", condition = "completed" }}]
+[component.bystander]
+command = ["{s}", "--name", "bystander"]
+after = [{{ component = "write", condition = "started" }}]
+"#
+    )
+}
+
+#[test]
+fn reload_runs_a_changed_oneshot_again_and_restarts_what_reads_its_work_after_it() {
+    let s = standin();
+    let work = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(&oneshot_graph(work.path(), &s, "one"));
+    d.wait_state("write", "completed", T);
+    d.wait_state("reader", "running", T);
+    d.wait_state("bystander", "running", T);
+    let made = work.path().join("made.conf");
+    assert_eq!(std::fs::read_to_string(&made).unwrap(), "one\n");
+    let (reader, bystander) = (pid(&mut d, "reader"), pid(&mut d, "bystander"));
+
+    std::fs::write(d.path("graph.toml"), oneshot_graph(work.path(), &s, "two")).unwrap();
+    // The dry run names both the oneshot and its reader, and changes nothing.
+    let plan = d.ctl_ok(&["reload", "--dry-run"]);
+    assert!(
+        plan.contains("~ write") && plan.contains("would restart (changed)"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("~ reader") && plan.contains("after the oneshots it reads"),
+        "{plan}"
+    );
+    assert!(!plan.contains("bystander"), "{plan}");
+    assert_eq!(std::fs::read_to_string(&made).unwrap(), "one\n");
+    let seq = d.last_seq().unwrap();
+
+    let out = d.ctl_ok(&["reload"]);
+    assert!(
+        out.contains("~ write") && out.contains("restarting (changed)"),
+        "{out}"
+    );
+    // What reload said is what it did: the file is made anew, then the reader starts again
+    // and reads the new one; the bystander is untouched.
+    let r = wait_for("the reader to start again", T, || {
+        let c = d.comp("reader")?;
+        (c["state"] == "running" && c["pid"].as_u64()? != reader).then_some(c)
+    });
+    assert_eq!(std::fs::read_to_string(&made).unwrap(), "two\n");
+    assert!(r["pid"].as_u64().is_some());
+    let ev: Vec<Value> = d
+        .events()
+        .into_iter()
+        .filter(|e| e["seq"].as_u64() > Some(seq))
+        .collect();
+    let at = |n: &str, to: &str| seq_of(&ev, n, to).unwrap_or_else(|| panic!("{n} never {to}"));
+    assert!(
+        at("reader", "starting") > at("write", "completed"),
+        "the reader started again before the oneshot completed: {ev:?}"
+    );
+    assert!(wait_for("the reader's log", T, || {
+        d.log("reader").contains("read two").then_some(true)
+    }));
+    assert_eq!(pid(&mut d, "bystander"), bystander, "bystander restarted");
+    assert_eq!(d.stop(), Some(0));
+}

@@ -132,3 +132,43 @@ liveness = {{ file = "{}", interval = "50ms", failure-threshold = 2 }}
     assert_eq!(a2["restarts"], 1);
     assert_eq!(d.stop(), Some(0));
 }
+
+#[test]
+fn start_and_restart_of_a_oneshot_return_when_it_has_completed_with_its_exit_status() {
+    let work = tempfile::tempdir().unwrap();
+    let count = work.path().join("count");
+    // The oneshot takes a while on purpose (its work, not the test's synchronisation): a
+    // restart that returned at `running` would read the old count.
+    let toml = format!(
+        r#"
+[component.write]
+kind = "oneshot"
+command = ["sh", "-c", "n=$(cat {c} 2>/dev/null || echo 0); sleep 0.3; echo $((n+1)) > {c}"]
+[component.bad]
+kind = "oneshot"
+restart = "never"
+command = ["sh", "-c", "exit 3"]
+"#,
+        c = count.display()
+    );
+    let mut d = Daemon::start(&toml);
+    d.wait_state("write", "completed", T);
+    d.wait_state("bad", "failed", T);
+    assert_eq!(std::fs::read_to_string(&count).unwrap().trim(), "1");
+    d.ctl_ok(&["restart", "write"]);
+    assert_eq!(
+        std::fs::read_to_string(&count).unwrap().trim(),
+        "2",
+        "restart returned before the oneshot completed"
+    );
+    d.ctl_ok(&["stop", "write"]);
+    d.ctl_ok(&["start", "write"]);
+    assert_eq!(std::fs::read_to_string(&count).unwrap().trim(), "3");
+    for verb in ["restart", "start"] {
+        let o = d.ctl(&[verb, "bad"]);
+        assert!(!o.status.success(), "{verb} of a failing oneshot succeeded");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("exit status 3"), "{verb}: {err}");
+    }
+    assert_eq!(d.stop(), Some(0));
+}

@@ -1,11 +1,13 @@
 //! Reload by diff: which components a new graph adds, removes, changes or keeps, and the
 //! machine's switch to it. Unchanged components keep their unit (same run, same PID); changed
-//! ones keep theirs too and are restarted by the caller so the new definition takes effect;
+//! ones keep theirs too and are restarted by the caller so the new definition takes effect
+//! (a completed oneshot runs again, and what reads its work with `condition = "completed"`
+//! starts again after it: [`Supervisor::reload_restarts`]);
 //! removed ones stay in the graph, wanted down, until they have stopped, then are pruned.
 
 use std::time::Instant;
 
-use dmuc_config::{Component, Graph};
+use dmuc_config::{Component, Condition, Graph, Kind};
 
 use crate::machine::{Effect, Supervisor};
 use crate::state::{State, Unit};
@@ -50,7 +52,63 @@ pub fn plan(old: &Graph, new: &Graph) -> Plan {
     p
 }
 
+/// What a reload restarts, by name (in the new graph's order), given where each component
+/// stands now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Restarts {
+    /// Changed components that are up: restarted on their new definition. A oneshot that
+    /// completed counts: it runs again, so that what it makes is made anew.
+    pub changed: Vec<String>,
+    /// Up components that wait for a re-run oneshot with `condition = "completed"`: they read
+    /// what it makes, so they are restarted and start again once it has completed.
+    pub followers: Vec<String>,
+}
+
+impl Restarts {
+    /// Every component to restart.
+    pub fn all(&self) -> impl Iterator<Item = &String> {
+        self.changed.iter().chain(&self.followers)
+    }
+}
+
+/// Whether a reload restarts a component in this state: it runs, or it is a oneshot whose
+/// completed run made what its dependents read (and nobody stopped it since).
+fn up_for_reload(u: &Unit) -> bool {
+    u.state.is_active() || (u.state == State::Completed && u.want_up)
+}
+
 impl Supervisor {
+    /// What applying `plan` (towards `new`) restarts. Pure: also what `--dry-run` shows.
+    pub fn reload_restarts(&self, plan: &Plan, new: &Graph) -> Restarts {
+        let up = |name: &str| {
+            self.graph()
+                .index_of(name)
+                .is_some_and(|i| up_for_reload(self.unit(i)))
+        };
+        let changed: Vec<String> = new
+            .components()
+            .iter()
+            .filter(|c| plan.change.contains(&c.name) && up(&c.name))
+            .map(|c| c.name.clone())
+            .collect();
+        let rerun: Vec<&String> = changed
+            .iter()
+            .filter(|n| new.get(n).is_some_and(|c| c.kind == Kind::Oneshot))
+            .collect();
+        let followers = new
+            .components()
+            .iter()
+            .filter(|c| !changed.contains(&c.name) && up(&c.name))
+            .filter(|c| {
+                c.after
+                    .iter()
+                    .any(|d| d.condition == Condition::Completed && rerun.contains(&&d.component))
+            })
+            .map(|c| c.name.clone())
+            .collect();
+        Restarts { changed, followers }
+    }
+
     /// Switches to `new`: units move by name, new components start pending, removed ones stay
     /// (at the end, their edges kept only to what still exists) wanted down until pruned.
     /// Returns the effects and, for each old index, its new index.

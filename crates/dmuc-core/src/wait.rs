@@ -2,6 +2,8 @@
 //! request is fed to the machine and asked after every change; it needs no I/O, so each rule
 //! is a table test.
 
+use dmuc_config::Kind;
+
 use crate::machine::Supervisor;
 use crate::state::State;
 
@@ -81,11 +83,18 @@ impl Wait {
         let mut pending = false;
         for &(comp, run0, target) in &self.watched {
             let u = sup.unit(comp);
-            let name = &sup.graph().components()[comp].name;
-            let up = matches!(
-                u.state,
-                State::Running | State::Ready | State::Completed | State::Exited
-            );
+            let c = &sup.graph().components()[comp];
+            let name = &c.name;
+            // A oneshot asked for is done when it has completed, as `systemctl start` of a
+            // oneshot: its exit status is the verdict.
+            let up = if target && c.kind == Kind::Oneshot {
+                u.state == State::Completed
+            } else {
+                matches!(
+                    u.state,
+                    State::Running | State::Ready | State::Completed | State::Exited
+                )
+            };
             match self.kind {
                 WaitKind::Stop => {
                     if u.state.is_active()
@@ -108,8 +117,12 @@ impl Wait {
                                 .last_exit
                                 .as_ref()
                                 .map_or_else(|| "ended".to_string(), |e| e.to_string());
+                            let what = match c.kind {
+                                Kind::Oneshot => "did not complete",
+                                Kind::Service => "did not stay up",
+                            };
                             return Verdict::Failed(format!(
-                                "{name} did not stay up ({last}); it will be retried"
+                                "{name} {what} ({last}); it will be retried"
                             ));
                         }
                         State::Stopped if !u.want_up => {

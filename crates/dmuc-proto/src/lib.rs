@@ -601,6 +601,15 @@ pub struct ReloadResult {
     pub change: Vec<String>,
     /// Components left alone (same PID).
     pub keep: Vec<String>,
+    /// Of `change`, those restarted now: running, or a oneshot that had completed (it runs
+    /// again). The others take their new definition at their next start.
+    #[serde(default)]
+    pub restart: Vec<String>,
+    /// Unchanged components restarted because they wait for a re-run oneshot with
+    /// `condition = "completed"` (they read what it makes): they start again once it has
+    /// completed.
+    #[serde(default)]
+    pub follow: Vec<String>,
 }
 
 /// `graph`'s result.

@@ -26,9 +26,23 @@ pub fn reload_plan(r: &dmuc_proto::ReloadResult, dry_run: bool) -> String {
         let _ = writeln!(s, "- {n:<28} {stop} (removed)");
     }
     for n in &r.change {
-        let _ = writeln!(s, "~ {n:<28} {restart} (changed)");
+        if r.restart.contains(n) {
+            let _ = writeln!(s, "~ {n:<28} {restart} (changed)");
+        } else {
+            let _ = writeln!(
+                s,
+                "~ {n:<28} changed; not running, takes effect at its next start"
+            );
+        }
     }
-    let _ = writeln!(s, "  {} unchanged, left running", r.keep.len());
+    for n in &r.follow {
+        let _ = writeln!(
+            s,
+            "~ {n:<28} {restart} after the oneshots it reads have completed again"
+        );
+    }
+    let left = r.keep.len().saturating_sub(r.follow.len());
+    let _ = writeln!(s, "  {left} unchanged, left running");
     if dry_run {
         s.push_str("(dry run: nothing changed)\n");
     }

@@ -82,3 +82,115 @@ fn reconfigure_keeps_units_starts_new_and_stops_removed_dependents_first() {
         "the new definition"
     );
 }
+
+const CFG_OLD: &str = r#"
+[component.cfg]
+kind = "oneshot"
+command = ["write", "--v=1"]
+[component.reader]
+command = ["reader"]
+after = [{ component = "cfg", condition = "completed" }]
+[component.images]
+kind = "oneshot"
+command = ["import"]
+after = [{ component = "cfg", condition = "completed" }]
+[component.bystander]
+command = ["bystander"]
+after = [{ component = "cfg", condition = "started" }]
+[component.idle]
+kind = "oneshot"
+command = ["idle", "--v=1"]
+"#;
+
+/// cfg's command changed; idle's too, but idle is stopped.
+const CFG_NEW: &str = r#"
+[component.cfg]
+kind = "oneshot"
+command = ["write", "--v=2"]
+[component.reader]
+command = ["reader"]
+after = [{ component = "cfg", condition = "completed" }]
+[component.images]
+kind = "oneshot"
+command = ["import"]
+after = [{ component = "cfg", condition = "completed" }]
+[component.bystander]
+command = ["bystander"]
+after = [{ component = "cfg", condition = "started" }]
+[component.idle]
+kind = "oneshot"
+command = ["idle", "--v=2"]
+"#;
+
+fn cfg_up() -> H {
+    let mut h = H::new(CFG_OLD);
+    h.feed(Input::Boot);
+    h.started("cfg", 10);
+    h.started("idle", 11);
+    h.exited("idle", ExitStatus::Code(0));
+    h.feed(Input::Request(crate::machine::Request::Stop(vec![
+        h.i("idle"),
+    ])));
+    h.exited("cfg", ExitStatus::Code(0));
+    h.started("reader", 12);
+    h.started("images", 13);
+    h.exited("images", ExitStatus::Code(0));
+    h.started("bystander", 14);
+    for (n, st) in [
+        ("cfg", "completed"),
+        ("reader", "running"),
+        ("images", "completed"),
+        ("bystander", "running"),
+        ("idle", "completed"),
+    ] {
+        assert_eq!(h.state(n), st, "{n}");
+    }
+    h
+}
+
+#[test]
+fn a_changed_oneshot_runs_again_and_what_reads_its_work_restarts_after_it() {
+    let mut h = cfg_up();
+    let new = graph(CFG_NEW);
+    let p = plan(h.s.graph(), &new);
+    assert_eq!(p.change, ["cfg", "idle"]);
+    let r = h.s.reload_restarts(&p, &new);
+    assert_eq!(
+        r,
+        Restarts {
+            changed: vec!["cfg".into()],
+            followers: vec!["reader".into(), "images".into()],
+        },
+        "a oneshot stopped by the operator waits for its next start; `started` dependents are not readers"
+    );
+
+    // Applied as dmucd applies it: reconfigure, then one restart request for all of them.
+    let now = h.now;
+    h.s.reconfigure(&new, now);
+    let comps: Vec<usize> = r.all().map(|n| h.i(n)).collect();
+    let fx = h.feed(Input::Request(crate::machine::Request::Restart(comps)));
+    assert_eq!(h.launched(&fx), ["cfg"], "cfg runs again at once");
+    assert_eq!(h.state("reader"), "stopping");
+    let fx = h.exited(
+        "reader",
+        ExitStatus::Signal {
+            signal: 15,
+            core: false,
+        },
+    );
+    assert!(h.launched(&fx).is_empty(), "reader waits for cfg's new run");
+    assert_eq!(h.state("reader"), "pending");
+    assert_eq!(h.state("images"), "pending");
+    h.started("cfg", 20);
+    let fx = h.exited("cfg", ExitStatus::Code(0));
+    let mut after = h.launched(&fx);
+    after.sort();
+    assert_eq!(
+        after,
+        ["images", "reader"],
+        "both start once cfg has completed"
+    );
+    assert_eq!(h.state("bystander"), "running", "untouched");
+    assert_eq!(h.state("idle"), "completed", "untouched");
+    assert!(!h.s.unit(h.i("idle")).want_up);
+}

@@ -125,3 +125,56 @@ fn a_stop_during_a_start_fails_the_wait() {
         v => panic!("{v:?} in state {}", h.state("web")),
     }
 }
+
+const ONESHOT: &str = r#"
+[component.cfg]
+kind = "oneshot"
+command = ["write"]
+"#;
+
+#[test]
+fn start_and_restart_of_a_oneshot_wait_for_its_completion() {
+    for kind in [WaitKind::Start, WaitKind::Restart] {
+        let mut h = H::new(ONESHOT);
+        if kind == WaitKind::Start {
+            h.s.hold(); // as `dmucd --hold`: nothing started yet
+            h.feed(Input::Boot);
+        } else {
+            h.feed(Input::Boot);
+            h.started("cfg", 10);
+            h.exited("cfg", ExitStatus::Code(0));
+        }
+        let (w, comps) = wait(&h, kind, &["cfg"]);
+        let req = match kind {
+            WaitKind::Start => Request::Start(comps),
+            _ => Request::Restart(comps),
+        };
+        h.feed(Input::Request(req));
+        assert_eq!(w.verdict(&h.s), Verdict::Pending, "{kind:?}: launched");
+        h.started("cfg", 11);
+        assert_eq!(h.state("cfg"), "running");
+        assert_eq!(
+            w.verdict(&h.s),
+            Verdict::Pending,
+            "{kind:?}: running is not done"
+        );
+        h.exited("cfg", ExitStatus::Code(0));
+        assert_eq!(w.verdict(&h.s), Verdict::Done, "{kind:?}");
+    }
+}
+
+#[test]
+fn a_oneshot_that_fails_fails_the_start_with_its_exit_status() {
+    let mut h = H::new(ONESHOT);
+    h.feed(Input::Boot);
+    h.started("cfg", 10);
+    h.exited("cfg", ExitStatus::Code(0));
+    let (w, comps) = wait(&h, WaitKind::Restart, &["cfg"]);
+    h.feed(Input::Request(Request::Restart(comps)));
+    h.started("cfg", 11);
+    h.exited("cfg", ExitStatus::Code(3));
+    match w.verdict(&h.s) {
+        Verdict::Failed(why) => assert!(why.contains("exit status 3"), "{why}"),
+        v => panic!("{v:?}"),
+    }
+}

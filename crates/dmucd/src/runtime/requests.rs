@@ -468,22 +468,31 @@ impl Runtime {
             .hint("reload again once they have stopped (dmucctl status)"));
         }
         let plan = dmuc_core::reload::plan(self.sup.graph(), &new.graph);
+        // Computed once, before the switch: what the reply says is what is done.
+        let restarts = self.sup.reload_restarts(&plan, &new.graph);
         let result = ReloadResult {
             applied: !dry_run && !plan.is_empty(),
             add: plan.add.clone(),
             remove: plan.remove.clone(),
             change: plan.change.clone(),
             keep: plan.keep.clone(),
+            restart: restarts.changed.clone(),
+            follow: restarts.followers.clone(),
         };
         if dry_run || plan.is_empty() {
             self.cfg.vars = new.vars;
             return Ok(result);
         }
-        self.apply_reload(new, &plan);
+        self.apply_reload(new, &plan, &restarts);
         Ok(result)
     }
 
-    fn apply_reload(&mut self, new: Config, plan: &dmuc_core::reload::Plan) {
+    fn apply_reload(
+        &mut self,
+        new: Config,
+        plan: &dmuc_core::reload::Plan,
+        restarts: &dmuc_core::reload::Restarts,
+    ) {
         self.notify.send("RELOADING=1\nSTATUS=reloading the graph");
         let summary = format!(
             "reload: {} new, {} removed, {} changed, {} unchanged",
@@ -502,15 +511,12 @@ impl Runtime {
         for e in fx {
             self.apply(e);
         }
-        // A changed component runs its new definition from its next launch on.
-        let changed: Vec<usize> = plan
-            .change
-            .iter()
-            .filter_map(|n| self.comp_of(n))
-            .filter(|&c| self.sup.unit(c).state.is_active())
-            .collect();
-        if !changed.is_empty() {
-            self.feed(Input::Request(Request::Restart(changed)));
+        // A changed component runs its new definition from its next launch on: the running
+        // ones and the completed oneshots now, with what reads the oneshots' work after them
+        // (their dependency on `completed` holds them until the new run has completed).
+        let comps: Vec<usize> = restarts.all().filter_map(|n| self.comp_of(n)).collect();
+        if !comps.is_empty() {
+            self.feed(Input::Request(Request::Restart(comps)));
         }
         if self.notified.0 {
             self.notify.send("READY=1");
