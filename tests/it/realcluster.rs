@@ -407,6 +407,52 @@ fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_cl
         wait_for("the Service to answer again", T, || http_get(&svc));
     }
 
+    // An edit of the kubelet's section of node-config, then reload: node-config runs again
+    // and the kubelet (and what else reads its files) starts again after it, on the new file;
+    // the pods are untouched.
+    let graph = d.path("graph.toml");
+    let edited = std::fs::read_to_string(&graph).unwrap().replace(
+        "clusterDomain: cluster.local\n",
+        "clusterDomain: cluster.local\nmaxPods: 42\n",
+    );
+    std::fs::write(&graph, edited).unwrap();
+    let kubelet_pid = d.comp("kubelet").unwrap()["pid"].as_u64().unwrap();
+    let seq = d.last_seq().unwrap();
+    let plan = d.ctl_ok(&["reload"]);
+    assert!(
+        plan.contains("~ node-config") && plan.contains("~ kubelet"),
+        "{plan}"
+    );
+    wait_for("the kubelet to start again", T, || {
+        let c = d.comp("kubelet")?;
+        (c["state"] == "ready" && c["pid"].as_u64()? != kubelet_pid).then_some(())
+    });
+    let ev: Vec<serde_json::Value> = d
+        .events()
+        .into_iter()
+        .filter(|e| e["seq"].as_u64() > Some(seq))
+        .collect();
+    assert!(
+        seq_of(&ev, "kubelet", "starting") > seq_of(&ev, "node-config", "completed"),
+        "the kubelet started again before node-config completed"
+    );
+    let yaml = std::fs::read_to_string(state.join("config/kubelet.yaml")).unwrap();
+    assert!(yaml.contains("maxPods: 42"), "{yaml}");
+    wait_for("the node to report the new capacity", T, || {
+        let (_, p) = k.run(&[
+            "get",
+            "node",
+            &node,
+            "-o",
+            "jsonpath={.status.capacity.pods}",
+        ]);
+        (p.trim() == "42").then_some(())
+    });
+    wait_for("the node to be Ready after the reload", T, || {
+        k.node_ready(&node).then_some(())
+    });
+    assert_eq!(k.pods(), pods, "pods changed across the reload");
+
     // kill -9 of dmucd: the next one adopts every component with its PID, and keeps what it
     // knew of each: start time, restarts, last exit.
     let before: Vec<serde_json::Value> = d.status().unwrap()["components"]
