@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+mod boot;
 mod peers;
 mod procev;
 
@@ -658,6 +659,16 @@ fn main() {
     }
     if what == "all" || what == "memory" {
         memory_and_idle(100, 10);
+    }
+    if what == "boot" {
+        let arg = |i: usize, what: &str| -> PathBuf {
+            std::env::args()
+                .nth(i)
+                .unwrap_or_else(|| panic!("dmuc-bench boot K8S_BIN IMAGES [RUNS]: {what} missing"))
+                .into()
+        };
+        let runs = std::env::args().nth(4).and_then(|n| n.parse().ok());
+        boot::boot(&arg(2, "K8S_BIN"), &arg(3, "IMAGES"), runs.unwrap_or(3));
     }
     if what == "peers" {
         let n = std::env::args().nth(2).and_then(|n| n.parse().ok());
