@@ -484,8 +484,10 @@ fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_cl
             was["uptime_ms"].as_u64().unwrap(),
             now["uptime_ms"].as_u64().unwrap(),
         );
+        // Within the precision of the two clocks: the kernel's start time is in 10 ms ticks,
+        // and a run's uptime counts from dmucd's launch, a few ms before the exec.
         assert!(
-            now_up >= was_up,
+            now_up + 100 >= was_up,
             "{name}'s uptime went back from {was_up} ms to {now_up} ms"
         );
     }

@@ -93,7 +93,10 @@ impl Node {
     fn kubectl_until(&self, args: &[&str]) {
         let deadline = Instant::now() + DEADLINE;
         while !self.kubectl(args) {
-            assert!(Instant::now() < deadline, "kubectl {args:?} never succeeded");
+            assert!(
+                Instant::now() < deadline,
+                "kubectl {args:?} never succeeded"
+            );
             std::thread::sleep(Duration::from_millis(50)); // retry pace, bounded by the deadline
         }
     }
@@ -354,8 +357,12 @@ fn boot_script(k8s_bin: &Path, images: &Path) -> Boot {
         .iter()
         .filter(|c| c.kind == Kind::Service)
         .map(|c| {
-            let (c, stopping, current, respawns) =
-                (c.clone(), stopping.clone(), current.clone(), respawns.clone());
+            let (c, stopping, current, respawns) = (
+                c.clone(),
+                stopping.clone(),
+                current.clone(),
+                respawns.clone(),
+            );
             let logs = logs.clone();
             std::thread::spawn(move || {
                 let mut first = true;
@@ -458,10 +465,7 @@ pub fn boot(k8s_bin: &Path, images: &Path, runs: usize) {
         "plain script: services started again by its loops after they exited: {:?}",
         sc.iter().map(|b| b.respawns).collect::<Vec<_>>()
     );
-    println!(
-        "dmucd's critical chain: {}",
-        dm[0].chain.join(" -> ")
-    );
+    println!("dmucd's critical chain: {}", dm[0].chain.join(" -> "));
     let gates: Vec<f64> = dm.iter().map(|b| b.gate).collect();
     let lags: Vec<f64> = dm.iter().map(|b| b.lag).collect();
     println!(
