@@ -96,10 +96,10 @@ after = [{{ component = "api", condition = "started" }}]
     for p in [api, gone, child] {
         assert!(!alive(p as u32), "pid {p} survived its reload");
     }
-    assert!(
-        d.log("api").contains("[api-v2]"),
-        "the changed command runs"
-    );
+    // The new run's first line reaches its log a moment after the run is `running`.
+    wait_for("the changed command's output in api's log", T, || {
+        d.log("api").contains("[api-v2]").then_some(())
+    });
     // The removed stopped dependents first; their windows are closed; web's is new.
     let ev = d.events();
     assert!(seq_of(&ev, "gonechild", "stopped") < seq_of(&ev, "gone", "stopping"));
