@@ -379,13 +379,30 @@ fn dmucd_is_its_own_tmux_control_client_and_can_use_a_tmux_process_instead() {
 command = ["{s}", "--name", "a"]
 "#
     );
-    for process in [false, true] {
-        let env: &[(&str, &str)] = if process {
-            &[("DMUC_TMUX_CLIENT", "process")]
-        } else {
-            &[]
-        };
-        let mut d = Daemon::start_env(tempfile::tempdir().unwrap(), &toml, &[], env);
+    // A tmux that says it is 3.6b (DMUC_TMUX names it): the in-process client does not speak
+    // its client messages, so it gets `tmux -C` without being asked.
+    let fake = tempfile::tempdir().unwrap();
+    let wrapper = fake.path().join("tmux-3.6b");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/sh\n[ \"$1\" = -V ] && { echo 'tmux 3.6b'; exit 0; }\nexec tmux \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let wrapper = wrapper.display().to_string();
+    // The tmux on PATH: in-process for the versions that client speaks, else `tmux -C`.
+    let v = std::process::Command::new("tmux").arg("-V").output().unwrap();
+    let v = dmuc_tmux::parse_version(&String::from_utf8_lossy(&v.stdout));
+    for (process, env) in [
+        (!dmuc_tmux::native_speaks(v), vec![]),
+        (true, vec![("DMUC_TMUX_CLIENT", "process")]),
+        (true, vec![("DMUC_TMUX", wrapper.as_str())]),
+    ] {
+        let mut d = Daemon::start_env(tempfile::tempdir().unwrap(), &toml, &[], &env);
         let first = d.wait_state("a", "running", T)["pid"].as_u64().unwrap();
         let clients = d.tmux(&["list-clients", "-F", "#{client_pid} #{client_control_mode}"]);
         let clients: Vec<&str> = clients.lines().collect();

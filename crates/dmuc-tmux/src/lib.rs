@@ -13,8 +13,9 @@
 //!   `%error` block, which would shift every later reply. Blocks not caused by us (flag 0,
 //!   e.g. the attach command itself) are skipped.
 //! - Everything is read as bytes; notifications (`%exit`, `%window-close`, ...) go to a channel.
-//! - The connection is made without a `tmux` process when the server speaks tmux 3.x's
-//!   client protocol (`native`), else through `tmux -C`.
+//! - The connection is made without a `tmux` process when the server is a tmux release whose
+//!   client messages `native` implements (3.2 to 3.5a, decided from its version before
+//!   connecting: [`native_speaks`]), else through `tmux -C`.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -115,11 +116,59 @@ impl Drop for Client {
     }
 }
 
-/// `DMUC_TMUX_CLIENT=process` keeps the `tmux -C` process (for a tmux whose client
-/// protocol is not 8); the native client is the default and falls back by itself when the
-/// server refuses it.
+/// `DMUC_TMUX_CLIENT=process` keeps the `tmux -C` process whatever the version.
 fn native_allowed() -> bool {
     std::env::var_os("DMUC_TMUX_CLIENT").is_none_or(|v| v != "process")
+}
+
+/// The tmux program: `DMUC_TMUX` when set (a path, for a host with several tmux), else
+/// `tmux` from `PATH`.
+pub fn program() -> PathBuf {
+    std::env::var_os("DMUC_TMUX")
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| PathBuf::from("tmux"), PathBuf::from)
+}
+
+/// A tmux release as (major, minor), from `tmux -V` ("tmux 3.3a", "tmux next-3.6"); `None`
+/// for what names no release ("tmux master", "tmux openbsd-7.5").
+pub fn parse_version(text: &str) -> Option<(u32, u32)> {
+    let v = text.split_whitespace().nth(1)?;
+    let v = v.strip_prefix("next-").unwrap_or(v);
+    let (major, rest) = v.split_once('.')?;
+    let minor: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+/// Whether the in-process client may talk to a server of version `v`: only to the releases
+/// whose client messages it implements and that are tested (3.2 to 3.5a: the imsg header with
+/// a 16-bit length). 3.6 changed that header without changing the protocol number, so a 3.6+
+/// server would misread us and drop us, and 3.6-3.6b crash when they drop a half-identified
+/// control client (which, on adoption, killed every component): unknown versions get `tmux -C`.
+pub fn native_speaks(v: Option<(u32, u32)>) -> bool {
+    v.is_some_and(|v| ((3, 2)..(3, 6)).contains(&v))
+}
+
+/// The version of the tmux that runs (or will run) the server on `socket`: the running
+/// server's own binary when one listens (its PID from the socket's peer credentials; a
+/// connection that sends nothing is harmless to every version), else [`program`]'s.
+async fn server_version(socket: &Path) -> Option<(u32, u32)> {
+    let running = std::os::unix::net::UnixStream::connect(socket)
+        .ok()
+        .and_then(|s| {
+            nix::sys::socket::getsockopt(&s, nix::sys::socket::sockopt::PeerCredentials).ok()
+        })
+        .map(|c| PathBuf::from(format!("/proc/{}/exe", c.pid())));
+    let prog = running.unwrap_or_else(program);
+    let out = Command::new(&prog)
+        .arg("-V")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(2), out)
+        .await
+        .ok()?
+        .ok()?;
+    parse_version(&String::from_utf8_lossy(&out.stdout))
 }
 
 impl Client {
@@ -141,7 +190,19 @@ impl Client {
             .map(|s| s.to_string())
             .collect();
         session.extend(idle_argv.iter().cloned());
-        if native_allowed() {
+        // Decided before connecting: a server is never sent a message it may not understand.
+        let version = server_version(socket).await;
+        let native = native_allowed() && native_speaks(version);
+        tracing::info!(
+            ?version,
+            "tmux client: {}",
+            if native {
+                "in-process"
+            } else {
+                "a `tmux -C` process"
+            }
+        );
+        if native {
             // Bounded: a server that took the handshake but does not run our commands (a
             // protocol we do not know) must leave time for the `tmux -C` attempt.
             let native = Client::connect_native(socket, conf, &session, preload);
@@ -173,7 +234,7 @@ impl Client {
 
     /// A `tmux` command on our server, with the utmp stand-in preloaded when it starts it.
     fn tmux(socket: &Path, conf: &Path, preload: Option<BorrowedFd<'_>>) -> Command {
-        let mut cmd = Command::new("tmux");
+        let mut cmd = Command::new(program());
         cmd.arg("-S").arg(socket).arg("-f").arg(conf);
         if let Some(fd) = preload {
             let n = fd.as_raw_fd();
@@ -456,6 +517,29 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(line, "'display' '-p' 'x'\n'ls'\n");
+    }
+
+    #[test]
+    fn the_in_process_client_is_only_for_the_versions_it_speaks() {
+        for (text, v, native) in [
+            ("tmux 3.2a\n", Some((3, 2)), true),
+            ("tmux 3.3a\n", Some((3, 3)), true),
+            ("tmux 3.4\n", Some((3, 4)), true),
+            ("tmux 3.5a\n", Some((3, 5)), true),
+            // The new imsg header (3.6) and the crash on a dropped client (3.6-3.6b).
+            ("tmux 3.6\n", Some((3, 6)), false),
+            ("tmux 3.6b\n", Some((3, 6)), false),
+            ("tmux next-3.6\n", Some((3, 6)), false),
+            ("tmux 3.7c\n", Some((3, 7)), false),
+            ("tmux 3.1c\n", Some((3, 1)), false),
+            ("tmux 2.9\n", Some((2, 9)), false),
+            ("tmux master\n", None, false),
+            ("tmux openbsd-7.5\n", None, false),
+            ("", None, false),
+        ] {
+            assert_eq!(parse_version(text), v, "{text:?}");
+            assert_eq!(native_speaks(v), native, "{text:?}");
+        }
     }
 }
 

@@ -10,10 +10,13 @@
 //! socket (exit, detach, ready), below.
 //!
 //! The messages are tmux's `imsg`s: a 16-byte header (type, length, flags, peer id carrying
-//! the protocol version, pid) and the data; descriptors ride along as SCM_RIGHTS. A server
-//! that speaks another version answers `MSG_VERSION` and drops us: the caller then falls
-//! back to a `tmux -C` process. The sizes sent are exactly tmux's (an `int`, a `uint64_t`, a
-//! `pid_t`): tmux treats a wrong size as fatal.
+//! the protocol version, pid) and the data; descriptors ride along as SCM_RIGHTS. This is the
+//! header of tmux up to 3.5a: 3.6 widened the length to 32 bits without changing the protocol
+//! number, so the caller uses this client only for the versions it speaks, decided from the
+//! server's version before connecting (`native_speaks`); a server of another protocol version
+//! answers `MSG_VERSION` and drops us, and the caller falls back to a `tmux -C` process. The
+//! sizes sent are exactly tmux's (an `int`, a `uint64_t`, a `pid_t`): tmux treats a wrong size
+//! as fatal.
 
 use std::io::{IoSlice, Write};
 use std::os::fd::{AsRawFd, OwnedFd};

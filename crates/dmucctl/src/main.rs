@@ -554,13 +554,17 @@ fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
                 None => format!("={}:=Overview", s.daemon.session),
             };
             drop(c);
-            let err = std::process::Command::new("tmux")
-                .arg("-S")
-                .arg(&s.daemon.tmux_socket)
-                .args(["attach-session", "-t", &target])
-                // Inside another tmux, attaching to ours is what the operator asked for.
-                .env_remove("TMUX")
-                .exec();
+            let err = std::process::Command::new(
+                std::env::var_os("DMUC_TMUX")
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or_else(|| "tmux".into()),
+            )
+            .arg("-S")
+            .arg(&s.daemon.tmux_socket)
+            .args(["attach-session", "-t", &target])
+            // Inside another tmux, attaching to ours is what the operator asked for.
+            .env_remove("TMUX")
+            .exec();
             eprintln!("dmucctl: cannot run tmux: {err}");
             return Ok(FAILED);
         }

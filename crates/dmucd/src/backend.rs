@@ -91,7 +91,7 @@ fn listener_pid(path: &Path) -> Option<i32> {
 /// leave). Its panes' processes get SIGHUP and end with their shims.
 async fn retire_server(socket: &Path) {
     let pid = listener_pid(socket);
-    let ask = tokio::process::Command::new("tmux")
+    let ask = tokio::process::Command::new(dmuc_tmux::program())
         .arg("-S")
         .arg(socket)
         .arg("kill-server")
@@ -279,7 +279,7 @@ impl Tmux {
         // empty one running), and whether it holds sessions worth adopting.
         let listening = std::os::unix::net::UnixStream::connect(socket).is_ok();
         let alive = listening
-            && tokio::process::Command::new("tmux")
+            && tokio::process::Command::new(dmuc_tmux::program())
                 .arg("-S")
                 .arg(socket)
                 .args(["has-session"])
