@@ -395,7 +395,10 @@ command = ["{s}", "--name", "a"]
     .unwrap();
     let wrapper = wrapper.display().to_string();
     // The tmux on PATH: in-process for the versions that client speaks, else `tmux -C`.
-    let v = std::process::Command::new("tmux").arg("-V").output().unwrap();
+    let v = std::process::Command::new("tmux")
+        .arg("-V")
+        .output()
+        .unwrap();
     let v = dmuc_tmux::parse_version(&String::from_utf8_lossy(&v.stdout));
     for (process, env) in [
         (!dmuc_tmux::native_speaks(v), vec![]),
