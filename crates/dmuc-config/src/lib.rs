@@ -7,6 +7,7 @@
 //! - [`graph`]: dependency graph: cycle detection (with the cycle's path), levels, order.
 //! - [`duration`], [`signal`], [`expand`]: small value parsers used by `parse`.
 //! - [`paths`]: default daemon paths for root and non-root users.
+//! - [`tmux`]: which tmux releases dmucd's in-process tmux client speaks to.
 //!
 //! Nothing here touches the file system, the environment or the clock: the caller passes
 //! the text, the file name and an environment lookup. That keeps every rule a unit test.
@@ -22,6 +23,7 @@ pub mod model;
 pub mod parse;
 pub mod paths;
 pub mod signal;
+pub mod tmux;
 
 pub use diag::{ConfigError, Diagnostic};
 pub use file::{host_builtins, load_file, parse_var, summary};

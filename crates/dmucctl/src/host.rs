@@ -64,6 +64,8 @@ pub struct DoctorInput {
     pub is_root: bool,
     /// Probe the loopback ports (off in tests that must not depend on the machine).
     pub check_ports: bool,
+    /// What `tmux -V` printed (`None`: no tmux to run).
+    pub tmux_version: Option<String>,
 }
 
 /// The programs config/cluster.toml runs, with the flag that prints their version.
@@ -118,6 +120,7 @@ pub fn doctor(i: &DoctorInput) -> Vec<Check> {
             "containerd, the kubelet and kube-proxy need root: run as root (sudo)",
         )
     });
+    out.push(tmux_check(i.tmux_version.as_deref()));
     for (prog, flag) in PROGRAMS {
         out.push(match find_in(&i.bin, prog, r) {
             Some(p) => {
@@ -290,6 +293,45 @@ pub fn doctor(i: &DoctorInput) -> Vec<Check> {
         }
     }
     out
+}
+
+/// The tmux dmucd will run, and how dmucd will be its client.
+fn tmux_check(version: Option<&str>) -> Check {
+    let Some(text) = version.map(str::trim) else {
+        return bad(
+            Level::Fail,
+            "tmux",
+            "not found (DMUC_TMUX or tmux on PATH)",
+            "apt-get install -y tmux, or DMUC_TMUX=/path/to/tmux",
+        );
+    };
+    let v = dmuc_config::tmux::parse_version(text);
+    match v {
+        _ if dmuc_config::tmux::native_speaks(v) => ok(
+            "tmux",
+            format!("{text}: dmucd is its own control client (in-process)"),
+        ),
+        Some(v) if v >= (3, 2) => ok(
+            "tmux",
+            format!(
+                "{text}: dmucd attaches through a `tmux -C` process (3.6 changed tmux's client messages)"
+            ),
+        ),
+        Some(_) => bad(
+            Level::Warn,
+            "tmux",
+            format!("{text}: older than the versions tested (3.3a to 3.7c)"),
+            "install tmux 3.2 or later, or point DMUC_TMUX at one",
+        ),
+        None => bad(
+            Level::Warn,
+            "tmux",
+            format!(
+                "{text}: not a release dmuc knows; dmucd will attach through a `tmux -C` process"
+            ),
+            "a tagged release (3.3a to 3.7c are tested) behaves as tested",
+        ),
+    }
 }
 
 /// What `reset` removes, under `root`.
@@ -672,6 +714,7 @@ mod tests {
             node_ip: "127.0.0.1".into(),
             is_root: true,
             check_ports: false,
+            tmux_version: Some("tmux 3.3a\n".into()),
         };
         let checks = doctor(&i);
         let get = |w: &str| {
@@ -705,6 +748,22 @@ mod tests {
         assert_eq!(get("iptables tool").level, Level::Ok);
         assert_eq!(get("conntrack tool").level, Level::Fail);
         assert_eq!(get("CNI plugins").level, Level::Fail);
+        assert!(
+            get("tmux").found.contains("in-process"),
+            "{:?}",
+            get("tmux")
+        );
+        for (text, level, says) in [
+            (Some("tmux 3.6b"), Level::Ok, "`tmux -C` process"),
+            (Some("tmux 3.7c"), Level::Ok, "`tmux -C` process"),
+            (Some("tmux 2.9"), Level::Warn, "older"),
+            (Some("tmux master"), Level::Warn, "`tmux -C` process"),
+            (None, Level::Fail, "not found"),
+        ] {
+            let c = tmux_check(text);
+            assert_eq!(c.level, level, "{text:?}");
+            assert!(c.found.contains(says), "{text:?}: {}", c.found);
+        }
         // cgroup v1: a warning whose fix is the profile's own, not a reboot.
         std::fs::remove_file(root.join("sys/fs/cgroup/cgroup.controllers")).unwrap();
         let v1 = doctor(&i)

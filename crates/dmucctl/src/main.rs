@@ -554,17 +554,13 @@ fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
                 None => format!("={}:=Overview", s.daemon.session),
             };
             drop(c);
-            let err = std::process::Command::new(
-                std::env::var_os("DMUC_TMUX")
-                    .filter(|p| !p.is_empty())
-                    .unwrap_or_else(|| "tmux".into()),
-            )
-            .arg("-S")
-            .arg(&s.daemon.tmux_socket)
-            .args(["attach-session", "-t", &target])
-            // Inside another tmux, attaching to ours is what the operator asked for.
-            .env_remove("TMUX")
-            .exec();
+            let err = std::process::Command::new(tmux_program())
+                .arg("-S")
+                .arg(&s.daemon.tmux_socket)
+                .args(["attach-session", "-t", &target])
+                // Inside another tmux, attaching to ours is what the operator asked for.
+                .env_remove("TMUX")
+                .exec();
             eprintln!("dmucctl: cannot run tmux: {err}");
             return Ok(FAILED);
         }
@@ -578,6 +574,13 @@ fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
         | Cmd::Version => {}
     }
     Ok(OK)
+}
+
+/// The tmux dmucd runs: `DMUC_TMUX`, else `tmux` on PATH (as `dmuc_tmux::program`).
+fn tmux_program() -> std::ffi::OsString {
+    std::env::var_os("DMUC_TMUX")
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "tmux".into())
 }
 
 fn doctor_cmd(profile: &ProfileArgs, root: PathBuf, ports: bool) -> u8 {
@@ -596,6 +599,12 @@ fn doctor_cmd(profile: &ProfileArgs, root: PathBuf, ports: bool) -> u8 {
         node_ip: var("node-ip", &var("host-ip", "")),
         is_root: nix::unistd::geteuid().is_root(),
         check_ports: ports,
+        tmux_version: std::process::Command::new(tmux_program())
+            .arg("-V")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned()),
     };
     let checks = host::doctor(&input);
     let mut fails = 0;
