@@ -54,6 +54,13 @@ fn up(d: &mut Daemon) {
     d.wait_state("init", "completed", T);
 }
 
+fn events_after(d: &Daemon, seq: u64) -> Vec<Value> {
+    d.events()
+        .into_iter()
+        .filter(|e| e["seq"].as_u64() > Some(seq))
+        .collect()
+}
+
 fn adopted(d: &Daemon, after_seq: u64) -> Value {
     let deadline = std::time::Instant::now() + T;
     loop {
@@ -72,6 +79,81 @@ fn adopted(d: &Daemon, after_seq: u64) -> Value {
         );
         std::thread::sleep(Duration::from_millis(10)); // poll interval, bounded by the deadline
     }
+}
+
+#[test]
+fn kill_9_of_dmucd_and_of_its_tmux_server_together_then_a_new_dmucd_adopts_everything() {
+    let s = standin();
+    let port = free_port();
+    let mut d = Daemon::start(&graph(&s, port, "v1", false));
+    up(&mut d);
+    let before = pids(&mut d);
+    let seq = d.events().last().unwrap()["seq"].as_u64().unwrap();
+    let server = d.tmux_pid();
+    d.crash();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_for("the tmux server to be gone", T, || {
+        (!alive(server as u32)).then_some(())
+    });
+    for (name, pid) in &before {
+        assert!(alive(*pid as u32), "{name} died with dmucd and tmux");
+    }
+    d.restart();
+    let ev = adopted(&d, seq);
+    assert!(
+        ev["message"]
+            .as_str()
+            .unwrap()
+            .contains("adopted 4 components"),
+        "{ev}\n{}",
+        d.stderr()
+    );
+    up(&mut d);
+    assert_eq!(pids(&mut d), before, "same processes");
+    let later = events_after(&d, seq);
+    assert!(
+        !later.iter().any(|e| e["event"] == "exit"),
+        "something exited (or the oneshot ran again) across the adoption: {later:?}"
+    );
+    // Every component has a window again, showing its output.
+    for name in ["db", "api", "web"] {
+        let text = wait_for(&format!("{name}'s window"), T, || {
+            d.windows()
+                .iter()
+                .any(|w| w.ends_with(&format!(" {name} {name}")))
+                .then(|| d.tmux(&["capture-pane", "-p", "-t", &format!("=dmuc:={name}")]))
+                .filter(|t| t.contains("kept running"))
+        });
+        assert!(text.contains("live output continues"), "{text}");
+    }
+    assert_eq!(d.comp("api").unwrap()["restarts"], 0);
+    // Exits are still exact, and the restart happens in the component's new window.
+    let api_now = d.comp("api").unwrap();
+    let api = api_now["pid"].as_u64().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(api as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let again = wait_for("api restarted", T, || {
+        let c = d.comp("api")?;
+        (c["pid"].as_u64()? != api && c["state"] == "running").then_some(c)
+    });
+    assert_eq!(again["last_exit"], "killed by SIGKILL", "{again}");
+    assert_eq!(
+        again["window"], api_now["window"],
+        "restarted in another window"
+    );
+    assert_eq!(d.stop(), Some(0), "{}", d.stderr());
+    assert!(
+        processes_naming(d.dir.path()).is_empty(),
+        "something was left: {:?}",
+        processes_naming(d.dir.path())
+    );
 }
 
 #[test]
@@ -120,11 +202,7 @@ fn kill_9_of_dmucd_then_a_new_one_adopts_everything_without_a_restart() {
     assert_eq!(pids(&mut d), before, "same processes");
     assert_eq!(d.windows(), windows, "same windows");
     // No launch happened: nothing went to `starting` from `pending` except through adoption.
-    let later: Vec<Value> = d
-        .events()
-        .into_iter()
-        .filter(|e| e["seq"].as_u64() > Some(seq))
-        .collect();
+    let later = events_after(&d, seq);
     assert!(
         !later.iter().any(|e| e["event"] == "exit"),
         "something exited across the adoption: {later:?}"

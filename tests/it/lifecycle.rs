@@ -100,49 +100,89 @@ stop = {{ scope = "process" }}
     );
 }
 
+/// The `tick N` numbers in a stand-in's log, in order.
+fn ticks(log: &str) -> Vec<u64> {
+    log.lines()
+        .filter_map(|l| l.rsplit_once("tick ")?.1.trim().parse().ok())
+        .collect()
+}
+
+/// Asserts the numbers run without a gap (each one more than the one before).
+fn no_gap(name: &str, t: &[u64]) {
+    assert!(t.len() > 2, "{name}: too few ticks logged: {t:?}");
+    for w in t.windows(2) {
+        assert_eq!(
+            w[1],
+            w[0] + 1,
+            "{name}: its log has a gap between ticks {} and {}",
+            w[0],
+            w[1]
+        );
+    }
+}
+
+/// The text of `name`'s window (`None` while it has none).
+fn shown(d: &Daemon, name: &str) -> Option<String> {
+    let target = format!("=dmuc:={name}");
+    d.windows()
+        .iter()
+        .any(|w| w.ends_with(&format!(" {name} {name}")))
+        .then(|| d.tmux(&["capture-pane", "-p", "-t", &target]))
+}
+
+/// Waits until `name`'s window shows a tick later than `after`: live output is back.
+fn live_after(d: &Daemon, name: &str, after: u64) -> String {
+    wait_for(
+        &format!("{name}'s window to show live output after tick {after}"),
+        T,
+        || {
+            let text = shown(d, name)?;
+            (ticks(&text).last()? > &after).then_some(text)
+        },
+    )
+}
+
 #[test]
-fn tmux_server_death_is_detected_and_components_come_back() {
+fn a_killed_tmux_server_costs_no_component_its_life_and_the_windows_come_back() {
     let s = standin();
     let toml = format!(
         r#"
 [component.a]
-command = ["{s}", "--name", "a"]
-backoff = {{ initial = "100ms" }}
+command = ["{s}", "--name", "a", "--log-every", "20ms"]
 [component.b]
-command = ["{s}", "--name", "b"]
+command = ["{s}", "--name", "b", "--log-every", "20ms"]
 after = ["a"]
-backoff = {{ initial = "100ms" }}
+[component.setup]
+kind = "oneshot"
+command = ["true"]
 "#
     );
     let mut d = Daemon::start(&toml);
     let a = d.wait_state("a", "running", T)["pid"].as_u64().unwrap();
     let b = d.wait_state("b", "running", T)["pid"].as_u64().unwrap();
+    d.wait_state("setup", "completed", T);
+    let before = *ticks(&d.log("a")).last().unwrap_or(&0);
+    live_after(&d, "a", 0);
     let server = d.tmux_pid();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(server),
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
+    wait_for("a new tmux server", T, || {
+        (d.tmux_alive() && d.tmux_pid() != server).then_some(())
+    });
+    // Both keep their process, and their windows show their live output again.
+    let text = live_after(&d, "a", before);
+    assert!(text.contains("kept running"), "{text}");
+    live_after(&d, "b", before);
     for (name, old) in [("a", a), ("b", b)] {
-        wait_for(&format!("{name} running again with a new pid"), T, || {
-            let c = d.comp(name)?;
-            (c["state"] == "running" && c["pid"].as_u64()? != old).then_some(())
-        });
-        assert!(
-            !alive(old as u32),
-            "{name}'s old process {old} survived its tmux server"
-        );
+        let c = d.comp(name).unwrap();
+        assert_eq!(c["pid"].as_u64(), Some(old), "{name} was restarted: {c}");
+        assert_eq!(c["restarts"], 0, "{c}");
+        assert_eq!(c["state"], "running", "{c}");
+        assert!(alive(old as u32));
     }
-    assert!(
-        d.tmux_alive(),
-        "a new tmux server was started\n{}",
-        d.stderr()
-    );
-    assert!(
-        d.windows().iter().any(|w| w.ends_with(" a a")),
-        "{:?}",
-        d.windows()
-    );
     assert!(
         d.events().iter().any(|e| e["event"] == "daemon"
             && e["message"]
@@ -150,7 +190,55 @@ backoff = {{ initial = "100ms" }}
                 .is_some_and(|m| m.starts_with("the tmux server died"))),
         "the events say what happened"
     );
+    let ev = d.events();
+    let died = ev.iter().position(|e| e["event"] == "daemon").unwrap();
+    assert!(
+        !ev[died..]
+            .iter()
+            .any(|e| e["event"] == "exit" || e["event"] == "state"),
+        "nothing exited or changed state: {:?}",
+        &ev[died..]
+    );
+    // The oneshot that had completed is still completed; it has a window again too.
+    assert_eq!(d.comp("setup").unwrap()["state"], "completed");
+    wait_for("setup's window", T, || shown(&d, "setup"));
+
+    // An operator closes a window: the same, for that component alone.
+    d.tmux(&["kill-window", "-t", "=dmuc:=b"]);
+    let now = *ticks(&d.log("b")).last().unwrap_or(&0);
+    live_after(&d, "b", now);
+    assert_eq!(d.comp("b").unwrap()["pid"].as_u64(), Some(b));
+
+    // A restart goes through the shim in the new window: a new PID, in that window.
+    d.ctl_ok(&["restart", "a"]);
+    let a2 = d.wait_state("a", "running", T)["pid"].as_u64().unwrap();
+    assert_ne!(a2, a);
+    assert!(
+        wait_for("a's window to show its new run", T, || {
+            shown(&d, "a").filter(|t| t.contains("starting again"))
+        })
+        .contains("starting again")
+    );
     assert_eq!(d.stop(), Some(0), "{}", d.stderr());
+    // The logs ran on through it all: no tick lost while no tmux server ran.
+    no_gap("b", &ticks(&d.log("b")));
+    // a's first run: its ticks up to where the second run starts counting again.
+    let t = ticks(&d.log("a"));
+    let end = t
+        .windows(2)
+        .position(|w| w[1] < w[0])
+        .map_or(t.len(), |i| i + 1);
+    no_gap("a", &t[..end]);
+    assert!(
+        t[..end].last() > Some(&before),
+        "a's log went on after the kill"
+    );
+    assert!(!alive(a as u32) && !alive(a2 as u32) && !alive(b as u32));
+    assert!(
+        processes_naming(d.dir.path()).is_empty(),
+        "something was left: {:?}",
+        processes_naming(d.dir.path())
+    );
 }
 
 #[test]

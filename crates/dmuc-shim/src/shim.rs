@@ -15,13 +15,21 @@
 //!
 //! Shim → daemon lines: `hello NAME RUN SHIMPID` (at the start of each run), `start PID`,
 //! `spawn-failed MESSAGE`, `log-error MESSAGE` / `log-ok` (the log file stopped / started
-//! working again), `exit code N` or `exit signal N core 0|1`. Daemon → shim: `run N`.
+//! working again), `exit code N` or `exit signal N core 0|1`, `view-lost` (its terminal hung
+//! up), `view-ok` (it took the one handed over). Daemon → shim: `run N`, `quit` (exit once no
+//! program runs), `view` with a terminal passed alongside (`SCM_RIGHTS`).
 //!
 //! The shim also outlives the daemon: when the link drops (dmucd crashed, was killed, or is
 //! being upgraded) the program keeps running and the shim waits, on inotify, for a new daemon
 //! to bind the shim socket, then reconnects and says where it stands: `hello` and `start PID`
 //! while the program runs, or `hello` and its `exit ...` line if it ended meanwhile. That is
 //! what lets a new dmucd adopt the components instead of restarting them.
+//!
+//! And it outlives its pane: when the terminal hangs up (the tmux server died, or someone
+//! closed the window) the program keeps running, its output keeps going to the log, and the
+//! shim says `view-lost`; the daemon opens a new window and hands its terminal over the link.
+//! A shim between runs with neither a terminal nor a daemon exits: nothing could start or
+//! show its next run.
 
 use core::ffi::CStr;
 use core::fmt::{self, Write};
@@ -238,17 +246,18 @@ impl Link {
         }
     }
 
-    /// Reads what is available. `None` when the daemon went away; `Some(Some(n))` when it
-    /// said `run N`.
-    fn read_run(&mut self) -> Option<Option<u64>> {
+    /// Reads what is available. `None` when the daemon went away; else what it said.
+    fn read_in(&mut self) -> Option<In> {
         let fd = self.fd?;
         let mut buf = [0u8; 256];
-        match sys::read(fd, &mut buf) {
-            Ok(0) | Err(_) => {
+        let mut got = In::default();
+        match sys::recv_with_fd(fd, &mut buf) {
+            Ok((0, _)) | Err(_) => {
                 self.lost();
                 return None;
             }
-            Ok(n) => {
+            Ok((n, view)) => {
+                got.view = view;
                 if self.inbuf.bytes().len() + n > 512 {
                     self.inbuf.clear(); // an overlong line is not ours to read
                 }
@@ -258,14 +267,76 @@ impl Link {
         // Complete lines are read; what follows the last newline waits for more.
         let bytes = self.inbuf.bytes();
         let end = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        let run = bytes[..end].split(|b| *b == b'\n').find_map(|l| {
-            l.strip_prefix(b"run ")
-                .and_then(|n| parse_u64(n.trim_ascii()))
-        });
+        for l in bytes[..end].split(|b| *b == b'\n') {
+            match l.trim_ascii() {
+                b"quit" => got.quit = true,
+                l => {
+                    if let Some(n) = l
+                        .strip_prefix(b"run ")
+                        .and_then(|n| parse_u64(n.trim_ascii()))
+                    {
+                        got.run = Some(n);
+                    }
+                }
+            }
+        }
         let mut rest = Buf::<512>::new();
         rest.push(&bytes[end..]);
         self.inbuf = rest;
-        Some(run)
+        Some(got)
+    }
+}
+
+/// What the daemon said in one read: `run N`, `quit` (exit once no program runs), and a
+/// terminal passed with `view` (the window that shows this component now).
+#[derive(Default)]
+struct In {
+    run: Option<u64>,
+    quit: bool,
+    view: Option<Fd>,
+}
+
+/// The terminal the program's output is copied to (fds 1 and 2): the pane's at first, then
+/// the one dmucd hands over when the pane went away (the tmux server died, or the window was
+/// closed). The program never writes to it (its output is its own pipe, which the shim
+/// reads), so losing the terminal costs the program nothing: tmux is the view, not the parent.
+struct Tty {
+    live: bool,
+}
+
+impl Tty {
+    /// The fd to watch for a hangup (-1 once it has hung up: it would report it forever).
+    fn poll_fd(&self) -> Fd {
+        if self.live { 1 } else { -1 }
+    }
+
+    /// The terminal hung up: output goes on to the log only, and the daemon is told, so it
+    /// can open a window and hand its terminal over.
+    #[cold]
+    #[inline(never)]
+    fn lost(&mut self, link: &mut Link) {
+        if !self.live {
+            return;
+        }
+        self.live = false;
+        if let Ok(null) = sys::open(c"/dev/null", sys::O_RDWR | sys::O_CLOEXEC, 0) {
+            for fd in 0..3 {
+                let _ = sys::dup2(null, fd);
+            }
+            sys::close(null);
+        }
+        link.say(b"view-lost");
+    }
+
+    /// The daemon handed over a new terminal.
+    #[cold]
+    #[inline(never)]
+    fn got(&mut self, fd: Fd, link: &mut Link) {
+        let _ = sys::dup2(fd, 1).and_then(|_| sys::dup2(fd, 2));
+        sys::close(fd);
+        sys::set_nonblocking(1);
+        self.live = true;
+        link.say(b"view-ok");
     }
 }
 
@@ -384,6 +455,9 @@ pub fn main<'a>(mut args: impl Iterator<Item = &'a CStr>) -> i32 {
     // The pane may be slower than the program; the log must never wait for it.
     sys::set_nonblocking(1);
     let mut readbuf: Option<Mapping> = None;
+    let mut tty = Tty { live: true };
+    // Told to leave once no program runs (the daemon no longer has this component).
+    let mut quit = false;
 
     let mut run_no = first_run;
     let pid = sys::getpid();
@@ -405,7 +479,13 @@ pub fn main<'a>(mut args: impl Iterator<Item = &'a CStr>) -> i32 {
                 Ok(mut run) => {
                     link.say(line(format_args!("start {}", run.pid)).bytes());
                     report_log(&mut run, &mut link);
-                    supervise(&spec, sfd, &mut link, &mut run, &hello, &mut readbuf);
+                    let mut io = Io {
+                        sfd,
+                        link: &mut link,
+                        tty: &mut tty,
+                        quit: &mut quit,
+                    };
+                    supervise(&spec, &mut io, &mut run, &hello, &mut readbuf);
                     let st = run.status.take().unwrap_or_else(|| Status {
                         line: line64(b"exit code 255"),
                         code: 255,
@@ -418,7 +498,8 @@ pub fn main<'a>(mut args: impl Iterator<Item = &'a CStr>) -> i32 {
                         run.pid,
                         Lossy(st.text.bytes())
                     );
-                    if run.closing {
+                    // Nobody to show a next run or to ask for one: no window and no daemon.
+                    if run.closing || quit || (!tty.live && link.fd.is_none()) {
                         return st.code;
                     }
                     last = (hello, line(format_args!("{}", Lossy(st.line.bytes()))));
@@ -427,7 +508,13 @@ pub fn main<'a>(mut args: impl Iterator<Item = &'a CStr>) -> i32 {
             }
         }
         // Between runs: wait for `run N`, then start again with the spec the daemon rewrote.
-        let Some(n) = idle(sfd, &mut link, &last) else {
+        let mut io = Io {
+            sfd,
+            link: &mut link,
+            tty: &mut tty,
+            quit: &mut quit,
+        };
+        let Some(n) = idle(&mut io, &last) else {
             return code;
         };
         run_no = n;
@@ -644,15 +731,34 @@ fn exec(spec: &Spec<'_>) -> Errno {
     Errno(if denied { sys::EACCES } else { sys::ENOENT })
 }
 
+/// What the shim's loops share: the signalfd, the daemon link, the terminal, `quit`.
+struct Io<'a> {
+    sfd: Fd,
+    link: &'a mut Link,
+    tty: &'a mut Tty,
+    quit: &'a mut bool,
+}
+
+impl Io<'_> {
+    /// Acts on what the daemon said (a new terminal, `quit`); returns its `run N`.
+    fn take(&mut self, got: In) -> Option<u64> {
+        if let Some(fd) = got.view {
+            self.tty.got(fd, self.link);
+        }
+        *self.quit |= got.quit;
+        got.run
+    }
+}
+
 /// Pumps output and forwards signals until the program has exited and its output is drained.
 fn supervise(
     spec: &Spec<'_>,
-    sfd: Fd,
-    link: &mut Link,
+    io: &mut Io<'_>,
     run: &mut Run<'_>,
     hello: &Line,
     readbuf: &mut Option<Mapping>,
 ) {
+    let sfd = io.sfd;
     let target = if spec.kill_group { -run.pid } else { run.pid };
     // After the exit: a process that escaped the group may hold the pipe open, so bound the drain.
     let mut drain_until: Option<u64> = None;
@@ -660,8 +766,8 @@ fn supervise(
         if run.status.is_some() && run.pipe.is_none() {
             return;
         }
-        if link.fd.is_none() && link.retry_now && link.retry() {
-            reannounce(link, hello, run);
+        if io.link.fd.is_none() && io.link.retry_now && io.link.retry() {
+            reannounce(io, hello, run);
         }
         let timeout = match drain_until {
             Some(t) => {
@@ -673,14 +779,14 @@ fn supervise(
             }
             None => -1,
         };
-        // fds: signals, the pane's tty (watched for hangup only: when the tmux server dies the
-        // pty goes away, and the kernel's SIGHUP does not reliably reach us), the link (to see
-        // the daemon go) or while it is away the reconnect watcher, the output pipe. Once the
-        // tty has hung up it would report it forever, so it is then left out (fd -1).
+        // fds: signals, the terminal (watched for hangup only: the tmux server died or the
+        // window was closed; the kernel's SIGHUP does not reliably reach us), the link (to see
+        // the daemon go, and a new terminal come) or while it is away the reconnect watcher,
+        // the output pipe.
         let mut fds = [
             PollFd::new(sfd, POLLIN),
-            PollFd::new(if run.closing { -1 } else { 1 }, 0),
-            PollFd::new(link.poll_fd().unwrap_or(-1), POLLIN),
+            PollFd::new(io.tty.poll_fd(), 0),
+            PollFd::new(io.link.poll_fd().unwrap_or(-1), POLLIN),
             PollFd::new(run.pipe.unwrap_or(-1), POLLIN),
         ];
         match sys::poll(&mut fds, timeout) {
@@ -689,30 +795,32 @@ fn supervise(
         }
         let [sig_ready, hung_up, link_ready, pipe_ready] = fds.map(|f| f.revents != 0);
         if link_ready {
-            if link.fd.is_some() {
-                // The daemon says nothing during a run: readable means it went away (the
-                // next loop turn tries to reconnect).
-                let _ = link.read_run();
-            } else if link.retry() {
-                reannounce(link, hello, run);
+            if io.link.fd.is_some() {
+                // During a run the daemon only hands over terminals; EOF means it went away
+                // (the next loop turn tries to reconnect).
+                if let Some(got) = io.link.read_in() {
+                    let _ = io.take(got);
+                }
+            } else if io.link.retry() {
+                reannounce(io, hello, run);
             }
         }
         if hung_up {
-            run.closing = true;
-            if run.status.is_none() {
-                let _ = sys::kill(target, SIGHUP);
-            }
+            io.tty.lost(io.link);
         }
         if sig_ready {
-            while let Some(signo) = sys::read_signal(sfd) {
-                if signo == SIGCHLD {
+            while let Some((signo, code)) = sys::read_signal(sfd) {
+                if signo == SIGHUP && code == sys::SI_KERNEL {
+                    // The terminal's hangup, sent to its session leader: not a stop.
+                    io.tty.lost(io.link);
+                } else if signo == SIGCHLD {
                     reap(run, spec);
                     if run.status.is_some() && drain_until.is_none() {
                         drain_until = Some(sys::now_ms() + 500);
                     }
                 } else {
-                    // Only tmux signals the shim itself (the daemon signals the program
-                    // directly): the pane is closing, so no run may follow this one.
+                    // The daemon signals the program directly: someone signalled the shim
+                    // itself to end the pane, so no run may follow this one.
                     if [SIGTERM, SIGINT, SIGHUP].contains(&signo) {
                         run.closing = true;
                     }
@@ -733,7 +841,7 @@ fn supervise(
                     pump(run, &mut small);
                 }
             }
-            report_log(run, link);
+            report_log(run, io.link);
         }
     }
 }
@@ -741,11 +849,14 @@ fn supervise(
 /// Tells a daemon that (re)connected where this run stands.
 #[cold]
 #[inline(never)]
-fn reannounce(link: &mut Link, hello: &Line, run: &Run<'_>) {
-    link.say(hello.bytes());
-    link.say(line(format_args!("start {}", run.pid)).bytes());
+fn reannounce(io: &mut Io<'_>, hello: &Line, run: &Run<'_>) {
+    io.link.say(hello.bytes());
+    io.link.say(line(format_args!("start {}", run.pid)).bytes());
     if let Some(st) = &run.status {
-        link.say(st.line.bytes());
+        io.link.say(st.line.bytes());
+    }
+    if !io.tty.live {
+        io.link.say(b"view-lost");
     }
 }
 
@@ -804,25 +915,35 @@ fn pump(run: &mut Run<'_>, buf: &mut [u8]) {
 }
 
 /// Between runs: waits for `run N` from the daemon. `None`: time to exit (we were told to
-/// stop by a signal, or the pane went away). While the daemon is away, waits for it to come
-/// back and tells it how the last run ended.
-fn idle(sfd: Fd, link: &mut Link, last: &(Line, Line)) -> Option<u64> {
-    if link.fd.is_none() && link.watch.is_none() {
-        link.lost();
+/// stop by a signal or `quit`, or neither a window nor a daemon is left). While the daemon is
+/// away, waits for it to come back and tells it how the last run ended; while the terminal is
+/// gone, waits for the daemon to hand over a new one.
+fn idle(io: &mut Io<'_>, last: &(Line, Line)) -> Option<u64> {
+    if *io.quit {
+        return None;
     }
-    let tell = |link: &mut Link| {
-        link.say(last.0.bytes());
-        link.say(last.1.bytes());
+    if io.link.fd.is_none() && io.link.watch.is_none() {
+        io.link.lost();
+    }
+    let tell = |io: &mut Io<'_>| {
+        io.link.say(last.0.bytes());
+        io.link.say(last.1.bytes());
+        if !io.tty.live {
+            io.link.say(b"view-lost");
+        }
     };
     loop {
-        if link.fd.is_none() && link.retry_now && link.retry() {
-            tell(link);
+        if io.link.fd.is_none() && !io.tty.live {
+            return None; // no window and no daemon: nothing would ever start or show a run
         }
-        let lfd = link.poll_fd()?; // no link and no way to watch for one
+        if io.link.fd.is_none() && io.link.retry_now && io.link.retry() {
+            tell(io);
+        }
+        let lfd = io.link.poll_fd()?; // no link and no way to watch for one
         let mut fds = [
-            PollFd::new(sfd, POLLIN),
+            PollFd::new(io.sfd, POLLIN),
             PollFd::new(lfd, POLLIN),
-            PollFd::new(1, 0),
+            PollFd::new(io.tty.poll_fd(), 0),
         ];
         match sys::poll(&mut fds, -1) {
             Ok(_) | Err(Errno(sys::EINTR)) => {}
@@ -830,11 +951,13 @@ fn idle(sfd: Fd, link: &mut Link, last: &(Line, Line)) -> Option<u64> {
         }
         let [sig_ready, link_ready, hung_up] = fds.map(|f| f.revents != 0);
         if hung_up {
-            return None; // the pane's tty hung up: the pane is gone
+            io.tty.lost(io.link);
         }
         if sig_ready {
-            while let Some(signo) = sys::read_signal(sfd) {
-                if signo != SIGCHLD {
+            while let Some((signo, code)) = sys::read_signal(io.sfd) {
+                if signo == SIGHUP && code == sys::SI_KERNEL {
+                    io.tty.lost(io.link); // the terminal's hangup
+                } else if signo != SIGCHLD {
                     return None; // TERM/HUP/INT with no program running: the pane is closing
                 }
                 // Stray children (none of ours) are reaped so they do not linger as zombies.
@@ -842,15 +965,21 @@ fn idle(sfd: Fd, link: &mut Link, last: &(Line, Line)) -> Option<u64> {
             }
         }
         if link_ready {
-            if link.fd.is_none() {
-                if link.retry() {
-                    tell(link);
+            if io.link.fd.is_none() {
+                if io.link.retry() {
+                    tell(io);
                 }
                 continue;
             }
             // `None`: the daemon went away; the loop tries once, then waits for the next one.
-            if let Some(Some(n)) = link.read_run() {
-                return Some(n);
+            if let Some(got) = io.link.read_in() {
+                let run = io.take(got);
+                if *io.quit {
+                    return None;
+                }
+                if run.is_some() {
+                    return run;
+                }
             }
         }
     }

@@ -34,6 +34,7 @@ pub mod nr {
     pub const GETPID: usize = 39;
     pub const SOCKET: usize = 41;
     pub const CONNECT: usize = 42;
+    pub const RECVMSG: usize = 47;
     pub const FORK: usize = 57;
     pub const EXECVE: usize = 59;
     pub const EXIT: usize = 60;
@@ -131,6 +132,8 @@ pub const ECHILD: i32 = 10;
 pub const O_RDONLY: usize = 0;
 #[allow(missing_docs)]
 pub const O_WRONLY: usize = 1;
+#[allow(missing_docs)]
+pub const O_RDWR: usize = 2;
 #[allow(missing_docs)]
 pub const O_CREAT: usize = 0o100;
 #[allow(missing_docs)]
@@ -304,11 +307,19 @@ pub fn signalfd(set: SigSet) -> Res<Fd> {
     .map(|f| f as Fd)
 }
 
-/// The next pending signal's number from a signalfd, if any.
-pub fn read_signal(fd: Fd) -> Option<i32> {
-    let mut info = [0u8; 128]; // struct signalfd_siginfo; ssi_signo comes first
+/// `si_code` of a signal the kernel sent itself (a terminal's hangup, for one).
+pub const SI_KERNEL: i32 = 0x80;
+
+/// The next pending signal from a signalfd, if any: its number and `si_code` (who sent it).
+pub fn read_signal(fd: Fd) -> Option<(i32, i32)> {
+    // struct signalfd_siginfo: ssi_signo, ssi_errno, ssi_code, ...
+    let mut info = [0u8; 128];
     match read(fd, &mut info) {
-        Ok(128) => Some(u32::from_ne_bytes([info[0], info[1], info[2], info[3]]) as i32),
+        Ok(128) => {
+            let word =
+                |i: usize| i32::from_ne_bytes([info[i], info[i + 1], info[i + 2], info[i + 3]]);
+            Some((word(0), word(8)))
+        }
         _ => None,
     }
 }
@@ -504,6 +515,51 @@ pub fn connect_unix(path: &CStr) -> Res<Fd> {
             Err(e)
         }
     }
+}
+
+/// Reads what a stream socket has, and the first descriptor passed with it (`SCM_RIGHTS`,
+/// received close-on-exec; any further ones are closed).
+pub fn recv_with_fd(fd: Fd, buf: &mut [u8]) -> Res<(usize, Option<Fd>)> {
+    const MSG_CMSG_CLOEXEC: usize = 0x4000_0000;
+    const SOL_SOCKET: i32 = 1;
+    const SCM_RIGHTS: i32 = 1;
+    let mut iov = [buf.as_mut_ptr() as usize, buf.len()];
+    // Room for a cmsghdr (len: u64, level: i32, type: i32) and a few descriptors.
+    let mut control = [0u64; 6];
+    // struct msghdr: name, namelen, iov, iovlen, control, controllen, flags.
+    let mut msg = [
+        0usize,
+        0,
+        iov.as_mut_ptr() as usize,
+        1,
+        control.as_mut_ptr() as usize,
+        core::mem::size_of_val(&control),
+        0,
+    ];
+    let n = sc!(nr::RECVMSG, fd, msg.as_mut_ptr(), MSG_CMSG_CLOEXEC)?;
+    let mut passed = None;
+    let len = msg[5].min(core::mem::size_of_val(&control));
+    // One SCM_RIGHTS message at most (a read stops at the next one); its fds follow the header.
+    if len >= 16 {
+        let c = control[0] as usize; // cmsg_len
+        let (level, kind) = (control[1] as u32 as i32, (control[1] >> 32) as u32 as i32);
+        if level == SOL_SOCKET && kind == SCM_RIGHTS && c > 16 {
+            let words = (c.min(len) - 16) / 4;
+            for i in 0..words {
+                let w = control[2 + i / 2];
+                let f = if i % 2 == 0 {
+                    w as u32
+                } else {
+                    (w >> 32) as u32
+                } as Fd;
+                match passed {
+                    None => passed = Some(f),
+                    Some(_) => close(f),
+                }
+            }
+        }
+    }
+    Ok((n, passed))
 }
 
 /// A non-blocking, close-on-exec inotify instance.

@@ -80,6 +80,16 @@ impl From<ExitRecord> for ExitStatus {
     }
 }
 
+impl CompRecord {
+    /// Its recorded process still runs: the same PID with the same kernel start time.
+    pub fn still_running(&self) -> bool {
+        match (self.pid, self.start) {
+            (Some(pid), Some(start)) => start_ticks(pid) == Some(start),
+            _ => false,
+        }
+    }
+}
+
 impl Record {
     /// The entry of `name`.
     pub fn get(&self, name: &str) -> Option<&CompRecord> {

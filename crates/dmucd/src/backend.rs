@@ -88,7 +88,7 @@ fn listener_pid(path: &Path) -> Option<i32> {
 /// Ends a tmux server we will not use (it runs on our private socket, so it is ours): asks
 /// it to exit, then SIGKILLs it, so that none is ever left running without a path to reach
 /// it (an exiting server waits for its clients, and an orphaned control client may never
-/// leave). Its panes' processes get SIGHUP and end with their shims.
+/// leave). Its panes' shims outlive it; the running ones reconnect and are adopted.
 async fn retire_server(socket: &Path) {
     let pid = listener_pid(socket);
     let ask = tokio::process::Command::new(dmuc_tmux::program())
@@ -164,34 +164,129 @@ async fn list_panes(client: &Client, session: &str) -> anyhow::Result<Vec<FoundP
         .collect())
 }
 
-/// The overview pane's terminal, opened for writing (`None` if tmux does not say, or it
-/// cannot be opened).
-async fn overview_tty(client: &Client, session: &str) -> Option<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let target = format!("={session}:={OVERVIEW}");
+/// What `display-message -p -t TARGET FORMAT` prints (its first line).
+async fn display(
+    client: &Client,
+    target: String,
+    format: &str,
+) -> Result<String, dmuc_tmux::Error> {
     let out = client
         .run(&[vec![
             "display-message".into(),
             "-p".into(),
             "-t".into(),
             target,
-            "#{pane_tty}".into(),
+            format.into(),
         ]])
+        .await?;
+    Ok(out
+        .first()
+        .and_then(|o| o.first())
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .unwrap_or_default())
+}
+
+/// The overview pane's terminal, opened for writing (`None` if tmux does not say, or it
+/// cannot be opened).
+async fn overview_tty(client: &Client, session: &str) -> Option<std::fs::File> {
+    let line = display(client, format!("={session}:={OVERVIEW}"), "#{pane_tty}")
         .await
         .inspect_err(|e| tracing::warn!("no overview terminal: {e}"))
         .ok()?;
-    let line = out.first()?.first()?;
-    let path = PathBuf::from(String::from_utf8_lossy(line).trim());
+    let path = PathBuf::from(line.trim());
     if !path.is_absolute() {
         return None;
     }
-    // Not our controlling terminal; a full terminal drops a frame instead of stalling us.
-    std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(nix::libc::O_NOCTTY | nix::libc::O_NONBLOCK)
-        .open(&path)
+    open_tty(&path)
         .inspect_err(|e| tracing::warn!(tty = %path.display(), "cannot open the overview: {e}"))
         .ok()
+}
+
+/// A pane's terminal, opened for writing: not as our controlling terminal, and non-blocking
+/// (a full terminal drops output instead of stalling its writer).
+fn open_tty(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(nix::libc::O_NOCTTY | nix::libc::O_NONBLOCK)
+        .open(path)
+}
+
+/// Runs `argv` as `name`'s pane process: respawns `pane` when given, else (also when that
+/// fails because an operator closed the window) opens a new window, tagged with the name.
+async fn place(
+    client: Arc<Client>,
+    session: String,
+    name: String,
+    pane: Option<Pane>,
+    argv: Vec<String>,
+) -> Result<Pane, String> {
+    if let Some(p) = pane {
+        let mut c = vec![
+            "respawn-pane".to_string(),
+            "-k".into(),
+            "-t".into(),
+            p.pane.clone(),
+            "--".into(),
+        ];
+        c.extend(argv.iter().cloned());
+        match client.run(&[c]).await {
+            Ok(_) => return Ok(p),
+            Err(e) => {
+                tracing::info!(component = %name, "respawn failed ({e}); opening a new window")
+            }
+        }
+    }
+    // `-n` is format-expanded; a component name is [a-z0-9-], so it holds no `#`.
+    let mut new = vec![
+        "new-window".to_string(),
+        "-d".into(),
+        "-n".into(),
+        name.clone(),
+        "-t".into(),
+        format!("{session}:"),
+        "-P".into(),
+        "-F".into(),
+        "#{window_id} #{pane_id}".into(),
+        "--".into(),
+    ];
+    new.extend(argv);
+    // Tag in the same batch (no extra round trip): `=NAME` is an exact window-name match,
+    // and the new window is the only one with this name.
+    let tag = vec![
+        "set-option".to_string(),
+        "-w".into(),
+        "-t".into(),
+        format!("{session}:={name}"),
+        "@dmuc_component".into(),
+        name.clone(),
+    ];
+    let replies = client
+        .send(&[new, tag])
+        .map_err(|e| e.to_string())?
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut replies = replies.into_iter();
+    let out = replies
+        .next()
+        .ok_or("no reply from tmux")?
+        .map_err(|e| e.to_string())?;
+    let line = out
+        .first()
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .unwrap_or_default();
+    let mut parts = line.split(' ');
+    let (Some(window), Some(pane)) = (parts.next(), parts.next()) else {
+        return Err(format!("unexpected new-window reply: {line:?}"));
+    };
+    if let Some(Err(e)) = replies.next() {
+        tracing::warn!(component = %name, "cannot tag window {window}: {e}");
+    }
+    Ok(Pane {
+        window: window.to_string(),
+        pane: pane.to_string(),
+    })
 }
 
 /// Name of the overview window. Component names are lowercase, so it cannot clash.
@@ -436,80 +531,59 @@ impl Tmux {
         spec: &Path,
         run: u64,
     ) -> impl std::future::Future<Output = Result<Pane, String>> + use<> {
-        let argv = self.shim_argv(spec, run);
-        let client = self.client.clone();
-        let session = self.session.clone();
-        let name = name.to_string();
-        let pane = pane.cloned();
-        async move {
-            if let Some(p) = pane {
-                let mut c = vec![
-                    "respawn-pane".to_string(),
-                    "-k".into(),
-                    "-t".into(),
-                    p.pane.clone(),
-                    "--".into(),
-                ];
-                c.extend(argv.iter().cloned());
-                match client.run(&[c]).await {
-                    Ok(_) => return Ok(p),
-                    Err(e) => {
-                        tracing::info!(component = %name, "respawn failed ({e}); opening a new window")
-                    }
-                }
-            }
-            // `-n` is format-expanded; a component name is [a-z0-9-], so it holds no `#`.
-            let mut new = vec![
-                "new-window".to_string(),
-                "-d".into(),
-                "-n".into(),
-                name.clone(),
-                "-t".into(),
-                format!("{session}:"),
-                "-P".into(),
-                "-F".into(),
-                "#{window_id} #{pane_id}".into(),
-                "--".into(),
-            ];
-            new.extend(argv);
-            // Tag in the same batch (no extra round trip): `=NAME` is an exact window-name
-            // match, and the new window is the only one with this name.
-            let tag = vec![
-                "set-option".to_string(),
-                "-w".into(),
-                "-t".into(),
-                format!("{session}:={name}"),
-                "@dmuc_component".into(),
-                name.clone(),
-            ];
-            let replies = client
-                .send(&[new, tag])
-                .map_err(|e| e.to_string())?
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut replies = replies.into_iter();
-            let out = replies
-                .next()
-                .ok_or("no reply from tmux")?
-                .map_err(|e| e.to_string())?;
-            let line = out
-                .first()
-                .map(|l| String::from_utf8_lossy(l).into_owned())
-                .unwrap_or_default();
-            let mut parts = line.split(' ');
-            let (Some(window), Some(pane)) = (parts.next(), parts.next()) else {
-                return Err(format!("unexpected new-window reply: {line:?}"));
-            };
-            if let Some(Err(e)) = replies.next() {
-                tracing::warn!(component = %name, "cannot tag window {window}: {e}");
-            }
-            Ok(Pane {
-                window: window.to_string(),
-                pane: pane.to_string(),
-            })
-        }
+        place(
+            self.client.clone(),
+            self.session.clone(),
+            name.to_string(),
+            pane.cloned(),
+            self.shim_argv(spec, run),
+        )
     }
 
+    /// Opens a window for `name` whose shim runs on without one (the tmux server died, or
+    /// the window was closed): an idle shim holds the pane, and its terminal, opened here,
+    /// is what the component's shim will copy the output to. Reuses `pane` if it still exists.
+    pub fn open_view(
+        &self,
+        name: &str,
+        pane: Option<&Pane>,
+    ) -> impl std::future::Future<Output = Result<(Pane, std::os::fd::OwnedFd), String>> + use<>
+    {
+        let argv = vec![self.shim.display().to_string(), "--idle".into()];
+        let client = self.client.clone();
+        let placed = place(
+            client.clone(),
+            self.session.clone(),
+            name.to_string(),
+            pane.cloned(),
+            argv,
+        );
+        async move {
+            let pane = placed.await?;
+            let tty_of = |pane: &Pane| {
+                let (client, target) = (client.clone(), pane.pane.clone());
+                async move {
+                    display(&client, target, "#{pane_dead} #{pane_tty}")
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+            };
+            let before = tty_of(&pane).await?;
+            let Some(path) = before.strip_prefix("0 ").filter(|p| p.starts_with('/')) else {
+                return Err(format!("the new pane has no live terminal ({before:?})"));
+            };
+            let tty = open_tty(std::path::Path::new(path)).map_err(|e| format!("{path}: {e}"))?;
+            // Terminal numbers are reused as soon as a pane closes: only if the pane is still
+            // alive with the same terminal now has it been this pane's all along.
+            let after = tty_of(&pane).await?;
+            if after != before {
+                return Err(format!(
+                    "the new pane went away while its terminal was opened ({after:?})"
+                ));
+            }
+            Ok((pane, tty.into()))
+        }
+    }
     /// Shows component states on the status line: a mark after each window's name (the
     /// name itself stays the component's) and a summary on the right. Fire and forget: a
     /// failure costs only the display.

@@ -170,19 +170,29 @@ pub async fn run(
         backend::Tmux::start(&paths, &cfg.daemon.session, cfg.daemon.history_limit, true)
             .await
             .context("cannot start tmux")?;
-    let adoption = found.map(|panes| runtime::Adoption {
-        // In the runtime dir (beside the tmux socket it pairs with); earlier dmucds wrote it
-        // in the state dir.
-        record: adopt::read(&paths.runtime_dir.join("adopt.json"))
-            .or_else(|| adopt::read(&paths.state_dir.join("adopt.json"))),
-        panes,
-    });
-    if let Some(a) = &adoption {
-        tracing::info!(
-            panes = a.panes.len(),
-            "found the tmux server of a previous dmucd: adopting its components"
-        );
-    }
+    // In the runtime dir (beside the tmux socket it pairs with); earlier dmucds wrote it in
+    // the state dir.
+    let record = adopt::read(&paths.runtime_dir.join("adopt.json"))
+        .or_else(|| adopt::read(&paths.state_dir.join("adopt.json")));
+    let adoption = match found {
+        Some(panes) => {
+            tracing::info!(
+                panes = panes.len(),
+                "found the tmux server of a previous dmucd: adopting its components"
+            );
+            Some(runtime::Adoption { panes, record })
+        }
+        // No server left, but components may be: their shims outlive tmux.
+        None => record
+            .filter(|r| r.components.iter().any(adopt::CompRecord::still_running))
+            .map(|record| {
+                tracing::info!("components of a previous dmucd still run without their tmux server: adopting them");
+                runtime::Adoption {
+                    panes: Vec::new(),
+                    record: Some(record),
+                }
+            }),
+    };
     tracing::info!(tmux = %paths.tmux_socket.display(), session = %cfg.daemon.session, "tmux server up; attach with: tmux -S {} attach -t {}", paths.tmux_socket.display(), cfg.daemon.session);
 
     let stop_tx = tx.clone();

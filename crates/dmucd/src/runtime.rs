@@ -20,7 +20,7 @@ use crate::Paths;
 use crate::backend::{Pane, Tmux};
 use crate::control::Conn;
 use crate::events::EventLog;
-use crate::shimlink::ShimWhat;
+use crate::shimlink::{ShimTx, ShimWhat, ToShim};
 
 /// Lines of output carried by an exit event.
 const EXIT_TAIL_LINES: usize = 5;
@@ -64,8 +64,19 @@ pub enum Msg {
         comp: String,
         /// Run number.
         run: u64,
+        /// Which tmux server it was sent to (`Runtime::server`).
+        server: u64,
         /// The pane, or why not.
         result: Result<Pane, String>,
+    },
+    /// A window to show a running component's output again is open (or not).
+    ViewOpened {
+        /// Component name.
+        comp: String,
+        /// Which tmux server it was opened on.
+        server: u64,
+        /// Its pane and terminal, or why not.
+        result: Result<(Pane, std::os::fd::OwnedFd), String>,
     },
     /// A shim connected (or started a new run on its connection).
     ShimLink {
@@ -76,7 +87,7 @@ pub enum Msg {
         /// Connection id.
         link: u64,
         /// Lines to the shim.
-        tx: mpsc::UnboundedSender<String>,
+        tx: ShimTx,
     },
     /// A shim's connection closed.
     ShimClosed {
@@ -132,15 +143,17 @@ struct Waiter {
 
 struct Slot {
     pane: Option<Pane>,
-    /// A tmux launch is in flight; a relaunch waits for it so it reuses the same pane
-    /// instead of opening a second window.
+    /// A tmux launch (or a view window) is in flight; a relaunch waits for it so it reuses
+    /// the same pane instead of opening a second window.
     launching: bool,
     /// The run to launch once the in-flight launch has answered.
     queued: Option<u64>,
     /// The connected shim of this component (connection id, lines to it).
-    shim: Option<(u64, mpsc::UnboundedSender<String>)>,
+    shim: Option<(u64, ShimTx)>,
     /// That shim reported its program's end and waits for `run N`.
     shim_idle: bool,
+    /// Whether that shim's output is shown in a window.
+    view: View,
     /// When the current launch's shim must have reported a PID (its timer's key).
     deadline: Instant,
     probes: Vec<AbortHandle>,
@@ -164,6 +177,7 @@ impl Default for Slot {
             queued: None,
             shim: None,
             shim_idle: false,
+            view: View::Shown,
             deadline: Instant::now(),
             probes: Vec::new(),
             note: None,
@@ -173,6 +187,17 @@ impl Default for Slot {
             hash: String::new(),
         }
     }
+}
+
+/// Where a component's shim shows its output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum View {
+    /// In its window, as far as we know.
+    Shown,
+    /// Its terminal hung up and a window for it is being opened (`launching` is set).
+    Opening,
+    /// The new window's terminal was sent; the shim has not said `view-ok` yet.
+    Handed,
 }
 
 /// The actor's state.
@@ -219,6 +244,8 @@ pub struct Runtime {
     overview: String,
     /// What a previous dmucd left running, until it is adopted.
     adoption: Option<Adoption>,
+    /// Which tmux server this is (counts replacements): replies from an earlier one are void.
+    server: u64,
 }
 
 /// A previous dmucd's tmux server and record, found at start.
@@ -234,6 +261,7 @@ const ADOPT_DEADLINE: Duration = Duration::from_secs(5);
 
 mod adoption;
 mod requests;
+mod views;
 
 impl Runtime {
     /// Builds the actor around a started tmux server (and its notifications) and the
@@ -293,6 +321,7 @@ impl Runtime {
             trim_due: false,
             overview: String::new(),
             adoption,
+            server: 0,
         }
     }
 
@@ -370,9 +399,8 @@ impl Runtime {
                 note = self.notes.recv() => {
                     let gone = note.as_ref().is_none_or(|n| n.name() == b"exit");
                     if gone {
-                        if self.stopping {
-                            break;
-                        }
+                        // Also while stopping: the components outlive tmux, and are stopped
+                        // in order all the same.
                         self.tmux_lost().await?;
                     }
                 }
@@ -429,12 +457,20 @@ impl Runtime {
             self.dirty = true;
         }
         match msg {
-            Msg::ShimLink { name, link, tx, .. } => {
-                if let Some(comp) = self.comp_of(&name) {
-                    self.slots[comp].shim = Some((link, tx));
-                    self.slots[comp].shim_idle = false;
+            Msg::ShimLink { name, link, tx, .. } => match self.comp_of(&name) {
+                Some(comp) => {
+                    let slot = &mut self.slots[comp];
+                    if slot.shim.as_ref().is_none_or(|(l, _)| *l != link) && !slot.launching {
+                        slot.view = View::Shown; // a new shim, in its pane (or it says not)
+                    }
+                    slot.shim = Some((link, tx));
+                    slot.shim_idle = false;
                 }
-            }
+                // A component the config no longer has: once its program ends, it goes.
+                None => {
+                    let _ = tx.send(ToShim::Quit);
+                }
+            },
             Msg::ShimClosed { name, link } => {
                 if let Some(comp) = self.comp_of(&name)
                     && self.slots[comp]
@@ -463,6 +499,10 @@ impl Runtime {
                     self.events.push(Some(&name), EventWhat::Log { ok, detail });
                     return;
                 }
+                if let ShimWhat::ViewLost | ShimWhat::ViewOk = what {
+                    self.on_view(comp, run, what == ShimWhat::ViewLost);
+                    return;
+                }
                 if matches!(what, ShimWhat::Exit(_) | ShimWhat::SpawnFailed(_)) {
                     // Set before feeding: the machine may relaunch at once, through this shim.
                     self.slots[comp].shim_idle = true;
@@ -484,7 +524,10 @@ impl Runtime {
                     },
                     ShimWhat::Exit(status) => Input::Exited { comp, run, status },
                     // Handled above.
-                    ShimWhat::LogError(_) | ShimWhat::LogOk => return,
+                    ShimWhat::LogError(_)
+                    | ShimWhat::LogOk
+                    | ShimWhat::ViewLost
+                    | ShimWhat::ViewOk => return,
                     ShimWhat::Gone => Input::Exited {
                         comp,
                         run,
@@ -537,13 +580,28 @@ impl Runtime {
                     ok,
                 });
             }
-            Msg::Launched { comp, run, result } => {
+            Msg::Launched {
+                comp,
+                run,
+                server,
+                result,
+            } => {
                 let Some(comp) = self.comp_of(&comp) else {
                     return;
                 };
+                if server != self.server {
+                    // Sent to a tmux server that died since: if its shim started all the
+                    // same, it reports; if not, the shim deadline decides.
+                    return;
+                }
                 self.slots[comp].launching = false;
                 match result {
-                    Ok(p) => self.slots[comp].pane = Some(p),
+                    Ok(p) => {
+                        if self.slots[comp].pane.as_ref() != Some(&p) {
+                            self.shown.0[comp].clear(); // a new window has no mark yet
+                        }
+                        self.slots[comp].pane = Some(p);
+                    }
                     Err(e) => {
                         tracing::error!(component = %self.name(comp), "tmux could not start the window: {e}");
                         self.feed(Input::Exited {
@@ -553,11 +611,17 @@ impl Runtime {
                         });
                     }
                 }
-                if let Some(next) = self.slots[comp].queued.take() {
-                    let u = self.sup.unit(comp);
-                    if u.run == next && u.state.is_active() {
-                        self.launch(comp, next);
-                    }
+                self.launch_queued(comp);
+            }
+            Msg::ViewOpened {
+                comp,
+                server,
+                result,
+            } => {
+                if let Some(comp) = self.comp_of(&comp)
+                    && server == self.server
+                {
+                    self.view_opened(comp, result);
                 }
             }
             Msg::Control { conn, req } => self.request(conn, req),
@@ -601,46 +665,6 @@ impl Runtime {
                 }
             }
         }
-    }
-
-    /// The tmux server died under us: every pane process got SIGHUP. Start a new server and
-    /// let the restart policies bring the components back.
-    async fn tmux_lost(&mut self) -> anyhow::Result<()> {
-        tracing::error!("the tmux server exited unexpectedly; starting a new one");
-        self.events.push(
-            None,
-            EventWhat::Daemon {
-                message: "the tmux server died: started a new one; components restart per policy"
-                    .into(),
-            },
-        );
-        let (tmux, notes, _) = Tmux::start(
-            &self.paths,
-            &self.cfg.daemon.session,
-            self.cfg.daemon.history_limit,
-            false,
-        )
-        .await?;
-        self.tmux = tmux;
-        self.notes = notes;
-        self.overview.clear();
-        for comp in 0..self.slots.len() {
-            // Panes and their shims died with the server.
-            self.slots[comp].pane = None;
-            self.slots[comp].shim = None;
-            self.slots[comp].shim_idle = false;
-            self.slots[comp].launching = false;
-            let u = self.sup.unit(comp);
-            if u.state.is_active() {
-                let run = u.run;
-                self.feed(Input::Exited {
-                    comp,
-                    run,
-                    status: ExitStatus::Lost("the tmux server died".into()),
-                });
-            }
-        }
-        Ok(())
     }
 
     fn force_kill(&mut self) {
@@ -767,6 +791,7 @@ impl Runtime {
             let _ = self.tx.send(Msg::Launched {
                 comp: c.name.clone(),
                 run,
+                server: self.server,
                 result: Err(status.to_string()),
             });
             return;
@@ -776,7 +801,7 @@ impl Runtime {
         let slot = &mut self.slots[comp];
         if slot.shim_idle
             && let Some((_, tx)) = &slot.shim
-            && tx.send(format!("run {run}\n")).is_ok()
+            && tx.send(ToShim::Run(run)).is_ok()
         {
             tracing::debug!(comp, run, "restart in place through the idle shim");
             slot.shim_idle = false;
@@ -795,11 +820,13 @@ impl Runtime {
             .launch(&c.name, self.slots[comp].pane.as_ref(), &path, run);
         self.slots[comp].launching = true;
         let tx = self.tx.clone();
+        let server = self.server;
         tokio::spawn(async move {
             let result = fut.await;
             let _ = tx.send(Msg::Launched {
                 comp: name,
                 run,
+                server,
                 result,
             });
         });
@@ -868,6 +895,9 @@ impl Runtime {
                 None => {
                     for h in &slot.probes {
                         h.abort();
+                    }
+                    if let Some((_, tx)) = &slot.shim {
+                        let _ = tx.send(ToShim::Quit); // it has stopped: its shim goes too
                     }
                     if let Some(p) = &slot.pane {
                         self.tmux.close_window(p);

@@ -1,5 +1,7 @@
-//! The daemon's end of the shim socket: one connection per run, lines parsed into messages.
+//! The daemon's end of the shim socket: one connection per shim, lines parsed into messages;
+//! lines to the shim, and a window's terminal passed over the same connection.
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
 use dmuc_core::ExitStatus;
@@ -26,7 +28,26 @@ pub enum ShimWhat {
     LogError(String),
     /// The log file works again.
     LogOk,
+    /// Its terminal hung up (the tmux server died or the window was closed); the program
+    /// runs on.
+    ViewLost,
+    /// It took the terminal it was handed.
+    ViewOk,
 }
+
+/// What the daemon sends a shim.
+#[derive(Debug)]
+pub enum ToShim {
+    /// `run N`: start run N in place.
+    Run(u64),
+    /// `quit`: exit once no program runs.
+    Quit,
+    /// `view`, with this terminal passed alongside: show the output there from now on.
+    View(OwnedFd),
+}
+
+/// The sending side of one shim's connection.
+pub type ShimTx = mpsc::UnboundedSender<ToShim>;
 
 /// Parses one line after `hello`.
 pub fn parse_line(line: &str) -> Option<ShimWhat> {
@@ -37,6 +58,8 @@ pub fn parse_line(line: &str) -> Option<ShimWhat> {
             line["log-error".len()..].trim().to_string(),
         )),
         "log-ok" => Some(ShimWhat::LogOk),
+        "view-lost" => Some(ShimWhat::ViewLost),
+        "view-ok" => Some(ShimWhat::ViewOk),
         "spawn-failed" => Some(ShimWhat::SpawnFailed(
             line["spawn-failed".len()..].trim().to_string(),
         )),
@@ -83,12 +106,52 @@ pub fn listen(path: &Path, tx: mpsc::UnboundedSender<Msg>) -> std::io::Result<()
 
 static NEXT_LINK: AtomicU64 = AtomicU64::new(1);
 
+/// Writes `line` with `fd` passed alongside (`SCM_RIGHTS`): the descriptor travels with the
+/// line's first byte, so the shim receives it with the line.
+async fn send_with_fd(s: &UnixStream, line: &[u8], fd: &OwnedFd) -> std::io::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let fds = [fd.as_raw_fd()];
+    let sent = loop {
+        s.writable().await?;
+        match s.try_io(tokio::io::Interest::WRITABLE, || {
+            sendmsg::<()>(
+                s.as_raw_fd(),
+                &[std::io::IoSlice::new(line)],
+                &[ControlMessage::ScmRights(&fds)],
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            )
+            .map_err(std::io::Error::from)
+        }) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    // A short write (a full socket buffer) sends the rest without the descriptor.
+    let mut rest = &line[sent..];
+    while !rest.is_empty() {
+        s.writable().await?;
+        match s.try_write(rest) {
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 async fn serve(s: UnixStream, tx: mpsc::UnboundedSender<Msg>) {
     let (rd, mut wr) = s.into_split();
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<ToShim>();
     tokio::spawn(async move {
-        while let Some(line) = out_rx.recv().await {
-            if wr.write_all(line.as_bytes()).await.is_err() {
+        while let Some(m) = out_rx.recv().await {
+            let sent = match m {
+                ToShim::Run(n) => wr.write_all(format!("run {n}\n").as_bytes()).await,
+                ToShim::Quit => wr.write_all(b"quit\n").await,
+                ToShim::View(tty) => send_with_fd(wr.as_ref(), b"view\n", &tty).await,
+            };
+            if sent.is_err() {
                 break;
             }
         }
@@ -178,6 +241,8 @@ mod tests {
             ))
         );
         assert_eq!(parse_line("log-ok"), Some(ShimWhat::LogOk));
+        assert_eq!(parse_line("view-lost"), Some(ShimWhat::ViewLost));
+        assert_eq!(parse_line("view-ok"), Some(ShimWhat::ViewOk));
         assert_eq!(parse_line("bogus"), None);
         assert_eq!(parse_line("start x"), None);
     }

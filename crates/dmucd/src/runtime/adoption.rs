@@ -12,7 +12,7 @@ use super::*;
 #[derive(Default)]
 struct Report {
     run: u64,
-    link: Option<(u64, mpsc::UnboundedSender<String>)>,
+    link: Option<(u64, ShimTx)>,
     pid: Option<u32>,
     exit: Option<ExitStatus>,
 }
@@ -22,11 +22,19 @@ impl Runtime {
     /// `ADOPT_DEADLINE`), adopts what is ours, boots the rest. Returns the messages that
     /// arrived meanwhile and are not about adoption.
     pub(super) async fn adopt_phase(&mut self, a: Adoption) -> Vec<Msg> {
+        // Every live pane's shim, and every shim whose program the record says runs: a shim
+        // outlives its window and its tmux server, and reconnects without either.
         let expect: BTreeSet<String> = a
             .panes
             .iter()
             .filter(|p| !p.dead)
             .map(|p| p.component.clone())
+            .chain(a.record.iter().flat_map(|r| {
+                r.components
+                    .iter()
+                    .filter(|c| c.still_running())
+                    .map(|c| c.name.clone())
+            }))
             .collect();
         let mut reports: HashMap<String, Report> = HashMap::new();
         let mut backlog = Vec::new();
@@ -48,6 +56,10 @@ impl Runtime {
                         r.run = run;
                         r.link = Some((link, tx));
                     }
+                    Some(Msg::Shim { name, run, what: what @ (ShimWhat::ViewLost | ShimWhat::ViewOk) }) => {
+                        // After adoption: it decides whether a window is opened for it.
+                        backlog.push(Msg::Shim { name, run, what });
+                    }
                     Some(Msg::Shim { name, run, what }) => {
                         let r = reports.entry(name).or_default();
                         r.run = run;
@@ -58,7 +70,10 @@ impl Runtime {
                             ShimWhat::Gone => {
                                 r.exit = Some(ExitStatus::Lost("the shim died".into()))
                             }
-                            ShimWhat::LogError(_) | ShimWhat::LogOk => {}
+                            ShimWhat::LogError(_)
+                            | ShimWhat::LogOk
+                            | ShimWhat::ViewLost
+                            | ShimWhat::ViewOk => {}
                         }
                     }
                     Some(Msg::ShimClosed { .. }) => {}
@@ -76,32 +91,55 @@ impl Runtime {
         let mut adopted = Vec::new();
         let mut ended = Vec::new();
         let mut restart = Vec::new();
-        for p in &a.panes {
-            let Some(comp) = self.comp_of(&p.component) else {
+        // Each component found: in a pane, or only by its shim (its window went away).
+        let mut found: Vec<(String, Option<Pane>)> = a
+            .panes
+            .iter()
+            .map(|p| (p.component.clone(), Some(p.pane.clone())))
+            .collect();
+        let mut windowless: Vec<&String> = reports
+            .keys()
+            .filter(|n| !a.panes.iter().any(|p| p.component == **n))
+            .collect();
+        windowless.sort();
+        found.extend(windowless.into_iter().map(|n| (n.clone(), None)));
+        let mut views = Vec::new();
+        let seen: BTreeSet<String> = found.iter().map(|(n, _)| n.clone()).collect();
+        for (component, pane) in found {
+            let Some(comp) = self.comp_of(&component) else {
                 // No longer in the config: stop it and close its window.
-                if let Some(pid) = reports.get(&p.component).and_then(|r| r.pid) {
-                    let _ = kill(Pid::from_raw(-(pid as i32)), Signal::SIGTERM);
+                if let Some(r) = reports.get(&component) {
+                    if let Some(pid) = r.pid.filter(|_| r.exit.is_none()) {
+                        let _ = kill(Pid::from_raw(-(pid as i32)), Signal::SIGTERM);
+                    }
+                    if let Some((_, tx)) = &r.link {
+                        let _ = tx.send(ToShim::Quit);
+                    }
                 }
-                self.tmux.close_window(&p.pane);
+                if let Some(p) = &pane {
+                    self.tmux.close_window(p);
+                }
                 self.events.push(
                     None,
                     EventWhat::Daemon {
                         message: format!(
-                            "closed the window of {}, which the config no longer has",
-                            p.component
+                            "stopped {component}, which the config no longer has, and closed its window"
                         ),
                     },
                 );
                 continue;
             };
-            self.slots[comp].pane = Some(p.pane.clone());
-            let Some(r) = reports.remove(&p.component) else {
+            if pane.is_none() {
+                views.push(comp);
+            }
+            self.slots[comp].pane = pane;
+            let Some(r) = reports.remove(&component) else {
                 continue; // no shim answered: it is launched anew, in this pane
             };
             let Some(link) = r.link else { continue };
             self.slots[comp].shim = Some(link);
-            let rec = a.record.as_ref().and_then(|rec| rec.get(&p.component));
-            let name = p.component.clone();
+            let rec = a.record.as_ref().and_then(|rec| rec.get(&component));
+            let name = component.clone();
             // Same process: the PID the shim (its parent) reports, recorded by the previous
             // daemon with the same kernel start time, for the same run.
             let start = r.pid.and_then(crate::adopt::start_ticks);
@@ -165,6 +203,32 @@ impl Runtime {
                 None => {}
             }
         }
+        // Components that left no pane and no shim (a shim between runs with neither a window
+        // nor a daemon exits; a run may have died meanwhile): their run number, restarts and
+        // last exit carry over from the record, and a oneshot that completed with the same
+        // definition is not run again.
+        for rec in a.record.iter().flat_map(|r| &r.components) {
+            if seen.contains(&rec.name) {
+                continue;
+            }
+            let Some(comp) = self.comp_of(&rec.name) else {
+                continue;
+            };
+            let def = &self.sup.graph().components()[comp];
+            let completed =
+                rec.state == "completed" && rec.hash == crate::adopt::definition_hash(def);
+            let known = Adopted {
+                run: rec.run,
+                pid: None,
+                restarts: rec.restarts,
+                launched_at: now,
+                last_exit: rec.last_exit.clone().map(Into::into),
+            };
+            self.sup.restore(comp, known, completed, now);
+            if completed {
+                adopted.push(rec.name.clone());
+            }
+        }
         let message = format!(
             "adopted {} components from the previous dmucd{}: {}",
             adopted.len(),
@@ -176,6 +240,12 @@ impl Runtime {
         tracing::info!("{message}");
         self.events.push(None, EventWhat::Daemon { message });
         self.feed(Input::Boot);
+        // Shims that reconnected without a window get one (and keep their programs).
+        for comp in views {
+            if self.slots[comp].shim.is_some() {
+                self.open_view(comp);
+            }
+        }
         for (comp, run, status) in ended {
             self.feed(Input::Exited { comp, run, status });
         }
