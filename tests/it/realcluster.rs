@@ -118,6 +118,21 @@ impl Kubectl {
         v
     }
 
+    /// The web pods' names, sorted.
+    fn pod_names(&self) -> Vec<String> {
+        let out = self.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}{\"\\n\"}{end}",
+        ]);
+        let mut v: Vec<String> = out.lines().map(str::to_string).collect();
+        v.sort();
+        v
+    }
+
     fn node_ready(&self, node: &str) -> bool {
         let (_, s) = self.run(&[
             "get",
@@ -261,6 +276,20 @@ fn leftovers(bin: &Path, state: &Path, containerd_socket: &str) -> Vec<String> {
         left.push(format!("{} is not empty", state.display()));
     }
     left
+}
+
+/// Every component's status once all of `services` are ready (from the running daemon, not
+/// the status.json an earlier one left).
+fn all_ready(d: &Daemon, services: &[&str], what: &str) -> Vec<serde_json::Value> {
+    wait_for(what, T, || {
+        let o = d.ctl(&["status", "--json"]);
+        let s: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+        let c = s["components"].as_array()?.clone();
+        services
+            .iter()
+            .all(|n| c.iter().any(|x| x["name"] == *n && x["state"] == "ready"))
+            .then_some(c)
+    })
 }
 
 #[test]
@@ -461,16 +490,7 @@ fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_cl
         .clone();
     d.crash();
     d.restart();
-    let adopted = wait_for("every service adopted and ready", T, || {
-        // The new daemon's answer, not the status.json the old one left.
-        let o = d.ctl(&["status", "--json"]);
-        let s: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
-        let c = s["components"].as_array()?.clone();
-        services
-            .iter()
-            .all(|n| c.iter().any(|x| x["name"] == *n && x["state"] == "ready"))
-            .then_some(c)
-    });
+    let adopted = all_ready(&d, &services, "every service adopted and ready");
     for name in services {
         let was = before.iter().find(|c| c["name"] == name).unwrap();
         let now = adopted.iter().find(|c| c["name"] == name).unwrap();
@@ -493,6 +513,113 @@ fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_cl
     }
     assert_eq!(k.pods(), pods, "pods changed across the adoption");
     assert!(http_get(&svc).is_some(), "the Service stopped answering");
+
+    // kill -9 of dmucd's tmux server, then of dmucd and its tmux server together: tmux is
+    // the view, not the parent. No component restarts, each gets a window again that shows
+    // its live output, and the logs go on meanwhile without a gap.
+    let kubelet_log = d.path("log/kubelet.log");
+    for with_dmucd in [false, true] {
+        let what = if with_dmucd {
+            "dmucd and its tmux server"
+        } else {
+            "the tmux server"
+        };
+        let before = all_ready(&d, &services, "every service ready");
+        let logs: Vec<Vec<u8>> = services
+            .iter()
+            .map(|n| std::fs::read(d.path(&format!("log/{n}.log"))).unwrap())
+            .collect();
+        let (victim, others) = {
+            let p = k.pod_names();
+            (p[0].clone(), p[1..].to_vec())
+        };
+        let server = d.tmux_pid();
+        if with_dmucd {
+            d.crash();
+        }
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(server),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        wait_for("the tmux server to be gone", T, || {
+            (!alive(server as u32)).then_some(())
+        });
+        // Something for the kubelet to log while no window exists.
+        k.ok(&["delete", "pod", &victim, "--wait=false"]);
+        if with_dmucd {
+            d.restart();
+        }
+        for name in services {
+            wait_for(
+                &format!("{name}'s window back after kill -9 of {what}"),
+                T,
+                || {
+                    // With its history: the log's last lines may scroll the banner off.
+                    let target = format!("=dmuc:={name}");
+                    let text = d.tmux(&["capture-pane", "-p", "-J", "-S", "-", "-t", &target]);
+                    text.contains("kept running").then_some(())
+                },
+            );
+        }
+        let after = all_ready(&d, &services, "every service ready again");
+        for name in services {
+            let was = before.iter().find(|c| c["name"] == name).unwrap();
+            let now = after.iter().find(|c| c["name"] == name).unwrap();
+            assert_eq!(
+                now["pid"], was["pid"],
+                "{name} restarted after kill -9 of {what}: {now}"
+            );
+            assert_eq!(now["restarts"], was["restarts"], "{name}: {now}");
+        }
+        k.ok(&["rollout", "status", "deployment/web", "--timeout=180s"]);
+        let pods_now = k.pod_names();
+        assert!(
+            others.iter().all(|p| pods_now.contains(p)),
+            "pods changed after kill -9 of {what}: {others:?} -> {pods_now:?}"
+        );
+        wait_for("the Service to answer", T, || http_get(&svc));
+        // The kubelet's window shows what it logs from now on.
+        let at = std::fs::metadata(&kubelet_log).unwrap().len() as usize;
+        k.ok(&["delete", "pod", &pods_now[0], "--wait=false"]);
+        wait_for("the kubelet's window to show its live output", T, || {
+            let text = d.tmux(&[
+                "capture-pane",
+                "-p",
+                "-J",
+                "-S",
+                "-",
+                "-t",
+                "=dmuc:=kubelet",
+            ]);
+            let live = text
+                .split("live output continues here:")
+                .nth(1)?
+                .to_string();
+            let log = std::fs::read(&kubelet_log).ok()?;
+            let new = String::from_utf8_lossy(log.get(at..)?).into_owned();
+            new.lines()
+                .filter(|l| l.len() > 40)
+                .any(|l| live.contains(&l[..40]))
+                .then_some(())
+        });
+        k.ok(&["rollout", "status", "deployment/web", "--timeout=180s"]);
+        // No gap: each log is what it was, and more (the same file, written on throughout).
+        for (name, old) in services.iter().zip(&logs) {
+            let now = std::fs::read(d.path(&format!("log/{name}.log"))).unwrap();
+            assert!(
+                now.len() >= old.len() && now[..old.len()] == old[..],
+                "{name}'s log lost what it had across kill -9 of {what}"
+            );
+        }
+        let kubelet_before = &logs[services.iter().position(|n| *n == "kubelet").unwrap()];
+        let kubelet_now = std::fs::read(&kubelet_log).unwrap();
+        assert!(
+            String::from_utf8_lossy(&kubelet_now[kubelet_before.len()..]).contains(&victim),
+            "the kubelet's log has nothing of the pod deleted after kill -9 of {what}"
+        );
+    }
+    let adopted = all_ready(&d, &services, "every service ready");
 
     // Ordered shutdown, then reset: nothing of the cluster stays on the host.
     let pids: Vec<u32> = adopted
