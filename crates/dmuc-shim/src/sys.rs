@@ -644,6 +644,31 @@ mod tests {
     }
 
     #[test]
+    fn a_passed_descriptor_arrives_with_its_line_close_on_exec() {
+        use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::MetadataExt;
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let file = tempfile::tempfile().unwrap();
+        let fds = [file.as_raw_fd()];
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        let iov = [std::io::IoSlice::new(b"view\n")];
+        sendmsg::<()>(a.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None).unwrap();
+        (&a).write_all(b"run 3\n").unwrap();
+        let mut buf = [0u8; 64];
+        let (n, fd) = recv_with_fd(b.as_raw_fd(), &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"view\n", "a read stops after the message with descriptors");
+        let fd = fd.expect("the descriptor");
+        assert_eq!(fstat(fd).unwrap().ino, file.metadata().unwrap().ino());
+        const F_GETFD: usize = 1;
+        assert_eq!(sc!(nr::FCNTL, fd, F_GETFD).unwrap() & 1, 1, "FD_CLOEXEC");
+        close(fd);
+        let (n, fd) = recv_with_fd(b.as_raw_fd(), &mut buf).unwrap();
+        assert_eq!((&buf[..n], fd), (&b"run 3\n"[..], None));
+    }
+
+    #[test]
     fn wait_status_is_decoded_exactly() {
         assert_eq!(decode(0x0300), Some(Ended::Code(3)));
         assert_eq!(decode(0), Some(Ended::Code(0)));
