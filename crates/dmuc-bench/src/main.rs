@@ -244,6 +244,67 @@ fn restart(kills: usize) {
     );
 }
 
+/// kill -9 of the tmux server with `n` components running: how long until every shim writes
+/// to a new window's terminal again (its fd 1, from /proc), and that no component restarted.
+fn tmux_death(n: usize, runs: usize) {
+    let d = D::start(&graph(n, false));
+    d.wait("all running", all_running);
+    let pids =
+        |d: &D| -> Vec<Option<u64>> { d.comps().iter().map(|c| c["pid"].as_u64()).collect() };
+    let before = pids(&d);
+    let shims = shims_of(d.dir.path());
+    let tty = |p: u32| std::fs::read_link(format!("/proc/{p}/fd/1")).unwrap_or_default();
+    let socket = d.dir.path().join("run/tmux.sock");
+    let mut took = Vec::new();
+    for _ in 0..runs {
+        let out = Command::new("tmux")
+            .arg("-S")
+            .arg(&socket)
+            .args(["display", "-p", "#{pid}"])
+            .output()
+            .unwrap();
+        let server: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        let t = Instant::now();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(server),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        let deadline = t + Duration::from_secs(60);
+        loop {
+            // The new server's terminals (numbers are reused, so the old ones may be there).
+            let panes = Command::new("tmux")
+                .arg("-S")
+                .arg(&socket)
+                .args(["list-panes", "-a", "-F", "#{pid} #{pane_tty}"])
+                .output()
+                .unwrap();
+            let panes = String::from_utf8_lossy(&panes.stdout).into_owned();
+            let fresh: Vec<&str> = panes
+                .lines()
+                .filter(|l| !l.starts_with(&format!("{server} ")))
+                .filter_map(|l| l.split(' ').nth(1))
+                .collect();
+            let back = shims
+                .iter()
+                .all(|p| fresh.iter().any(|t| tty(*p) == Path::new(t)));
+            if back {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the windows did not come back");
+            std::thread::sleep(Duration::from_millis(1)); // poll interval of the measurement
+        }
+        took.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    assert_eq!(pids(&d), before, "a component restarted");
+    println!(
+        "tmux death at N={n} (kill -9 of the server -> every shim writing to a new window): median {:.0} ms (runs {:.0?}); 0 restarts, same {} PIDs",
+        median(&mut took.clone()),
+        took,
+        before.len()
+    );
+}
+
 fn kb(pid: u32, file: &str, key: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/{file}"))
         .unwrap_or_default()
@@ -656,6 +717,9 @@ fn main() {
         idle_cpu(100, false, 60);
         idle_cpu(100, true, 60);
         memory_and_idle(500, 10);
+    }
+    if what == "all" || what == "tmux-death" {
+        tmux_death(100, 5);
     }
     if what == "all" || what == "memory" {
         memory_and_idle(100, 10);

@@ -658,7 +658,11 @@ mod tests {
         (&a).write_all(b"run 3\n").unwrap();
         let mut buf = [0u8; 64];
         let (n, fd) = recv_with_fd(b.as_raw_fd(), &mut buf).unwrap();
-        assert_eq!(&buf[..n], b"view\n", "a read stops after the message with descriptors");
+        assert_eq!(
+            &buf[..n],
+            b"view\n",
+            "a read stops after the message with descriptors"
+        );
         let fd = fd.expect("the descriptor");
         assert_eq!(fstat(fd).unwrap().ino, file.metadata().unwrap().ino());
         const F_GETFD: usize = 1;
