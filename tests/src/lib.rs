@@ -1,6 +1,8 @@
 //! End-to-end tests live in `tests/it`. This library holds what tests of every crate share:
 //! the rule for tests that need what a fresh Debian machine with Rust lacks.
 
+#![forbid(unsafe_code)]
+
 /// The programs of `progs` that are not on `PATH`.
 pub fn missing_programs(progs: &[&str]) -> Vec<String> {
     let path = std::env::var_os("PATH").unwrap_or_default();

@@ -12,6 +12,7 @@
 //! Nothing here touches the file system, the environment or the clock: the caller passes
 //! the text, the file name and an environment lookup. That keeps every rule a unit test.
 
+#![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod diag;

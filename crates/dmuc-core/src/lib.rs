@@ -23,6 +23,7 @@
 //! - [`wait`]: when an operator request is done.
 //! - [`reload`]: reload by diff.
 
+#![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod machine;

@@ -10,6 +10,7 @@
 //! This crate holds only types, parsing and their rendering as text (`render`): no I/O, so both
 //! sides and the tests share it.
 
+#![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod render;

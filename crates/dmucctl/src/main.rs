@@ -4,6 +4,7 @@
 //!
 //! Exit codes: 0 ok, 1 the operation failed, 2 usage error, 3 daemon not reachable.
 
+#![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod client;
