@@ -70,9 +70,10 @@ pub async fn run(
     }
     let mut next = Instant::now() + probe.initial_delay;
     let mut counter = ProbeCounter::new(probe.success_threshold, probe.failure_threshold);
+    let mut tls = TlsCache::default();
     loop {
         sleep_until(next).await;
-        let result = match timeout(probe.timeout, check(&probe.check)).await {
+        let result = match timeout(probe.timeout, check_with(&probe.check, &mut tls)).await {
             Ok(r) => r,
             Err(_) => Err(format!("timed out after {:?}", probe.timeout)),
         };
@@ -106,6 +107,18 @@ pub async fn run(
 
 /// Runs one check once.
 pub async fn check(c: &Check) -> Result<(), String> {
+    check_with(c, &mut TlsCache::default()).await
+}
+
+/// An `https` probe's TLS client settings, built at its first check and kept for the probe's
+/// life (a run of its component): reading and parsing the CA, the client certificate and
+/// the system's roots at every check would cost more than the check.
+#[derive(Default)]
+pub struct TlsCache(Option<Arc<rustls::ClientConfig>>);
+
+/// Runs one check, with the probe's TLS settings (built now if not yet: while that fails,
+/// e.g. the CA file is not written yet, each check tries again and says why).
+pub async fn check_with(c: &Check, tls_cache: &mut TlsCache) -> Result<(), String> {
     match c {
         Check::Tcp { address } => tokio::net::TcpStream::connect(address.as_str())
             .await
@@ -125,7 +138,7 @@ pub async fn check(c: &Check) -> Result<(), String> {
                 key: key.as_deref(),
                 insecure: *insecure,
             };
-            http_get(url, *status, &tls).await
+            http_get(url, *status, &tls, tls_cache).await
         }
         Check::Exec { command } => {
             let st = tokio::process::Command::new(&command[0])
@@ -157,7 +170,7 @@ pub async fn check(c: &Check) -> Result<(), String> {
 
 /// TLS settings of an `https` probe.
 pub struct TlsOptions<'a> {
-    /// CA bundle to trust (default: the system bundle).
+    /// CA bundle to trust instead of the system's roots.
     pub ca: Option<&'a Path>,
     /// Client certificate.
     pub cert: Option<&'a Path>,
@@ -167,7 +180,20 @@ pub struct TlsOptions<'a> {
     pub insecure: bool,
 }
 
-const SYSTEM_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// The system's trust roots, read once per daemon, wherever this system keeps them
+/// (`rustls-native-certs`: `SSL_CERT_FILE`/`SSL_CERT_DIR`, then the places distributions use:
+/// Debian's bundle, Fedora's, Alpine's, ...). Unreadable entries are logged and skipped.
+fn system_roots() -> &'static [rustls_pki_types::CertificateDer<'static>] {
+    static ROOTS: std::sync::OnceLock<Vec<rustls_pki_types::CertificateDer<'static>>> =
+        std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        for e in &found.errors {
+            tracing::warn!("system trust roots: {e}");
+        }
+        found.certs
+    })
+}
 
 fn tls_config(t: &TlsOptions<'_>) -> Result<rustls::ClientConfig, String> {
     use rustls_pki_types::pem::PemObject;
@@ -181,15 +207,28 @@ fn tls_config(t: &TlsOptions<'_>) -> Result<rustls::ClientConfig, String> {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
     } else {
-        let ca = t.ca.unwrap_or(Path::new(SYSTEM_CA));
+        // A configured CA replaces the system's roots, as curl's --cacert and kubectl's
+        // certificate-authority do: a cluster's own endpoint is trusted for its CA only.
         let mut roots = rustls::RootCertStore::empty();
-        let certs = CertificateDer::pem_file_iter(ca)
-            .map_err(|e| format!("CA file {}: {e}", ca.display()))?;
-        for c in certs {
-            let c = c.map_err(|e| format!("CA file {}: {e}", ca.display()))?;
-            roots
-                .add(c)
-                .map_err(|e| format!("CA file {}: {e}", ca.display()))?;
+        match t.ca {
+            Some(ca) => {
+                let certs = CertificateDer::pem_file_iter(ca)
+                    .map_err(|e| format!("CA file {}: {e}", ca.display()))?;
+                for c in certs {
+                    let c = c.map_err(|e| format!("CA file {}: {e}", ca.display()))?;
+                    roots
+                        .add(c)
+                        .map_err(|e| format!("CA file {}: {e}", ca.display()))?;
+                }
+            }
+            None => {
+                let (_, unusable) = roots.add_parsable_certificates(system_roots().iter().cloned());
+                if roots.is_empty() {
+                    return Err(format!(
+                        "no system trust roots found ({unusable} unusable); set the probe's `ca`"
+                    ));
+                }
+            }
         }
         builder.with_root_certificates(roots)
     };
@@ -246,7 +285,12 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAny {
 }
 
 /// A minimal HTTP/1.1 GET over TCP or TLS: enough to read a health endpoint's status line.
-async fn http_get(url: &str, want: Option<u16>, tls: &TlsOptions<'_>) -> Result<(), String> {
+async fn http_get(
+    url: &str,
+    want: Option<u16>,
+    tls: &TlsOptions<'_>,
+    cache: &mut TlsCache,
+) -> Result<(), String> {
     let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
         (true, r)
     } else if let Some(r) = url.strip_prefix("http://") {
@@ -280,10 +324,13 @@ async fn http_get(url: &str, want: Option<u16>, tls: &TlsOptions<'_>) -> Result<
         "GET {path} HTTP/1.1\r\nHost: {hostport}\r\nUser-Agent: dmucd-probe\r\nConnection: close\r\n\r\n"
     );
     let head = if https {
-        let cfg = tls_config(tls)?;
+        let cfg = match &cache.0 {
+            Some(cfg) => cfg.clone(),
+            None => cache.0.insert(Arc::new(tls_config(tls)?)).clone(),
+        };
         let name = rustls_pki_types::ServerName::try_from(host.clone())
             .map_err(|e| format!("{url}: bad host name {host:?}: {e}"))?;
-        let mut s = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        let mut s = tokio_rustls::TlsConnector::from(cfg)
             .connect(name, tcp)
             .await
             .map_err(|e| format!("{url}: TLS: {e}"))?;

@@ -382,6 +382,55 @@ async fn https_with_ca_insecure_and_untrusted() {
     assert!(err.contains("CA file"), "{err}");
 }
 
+#[test]
+fn without_a_ca_the_systems_roots_are_trusted() {
+    // Found by rustls-native-certs where Debian keeps them (ca-certificates, which cargo and
+    // rustup need too); a machine without any gets the error that names the fix.
+    let t = TlsOptions {
+        ca: None,
+        cert: None,
+        key: None,
+        insecure: false,
+    };
+    match tls_config(&t) {
+        Ok(_) => assert!(system_roots().len() > 10, "{}", system_roots().len()),
+        Err(e) => assert!(
+            system_roots().is_empty() && e.contains("set the probe's `ca`"),
+            "{e}"
+        ),
+    }
+}
+
+#[tokio::test]
+async fn an_https_probe_builds_its_tls_settings_once() {
+    if dmuc_tests::skip_without("the HTTPS probe test", &["openssl"]) {
+        return;
+    }
+    let srv = tls_server(false);
+    let d = srv.dir.path();
+    let ca = d.join("probe-ca.pem");
+    std::fs::copy(d.join("ca.pem"), &ca).unwrap();
+    let probe = Check::Http {
+        url: format!("https://127.0.0.1:{}/", srv.port),
+        status: Some(200),
+        ca: Some(ca.clone()),
+        cert: None,
+        key: None,
+        insecure: false,
+    };
+    // Not there yet (a pki oneshot has not written it): each check says so and tries again.
+    std::fs::rename(&ca, d.join("later.pem")).unwrap();
+    let mut cache = crate::probe::TlsCache::default();
+    let err = check_with(&probe, &mut cache).await.unwrap_err();
+    assert!(err.contains("CA file"), "{err}");
+    std::fs::rename(d.join("later.pem"), &ca).unwrap();
+    assert_eq!(check_with(&probe, &mut cache).await, Ok(()));
+    // Built: later checks do not read the file again.
+    std::fs::remove_file(&ca).unwrap();
+    assert_eq!(check_with(&probe, &mut cache).await, Ok(()));
+    assert!(check(&probe).await.unwrap_err().contains("CA file"));
+}
+
 #[tokio::test]
 async fn https_client_certificate() {
     if dmuc_tests::skip_without("the HTTPS client-certificate test", &["openssl"]) {
