@@ -21,9 +21,32 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets it"))
         .join("libdmuc_noutmp.so");
+    // The compiler as cargo runs it for the target: its wrappers (sccache, ...), the flags
+    // for the target (RUSTFLAGS, [build] rustflags), and the linker configured for it (a
+    // cross linker such as aarch64-linux-gnu-gcc).
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let wrappers: Vec<_> = ["RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER"]
+        .iter()
+        .filter_map(|v| std::env::var_os(v).filter(|w| !w.is_empty()))
+        .collect();
+    let mut cmd = match wrappers.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(&rustc);
+            c
+        }
+        None => Command::new(&rustc),
+    };
+    if let Ok(flags) = std::env::var("CARGO_ENCODED_RUSTFLAGS") {
+        cmd.args(flags.split('\x1f').filter(|f| !f.is_empty()));
+    }
+    if let Some(linker) = std::env::var_os("RUSTC_LINKER") {
+        let mut arg = std::ffi::OsString::from("linker=");
+        arg.push(linker);
+        cmd.arg("-C").arg(arg);
+    }
     let target = std::env::var("TARGET").expect("cargo sets it");
-    let status = Command::new(&rustc)
+    let status = cmd
         .args(["--crate-name", "dmuc_noutmp", "--crate-type", "cdylib"])
         .args(["--edition", "2024", "--target", &target])
         .args([
