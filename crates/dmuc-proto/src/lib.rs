@@ -410,6 +410,13 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Box<Reply>> {
     }
 }
 
+/// Whether a component in state `state` (its protocol name) counts as up: what `N/M up` in
+/// the status line, the overview and `status --watch` counts, and what is shown green. The one
+/// place that decides it.
+pub fn is_up(state: &str) -> bool {
+    matches!(state, "ready" | "running" | "completed")
+}
+
 /// True when `client` ("MAJOR.MINOR") can talk to this daemon.
 pub fn compatible(client: &str) -> bool {
     client

@@ -31,7 +31,7 @@ impl Style {
 /// The ANSI colour of a state: green up, yellow on the way, red given up, dim down.
 pub fn state_color(state: &str) -> &'static str {
     match state {
-        "ready" | "running" | "completed" => "32",
+        s if crate::is_up(s) => "32",
         "starting" | "pending" | "stopping" | "backoff" => "33",
         "failed" => "31",
         _ => "2",

@@ -1049,10 +1049,7 @@ impl Runtime {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64);
         let info = self.daemon_info();
-        let up = comps
-            .iter()
-            .filter(|c| matches!(c.state.as_str(), "ready" | "running" | "completed"))
-            .count();
+        let up = comps.iter().filter(|c| dmuc_proto::is_up(&c.state)).count();
         let since = clock(now_us.saturating_sub(info.uptime_ms * 1000));
         let text = format!(
             "dmuc: {up}/{} up · dmucd pid {} · since {} UTC{}\n\n{}\n\
@@ -1111,22 +1108,18 @@ fn summary_of(comps: &[dmuc_proto::ComponentStatus]) -> String {
     summary_line(&states, |i| comps.get(i).cloned())
 }
 
-fn is_up(s: &str) -> bool {
-    matches!(s, "ready" | "running" | "completed")
-}
-
 /// The summary from each component's state name, asking `status_of` only for the one it
 /// names (building every status per state change was O(N) per turn: O(N²) per start-up).
 fn summary_line(
     states: &[&str],
     status_of: impl FnOnce(usize) -> Option<dmuc_proto::ComponentStatus>,
 ) -> String {
-    let n_up = states.iter().filter(|s| is_up(s)).count();
+    let n_up = states.iter().filter(|s| dmuc_proto::is_up(s)).count();
     let mut s = format!("dmuc {n_up}/{} up", states.len());
     let worst = states.iter().position(|s| *s == "failed").or_else(|| {
         states
             .iter()
-            .position(|s| !is_up(s) && *s != "stopped" && *s != "exited")
+            .position(|s| !dmuc_proto::is_up(s) && *s != "stopped" && *s != "exited")
     });
     if let Some(c) = worst.and_then(status_of) {
         let why = c.reason.as_deref().unwrap_or(&c.state);
@@ -1168,6 +1161,31 @@ mod tests {
             reason: reason.map(str::to_string),
             window: None,
             log_error: None,
+        }
+    }
+
+    #[test]
+    fn up_is_decided_by_the_protocol_for_every_state_the_machine_has() {
+        use std::time::Instant;
+        let states = [
+            (State::Pending { reason: "x".into() }, false),
+            (State::Starting, false),
+            (State::Running, true),
+            (State::Ready, true),
+            (State::Stopping, false),
+            (State::Stopped, false),
+            (State::Exited, false),
+            (
+                State::Backoff {
+                    until: Instant::now(),
+                },
+                false,
+            ),
+            (State::Failed { reason: "x".into() }, false),
+            (State::Completed, true),
+        ];
+        for (s, up) in states {
+            assert_eq!(dmuc_proto::is_up(s.name()), up, "{}", s.name());
         }
     }
 
