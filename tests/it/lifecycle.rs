@@ -142,6 +142,17 @@ fn live_after(d: &Daemon, name: &str, after: u64) -> String {
     )
 }
 
+/// Waits until `name` has a window again, then until it shows a tick logged after that: output
+/// that reached the window live, not only the log's last lines dmucd wrote at its top.
+fn live_again(d: &Daemon, name: &str) -> String {
+    let text = wait_for(&format!("{name}'s window back"), T, || {
+        shown(d, name).filter(|t| t.contains("live output continues"))
+    });
+    assert!(text.contains("kept running"), "{text}");
+    let logged = *ticks(&d.log(name)).last().unwrap_or(&0);
+    live_after(d, name, logged)
+}
+
 #[test]
 fn a_killed_tmux_server_costs_no_component_its_life_and_the_windows_come_back() {
     let s = standin();
@@ -173,9 +184,8 @@ command = ["true"]
         (d.tmux_alive() && d.tmux_pid() != server).then_some(())
     });
     // Both keep their process, and their windows show their live output again.
-    let text = live_after(&d, "a", before);
-    assert!(text.contains("kept running"), "{text}");
-    live_after(&d, "b", before);
+    live_again(&d, "a");
+    live_again(&d, "b");
     for (name, old) in [("a", a), ("b", b)] {
         let c = d.comp(name).unwrap();
         assert_eq!(c["pid"].as_u64(), Some(old), "{name} was restarted: {c}");
@@ -205,8 +215,7 @@ command = ["true"]
 
     // An operator closes a window: the same, for that component alone.
     d.tmux(&["kill-window", "-t", "=dmuc:=b"]);
-    let now = *ticks(&d.log("b")).last().unwrap_or(&0);
-    live_after(&d, "b", now);
+    live_again(&d, "b");
     assert_eq!(d.comp("b").unwrap()["pid"].as_u64(), Some(b));
 
     // A restart goes through the shim in the new window: a new PID, in that window.
