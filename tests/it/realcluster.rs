@@ -118,7 +118,7 @@ impl Kubectl {
         v
     }
 
-    /// The web pods' names, sorted.
+    /// The web pods' names, sorted; not those being deleted.
     fn pod_names(&self) -> Vec<String> {
         let out = self.ok(&[
             "get",
@@ -126,9 +126,15 @@ impl Kubectl {
             "-l",
             "app=web",
             "-o",
-            "jsonpath={range .items[*]}{.metadata.name}{\"\\n\"}{end}",
+            "jsonpath={range .items[*]}{.metadata.name} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
         ]);
-        let mut v: Vec<String> = out.lines().map(str::to_string).collect();
+        let mut v: Vec<String> = out
+            .lines()
+            .filter_map(|l| {
+                let (name, deleting) = l.split_once(' ').unwrap_or((l, ""));
+                deleting.trim().is_empty().then(|| name.to_string())
+            })
+            .collect();
         v.sort();
         v
     }
@@ -581,7 +587,8 @@ fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_cl
         wait_for("the Service to answer", T, || http_get(&svc));
         // The kubelet's window shows what it logs from now on.
         let at = std::fs::metadata(&kubelet_log).unwrap().len() as usize;
-        k.ok(&["delete", "pod", &pods_now[0], "--wait=false"]);
+        let second = pods_now[0].clone();
+        k.ok(&["delete", "pod", &second, "--wait=false"]);
         wait_for("the kubelet's window to show its live output", T, || {
             let text = d.tmux(&[
                 "capture-pane",
@@ -604,6 +611,14 @@ fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_cl
                 .then_some(())
         });
         k.ok(&["rollout", "status", "deployment/web", "--timeout=180s"]);
+        for p in [&victim, &second] {
+            k.run(&[
+                "wait",
+                "--for=delete",
+                &format!("pod/{p}"),
+                "--timeout=120s",
+            ]);
+        }
         // No gap: each log is what it was, and more (the same file, written on throughout).
         for (name, old) in services.iter().zip(&logs) {
             let now = std::fs::read(d.path(&format!("log/{name}.log"))).unwrap();
