@@ -89,16 +89,8 @@ fn kill_9_of_dmucd_and_of_its_tmux_server_together_then_a_new_dmucd_adopts_every
     up(&mut d);
     let before = pids(&mut d);
     let seq = d.events().last().unwrap()["seq"].as_u64().unwrap();
-    let server = d.tmux_pid();
     d.crash();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(server),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    wait_for("the tmux server to be gone", T, || {
-        (!alive(server as u32)).then_some(())
-    });
+    d.kill_tmux_server();
     for (name, pid) in &before {
         assert!(alive(*pid as u32), "{name} died with dmucd and tmux");
     }

@@ -174,12 +174,7 @@ command = ["true"]
     d.wait_state("setup", "completed", T);
     let before = *ticks(&d.log("a")).last().unwrap_or(&0);
     live_after(&d, "a", 0);
-    let server = d.tmux_pid();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(server),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    let server = d.kill_tmux_server();
     wait_for("a new tmux server", T, || {
         (d.tmux_alive() && d.tmux_pid() != server).then_some(())
     });

@@ -102,41 +102,38 @@ impl Kubectl {
         out
     }
 
-    /// Each web pod's uid, container id and restart count, sorted: equal snapshots mean
-    /// no pod was recreated and no container restarted.
-    fn pods(&self) -> Vec<String> {
+    /// One line per web pod, `fields` (a jsonpath) filled in, sorted.
+    fn web_pods(&self, fields: &str) -> Vec<String> {
         let out = self.ok(&[
             "get",
             "pods",
             "-l",
             "app=web",
             "-o",
-            "jsonpath={range .items[*]}{.metadata.uid} {.status.containerStatuses[0].containerID} {.status.containerStatuses[0].restartCount}{\"\\n\"}{end}",
+            &format!("jsonpath={{range .items[*]}}{fields}{{\"\\n\"}}{{end}}"),
         ]);
         let mut v: Vec<String> = out.lines().map(str::to_string).collect();
         v.sort();
         v
     }
 
+    /// Each web pod's uid, container id and restart count, sorted: equal snapshots mean
+    /// no pod was recreated and no container restarted.
+    fn pods(&self) -> Vec<String> {
+        self.web_pods(
+            "{.metadata.uid} {.status.containerStatuses[0].containerID} {.status.containerStatuses[0].restartCount}",
+        )
+    }
+
     /// The web pods' names, sorted; not those being deleted.
     fn pod_names(&self) -> Vec<String> {
-        let out = self.ok(&[
-            "get",
-            "pods",
-            "-l",
-            "app=web",
-            "-o",
-            "jsonpath={range .items[*]}{.metadata.name} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
-        ]);
-        let mut v: Vec<String> = out
-            .lines()
+        self.web_pods("{.metadata.name} {.metadata.deletionTimestamp}")
+            .into_iter()
             .filter_map(|l| {
-                let (name, deleting) = l.split_once(' ').unwrap_or((l, ""));
+                let (name, deleting) = l.split_once(' ').unwrap_or((&l, ""));
                 deleting.trim().is_empty().then(|| name.to_string())
             })
-            .collect();
-        v.sort();
-        v
+            .collect()
     }
 
     fn node_ready(&self, node: &str) -> bool {
@@ -539,18 +536,10 @@ fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_cl
             let p = k.pod_names();
             (p[0].clone(), p[1..].to_vec())
         };
-        let server = d.tmux_pid();
         if with_dmucd {
             d.crash();
         }
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(server),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .unwrap();
-        wait_for("the tmux server to be gone", T, || {
-            (!alive(server as u32)).then_some(())
-        });
+        d.kill_tmux_server();
         // Something for the kubelet to log while no window exists.
         k.ok(&["delete", "pod", &victim, "--wait=false"]);
         if with_dmucd {

@@ -379,6 +379,18 @@ impl Daemon {
             .unwrap_or_else(|_| panic!("no tmux server pid in {out:?}"))
     }
 
+    /// kill -9 of our tmux server; returns its PID once it is gone.
+    pub fn kill_tmux_server(&self) -> i32 {
+        let server = self.tmux_pid();
+        kill(Pid::from_raw(server), Signal::SIGKILL).unwrap();
+        wait_for(
+            "the tmux server to be gone",
+            Duration::from_secs(20),
+            || (!alive(server as u32)).then_some(()),
+        );
+        server
+    }
+
     /// Whether our tmux server still answers.
     pub fn tmux_alive(&self) -> bool {
         Command::new("tmux")
