@@ -45,11 +45,8 @@ impl Runtime {
             slot.launching = false;
             if slot.shim.is_some() {
                 self.open_view(comp);
-            } else if let Some(next) = self.slots[comp].queued.take() {
-                let u = self.sup.unit(comp);
-                if u.run == next && u.state.is_active() {
-                    self.launch(comp, next);
-                }
+            } else {
+                self.launch_queued(comp);
             }
         }
         Ok(())
