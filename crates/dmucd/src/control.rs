@@ -22,7 +22,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::{Notify, mpsc};
 
-use crate::runtime::Msg;
+use crate::conn::{Conn, Peer};
+use crate::msg::Msg;
 
 /// A write to a client that takes longer than this closes its connection.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,73 +31,6 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const CTL_QUEUE: usize = 256;
 /// Stream items queued for one connection.
 const BULK_QUEUE: usize = 1024;
-
-/// Who is on the other end, and what they may do.
-#[derive(Debug, Clone)]
-pub struct Peer {
-    /// Peer uid (SO_PEERCRED).
-    pub uid: u32,
-    /// Peer PID, when the kernel says.
-    pub pid: Option<i32>,
-    /// May use mutating verbs.
-    pub can_write: bool,
-    /// May read status.
-    pub can_read: bool,
-}
-
-/// The actor's handle on a connection.
-#[derive(Debug, Clone)]
-pub struct Conn {
-    /// Connection id, unique in this daemon.
-    pub id: u64,
-    /// The peer.
-    pub peer: Arc<Peer>,
-    ctl: mpsc::Sender<String>,
-    bulk: mpsc::Sender<String>,
-    close: Arc<Notify>,
-}
-
-impl Conn {
-    /// Queues a terminal reply; a peer that does not read is disconnected.
-    pub fn reply(&self, r: &Reply) {
-        self.reply_line(r.to_line());
-    }
-
-    /// Queues a terminal result frame (serialized straight into the line).
-    pub fn result(&self, id: u64, v: &impl serde::Serialize) {
-        self.reply_line(Reply::result_line(id, v));
-    }
-
-    /// Queues a terminal frame already serialized; a peer that does not read is disconnected.
-    fn reply_line(&self, line: String) {
-        if self.ctl.try_send(line).is_err() {
-            tracing::warn!(
-                conn = self.id,
-                uid = self.peer.uid,
-                "client does not read its replies: disconnecting it"
-            );
-            self.close.notify_one();
-        }
-    }
-
-    /// Queues a stream item if there is room; false when it had to be dropped.
-    pub fn try_stream(&self, r: &Reply) -> bool {
-        self.bulk.try_send(r.to_line()).is_ok()
-    }
-
-    /// Queues the terminal frame of a stream behind its items (on the stream queue, so it
-    /// cannot overtake them); a peer whose queue is full is disconnected.
-    pub fn end_stream(&self, r: &Reply) {
-        if self.bulk.try_send(r.to_line()).is_err() {
-            self.close.notify_one();
-        }
-    }
-
-    /// Queues a stream item, waiting for room; false when the connection is gone.
-    pub async fn stream(&self, r: &Reply) -> bool {
-        self.bulk.send(r.to_line()).await.is_ok()
-    }
-}
 
 /// Who may write, decided once at start.
 #[derive(Debug, Clone)]
@@ -291,13 +225,7 @@ fn connection(
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<String>(CTL_QUEUE);
     let (bulk_tx, mut bulk_rx) = mpsc::channel::<String>(BULK_QUEUE);
     let close = Arc::new(Notify::new());
-    let conn = Conn {
-        id,
-        peer: Arc::new(peer),
-        ctl: ctl_tx,
-        bulk: bulk_tx,
-        close: close.clone(),
-    };
+    let conn = Conn::new(id, peer, ctl_tx, bulk_tx, close.clone());
     let reader = tokio::spawn(read_loop(rd, conn, policy, tx.clone()));
     tokio::spawn(async move {
         let mut buf = Vec::with_capacity(4096);

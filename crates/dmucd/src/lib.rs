@@ -10,7 +10,10 @@
 //!
 //! # Layout
 //! - [`adopt`]: what lets a new dmucd take over the components of the previous one.
-//! - [`backend`]: the tmux server and window management.
+//! - [`backend`]: the `Backend` trait the actor acts through (windows, signals), its tmux
+//!   implementation, and a fake for the runtime's tests.
+//! - [`msg`]: what the edges tell the actor (they depend on it, not on the actor); [`conn`]
+//!   and [`shimline`] hold the types it carries.
 //! - the pane side (shim, launch spec, log files) is the `dmuc-shim` crate.
 //! - [`shimlink`]: the daemon side of the shim socket.
 //! - [`probe`]: tcp/http/exec/file probes.
@@ -24,13 +27,16 @@
 
 pub mod adopt;
 pub mod backend;
+pub mod conn;
 pub mod control;
 pub mod events;
 pub mod logs;
+pub mod msg;
 pub mod notify;
 pub mod noutmp;
 pub mod probe;
 pub mod runtime;
+pub mod shimline;
 pub mod shimlink;
 pub mod spec;
 pub mod statefile;
@@ -166,7 +172,7 @@ pub async fn run(
     let (tx, rx) = mpsc::unbounded_channel();
     shimlink::listen(&paths.runtime_dir.join("shim.sock"), tx.clone())
         .context("cannot bind the shim socket")?;
-    let (tmux, notes, found) =
+    let (tmux, found) =
         backend::Tmux::start(&paths, &cfg.daemon.session, cfg.daemon.history_limit, true)
             .await
             .context("cannot start tmux")?;
@@ -198,7 +204,7 @@ pub async fn run(
     let stop_tx = tx.clone();
     tokio::spawn(async move {
         while stop.recv().await.is_some() {
-            if stop_tx.send(runtime::Msg::Stop).is_err() {
+            if stop_tx.send(msg::Msg::Stop).is_err() {
                 break;
             }
         }
@@ -209,7 +215,7 @@ pub async fn run(
         .context("cannot handle SIGHUP")?;
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            if hup_tx.send(runtime::Msg::Reload).is_err() {
+            if hup_tx.send(msg::Msg::Reload).is_err() {
                 break;
             }
         }
@@ -220,7 +226,7 @@ pub async fn run(
         config_path,
         overrides.clone(),
         paths.clone(),
-        (tmux, notes),
+        tmux,
         (tx, rx),
         adoption,
     );

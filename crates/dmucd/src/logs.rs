@@ -14,7 +14,7 @@ use std::os::fd::{AsFd, AsRawFd, RawFd};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-use crate::control::Conn;
+use crate::conn::Conn;
 
 /// Lines per stream frame.
 const BATCH_LINES: usize = 512;

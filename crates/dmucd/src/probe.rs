@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 
-use crate::runtime::Msg;
+use crate::msg::Msg;
 
 /// A `log` probe: passes once a line of this run's output matches. It reads the log file
 /// the shim writes (control sequences already stripped), following it across rotations.

@@ -10,17 +10,17 @@ use std::time::Duration;
 use dmuc_config::{Config, StopScope};
 use dmuc_core::{Effect, Event, ExitStatus, Input, ProbeRole, Request, State, Supervisor, Wait};
 use dmuc_proto::{EventRecord, EventWhat};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::Paths;
-use crate::backend::{Pane, Tmux};
-use crate::control::Conn;
+use crate::backend::{Backend, Pane};
+use crate::conn::Conn;
 use crate::events::EventLog;
-use crate::shimlink::{ShimTx, ShimWhat, ToShim};
+pub use crate::msg::Msg;
+use crate::shimline::{ShimTx, ShimWhat, ToShim};
 
 /// Lines of output carried by an exit event.
 const EXIT_TAIL_LINES: usize = 5;
@@ -32,87 +32,6 @@ const SHIM_DEADLINE: Duration = Duration::from_secs(10);
 /// times; the file is also replaced by rename, ~0.6 ms of ext4 work each, and each mark is a
 /// tmux command. The adoption record is not paced.
 const STATUS_INTERVAL: Duration = Duration::from_millis(50);
-
-/// Messages from the edges to the actor.
-#[derive(Debug)]
-pub enum Msg {
-    /// A shim said something.
-    Shim {
-        /// Component name.
-        name: String,
-        /// Run number.
-        run: u64,
-        /// What.
-        what: ShimWhat,
-    },
-    /// A probe's verdict changed.
-    Probe {
-        /// Component name.
-        comp: String,
-        /// Run number.
-        run: u64,
-        /// Which probe.
-        role: ProbeRole,
-        /// The verdict.
-        ok: bool,
-        /// The last failure, if any.
-        detail: Option<String>,
-    },
-    /// tmux answered a launch.
-    Launched {
-        /// Component name (a reload may renumber components meanwhile).
-        comp: String,
-        /// Run number.
-        run: u64,
-        /// Which tmux server it was sent to (`Runtime::server`).
-        server: u64,
-        /// The pane, or why not.
-        result: Result<Pane, String>,
-    },
-    /// A window to show a running component's output again is open (or not).
-    ViewOpened {
-        /// Component name.
-        comp: String,
-        /// Which tmux server it was opened on.
-        server: u64,
-        /// Its pane and terminal, or why not.
-        result: Result<(Pane, std::os::fd::OwnedFd), String>,
-    },
-    /// A shim connected (or started a new run on its connection).
-    ShimLink {
-        /// Component name.
-        name: String,
-        /// Run number.
-        run: u64,
-        /// Connection id.
-        link: u64,
-        /// Lines to the shim.
-        tx: ShimTx,
-    },
-    /// A shim's connection closed.
-    ShimClosed {
-        /// Component name.
-        name: String,
-        /// Connection id.
-        link: u64,
-    },
-    /// SIGTERM/SIGINT: the first stops in order, the second forces.
-    Stop,
-    /// A request from the control socket, already authorized.
-    Control {
-        /// Where to answer.
-        conn: Conn,
-        /// The request.
-        req: dmuc_proto::Request,
-    },
-    /// SIGHUP: reload the config (as `dmucctl reload`; the outcome goes to the log).
-    Reload,
-    /// A control connection ended: its waits and streams end too.
-    ConnClosed {
-        /// Connection id.
-        conn: u64,
-    },
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKey {
@@ -201,7 +120,7 @@ enum View {
 }
 
 /// The actor's state.
-pub struct Runtime {
+pub struct Runtime<B: Backend> {
     /// Writes adopt.json (at once, runtime dir) and status.json (at most every 50 ms, state
     /// dir) off the actor.
     adopt_file: crate::statefile::StateWriter,
@@ -211,8 +130,8 @@ pub struct Runtime {
     sup: Supervisor,
     cfg: Config,
     paths: Paths,
-    tmux: Tmux,
-    notes: mpsc::UnboundedReceiver<dmuc_tmux::Notification>,
+    /// Windows and processes (tmux and kill(2); a fake in tests).
+    backend: B,
     slots: Vec<Slot>,
     timers: BTreeSet<(Instant, TimerKey)>,
     tx: mpsc::UnboundedSender<Msg>,
@@ -261,20 +180,21 @@ const ADOPT_DEADLINE: Duration = Duration::from_secs(5);
 
 mod adoption;
 mod requests;
+#[cfg(test)]
+mod sim;
 mod views;
 
-impl Runtime {
-    /// Builds the actor around a started tmux server (and its notifications) and the
-    /// message channel the edges send to.
+impl<B: Backend> Runtime<B> {
+    /// Builds the actor around a started backend and the message channel the edges send to.
     pub fn new(
         cfg: Config,
         config_path: PathBuf,
         overrides: crate::Overrides,
         paths: Paths,
-        (tmux, notes): (Tmux, mpsc::UnboundedReceiver<dmuc_tmux::Notification>),
+        backend: B,
         (tx, rx): (mpsc::UnboundedSender<Msg>, mpsc::UnboundedReceiver<Msg>),
         adoption: Option<Adoption>,
-    ) -> Runtime {
+    ) -> Runtime<B> {
         let n = cfg.graph.len();
         // Not for the components: they are not our tmux clients, and systemd's notification
         // variables are ours (a kubelet or containerd would otherwise notify for our unit).
@@ -298,8 +218,7 @@ impl Runtime {
             sup: Supervisor::new(cfg.graph.clone()),
             cfg,
             paths,
-            tmux,
-            notes,
+            backend,
             slots: (0..n).map(|_| Slot::default()).collect(),
             timers: BTreeSet::new(),
             tx,
@@ -396,13 +315,10 @@ impl Runtime {
                         }
                     }
                 }
-                note = self.notes.recv() => {
-                    let gone = note.as_ref().is_none_or(|n| n.name() == b"exit");
-                    if gone {
-                        // Also while stopping: the components outlive tmux, and are stopped
-                        // in order all the same.
-                        self.tmux_lost().await?;
-                    }
+                () = self.backend.lost() => {
+                    // Also while stopping: the components outlive tmux, and are stopped in
+                    // order all the same.
+                    self.tmux_lost().await?;
                 }
                 _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
                     self.fire_timers();
@@ -413,7 +329,7 @@ impl Runtime {
         self.write_status_file();
         self.adopt_file.flush();
         self.state_files.flush();
-        self.tmux.kill_server().await;
+        self.backend.kill_server().await;
         Ok(())
     }
 
@@ -670,8 +586,8 @@ impl Runtime {
     fn force_kill(&mut self) {
         for comp in 0..self.slots.len() {
             if let Some(pid) = self.sup.unit(comp).pid {
-                let _ = kill(Pid::from_raw(-(pid as i32)), Signal::SIGKILL);
-                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                let _ = self.backend.signal(-(pid as i32), Signal::SIGKILL);
+                let _ = self.backend.signal(pid as i32, Signal::SIGKILL);
             }
         }
     }
@@ -700,7 +616,7 @@ impl Runtime {
                 };
                 let sig = Signal::try_from(signal).unwrap_or(Signal::SIGTERM);
                 tracing::info!(component = %self.name(comp), pid, signal = %sig, ?scope, "signal");
-                if let Err(e) = kill(Pid::from_raw(target), sig)
+                if let Err(e) = self.backend.signal(target, sig)
                     && e != nix::errno::Errno::ESRCH
                 {
                     tracing::warn!(component = %self.name(comp), "kill: {e}");
@@ -816,7 +732,7 @@ impl Runtime {
         );
         let name = c.name.clone();
         let fut = self
-            .tmux
+            .backend
             .launch(&c.name, self.slots[comp].pane.as_ref(), &path, run);
         self.slots[comp].launching = true;
         let tx = self.tx.clone();
@@ -900,7 +816,7 @@ impl Runtime {
                         let _ = tx.send(ToShim::Quit); // it has stopped: its shim goes too
                     }
                     if let Some(p) = &slot.pane {
-                        self.tmux.close_window(p);
+                        self.backend.close_window(p);
                     }
                 }
             }
@@ -973,7 +889,7 @@ impl Runtime {
             self.shown.1 = summary.clone();
             summary
         });
-        self.tmux.show(&marks, summary.as_deref());
+        self.backend.show(&marks, summary.as_deref());
     }
 
     /// The status-line summary, from the units' states.
@@ -1065,7 +981,7 @@ impl Runtime {
             status_table_with(comps, Style { color: true }, Times::StartedAt { now_us }),
         );
         if text != self.overview {
-            self.tmux.draw_overview(&text);
+            self.backend.draw_overview(&text);
             self.overview = text;
         }
     }

@@ -4,81 +4,14 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
-use dmuc_core::ExitStatus;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
-use crate::runtime::Msg;
-
-/// What a shim said.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ShimWhat {
-    /// The program runs with this PID.
-    Start(u32),
-    /// The program could not be started.
-    SpawnFailed(String),
-    /// The program ended.
-    Exit(ExitStatus),
-    /// The connection closed before an exit was reported (the shim died).
-    Gone,
-    /// The log file cannot be written (why).
-    LogError(String),
-    /// The log file works again.
-    LogOk,
-    /// Its terminal hung up (the tmux server died or the window was closed); the program
-    /// runs on.
-    ViewLost,
-    /// It took the terminal it was handed.
-    ViewOk,
-}
-
-/// What the daemon sends a shim.
-#[derive(Debug)]
-pub enum ToShim {
-    /// `run N`: start run N in place.
-    Run(u64),
-    /// `quit`: exit once no program runs.
-    Quit,
-    /// `view`, with this terminal passed alongside: show the output there from now on.
-    View(OwnedFd),
-}
-
-/// The sending side of one shim's connection.
-pub type ShimTx = mpsc::UnboundedSender<ToShim>;
-
-/// Parses one line after `hello`.
-pub fn parse_line(line: &str) -> Option<ShimWhat> {
-    let mut w = line.split(' ');
-    match w.next()? {
-        "start" => w.next()?.parse().ok().map(ShimWhat::Start),
-        "log-error" => Some(ShimWhat::LogError(
-            line["log-error".len()..].trim().to_string(),
-        )),
-        "log-ok" => Some(ShimWhat::LogOk),
-        "view-lost" => Some(ShimWhat::ViewLost),
-        "view-ok" => Some(ShimWhat::ViewOk),
-        "spawn-failed" => Some(ShimWhat::SpawnFailed(
-            line["spawn-failed".len()..].trim().to_string(),
-        )),
-        "exit" => match w.next()? {
-            "code" => w
-                .next()?
-                .parse()
-                .ok()
-                .map(|c| ShimWhat::Exit(ExitStatus::Code(c))),
-            "signal" => {
-                let signal = w.next()?.parse().ok()?;
-                let core = w.nth(1) == Some("1");
-                Some(ShimWhat::Exit(ExitStatus::Signal { signal, core }))
-            }
-            _ => None,
-        },
-        _ => None,
-    }
-}
+use crate::msg::Msg;
+use crate::shimline::{ShimWhat, ToShim, parse_line};
 
 /// Binds the shim socket (replacing a stale file) and serves it until the runtime drops `tx`.
 pub fn listen(path: &Path, tx: mpsc::UnboundedSender<Msg>) -> std::io::Result<()> {
@@ -202,48 +135,5 @@ async fn serve(s: UnixStream, tx: mpsc::UnboundedSender<Msg>) {
             });
         }
         let _ = tx.send(Msg::ShimClosed { name, link });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lines() {
-        assert_eq!(parse_line("start 42"), Some(ShimWhat::Start(42)));
-        assert_eq!(
-            parse_line("exit code 3"),
-            Some(ShimWhat::Exit(ExitStatus::Code(3)))
-        );
-        assert_eq!(
-            parse_line("exit signal 9 core 0"),
-            Some(ShimWhat::Exit(ExitStatus::Signal {
-                signal: 9,
-                core: false
-            }))
-        );
-        assert_eq!(
-            parse_line("exit signal 11 core 1"),
-            Some(ShimWhat::Exit(ExitStatus::Signal {
-                signal: 11,
-                core: true
-            }))
-        );
-        assert_eq!(
-            parse_line("spawn-failed cannot execute \"x\": nope"),
-            Some(ShimWhat::SpawnFailed("cannot execute \"x\": nope".into()))
-        );
-        assert_eq!(
-            parse_line("log-error cannot open /x/a.log: Not a directory"),
-            Some(ShimWhat::LogError(
-                "cannot open /x/a.log: Not a directory".into()
-            ))
-        );
-        assert_eq!(parse_line("log-ok"), Some(ShimWhat::LogOk));
-        assert_eq!(parse_line("view-lost"), Some(ShimWhat::ViewLost));
-        assert_eq!(parse_line("view-ok"), Some(ShimWhat::ViewOk));
-        assert_eq!(parse_line("bogus"), None);
-        assert_eq!(parse_line("start x"), None);
     }
 }

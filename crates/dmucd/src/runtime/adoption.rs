@@ -17,7 +17,7 @@ struct Report {
     exit: Option<ExitStatus>,
 }
 
-impl Runtime {
+impl<B: Backend> Runtime<B> {
     /// Gathers the reconnecting shims (until all expected have reported, or
     /// `ADOPT_DEADLINE`), adopts what is ours, boots the rest. Returns the messages that
     /// arrived meanwhile and are not about adoption.
@@ -104,20 +104,21 @@ impl Runtime {
         windowless.sort();
         found.extend(windowless.into_iter().map(|n| (n.clone(), None)));
         let mut views = Vec::new();
-        let seen: BTreeSet<String> = found.iter().map(|(n, _)| n.clone()).collect();
+        // Whose shim answered: the others' run, restarts and last exit come from the record.
+        let seen: BTreeSet<String> = reports.keys().cloned().collect();
         for (component, pane) in found {
             let Some(comp) = self.comp_of(&component) else {
                 // No longer in the config: stop it and close its window.
                 if let Some(r) = reports.get(&component) {
                     if let Some(pid) = r.pid.filter(|_| r.exit.is_none()) {
-                        let _ = kill(Pid::from_raw(-(pid as i32)), Signal::SIGTERM);
+                        let _ = self.backend.signal(-(pid as i32), Signal::SIGTERM);
                     }
                     if let Some((_, tx)) = &r.link {
                         let _ = tx.send(ToShim::Quit);
                     }
                 }
                 if let Some(p) = &pane {
-                    self.tmux.close_window(p);
+                    self.backend.close_window(p);
                 }
                 self.events.push(
                     None,
@@ -134,7 +135,7 @@ impl Runtime {
             }
             self.slots[comp].pane = pane;
             let Some(r) = reports.remove(&component) else {
-                continue; // no shim answered: it is launched anew, in this pane
+                continue; // no shim answered: launched anew in this pane (history: below)
             };
             let Some(link) = r.link else { continue };
             self.slots[comp].shim = Some(link);
@@ -203,10 +204,10 @@ impl Runtime {
                 None => {}
             }
         }
-        // Components that left no pane and no shim (a shim between runs with neither a window
-        // nor a daemon exits; a run may have died meanwhile): their run number, restarts and
-        // last exit carry over from the record, and a oneshot that completed with the same
-        // definition is not run again.
+        // Components whose shim did not answer (no pane and no shim: a shim between runs with
+        // neither a window nor a daemon exits; or a pane whose shim is gone): their run number,
+        // restarts and last exit carry over from the record, and a oneshot that completed with
+        // the same definition is not run again.
         for rec in a.record.iter().flat_map(|r| &r.components) {
             if seen.contains(&rec.name) {
                 continue;

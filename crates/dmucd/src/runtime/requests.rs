@@ -16,7 +16,7 @@ const DEFAULT_LOG_LINES: usize = 10;
 /// Events sent by `events` without `since`.
 const DEFAULT_EVENTS: usize = 100;
 
-impl Runtime {
+impl<B: Backend> Runtime<B> {
     /// Status of `comps` (all when empty), in config order.
     pub(super) fn statuses(&self, comps: &[usize]) -> Vec<ComponentStatus> {
         let now = Instant::now().into_std();
@@ -145,7 +145,7 @@ impl Runtime {
                 let sig = Signal::try_from(signo)
                     .map_err(|e| ErrorReply::new(ErrorCode::BadRequest, e.to_string()))?;
                 let target = if group { -(pid as i32) } else { pid as i32 };
-                kill(Pid::from_raw(target), sig).map_err(|e| {
+                self.backend.signal(target, sig).map_err(|e| {
                     ErrorReply::new(ErrorCode::Failed, format!("kill {target} {sig}: {e}"))
                 })?;
                 tracing::info!(component = %name, pid, signal = %sig, group, uid = conn.peer.uid, "signal sent on request");

@@ -10,7 +10,7 @@ use super::*;
 /// Lines of the log shown at the top of a reopened window, so it does not start blank.
 const VIEW_TAIL_LINES: usize = 20;
 
-impl Runtime {
+impl<B: Backend> Runtime<B> {
     /// The tmux server died under us (killed, crashed, or `kill-server`). The shims and their
     /// programs do not depend on it: start a new server and give every shim a window again.
     pub(super) async fn tmux_lost(&mut self) -> anyhow::Result<()> {
@@ -23,15 +23,7 @@ impl Runtime {
                     .into(),
             },
         );
-        let (tmux, notes, _) = Tmux::start(
-            &self.paths,
-            &self.cfg.daemon.session,
-            self.cfg.daemon.history_limit,
-            false,
-        )
-        .await?;
-        self.tmux = tmux;
-        self.notes = notes;
+        self.backend.replace().await?;
         self.server += 1;
         self.overview.clear();
         self.shown = (vec![String::new(); self.slots.len()], String::new());
@@ -77,7 +69,9 @@ impl Runtime {
             return; // a launch in flight brings its own window
         }
         let name = self.name(comp).to_string();
-        let fut = self.tmux.open_view(&name, self.slots[comp].pane.as_ref());
+        let fut = self
+            .backend
+            .open_view(&name, self.slots[comp].pane.as_ref());
         let slot = &mut self.slots[comp];
         slot.view = View::Opening;
         slot.launching = true;

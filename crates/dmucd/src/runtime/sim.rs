@@ -1,0 +1,559 @@
+//! The runtime against the fake backend, in paused time: the test plays the shims and tmux,
+//! and tokio's clock advances only when every task waits, straight to the next timer. So a
+//! 10 s deadline takes no real time, and what the runtime does at each instant is exact:
+//! whatever was due before the test's clock reached a point has run when it gets there.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use dmuc_proto::{Body, ComponentStatus, Reply, StatusResult};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::*;
+use crate::backend::FoundPane;
+use crate::backend::fake::{self, Call, Fake};
+
+/// One runtime on the fake backend, its files in a temporary directory.
+struct Rig {
+    tx: mpsc::UnboundedSender<Msg>,
+    fake: fake::Handle,
+    dir: tempfile::TempDir,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// What the runtime sent each component's (played) shim, and its connection id.
+    shims: HashMap<String, (UnboundedReceiver<ToShim>, u64)>,
+    next_link: u64,
+    next_req: u64,
+}
+
+fn paths_in(dir: &std::path::Path) -> Paths {
+    let p = Paths {
+        socket: dir.join("dmucd.sock"),
+        tmux_socket: dir.join("tmux.sock"),
+        runtime_dir: dir.join("run"),
+        log_dir: dir.join("log"),
+        state_dir: dir.join("state"),
+    };
+    for d in [&p.runtime_dir.join("spec"), &p.log_dir, &p.state_dir] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    p
+}
+
+impl Rig {
+    fn start(toml: &str) -> Rig {
+        Rig::adopting(toml, |_| None)
+    }
+
+    /// A runtime that starts by adopting what `adoption` (given the config) describes.
+    fn adopting(toml: &str, adoption: impl FnOnce(&Config) -> Option<Adoption>) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("graph.toml");
+        std::fs::write(&path, toml).unwrap();
+        let cfg = crate::load_config(&path, &Default::default()).unwrap();
+        let adoption = adoption(&cfg);
+        let paths = paths_in(dir.path());
+        let (backend, handle): (Fake, _) = fake::new();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let rt = Runtime::new(
+            cfg,
+            path,
+            crate::Overrides::default(),
+            paths,
+            backend,
+            (tx.clone(), rx),
+            adoption,
+        );
+        Rig {
+            tx,
+            fake: handle,
+            dir,
+            task: tokio::spawn(rt.run()),
+            shims: HashMap::new(),
+            next_link: 0,
+            next_req: 0,
+        }
+    }
+
+    /// Replaces the config file (for a reload).
+    fn rewrite(&self, toml: &str) {
+        std::fs::write(self.dir.path().join("graph.toml"), toml).unwrap();
+    }
+
+    /// The shim of `name`'s run `run` connects (a new connection, as a newly launched shim's).
+    fn shim_links(&mut self, name: &str, run: u64) {
+        self.next_link += 1;
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.shims.insert(name.into(), (rx, self.next_link));
+        self.send(Msg::ShimLink {
+            name: name.into(),
+            run,
+            link: self.next_link,
+            tx,
+        });
+    }
+
+    /// The shim of `name`'s run `run` connects and reports its program's PID.
+    fn shim_starts(&mut self, name: &str, run: u64, pid: u32) {
+        self.shim_links(name, run);
+        self.shim_says(name, run, ShimWhat::Start(pid));
+    }
+
+    fn shim_says(&self, name: &str, run: u64, what: ShimWhat) {
+        self.send(Msg::Shim {
+            name: name.into(),
+            run,
+            what,
+        });
+    }
+
+    /// The shim's connection closes (the shim is gone).
+    fn shim_closes(&self, name: &str) {
+        self.send(Msg::ShimClosed {
+            name: name.into(),
+            link: self.shims[name].1,
+        });
+    }
+
+    fn send(&self, m: Msg) {
+        self.tx.send(m).unwrap();
+    }
+
+    /// What the runtime next says to `name`'s shim.
+    async fn heard_by_shim(&mut self, name: &str) -> ToShim {
+        let (rx, _) = self.shims.get_mut(name).unwrap();
+        tokio::time::timeout(Duration::from_secs(600), rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("nothing said to {name}'s shim"))
+            .unwrap()
+    }
+
+    /// Whether the runtime said nothing to `name`'s shim so far.
+    fn shim_heard_nothing(&mut self, name: &str) -> bool {
+        self.shims.get_mut(name).unwrap().0.try_recv().is_err()
+    }
+
+    /// The next launch of `name`: its run and the pane it was given.
+    async fn launched(&mut self, name: &str) -> (u64, Option<Pane>) {
+        match self
+            .fake
+            .expect(
+                &format!("launch of {name}"),
+                |c| matches!(c, Call::Launch { name: n, .. } if n == name),
+            )
+            .await
+        {
+            Call::Launch { run, pane, .. } => (run, pane),
+            _ => unreachable!(),
+        }
+    }
+
+    /// The next signal sent.
+    async fn signalled(&mut self) -> (i32, Signal) {
+        match self
+            .fake
+            .expect("a signal", |c| matches!(c, Call::Signal { .. }))
+            .await
+        {
+            Call::Signal { pid, signal } => (pid, signal),
+            _ => unreachable!(),
+        }
+    }
+
+    /// Sends a control request (JSON without its id) and returns its terminal reply. The
+    /// actor takes messages in order: the answer reflects everything sent before.
+    async fn request(&mut self, verb: &str) -> Body {
+        self.next_req += 1;
+        let id = self.next_req;
+        let line = format!(r#"{{"id":{id},{verb}}}"#);
+        let req = dmuc_proto::parse_request(line.as_bytes()).unwrap();
+        let (ctl, mut ctl_rx) = mpsc::channel(16);
+        let (bulk, _bulk_rx) = mpsc::channel(16);
+        let peer = crate::conn::Peer {
+            uid: 0,
+            pid: None,
+            can_write: true,
+            can_read: true,
+        };
+        let conn = Conn::new(id, peer, ctl, bulk, Default::default());
+        self.send(Msg::Control { conn, req });
+        let line = tokio::time::timeout(Duration::from_secs(600), ctl_rx.recv())
+            .await
+            .expect("no reply")
+            .expect("the reply channel closed");
+        serde_json::from_str::<Reply>(&line).unwrap().body
+    }
+
+    async fn status(&mut self) -> Vec<ComponentStatus> {
+        match self.request(r#""verb":"status""#).await {
+            Body::Result(v) => {
+                serde_json::from_value::<StatusResult>(v)
+                    .unwrap()
+                    .components
+            }
+            other => panic!("status: {other:?}"),
+        }
+    }
+
+    async fn state(&mut self, name: &str) -> ComponentStatus {
+        self.status()
+            .await
+            .into_iter()
+            .find(|c| c.name == name)
+            .unwrap()
+    }
+
+    /// Every component's state name, in config order.
+    async fn states(&mut self) -> Vec<String> {
+        self.status().await.into_iter().map(|c| c.state).collect()
+    }
+
+    /// The clock reaches `t` (paused time: everything due before it has run then).
+    async fn at(&self, t: Instant) {
+        tokio::time::sleep_until(t).await;
+    }
+
+    /// Calls made so far, besides the display's (marks, summary, overview).
+    fn actions(&mut self) -> Vec<Call> {
+        self.fake
+            .drain()
+            .into_iter()
+            .filter(|c| !matches!(c, Call::Show { .. } | Call::Overview(_)))
+            .collect()
+    }
+}
+
+const ONE: &str = r#"
+[component.a]
+command = ["/bin/sh"]
+backoff = { initial = "1s", max = "30s", factor = 2.0, reset-after = "60s" }
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn a_relaunch_waits_for_the_launch_in_flight_then_reuses_its_shim_or_its_pane() {
+    let mut r = Rig::start(ONE);
+    r.fake.hold(true); // tmux is slow to answer
+    assert_eq!(r.launched("a").await, (1, None));
+    // The program runs and fails before tmux has answered the launch.
+    r.shim_starts("a", 1, 100);
+    r.shim_says("a", 1, ShimWhat::Exit(ExitStatus::Code(1)));
+    let exited = Instant::now();
+    r.at(exited + Duration::from_secs(5)).await;
+    // Run 2 is due (1 s backoff) but waits: no second window, nothing told to the shim.
+    let a = r.state("a").await;
+    assert_eq!((a.state.as_str(), a.run), ("starting", 2));
+    assert!(r.shim_heard_nothing("a"));
+    assert!(r.actions().is_empty(), "{:#?}", r.fake.seen);
+    // tmux answers: run 2 starts in place, through the idle shim of run 1.
+    let pane = r.fake.answer("a", 1, true).unwrap();
+    assert!(matches!(r.heard_by_shim("a").await, ToShim::Run(2)));
+    assert!(r.actions().is_empty(), "{:#?}", r.fake.seen);
+    r.shim_says("a", 2, ShimWhat::Start(101));
+    assert_eq!(
+        r.state("a").await.window.as_deref(),
+        Some(pane.window.as_str())
+    );
+
+    // Its shim goes away with the program: run 3 goes through tmux, into the same pane, after
+    // the second backoff (2 s).
+    r.fake.hold(false);
+    r.shim_says("a", 2, ShimWhat::Exit(ExitStatus::Code(1)));
+    r.shim_closes("a");
+    let exited = Instant::now();
+    assert_eq!(r.launched("a").await, (3, Some(pane)));
+    assert_eq!(exited.elapsed(), Duration::from_secs(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shim_that_never_reports_costs_its_run_after_the_deadline() {
+    let mut r = Rig::start(ONE);
+    assert_eq!(r.launched("a").await, (1, None));
+    let launched = Instant::now();
+    r.at(launched + SHIM_DEADLINE - Duration::from_millis(1))
+        .await;
+    assert_eq!(r.state("a").await.state, "starting");
+    // The deadline passes, then the backoff: run 2.
+    assert_eq!(r.launched("a").await.0, 2);
+    assert_eq!(launched.elapsed(), SHIM_DEADLINE + Duration::from_secs(1));
+    let a = r.state("a").await;
+    assert!(
+        a.last_exit
+            .as_deref()
+            .is_some_and(|e| e.contains("did not report a PID within 10s")),
+        "{a:?}"
+    );
+    // A shim that reports in time disarms its deadline: nothing happens at run 2's.
+    r.shim_starts("a", 2, 200);
+    r.at(Instant::now() + SHIM_DEADLINE * 2).await;
+    let a = r.state("a").await;
+    assert_eq!((a.state.as_str(), a.run, a.pid), ("running", 2, Some(200)));
+}
+
+const TWO: &str = r#"
+[component.a]
+command = ["/bin/sh"]
+stop = { timeout = "3s" }
+
+[component.b]
+command = ["/bin/sh"]
+after = ["a"]
+stop = { timeout = "3s" }
+"#;
+
+/// Starts `TWO` with a and b running (pids 100 and 101); returns their panes.
+async fn two_running(r: &mut Rig) -> (Pane, Pane) {
+    assert_eq!(r.launched("a").await, (1, None));
+    r.shim_starts("a", 1, 100);
+    assert_eq!(r.launched("b").await, (1, None));
+    r.shim_starts("b", 1, 101);
+    assert_eq!(r.states().await, ["running", "running"]);
+    let s = r.status().await;
+    let pane = |w: &Option<String>| Pane {
+        window: w.clone().unwrap(),
+        pane: w.clone().unwrap().replace('@', "%"),
+    };
+    (pane(&s[0].window), pane(&s[1].window))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shutdown_stops_in_reverse_order_and_kills_what_outlives_its_timeout() {
+    let mut r = Rig::start(TWO);
+    two_running(&mut r).await;
+    r.fake.drain();
+    r.send(Msg::Stop);
+    // b first; a only once b is gone.
+    assert_eq!(r.signalled().await, (-101, Signal::SIGTERM));
+    let asked = Instant::now();
+    assert_eq!(r.signalled().await, (-101, Signal::SIGKILL));
+    assert_eq!(asked.elapsed(), Duration::from_secs(3));
+    r.shim_says(
+        "b",
+        1,
+        ShimWhat::Exit(ExitStatus::Signal {
+            signal: 9,
+            core: false,
+        }),
+    );
+    assert_eq!(r.signalled().await, (-100, Signal::SIGTERM));
+    r.shim_says("a", 1, ShimWhat::Exit(ExitStatus::Code(0)));
+    r.fake
+        .expect("kill-server", |c| *c == Call::KillServer)
+        .await;
+    r.task.await.unwrap().unwrap();
+    assert!(
+        !r.fake
+            .seen
+            .iter()
+            .any(|c| matches!(c, Call::Signal { pid: -100, signal } if *signal == Signal::SIGKILL)),
+        "a stopped in time and was not killed"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_moves_every_slot_with_its_component() {
+    // As TWO, but b does not need a (b would be restarted: its definition changes).
+    let mut r = Rig::start(&TWO.replace("after = [\"a\"]\n", ""));
+    let (pane_a, pane_b) = two_running(&mut r).await;
+    // c comes first in the new file (every index moves), a goes, b stays.
+    r.rewrite(
+        r#"
+[component.c]
+command = ["/bin/sh"]
+
+[component.b]
+command = ["/bin/sh"]
+stop = { timeout = "3s" }
+"#,
+    );
+    r.fake.drain();
+    assert!(matches!(
+        r.request(r#""verb":"reload""#).await,
+        Body::Result(_)
+    ));
+    assert_eq!(r.signalled().await, (-100, Signal::SIGTERM));
+    r.shim_says("a", 1, ShimWhat::Exit(ExitStatus::Code(0)));
+    // Once stopped, a leaves: its shim is told to quit and its window closes.
+    r.fake
+        .expect("a's window closed", |c| *c == Call::Close(pane_a.clone()))
+        .await;
+    assert!(matches!(r.heard_by_shim("a").await, ToShim::Quit));
+    assert_eq!(r.launched("c").await, (1, None));
+    r.shim_starts("c", 1, 102);
+    let s = r.status().await;
+    let names: Vec<_> = s.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["c", "b"]);
+    // b kept its process, run, window, and shim.
+    assert_eq!(
+        (s[1].state.as_str(), s[1].pid, s[1].run, s[1].window.clone()),
+        ("running", Some(101), 1, Some(pane_b.window.clone()))
+    );
+    assert_eq!(s[0].state, "running");
+    // b's timers moved with it: its stop still escalates after its own 3 s.
+    r.fake.drain();
+    assert!(matches!(
+        r.request(r#""verb":"stop","names":["b"],"wait":false"#)
+            .await,
+        Body::Result(_)
+    ));
+    assert_eq!(r.signalled().await, (-101, Signal::SIGTERM));
+    let asked = Instant::now();
+    assert_eq!(r.signalled().await, (-101, Signal::SIGKILL));
+    assert_eq!(asked.elapsed(), Duration::from_secs(3));
+    let b_launches = r
+        .fake
+        .seen
+        .iter()
+        .filter(|c| matches!(c, Call::Launch { name, .. } if name == "b"))
+        .count();
+    assert_eq!(b_launches, 1, "b was launched once, before the reload");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_tmux_server_costs_no_process_and_every_shim_gets_a_window() {
+    let mut r = Rig::start(TWO);
+    two_running(&mut r).await;
+    r.fake.drain();
+    r.fake.lose_server();
+    r.fake.expect("a new server", |c| *c == Call::Replace).await;
+    for name in ["a", "b"] {
+        r.fake
+            .expect(
+                &format!("a window for {name}"),
+                |c| matches!(c, Call::OpenView { name: n, pane: None } if n == name),
+            )
+            .await;
+    }
+    for name in ["a", "b"] {
+        assert!(matches!(r.heard_by_shim(name).await, ToShim::View(_)));
+        r.shim_says(name, 1, ShimWhat::ViewOk);
+    }
+    // The new window starts with a banner and the log's last lines.
+    let mut view = std::fs::File::from(r.fake.view_of("a").unwrap());
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut view, &mut text).unwrap();
+    assert!(
+        text.starts_with("[dmuc] a (run 1, pid 100) kept running"),
+        "{text:?}"
+    );
+    assert!(
+        text.ends_with("live output continues here:\r\n"),
+        "{text:?}"
+    );
+    let s = r.status().await;
+    for (c, pid) in s.iter().zip([100, 101]) {
+        assert_eq!(
+            (c.state.as_str(), c.pid, c.run, c.restarts),
+            ("running", Some(pid), 1, 0)
+        );
+        assert!(c.window.is_some());
+    }
+    let acted: Vec<Call> = r
+        .actions()
+        .into_iter()
+        .filter(|c| matches!(c, Call::Launch { .. } | Call::Signal { .. }))
+        .collect();
+    assert!(acted.is_empty(), "{acted:#?}");
+    // A window closed by an operator: the shim says its terminal hung up, and gets another.
+    r.shim_says("a", 1, ShimWhat::ViewLost);
+    r.fake
+        .expect(
+            "a window for a again",
+            |c| matches!(c, Call::OpenView { name, pane: Some(_) } if name == "a"),
+        )
+        .await;
+    assert!(matches!(r.heard_by_shim("a").await, ToShim::View(_)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_launch_sent_to_a_server_that_died_is_void_and_left_to_the_deadline() {
+    let mut r = Rig::start(ONE);
+    r.fake.hold(true);
+    assert_eq!(r.launched("a").await, (1, None));
+    let launched = Instant::now();
+    r.fake.lose_server();
+    r.fake.expect("a new server", |c| *c == Call::Replace).await;
+    // The dead server's answer arrives late: it is ignored (no pane from it).
+    r.fake.answer("a", 1, true);
+    r.at(launched + Duration::from_secs(1)).await;
+    assert_eq!(r.state("a").await.window, None);
+    r.fake.hold(false);
+    assert_eq!(r.launched("a").await, (2, None));
+    assert_eq!(launched.elapsed(), SHIM_DEADLINE + Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn adoption_keeps_what_is_the_same_process_and_decides_the_rest() {
+    const THREE: &str = r#"
+[component.a]
+command = ["/bin/sh"]
+
+[component.b]
+command = ["/bin/sh"]
+
+[component.c]
+command = ["/bin/sh"]
+"#;
+    // This test's own process stands for a's program: its start time is real.
+    let me = std::process::id();
+    let pane = |n: u32| Pane {
+        window: format!("@{n}"),
+        pane: format!("%{n}"),
+    };
+    let found = |n: u32, component: &str| FoundPane {
+        pane: pane(n),
+        component: component.into(),
+        dead: false,
+    };
+    let mut r = Rig::adopting(THREE, |cfg| {
+        let def = |name: &str| cfg.graph.components()[cfg.graph.index_of(name).unwrap()].clone();
+        let rec = |name: &str, run, pid, start| crate::adopt::CompRecord {
+            name: name.into(),
+            run,
+            pid,
+            start,
+            hash: crate::adopt::definition_hash(&def(name)),
+            restarts: 2,
+            state: "running".into(),
+            last_exit: None,
+        };
+        Some(Adoption {
+            // z is a component the config no longer has.
+            panes: vec![found(1, "a"), found(2, "b"), found(3, "z")],
+            record: Some(crate::adopt::Record {
+                daemon_pid: 1,
+                components: vec![
+                    rec("a", 3, Some(me), crate::adopt::start_ticks(me)),
+                    rec("b", 1, Some(999_999), Some(1)),
+                ],
+            }),
+        })
+    });
+    let began = Instant::now();
+    r.shim_starts("a", 3, me);
+    r.shim_starts("z", 1, 4242);
+    // z is stopped, told to quit, and its window closed.
+    assert_eq!(r.signalled().await, (-4242, Signal::SIGTERM));
+    r.fake
+        .expect("z's window closed", |c| *c == Call::Close(pane(3)))
+        .await;
+    assert!(matches!(r.heard_by_shim("z").await, ToShim::Quit));
+    // b's shim never comes back: after the adoption deadline it starts anew, in its pane; c,
+    // which nothing ran, starts at the same time.
+    let mut launches = vec![r.launched("b").await, r.launched("c").await];
+    launches.sort_by_key(|(run, pane)| (*run, pane.is_some()));
+    assert_eq!(launches, [(1, None), (2, Some(pane(2)))]);
+    // b's history carried over from the record, as for a component that left no pane.
+    assert_eq!(r.state("b").await.restarts, 2);
+    assert_eq!(began.elapsed(), ADOPT_DEADLINE);
+    // a is adopted as it was: same process, run and restarts, not launched.
+    let a = r.state("a").await;
+    assert_eq!(
+        (a.state.as_str(), a.pid, a.run, a.restarts, a.window),
+        ("running", Some(me), 3, 2, Some("@1".into()))
+    );
+    assert!(
+        !r.fake.seen.iter().any(|c| matches!(c, Call::Launch { name, .. } if name == "a")
+            || matches!(c, Call::Signal { pid, .. } if *pid == me as i32 || *pid == -(me as i32))),
+        "{:#?}",
+        r.fake.seen
+    );
+}
