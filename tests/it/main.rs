@@ -9,6 +9,7 @@ mod util;
 mod adoption;
 mod cluster;
 mod control;
+mod cross;
 mod faults;
 mod lifecycle;
 mod logs;

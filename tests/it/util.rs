@@ -116,6 +116,8 @@ pub struct Daemon {
     env: Vec<(String, String)>,
     /// Run in the child before it execs dmucd (e.g. a seccomp filter).
     pre_exec: Option<fn() -> std::io::Result<()>>,
+    /// The dmucd binary (the one built, unless a test placed another beside other helpers).
+    exe: PathBuf,
 }
 
 impl Daemon {
@@ -141,18 +143,20 @@ impl Daemon {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Daemon {
-        std::fs::write(dir.path().join("graph.toml"), toml).unwrap();
-        let mut d = Daemon {
-            dir,
-            child: None,
-            pids: Vec::new(),
-            args: extra.iter().map(|s| s.to_string()).collect(),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            pre_exec: None,
-        };
+        let mut d = Daemon::prepared(dir, toml);
+        d.args = extra.iter().map(|s| s.to_string()).collect();
+        d.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        d.spawn();
+        d
+    }
+
+    /// `start` with the dmucd binary `exe` (dmucd finds `dmuc-shim` beside itself).
+    pub fn start_exe(exe: PathBuf, toml: &str) -> Daemon {
+        let mut d = Daemon::prepared(tempfile::tempdir().unwrap(), toml);
+        d.exe = exe;
         d.spawn();
         d
     }
@@ -160,18 +164,24 @@ impl Daemon {
     /// `start` with `f` run in the child before it execs dmucd (what it sets up is inherited
     /// by dmucd and everything dmucd starts).
     pub fn start_pre_exec(toml: &str, f: fn() -> std::io::Result<()>) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
+        let mut d = Daemon::prepared(tempfile::tempdir().unwrap(), toml);
+        d.pre_exec = Some(f);
+        d.spawn();
+        d
+    }
+
+    /// A daemon with `toml` written in `dir`, not started yet.
+    fn prepared(dir: tempfile::TempDir, toml: &str) -> Daemon {
         std::fs::write(dir.path().join("graph.toml"), toml).unwrap();
-        let mut d = Daemon {
+        Daemon {
             dir,
             child: None,
             pids: Vec::new(),
             args: Vec::new(),
             env: Vec::new(),
-            pre_exec: Some(f),
-        };
-        d.spawn();
-        d
+            pre_exec: None,
+            exe: bin_dir().join("dmucd"),
+        }
     }
 
     /// Starts `dmucd` on the directory's graph.toml with this daemon's arguments.
@@ -182,7 +192,7 @@ impl Daemon {
             .append(true)
             .open(dir.join("dmucd.stderr"))
             .unwrap();
-        let mut cmd = Command::new(bin_dir().join("dmucd"));
+        let mut cmd = Command::new(&self.exe);
         if let Some(f) = self.pre_exec {
             use std::os::unix::process::CommandExt;
             // SAFETY: the functions given are async-signal-safe (system calls only).

@@ -3,17 +3,13 @@
 //!
 //! A crate and a binary of its own, apart from `dmucd`, because one shim runs per component
 //! for the cluster's lifetime: it uses no standard library and no libc ([`sys`] makes the
-//! system calls), so each costs a few KB of private memory and execs without a dynamic
-//! loader (docs/performance.md). Unit tests build it with std.
+//! system calls, on rustix: any architecture), so each costs a few KB of private memory and
+//! execs without a dynamic loader (docs/performance.md). Unit tests build it with std.
 
 #![cfg_attr(not(test), no_std)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-#[cfg(not(target_arch = "x86_64"))]
-compile_error!("dmuc-shim makes its system calls directly and supports x86_64 only for now");
-
 pub mod logfile;
 pub mod shim;
 pub mod spec;
-pub mod sys;
-pub mod text;
+pub use dmuc_rt::{sys, text};

@@ -1,17 +1,17 @@
 //! `dmuc-shim --spec FILE --run N`: see the `shim` module. No std, no libc, no allocator:
-//! this file and `rt` are the whole runtime (entry point, panic handler, the memory
-//! functions the compiler calls).
+//! `dmuc_rt::main!` brings the entry point and the memory functions the compiler calls, and
+//! this file the panic handler.
 
 #![no_std]
 #![no_main]
 
 use core::ffi::c_char;
 
-use dmuc_shim::sys;
+use dmuc_rt::sys;
 
-mod rt;
+dmuc_rt::main!(start);
 
-fn start(args: rt::Args, _envp: *const *const c_char) -> i32 {
+fn start(args: dmuc_rt::start::Args, _envp: *const *const c_char) -> i32 {
     dmuc_shim::shim::main(args.iter().skip(1))
 }
 

@@ -13,7 +13,7 @@
 #![cfg_attr(not(test), no_std)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-use dmuc_shim::text::Buf;
+use dmuc_rt::text::Buf;
 
 /// The protocol version the front speaks (dmuc_proto::VERSION; a unit test keeps them equal).
 pub const PROTOCOL: &str = "1.0";

@@ -7,12 +7,12 @@
 
 use core::ffi::{CStr, c_char};
 
-use dmuc_shim::sys;
-use dmuc_shim::text::{Buf, Lossy};
+use dmuc_rt::start::Args;
+use dmuc_rt::sys;
+use dmuc_rt::text::{Buf, Lossy};
 use dmucctl_front::{Env, Line, Plan, classify, plan};
 
-#[path = "../../dmuc-shim/src/rt.rs"]
-mod rt;
+dmuc_rt::main!(start);
 
 /// The full client's name, looked for beside this binary, then on `PATH`.
 const FULL: &[u8] = b"dmucctl-full";
@@ -20,7 +20,7 @@ const FULL: &[u8] = b"dmucctl-full";
 /// Room for the two replies: a frame is at most 1 MiB (dmuc_proto::MAX_FRAME).
 const REPLY_MAX: usize = 2 << 20;
 
-fn start(args: rt::Args, envp: *const *const c_char) -> i32 {
+fn start(args: Args, envp: *const *const c_char) -> i32 {
     let mut env = Env {
         euid: sys::geteuid(),
         ..Env::default()
@@ -71,7 +71,7 @@ fn answer(p: &Plan) -> Option<i32> {
 }
 
 /// Runs dmucctl-full in this process; returns only when it cannot.
-fn full(args: rt::Args, envp: *const *const c_char) -> i32 {
+fn full(args: Args, envp: *const *const c_char) -> i32 {
     let mut exe = [0u8; 4096];
     let mut tried = Buf::<4200>::new();
     if let Ok(n) = sys::readlink(c"/proc/self/exe", &mut exe)
@@ -100,7 +100,7 @@ fn full(args: rt::Args, envp: *const *const c_char) -> i32 {
 }
 
 /// Execs `dir/dmucctl-full`; on failure notes the path and error in `tried` and returns.
-fn exec_in(dir: &[u8], args: rt::Args, envp: *const *const c_char, tried: &mut Buf<4200>) {
+fn exec_in(dir: &[u8], args: Args, envp: *const *const c_char, tried: &mut Buf<4200>) {
     let mut path = Buf::<4200>::new();
     path.push(dir).push(b"/").push(FULL);
     let Some(c) = path.c_str() else { return };
