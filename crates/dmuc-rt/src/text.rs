@@ -85,18 +85,6 @@ impl fmt::Display for Lossy<'_> {
     }
 }
 
-/// Parses a decimal number.
-pub fn parse_u64(s: &[u8]) -> Option<u64> {
-    if s.is_empty() {
-        return None;
-    }
-    s.iter().try_fold(0u64, |acc, &c| {
-        c.is_ascii_digit()
-            .then_some(())
-            .and_then(|_| acc.checked_mul(10)?.checked_add(u64::from(c - b'0')))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,14 +101,6 @@ mod tests {
         let mut c = Buf::<8>::new();
         c.push(b"/a");
         assert_eq!(c.c_str().unwrap().to_bytes(), b"/a");
-    }
-
-    #[test]
-    fn numbers_parse_strictly() {
-        assert_eq!(parse_u64(b"12"), Some(12));
-        assert_eq!(parse_u64(b""), None);
-        assert_eq!(parse_u64(b"1x"), None);
-        assert_eq!(parse_u64(b"99999999999999999999999"), None);
     }
 
     #[test]

@@ -11,5 +11,5 @@
 
 pub mod logfile;
 pub mod shim;
-pub mod spec;
 pub use dmuc_rt::{sys, text};
+pub use dmuc_wire::spec;

@@ -13,11 +13,8 @@
 //! and it links no libc and allocates nothing but two mappings (the spec and the read buffer):
 //! one runs per component, for the cluster's lifetime.
 //!
-//! Shim → daemon lines: `hello NAME RUN SHIMPID` (at the start of each run), `start PID`,
-//! `spawn-failed MESSAGE`, `log-error MESSAGE` / `log-ok` (the log file stopped / started
-//! working again), `exit code N` or `exit signal N core 0|1`, `view-lost` (its terminal hung
-//! up), `view-ok` (it took the one handed over). Daemon → shim: `run N`, `quit` (exit once no
-//! program runs), `view` with a terminal passed alongside (`SCM_RIGHTS`).
+//! The lines it says and reads are `dmuc_wire::line` (`hello`, `start PID`, `exit ...`, ...
+//! up; `run N`, `quit`, `view` with a terminal passed alongside, down).
 //!
 //! The shim also outlives the daemon: when the link drops (dmucd crashed, was killed, or is
 //! being upgraded) the program keeps running and the shim waits, on inotify, for a new daemon
@@ -37,7 +34,9 @@ use core::fmt::{self, Write};
 use crate::logfile::{LogWriter, Message};
 use crate::spec::Spec;
 use crate::sys::{self, Errno, Fd, POLLIN, PollFd};
-use crate::text::{Buf, Lossy, parse_u64};
+use crate::text::{Buf, Lossy};
+use dmuc_wire::line::{Down, End, Up};
+use dmuc_wire::parse_u64;
 
 const SIGHUP: i32 = 1;
 const SIGINT: i32 = 2;
@@ -65,6 +64,15 @@ macro_rules! say_pane {
 fn line(args: fmt::Arguments<'_>) -> Line {
     let mut b = Line::new();
     let _ = b.write_fmt(args);
+    b
+}
+
+/// A link line, formatted (newline included).
+fn up(u: Up<'_>) -> Line {
+    let mut b = Line::new();
+    u.write(&mut |x| {
+        b.push(x);
+    });
     b
 }
 
@@ -236,14 +244,17 @@ impl Link {
         self.fd.or(self.watch)
     }
 
+    /// Writes a formatted line (see `up`).
     fn say(&mut self, l: &[u8]) {
-        if let Some(fd) = self.fd {
-            let mut b = Buf::<1100>::new();
-            b.push(l).push(b"\n");
-            if sys::write_all(fd, b.bytes()).is_err() {
-                self.lost();
-            }
+        if let Some(fd) = self.fd
+            && sys::write_all(fd, l).is_err()
+        {
+            self.lost();
         }
+    }
+
+    fn tell(&mut self, u: Up<'_>) {
+        self.say(up(u).bytes());
     }
 
     /// Reads what is available. `None` when the daemon went away; else what it said.
@@ -268,16 +279,11 @@ impl Link {
         let bytes = self.inbuf.bytes();
         let end = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
         for l in bytes[..end].split(|b| *b == b'\n') {
-            match l.trim_ascii() {
-                b"quit" => got.quit = true,
-                l => {
-                    if let Some(n) = l
-                        .strip_prefix(b"run ")
-                        .and_then(|n| parse_u64(n.trim_ascii()))
-                    {
-                        got.run = Some(n);
-                    }
-                }
+            match Down::parse(l) {
+                Some(Down::Quit) => got.quit = true,
+                Some(Down::Run(n)) => got.run = Some(n),
+                // The terminal came with the read (`view`'s first byte).
+                Some(Down::View) | None => {}
             }
         }
         let mut rest = Buf::<512>::new();
@@ -325,7 +331,7 @@ impl Tty {
             }
             sys::close(null);
         }
-        link.say(b"view-lost");
+        link.tell(Up::ViewLost);
     }
 
     /// The daemon handed over a new terminal.
@@ -336,13 +342,13 @@ impl Tty {
         sys::close(fd);
         sys::set_nonblocking(1);
         self.live = true;
-        link.say(b"view-ok");
+        link.tell(Up::ViewOk);
     }
 }
 
 /// How a run ended: the line for the daemon, the shim's exit code, the text for the pane.
 struct Status {
-    line: Buf<64>,
+    end: End,
     code: i32,
     text: Buf<64>,
 }
@@ -365,8 +371,12 @@ struct Run<'a> {
 fn report_log(run: &mut Run<'_>, link: &mut Link) {
     if run.log.error != run.log_told {
         match &run.log.error {
-            Some(e) => link.say(line(format_args!("log-error {}", Lossy(e.bytes()))).bytes()),
-            None => link.say(b"log-ok"),
+            Some(e) => {
+                // Valid UTF-8 on the link (the daemon reads lines of text).
+                let text = line(format_args!("{}", Lossy(e.bytes())));
+                link.tell(Up::LogError(text.bytes()));
+            }
+            None => link.tell(Up::LogOk),
         }
         run.log_told = run.log.error.clone();
     }
@@ -469,7 +479,11 @@ pub fn main<'a>(mut args: impl Iterator<Item = &'a CStr>) -> i32 {
             let Ok(spec) = Spec::parse(mapped.bytes()) else {
                 return 127; // checked when it was loaded
             };
-            let hello = line(format_args!("hello {} {run_no} {pid}", Lossy(spec.name)));
+            let hello = up(Up::Hello {
+                name: spec.name,
+                run: run_no,
+                shim: u32::try_from(pid).ok(),
+            });
             link.say(hello.bytes());
             match spawn(&spec) {
                 Err(msg) => {
@@ -477,7 +491,7 @@ pub fn main<'a>(mut args: impl Iterator<Item = &'a CStr>) -> i32 {
                     code = 127;
                 }
                 Ok(mut run) => {
-                    link.say(line(format_args!("start {}", run.pid)).bytes());
+                    link.tell(Up::Start(run.pid as u32));
                     report_log(&mut run, &mut link);
                     let mut io = Io {
                         sfd,
@@ -487,11 +501,11 @@ pub fn main<'a>(mut args: impl Iterator<Item = &'a CStr>) -> i32 {
                     };
                     supervise(&spec, &mut io, &mut run, &hello, &mut readbuf);
                     let st = run.status.take().unwrap_or_else(|| Status {
-                        line: line64(b"exit code 255"),
+                        end: End::Code(255),
                         code: 255,
                         text: line64(b"lost"),
                     });
-                    link.say(st.line.bytes());
+                    link.tell(Up::Exit(st.end));
                     say_pane!(
                         "\r\n[dmuc] {} (pid {}) ended: {}\r\n",
                         Lossy(spec.name),
@@ -502,7 +516,7 @@ pub fn main<'a>(mut args: impl Iterator<Item = &'a CStr>) -> i32 {
                     if run.closing || quit || (!tty.live && link.fd.is_none()) {
                         return st.code;
                     }
-                    last = (hello, line(format_args!("{}", Lossy(st.line.bytes()))));
+                    last = (hello, up(Up::Exit(st.end)));
                     code = st.code;
                 }
             }
@@ -676,7 +690,8 @@ fn spawn_failed(spec: &Spec<'_>, link: &mut Link, msg: &Buf<512>) -> Line {
     let mut log = LogWriter::new(spec.log, spec.log_max, spec.log_keep);
     log.write(text.bytes_mut());
     say_pane!("[dmuc] {}: {}\r\n", Lossy(spec.name), Lossy(msg.bytes()));
-    let end = line(format_args!("spawn-failed {}", Lossy(msg.bytes())));
+    let why = line(format_args!("{}", Lossy(msg.bytes())));
+    let end = up(Up::SpawnFailed(why.bytes()));
     link.say(end.bytes());
     end
 }
@@ -851,12 +866,12 @@ fn supervise(
 #[inline(never)]
 fn reannounce(io: &mut Io<'_>, hello: &Line, run: &Run<'_>) {
     io.link.say(hello.bytes());
-    io.link.say(line(format_args!("start {}", run.pid)).bytes());
+    io.link.tell(Up::Start(run.pid as u32));
     if let Some(st) = &run.status {
-        io.link.say(st.line.bytes());
+        io.link.tell(Up::Exit(st.end));
     }
     if !io.tty.live {
-        io.link.say(b"view-lost");
+        io.link.tell(Up::ViewLost);
     }
 }
 
@@ -865,18 +880,18 @@ fn reap(run: &mut Run<'_>, spec: &Spec<'_>) {
         return;
     };
     let mut st = Status {
-        line: Buf::new(),
+        end: End::Code(0),
         code: 0,
         text: Buf::new(),
     };
     match end {
         sys::Ended::Code(c) => {
-            let _ = write!(st.line, "exit code {c}");
+            st.end = End::Code(c);
             let _ = write!(st.text, "exit status {c}");
             st.code = c;
         }
         sys::Ended::Signal(s, core) => {
-            let _ = write!(st.line, "exit signal {s} core {}", u8::from(core));
+            st.end = End::Signal { signal: s, core };
             let _ = write!(
                 st.text,
                 "killed by {}{}",
@@ -929,7 +944,7 @@ fn idle(io: &mut Io<'_>, last: &(Line, Line)) -> Option<u64> {
         io.link.say(last.0.bytes());
         io.link.say(last.1.bytes());
         if !io.tty.live {
-            io.link.say(b"view-lost");
+            io.link.tell(Up::ViewLost);
         }
     };
     loop {

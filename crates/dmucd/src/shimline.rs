@@ -1,5 +1,5 @@
-//! The shim's line protocol, the daemon's side: what a shim says (parsed from its lines) and
-//! what the daemon says to it. The shim's side is in dmuc-shim's shim.rs.
+//! The shim link as the actor sees it: what a shim said and what to say to it. The lines
+//! themselves (both ways) are `dmuc_wire::line`.
 
 use std::os::fd::OwnedFd;
 
@@ -42,35 +42,23 @@ pub enum ToShim {
 /// The sending side of one shim's connection.
 pub type ShimTx = mpsc::UnboundedSender<ToShim>;
 
-/// Parses one line after `hello`.
+/// Parses one line after `hello` (format: `dmuc_wire::line`).
 pub fn parse_line(line: &str) -> Option<ShimWhat> {
-    let mut w = line.split(' ');
-    match w.next()? {
-        "start" => w.next()?.parse().ok().map(ShimWhat::Start),
-        "log-error" => Some(ShimWhat::LogError(
-            line["log-error".len()..].trim().to_string(),
-        )),
-        "log-ok" => Some(ShimWhat::LogOk),
-        "view-lost" => Some(ShimWhat::ViewLost),
-        "view-ok" => Some(ShimWhat::ViewOk),
-        "spawn-failed" => Some(ShimWhat::SpawnFailed(
-            line["spawn-failed".len()..].trim().to_string(),
-        )),
-        "exit" => match w.next()? {
-            "code" => w
-                .next()?
-                .parse()
-                .ok()
-                .map(|c| ShimWhat::Exit(ExitStatus::Code(c))),
-            "signal" => {
-                let signal = w.next()?.parse().ok()?;
-                let core = w.nth(1) == Some("1");
-                Some(ShimWhat::Exit(ExitStatus::Signal { signal, core }))
-            }
-            _ => None,
-        },
-        _ => None,
-    }
+    use dmuc_wire::line::{End, Up};
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    Some(match Up::parse(line.as_bytes())? {
+        Up::Start(pid) => ShimWhat::Start(pid),
+        Up::SpawnFailed(why) => ShimWhat::SpawnFailed(text(why)),
+        Up::Exit(End::Code(c)) => ShimWhat::Exit(ExitStatus::Code(c)),
+        Up::Exit(End::Signal { signal, core }) => {
+            ShimWhat::Exit(ExitStatus::Signal { signal, core })
+        }
+        Up::LogError(why) => ShimWhat::LogError(text(why)),
+        Up::LogOk => ShimWhat::LogOk,
+        Up::ViewLost => ShimWhat::ViewLost,
+        Up::ViewOk => ShimWhat::ViewOk,
+        Up::Hello { .. } => return None, // a connection's first line, read by shimlink
+    })
 }
 
 #[cfg(test)]

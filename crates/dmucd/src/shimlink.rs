@@ -79,10 +79,22 @@ async fn serve(s: UnixStream, tx: mpsc::UnboundedSender<Msg>) {
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<ToShim>();
     tokio::spawn(async move {
         while let Some(m) = out_rx.recv().await {
+            use dmuc_wire::line::Down;
+            let mut line = Vec::with_capacity(24);
+            let mut put = |b: &[u8]| line.extend_from_slice(b);
             let sent = match m {
-                ToShim::Run(n) => wr.write_all(format!("run {n}\n").as_bytes()).await,
-                ToShim::Quit => wr.write_all(b"quit\n").await,
-                ToShim::View(tty) => send_with_fd(wr.as_ref(), b"view\n", &tty).await,
+                ToShim::Run(n) => {
+                    Down::Run(n).write(&mut put);
+                    wr.write_all(&line).await
+                }
+                ToShim::Quit => {
+                    Down::Quit.write(&mut put);
+                    wr.write_all(&line).await
+                }
+                ToShim::View(tty) => {
+                    Down::View.write(&mut put);
+                    send_with_fd(wr.as_ref(), &line, &tty).await
+                }
             };
             if sent.is_err() {
                 break;
@@ -96,13 +108,15 @@ async fn serve(s: UnixStream, tx: mpsc::UnboundedSender<Msg>) {
     let mut current: Option<(String, u64)> = None;
     let mut ended = true;
     while let Ok(Some(line)) = lines.next_line().await {
-        if let Some(rest) = line.strip_prefix("hello ") {
-            let mut h = rest.split(' ');
-            let (Some(name), Some(run)) = (h.next(), h.next().and_then(|r| r.parse::<u64>().ok()))
+        if line.starts_with("hello") {
+            let Some(dmuc_wire::line::Up::Hello { name, run, .. }) =
+                dmuc_wire::line::Up::parse(line.as_bytes())
             else {
                 tracing::warn!("bad shim hello: {line:?}");
                 return;
             };
+            let name = String::from_utf8_lossy(name);
+            let name = name.as_ref();
             tracing::debug!(component = name, run, link, "shim hello");
             current = Some((name.to_string(), run));
             ended = false;

@@ -1,4 +1,4 @@
-//! Writes the launch spec a shim reads (format: dmuc-shim's `spec` module). User and group
+//! Writes the launch spec a shim reads (format and reader: `dmuc_wire::spec`). User and group
 //! names are resolved here, because the shim has no libc to ask NSS with.
 
 use std::os::unix::ffi::OsStrExt;
@@ -19,17 +19,14 @@ pub struct Launch<'a> {
     pub socket: &'a Path,
 }
 
-/// The spec's bytes. What cannot be started (an unknown user, a NUL inside an argument) is
-/// written as an `x` record: the shim reports it as the run's failure, like a failed exec.
+/// The spec's bytes (format: `dmuc_wire::spec`). What cannot be started (an unknown user, a
+/// NUL inside an argument) is written as an `x` record: the shim reports it as the run's
+/// failure, like a failed exec.
 pub fn encode(l: &Launch<'_>) -> Vec<u8> {
     let mut out = Vec::with_capacity(1024);
-    // A NUL would end the record early and make a new one of the rest: never written (the
-    // value is then reported through `x` and not used).
-    let mut rec = |tag: u8, v: &[u8]| {
-        out.push(tag);
-        out.extend(v.iter().map(|&b| if b == 0 { b' ' } else { b }));
-        out.push(0);
-    };
+    let mut w = dmuc_wire::spec::Writer::new(|b: &[u8]| out.extend_from_slice(b));
+    // The writer turns a NUL into a space (it would end the record): such a value is
+    // reported and never used.
     let mut error = None;
     let mut nul = |what: &str, v: &[u8]| {
         if v.contains(&0) && error.is_none() {
@@ -43,35 +40,33 @@ pub fn encode(l: &Launch<'_>) -> Vec<u8> {
         nul("an environment variable", k.as_bytes());
         nul("an environment variable", v.as_bytes());
     }
-    rec(b'n', l.name.as_bytes());
+    w.name(l.name.as_bytes());
     for a in l.argv {
-        rec(b'a', a.as_bytes());
+        w.arg(a.as_bytes());
     }
     for (k, v) in l.env {
-        rec(b'e', format!("{k}={v}").as_bytes());
+        w.env(k.as_bytes(), v.as_bytes());
     }
     if let Some(c) = l.cwd {
-        rec(b'c', c.as_os_str().as_bytes());
+        w.cwd(c.as_os_str().as_bytes());
     }
     match ids(l.user, l.group) {
         Ok((uid, gid)) => {
             if let Some(u) = uid {
-                rec(b'u', u.to_string().as_bytes());
+                w.uid(u);
             }
             if let Some(g) = gid {
-                rec(b'g', g.to_string().as_bytes());
+                w.gid(g);
             }
         }
         Err(e) => error = error.or(Some(e)),
     }
     if let Some(e) = error {
-        rec(b'x', e.as_bytes());
+        w.error(e.as_bytes());
     }
-    rec(b'l', l.log.as_os_str().as_bytes());
-    rec(b'm', l.log_max.to_string().as_bytes());
-    rec(b'k', l.log_keep.to_string().as_bytes());
-    rec(b'p', if l.kill_group { b"1" } else { b"0" });
-    rec(b's', l.socket.as_os_str().as_bytes());
+    w.log(l.log.as_os_str().as_bytes(), l.log_max, l.log_keep);
+    w.kill_group(l.kill_group);
+    w.socket(l.socket.as_os_str().as_bytes());
     out
 }
 
@@ -109,7 +104,7 @@ fn ids(user: Option<&str>, group: Option<&str>) -> Result<(Option<u32>, Option<u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dmuc_shim::spec::Spec;
+    use dmuc_wire::spec::Spec;
 
     fn launch<'a>(argv: &'a [String], env: &'a [(String, String)]) -> Launch<'a> {
         Launch {
