@@ -129,9 +129,9 @@ pub enum Event {
         /// Component index.
         comp: usize,
         /// Previous state name.
-        from: &'static str,
+        from: dmuc_proto::State,
         /// New state name.
-        to: &'static str,
+        to: dmuc_proto::State,
         /// Why, when there is something to say.
         reason: Option<String>,
     },
@@ -317,7 +317,7 @@ impl Supervisor {
         fx: &mut Vec<Effect>,
     ) {
         let u = &mut self.units[comp];
-        let from = u.state.name();
+        let from = u.state.kind();
         let changed = u.state != state;
         u.state = state;
         if changed {
@@ -325,7 +325,7 @@ impl Supervisor {
             fx.push(Effect::Event(Event::State {
                 comp,
                 from,
-                to: u.state.name(),
+                to: u.state.kind(),
                 reason,
             }));
         }
@@ -410,8 +410,8 @@ impl Supervisor {
                     let (scope, timeout) = (stop.scope, stop.timeout);
                     fx.push(Effect::Event(Event::State {
                         comp,
-                        from: "stopping",
-                        to: "stopping",
+                        from: dmuc_proto::State::Stopping,
+                        to: dmuc_proto::State::Stopping,
                         reason: Some(format!("did not stop within {timeout:?}; sending SIGKILL")),
                     }));
                     fx.push(Effect::Signal {

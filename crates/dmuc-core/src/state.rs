@@ -80,17 +80,23 @@ pub enum State {
 impl State {
     /// Lowercase name, as shown by `status`.
     pub fn name(&self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// The state without its details, as the protocol and dmucctl know it.
+    pub fn kind(&self) -> dmuc_proto::State {
+        use dmuc_proto::State as K;
         match self {
-            State::Pending { .. } => "pending",
-            State::Starting => "starting",
-            State::Running => "running",
-            State::Ready => "ready",
-            State::Stopping => "stopping",
-            State::Stopped => "stopped",
-            State::Exited => "exited",
-            State::Backoff { .. } => "backoff",
-            State::Failed { .. } => "failed",
-            State::Completed => "completed",
+            State::Pending { .. } => K::Pending,
+            State::Starting => K::Starting,
+            State::Running => K::Running,
+            State::Ready => K::Ready,
+            State::Stopping => K::Stopping,
+            State::Stopped => K::Stopped,
+            State::Exited => K::Exited,
+            State::Backoff { .. } => K::Backoff,
+            State::Failed { .. } => K::Failed,
+            State::Completed => K::Completed,
         }
     }
 

@@ -410,11 +410,84 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Box<Reply>> {
     }
 }
 
-/// Whether a component in state `state` (its protocol name) counts as up: what `N/M up` in
-/// the status line, the overview and `status --watch` counts, and what is shown green. The one
-/// place that decides it.
-pub fn is_up(state: &str) -> bool {
-    matches!(state, "ready" | "running" | "completed")
+/// A component's state, as the protocol names it (docs/glossary.md): the same enum in dmucd
+/// (`dmuc_core::State::kind`), on the wire (its lowercase name) and in dmucctl.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Wanted, waiting for its dependencies.
+    Pending,
+    /// Launched; no PID yet, or its ready probe has not passed.
+    Starting,
+    /// Its program runs (no ready probe).
+    Running,
+    /// Its program runs and its ready probe passed.
+    Ready,
+    /// Asked to stop; its program has not exited yet.
+    Stopping,
+    /// Stopped on request.
+    Stopped,
+    /// Exited with status 0 and not restarted.
+    Exited,
+    /// Waiting before a restart.
+    Backoff,
+    /// Given up on (start limit, or an exit not restarted).
+    Failed,
+    /// A oneshot that exited 0.
+    Completed,
+    /// A state this client does not know (a newer daemon's).
+    #[serde(other)]
+    Unknown,
+}
+
+impl State {
+    /// Every state, in the order of the lifecycle (for tests and tables).
+    pub const ALL: [State; 10] = [
+        State::Pending,
+        State::Starting,
+        State::Running,
+        State::Ready,
+        State::Stopping,
+        State::Stopped,
+        State::Exited,
+        State::Backoff,
+        State::Failed,
+        State::Completed,
+    ];
+
+    /// Its name on the wire and on screen.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Starting => "starting",
+            State::Running => "running",
+            State::Ready => "ready",
+            State::Stopping => "stopping",
+            State::Stopped => "stopped",
+            State::Exited => "exited",
+            State::Backoff => "backoff",
+            State::Failed => "failed",
+            State::Completed => "completed",
+            State::Unknown => "unknown",
+        }
+    }
+
+    /// Whether it counts as up: what `N/M up` in the status line, the overview and
+    /// `status --watch` counts, and what is shown green. The one place that decides it.
+    pub fn is_up(self) -> bool {
+        matches!(self, State::Ready | State::Running | State::Completed)
+    }
+
+    /// Down on purpose or for good: not something to wait for.
+    pub fn is_settled_down(self) -> bool {
+        matches!(self, State::Stopped | State::Exited)
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
 }
 
 /// True when `client` ("MAJOR.MINOR") can talk to this daemon.
@@ -494,8 +567,8 @@ pub struct ComponentStatus {
     pub name: String,
     /// "service" or "oneshot".
     pub kind: String,
-    /// State name (see docs/glossary.md).
-    pub state: String,
+    /// State (see docs/glossary.md).
+    pub state: State,
     /// Main process PID when running.
     pub pid: Option<u32>,
     /// Current run number.
@@ -541,9 +614,9 @@ pub enum EventWhat {
     /// A state change.
     State {
         /// Old state.
-        from: String,
+        from: State,
         /// New state.
-        to: String,
+        to: State,
         /// Why.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
@@ -637,7 +710,7 @@ pub struct GraphNode {
     /// Start level (0 = no dependencies).
     pub level: usize,
     /// Current state.
-    pub state: String,
+    pub state: State,
 }
 
 /// `from` waits for `to` to reach `condition`.

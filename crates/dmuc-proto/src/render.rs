@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::fmt::Write;
 
-use crate::ComponentStatus;
+use crate::{ComponentStatus, State};
 
 /// Colours on, or off (NO_COLOR, a pipe).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,17 +23,17 @@ impl Style {
     }
 
     /// A state name in its colour.
-    pub fn state(&self, state: &str) -> String {
-        self.paint(state_color(state), state)
+    pub fn state(&self, state: State) -> String {
+        self.paint(state_color(state), state.name())
     }
 }
 
 /// The ANSI colour of a state: green up, yellow on the way, red given up, dim down.
-pub fn state_color(state: &str) -> &'static str {
+pub fn state_color(state: State) -> &'static str {
     match state {
-        s if crate::is_up(s) => "32",
-        "starting" | "pending" | "stopping" | "backoff" => "33",
-        "failed" => "31",
+        s if s.is_up() => "32",
+        State::Starting | State::Pending | State::Stopping | State::Backoff => "33",
+        State::Failed => "31",
         _ => "2",
     }
 }
@@ -80,12 +80,12 @@ pub enum Times {
 /// The status table, with the time column chosen.
 pub fn status_table_with(comps: &[ComponentStatus], style: Style, times: Times) -> String {
     // Borrowed where the status has the text already.
-    let rows: Vec<[Cow<'_, str>; 8]> = comps
+    let rows: Vec<([Cow<'_, str>; 8], State)> = comps
         .iter()
         .map(|c| {
-            [
+            let cells = [
                 Cow::Borrowed(c.name.as_str()),
-                Cow::Borrowed(c.state.as_str()),
+                Cow::Borrowed(c.state.name()),
                 c.pid
                     .map_or(Cow::Borrowed("-"), |p| Cow::Owned(p.to_string())),
                 c.uptime_ms.map_or(Cow::Borrowed("-"), |up| {
@@ -104,7 +104,8 @@ pub fn status_table_with(comps: &[ComponentStatus], style: Style, times: Times) 
                 }),
                 Cow::Borrowed(c.last_exit.as_deref().unwrap_or("-")),
                 Cow::Borrowed(c.reason.as_deref().unwrap_or_default()),
-            ]
+            ];
+            (cells, c.state)
         })
         .collect();
     let head = [
@@ -121,7 +122,7 @@ pub fn status_table_with(comps: &[ComponentStatus], style: Style, times: Times) 
         "REASON",
     ];
     let mut w: Vec<usize> = head.iter().map(|h| h.len()).collect();
-    for r in &rows {
+    for (r, _) in &rows {
         for (i, cell) in r.iter().enumerate() {
             w[i] = w[i].max(cell.chars().count());
         }
@@ -149,9 +150,9 @@ pub fn status_table_with(comps: &[ComponentStatus], style: Style, times: Times) 
         out.push('\n');
     };
     line(&head, None);
-    for r in &rows {
+    for (r, state) in &rows {
         let cells: [&str; 8] = std::array::from_fn(|i| r[i].as_ref());
-        line(&cells, Some(state_color(&r[1])));
+        line(&cells, Some(state_color(*state)));
     }
     out
 }
@@ -177,7 +178,7 @@ mod tests {
         ComponentStatus {
             name: name.into(),
             kind: "service".into(),
-            state: "running".into(),
+            state: State::Running,
             pid: Some(7),
             run: 1,
             restarts: 0,

@@ -195,7 +195,7 @@ fn a_result_line_is_the_frame_result_would_build() {
         components: vec![ComponentStatus {
             name: "etcd".into(),
             kind: "service".into(),
-            state: "running".into(),
+            state: State::Running,
             pid: Some(42),
             run: 1,
             restarts: 0,
@@ -218,4 +218,24 @@ fn a_result_line_is_the_frame_result_would_build() {
     assert_eq!(same(&line), same(&Reply::result(3, &v).to_line()));
     let back: Reply = serde_json::from_str(&line).unwrap();
     assert_eq!(back, Reply::result(3, &v));
+}
+
+#[test]
+fn states_travel_as_their_names_and_unknown_ones_do_not_break_a_reply() {
+    for s in State::ALL {
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(json, format!("\"{}\"", s.name()));
+        assert_eq!(serde_json::from_str::<State>(&json).unwrap(), s);
+    }
+    // A newer daemon's state: an older client still reads the reply.
+    assert_eq!(
+        serde_json::from_str::<State>("\"hibernating\"").unwrap(),
+        State::Unknown
+    );
+    let up: Vec<&str> = State::ALL
+        .iter()
+        .filter(|s| s.is_up())
+        .map(|s| s.name())
+        .collect();
+    assert_eq!(up, ["running", "ready", "completed"]);
 }

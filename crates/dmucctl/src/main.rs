@@ -871,7 +871,7 @@ fn watch_status(
         for c in &mut comps {
             c.uptime_ms = c.uptime_ms.map(|u| u + age);
         }
-        let up = comps.iter().filter(|c| dmuc_proto::is_up(&c.state)).count();
+        let up = comps.iter().filter(|c| c.state.is_up()).count();
         let _ = write!(out, "\x1b[H\x1b[2J");
         let _ = writeln!(
             out,

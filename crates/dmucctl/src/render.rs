@@ -54,7 +54,7 @@ pub fn event_line(e: &EventRecord, style: Style) -> String {
     let who = e.component.as_deref().unwrap_or("dmucd");
     let what = match &e.what {
         EventWhat::State { from, to, reason } => {
-            let mut s = format!("{from} -> {}", style.state(to));
+            let mut s = format!("{from} -> {}", style.state(*to));
             if let Some(r) = reason {
                 let _ = write!(s, " ({r})");
             }
@@ -102,7 +102,7 @@ pub fn graph_text(g: &GraphResult, style: Style) -> String {
                 .filter(|e| e.from == n.name)
                 .map(|e| format!("{} ({})", e.to, e.condition))
                 .collect();
-            let _ = write!(out, "  {} [{}]", n.name, style.state(&n.state));
+            let _ = write!(out, "  {} [{}]", n.name, style.state(n.state));
             if !deps.is_empty() {
                 let _ = write!(out, " after {}", deps.join(", "));
             }
@@ -118,7 +118,7 @@ pub fn graph_dot(g: &GraphResult) -> String {
     let mut out =
         String::from("digraph dmuc {\n  rankdir=BT;\n  node [shape=box, style=filled];\n");
     for n in &g.nodes {
-        let fill = match state_color(&n.state) {
+        let fill = match state_color(n.state) {
             "32" => "palegreen",
             "33" => "khaki",
             "31" => "salmon",
@@ -149,13 +149,13 @@ pub fn graph_dot(g: &GraphResult) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dmuc_proto::{ComponentStatus, GraphEdge, GraphNode};
+    use dmuc_proto::{ComponentStatus, GraphEdge, GraphNode, State};
 
-    fn comp(name: &str, state: &str) -> ComponentStatus {
+    fn comp(name: &str, state: State) -> ComponentStatus {
         ComponentStatus {
             name: name.into(),
             kind: "service".into(),
-            state: state.into(),
+            state,
             pid: Some(42),
             run: 1,
             restarts: 2,
@@ -180,7 +180,10 @@ mod tests {
 
     #[test]
     fn table_aligns_with_and_without_colour() {
-        let comps = [comp("etcd", "ready"), comp("kube-apiserver", "failed")];
+        let comps = [
+            comp("etcd", State::Ready),
+            comp("kube-apiserver", State::Failed),
+        ];
         let plain = status_table(&comps, Style { color: false });
         let lines: Vec<&str> = plain.lines().collect();
         assert!(
@@ -229,12 +232,12 @@ mod tests {
                 GraphNode {
                     name: "etcd".into(),
                     level: 0,
-                    state: "ready".into(),
+                    state: State::Ready,
                 },
                 GraphNode {
                     name: "api".into(),
                     level: 1,
-                    state: "starting".into(),
+                    state: State::Starting,
                 },
             ],
             edges: vec![GraphEdge {

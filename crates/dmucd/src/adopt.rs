@@ -34,7 +34,7 @@ pub struct CompRecord {
     /// Restarts by policy so far.
     pub restarts: u32,
     /// State name.
-    pub state: String,
+    pub state: dmuc_proto::State,
     /// How the run before this one ended (absent in records of older dmucd versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_exit: Option<ExitRecord>,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use dmuc_config::{Config, StopScope};
 use dmuc_core::{Effect, Event, ExitStatus, Input, ProbeRole, Request, State, Supervisor, Wait};
-use dmuc_proto::{EventRecord, EventWhat};
+use dmuc_proto::{EventRecord, EventWhat, State as Kind};
 use nix::sys::signal::Signal;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
@@ -761,14 +761,7 @@ impl<B: Backend> Runtime<B> {
                     Some(r) => tracing::info!(component = %name, "{from} -> {to}: {r}"),
                     None => tracing::info!(component = %name, "{from} -> {to}"),
                 }
-                (
-                    comp,
-                    EventWhat::State {
-                        from: from.into(),
-                        to: to.into(),
-                        reason,
-                    },
-                )
+                (comp, EventWhat::State { from, to, reason })
             }
             Event::Exit { comp, pid, status } => {
                 tracing::info!(component = %self.name(comp), pid, "{status}");
@@ -878,7 +871,7 @@ impl<B: Backend> Runtime<B> {
             let Some(pane) = &self.slots[comp].pane else {
                 continue;
             };
-            let mark = mark_of(self.sup.unit(comp).state.name());
+            let mark = mark_of(self.sup.unit(comp).state.kind());
             if self.shown.0[comp] != mark {
                 marks.push((pane.window.clone(), mark.to_string()));
                 self.shown.0[comp] = mark.to_string();
@@ -894,8 +887,8 @@ impl<B: Backend> Runtime<B> {
 
     /// The status-line summary, from the units' states.
     fn summary_now(&self) -> String {
-        let states: Vec<&str> = (0..self.slots.len())
-            .map(|c| self.sup.unit(c).state.name())
+        let states: Vec<Kind> = (0..self.slots.len())
+            .map(|c| self.sup.unit(c).state.kind())
             .collect();
         summary_line(&states, |i| self.statuses(&[i]).pop())
     }
@@ -919,7 +912,7 @@ impl<B: Backend> Runtime<B> {
                             self.slots[comp].hash.clone()
                         },
                         restarts: u.restarts,
-                        state: u.state.name().into(),
+                        state: u.state.kind(),
                         last_exit: u.last_exit.as_ref().map(Into::into),
                     }
                 })
@@ -965,7 +958,7 @@ impl<B: Backend> Runtime<B> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64);
         let info = self.daemon_info();
-        let up = comps.iter().filter(|c| dmuc_proto::is_up(&c.state)).count();
+        let up = comps.iter().filter(|c| c.state.is_up()).count();
         let since = clock(now_us.saturating_sub(info.uptime_ms * 1000));
         let text = format!(
             "dmuc: {up}/{} up · dmucd pid {} · since {} UTC{}\n\n{}\n\
@@ -1002,17 +995,16 @@ impl<B: Backend> Runtime<B> {
 }
 
 /// A state's mark on the tmux status line, with its colour.
-fn mark_of(state: &str) -> &'static str {
+fn mark_of(state: Kind) -> &'static str {
     match state {
-        "ready" => "#[fg=green]✓#[default]",
-        "running" => "#[fg=green]●#[default]",
-        "completed" => "#[fg=green]✓#[default]",
-        "starting" => "#[fg=yellow]…#[default]",
-        "pending" => "#[fg=yellow]·#[default]",
-        "backoff" => "#[fg=yellow]↻#[default]",
-        "stopping" => "#[fg=yellow]■#[default]",
-        "failed" => "#[fg=red,bold]✗#[default]",
-        _ => "#[dim]○#[default]",
+        Kind::Ready | Kind::Completed => "#[fg=green]✓#[default]",
+        Kind::Running => "#[fg=green]●#[default]",
+        Kind::Starting => "#[fg=yellow]…#[default]",
+        Kind::Pending => "#[fg=yellow]·#[default]",
+        Kind::Backoff => "#[fg=yellow]↻#[default]",
+        Kind::Stopping => "#[fg=yellow]■#[default]",
+        Kind::Failed => "#[fg=red,bold]✗#[default]",
+        Kind::Stopped | Kind::Exited | Kind::Unknown => "#[dim]○#[default]",
     }
 }
 
@@ -1020,25 +1012,25 @@ fn mark_of(state: &str) -> &'static str {
 /// most pressing one that is not (failed first, then waiting or starting).
 #[cfg(test)]
 fn summary_of(comps: &[dmuc_proto::ComponentStatus]) -> String {
-    let states: Vec<&str> = comps.iter().map(|c| c.state.as_str()).collect();
+    let states: Vec<Kind> = comps.iter().map(|c| c.state).collect();
     summary_line(&states, |i| comps.get(i).cloned())
 }
 
-/// The summary from each component's state name, asking `status_of` only for the one it
-/// names (building every status per state change was O(N) per turn: O(N²) per start-up).
+/// The summary from each component's state, asking `status_of` only for the one it names
+/// (building every status per state change was O(N) per turn: O(N²) per start-up).
 fn summary_line(
-    states: &[&str],
+    states: &[Kind],
     status_of: impl FnOnce(usize) -> Option<dmuc_proto::ComponentStatus>,
 ) -> String {
-    let n_up = states.iter().filter(|s| dmuc_proto::is_up(s)).count();
+    let n_up = states.iter().filter(|s| s.is_up()).count();
     let mut s = format!("dmuc {n_up}/{} up", states.len());
-    let worst = states.iter().position(|s| *s == "failed").or_else(|| {
+    let worst = states.iter().position(|s| *s == Kind::Failed).or_else(|| {
         states
             .iter()
-            .position(|s| !dmuc_proto::is_up(s) && *s != "stopped" && *s != "exited")
+            .position(|s| !s.is_up() && !s.is_settled_down())
     });
     if let Some(c) = worst.and_then(status_of) {
-        let why = c.reason.as_deref().unwrap_or(&c.state);
+        let why = c.reason.as_deref().unwrap_or(c.state.name());
         // The value is drawn as a format: `#` must not start a style or a format.
         let why: String = why.replace('#', "##").chars().take(80).collect();
         s.push_str(&format!(" · {}: {why}", c.name));
@@ -1062,11 +1054,11 @@ fn trim_heap() {
 mod tests {
     use super::*;
 
-    fn c(name: &str, state: &str, reason: Option<&str>) -> dmuc_proto::ComponentStatus {
+    fn c(name: &str, state: Kind, reason: Option<&str>) -> dmuc_proto::ComponentStatus {
         dmuc_proto::ComponentStatus {
             name: name.into(),
             kind: "service".into(),
-            state: state.into(),
+            state,
             pid: None,
             run: 0,
             restarts: 0,
@@ -1100,21 +1092,24 @@ mod tests {
             (State::Failed { reason: "x".into() }, false),
             (State::Completed, true),
         ];
-        for (s, up) in states {
-            assert_eq!(dmuc_proto::is_up(s.name()), up, "{}", s.name());
+        for (s, up) in &states {
+            assert_eq!(s.kind().is_up(), *up, "{}", s.name());
         }
+        // Every state the machine has is one the protocol names, and the other way round.
+        let kinds: Vec<Kind> = states.iter().map(|(s, _)| s.kind()).collect();
+        assert_eq!(kinds, Kind::ALL);
     }
 
     #[test]
     fn summary_names_the_most_pressing_component() {
         let comps = [
-            c("etcd", "ready", None),
+            c("etcd", Kind::Ready, None),
             c(
                 "kubelet",
-                "pending",
+                Kind::Pending,
                 Some("waiting for containerd to be ready"),
             ),
-            c("proxy", "failed", Some("start limit hit #[x]")),
+            c("proxy", Kind::Failed, Some("start limit hit #[x]")),
         ];
         assert_eq!(
             summary_of(&comps),
@@ -1125,6 +1120,6 @@ mod tests {
             "dmuc 1/2 up · kubelet: waiting for containerd to be ready"
         );
         assert_eq!(summary_of(&comps[..1]), "dmuc 1/1 up");
-        assert_ne!(mark_of("ready"), mark_of("failed"));
+        assert_ne!(mark_of(Kind::Ready), mark_of(Kind::Failed));
     }
 }

@@ -440,8 +440,8 @@ fn every_transition_emits_an_event() {
     assert!(fx.iter().any(|e| matches!(
         e,
         Effect::Event(Event::State {
-            from: "pending",
-            to: "starting",
+            from: dmuc_proto::State::Pending,
+            to: dmuc_proto::State::Starting,
             ..
         })
     )));
@@ -449,8 +449,8 @@ fn every_transition_emits_an_event() {
     assert!(fx.iter().any(|e| matches!(
         e,
         Effect::Event(Event::State {
-            from: "starting",
-            to: "ready",
+            from: dmuc_proto::State::Starting,
+            to: dmuc_proto::State::Ready,
             ..
         })
     )));
@@ -465,8 +465,8 @@ fn every_transition_emits_an_event() {
     assert!(fx.iter().any(|e| matches!(
         e,
         Effect::Event(Event::State {
-            from: "ready",
-            to: "backoff",
+            from: dmuc_proto::State::Ready,
+            to: dmuc_proto::State::Backoff,
             ..
         })
     )));

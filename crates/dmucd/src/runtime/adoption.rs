@@ -6,6 +6,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use dmuc_core::Adopted;
+use dmuc_proto::State as Kind;
 
 use super::*;
 
@@ -153,7 +154,7 @@ impl<B: Backend> Runtime<B> {
                 }
                 // Launched, PID not recorded yet (the daemon died in between): the run is the
                 // one it launched, and the shim, its parent, vouches for the PID.
-                (Some(_), Some(rec)) => rec.run == r.run && rec.state == "starting",
+                (Some(_), Some(rec)) => rec.run == r.run && rec.state == Kind::Starting,
                 (None, Some(rec)) => rec.run == r.run,
                 (_, None) => false,
             };
@@ -172,7 +173,8 @@ impl<B: Backend> Runtime<B> {
                 && let Some(rec) = rec.filter(|rec| rec.run == r.run && rec.pid.is_none())
             {
                 self.slots[comp].shim_idle = true;
-                self.sup.restore(comp, known, rec.state == "completed", now);
+                self.sup
+                    .restore(comp, known, rec.state == Kind::Completed, now);
                 adopted.push(name);
                 continue;
             }
@@ -217,7 +219,7 @@ impl<B: Backend> Runtime<B> {
             };
             let def = &self.sup.graph().components()[comp];
             let completed =
-                rec.state == "completed" && rec.hash == crate::adopt::definition_hash(def);
+                rec.state == Kind::Completed && rec.hash == crate::adopt::definition_hash(def);
             let known = Adopted {
                 run: rec.run,
                 pid: None,

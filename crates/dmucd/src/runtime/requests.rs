@@ -40,7 +40,7 @@ impl<B: Backend> Runtime<B> {
                         dmuc_config::Kind::Service => "service".into(),
                         dmuc_config::Kind::Oneshot => "oneshot".into(),
                     },
-                    state: u.state.name().into(),
+                    state: u.state.kind(),
                     pid: u.pid,
                     run: u.run,
                     restarts: u.restarts,
@@ -179,7 +179,7 @@ impl<B: Backend> Runtime<B> {
                     .map(|i| GraphNode {
                         name: g.components()[i].name.clone(),
                         level: g.level(i),
-                        state: self.sup.unit(i).state.name().into(),
+                        state: self.sup.unit(i).state.kind(),
                     })
                     .collect();
                 let edges = g

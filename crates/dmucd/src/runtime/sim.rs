@@ -203,8 +203,12 @@ impl Rig {
     }
 
     /// Every component's state name, in config order.
-    async fn states(&mut self) -> Vec<String> {
-        self.status().await.into_iter().map(|c| c.state).collect()
+    async fn states(&mut self) -> Vec<&'static str> {
+        self.status()
+            .await
+            .into_iter()
+            .map(|c| c.state.name())
+            .collect()
     }
 
     /// The clock reaches `t` (paused time: everything due before it has run then).
@@ -240,7 +244,7 @@ async fn a_relaunch_waits_for_the_launch_in_flight_then_reuses_its_shim_or_its_p
     r.at(exited + Duration::from_secs(5)).await;
     // Run 2 is due (1 s backoff) but waits: no second window, nothing told to the shim.
     let a = r.state("a").await;
-    assert_eq!((a.state.as_str(), a.run), ("starting", 2));
+    assert_eq!((a.state.name(), a.run), ("starting", 2));
     assert!(r.shim_heard_nothing("a"));
     assert!(r.actions().is_empty(), "{:#?}", r.fake.seen);
     // tmux answers: run 2 starts in place, through the idle shim of run 1.
@@ -270,7 +274,7 @@ async fn a_shim_that_never_reports_costs_its_run_after_the_deadline() {
     let launched = Instant::now();
     r.at(launched + SHIM_DEADLINE - Duration::from_millis(1))
         .await;
-    assert_eq!(r.state("a").await.state, "starting");
+    assert_eq!(r.state("a").await.state, dmuc_proto::State::Starting);
     // The deadline passes, then the backoff: run 2.
     assert_eq!(r.launched("a").await.0, 2);
     assert_eq!(launched.elapsed(), SHIM_DEADLINE + Duration::from_secs(1));
@@ -285,7 +289,7 @@ async fn a_shim_that_never_reports_costs_its_run_after_the_deadline() {
     r.shim_starts("a", 2, 200);
     r.at(Instant::now() + SHIM_DEADLINE * 2).await;
     let a = r.state("a").await;
-    assert_eq!((a.state.as_str(), a.run, a.pid), ("running", 2, Some(200)));
+    assert_eq!((a.state.name(), a.run, a.pid), ("running", 2, Some(200)));
 }
 
 const TWO: &str = r#"
@@ -383,10 +387,10 @@ stop = { timeout = "3s" }
     assert_eq!(names, ["c", "b"]);
     // b kept its process, run, window, and shim.
     assert_eq!(
-        (s[1].state.as_str(), s[1].pid, s[1].run, s[1].window.clone()),
+        (s[1].state.name(), s[1].pid, s[1].run, s[1].window.clone()),
         ("running", Some(101), 1, Some(pane_b.window.clone()))
     );
-    assert_eq!(s[0].state, "running");
+    assert_eq!(s[0].state, dmuc_proto::State::Running);
     // b's timers moved with it: its stop still escalates after its own 3 s.
     r.fake.drain();
     assert!(matches!(
@@ -441,7 +445,7 @@ async fn a_lost_tmux_server_costs_no_process_and_every_shim_gets_a_window() {
     let s = r.status().await;
     for (c, pid) in s.iter().zip([100, 101]) {
         assert_eq!(
-            (c.state.as_str(), c.pid, c.run, c.restarts),
+            (c.state.name(), c.pid, c.run, c.restarts),
             ("running", Some(pid), 1, 0)
         );
         assert!(c.window.is_some());
@@ -512,7 +516,7 @@ command = ["/bin/sh"]
             start,
             hash: crate::adopt::definition_hash(&def(name)),
             restarts: 2,
-            state: "running".into(),
+            state: dmuc_proto::State::Running,
             last_exit: None,
         };
         Some(Adoption {
@@ -547,7 +551,7 @@ command = ["/bin/sh"]
     // a is adopted as it was: same process, run and restarts, not launched.
     let a = r.state("a").await;
     assert_eq!(
-        (a.state.as_str(), a.pid, a.run, a.restarts, a.window),
+        (a.state.name(), a.pid, a.run, a.restarts, a.window),
         ("running", Some(me), 3, 2, Some("@1".into()))
     );
     assert!(
