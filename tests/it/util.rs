@@ -10,7 +10,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
-pub use dmuc_tests::{skip_unless, skip_unless_root, skip_without};
+pub use dmuc_tests::{output_of_fresh, skip_unless, skip_unless_root, skip_without};
 
 /// `target/debug` (or whichever profile the tests were built with).
 pub fn bin_dir() -> PathBuf {
@@ -20,6 +20,7 @@ pub fn bin_dir() -> PathBuf {
         "dmucd",
         "dmucctl",
         "dmucctl-full",
+        "dmucctl-tools",
         "dmuc-shim",
         "dmuc-standin",
     ] {
@@ -30,24 +31,6 @@ pub fn bin_dir() -> PathBuf {
         );
     }
     dir
-}
-
-/// `cmd.output()` for a program file this test just wrote, retried while it is "busy"
-/// (ETXTBSY): another test thread that forks while the file is open for writing lends its
-/// child that descriptor until the child's exec. Bounded by a deadline.
-pub fn output_of_fresh(cmd: &mut Command) -> Output {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match cmd.output() {
-            Err(e)
-                if e.kind() == std::io::ErrorKind::ExecutableFileBusy
-                    && Instant::now() < deadline =>
-            {
-                std::thread::yield_now()
-            }
-            r => return r.unwrap(),
-        }
-    }
 }
 
 /// The stand-in program's path.

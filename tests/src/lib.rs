@@ -1,5 +1,6 @@
 //! End-to-end tests live in `tests/it`. This library holds what tests of every crate share:
-//! the rule for tests that need what a fresh Debian machine with Rust lacks.
+//! the rule for tests that need what a fresh Debian machine with Rust lacks, and running a
+//! program a test has just written.
 
 #![forbid(unsafe_code)]
 
@@ -41,4 +42,22 @@ pub fn skip_unless_root(test: &str) -> bool {
         vec!["root".into()]
     };
     skip_unless(test, &missing)
+}
+
+/// `cmd.output()` for a program file this test just wrote, retried while it is "busy"
+/// (ETXTBSY): another test thread that forks while the file is open for writing lends its
+/// child that descriptor until the child's exec. Bounded by a deadline.
+pub fn output_of_fresh(cmd: &mut std::process::Command) -> std::process::Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match cmd.output() {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ExecutableFileBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::yield_now()
+            }
+            r => return r.expect("the program runs"),
+        }
+    }
 }

@@ -9,6 +9,8 @@ use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use dmuc_tests::output_of_fresh;
+
 /// Runs the front alone in `dir` (so no dmucctl-full can be found) against `sock`, the
 /// server answering each request line with the next of `replies`; returns its output and
 /// the lines it sent.
@@ -46,24 +48,6 @@ fn front(dir: &Path, args: &[&str], replies: &[&str]) -> (Output, Vec<String>) {
             .env("PATH", dir),
     );
     (o, server.join().unwrap())
-}
-
-/// `cmd.output()` for a program file this test just wrote, retried while it is "busy"
-/// (ETXTBSY): another test thread that forks while the file is open for writing lends its
-/// child that descriptor until the child's exec. Bounded by a deadline.
-fn output_of_fresh(cmd: &mut Command) -> Output {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match cmd.output() {
-            Err(e)
-                if e.kind() == std::io::ErrorKind::ExecutableFileBusy
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::yield_now()
-            }
-            r => return r.unwrap(),
-        }
-    }
 }
 
 const HELLO: &str = r#"{"id":1,"result":{"version":"1.0","server":"dmucd 0.1.0","pid":7,"uid":0,"can_write":true}}"#;

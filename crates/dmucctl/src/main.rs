@@ -1,16 +1,13 @@
 //! `dmucctl`: the thin client of dmucd. It parses arguments, sends one request, prints the
-//! reply; all logic lives in the daemon. The offline tools of a cluster operator live here
-//! too: `check` (config validation), `pki` (certificates and kubeconfigs).
+//! reply; all logic lives in the daemon. `check` (config validation) is here too; the
+//! operator's tools (`pki`, `fetch`, `doctor`, `reset`) are parsed here, for one help and one
+//! set of completions, and run by `dmucctl-tools` (crates/dmucctl-tools).
 //!
 //! Exit codes: 0 ok, 1 the operation failed, 2 usage error, 3 daemon not reachable.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-mod client;
-mod fetch;
-mod host;
-mod pki;
 mod render;
 
 use std::io::{IsTerminal, Write};
@@ -25,7 +22,7 @@ use dmuc_proto::{
 };
 use serde_json::Value;
 
-use client::{CallError, Client};
+use dmuc_client::{CallError, Client};
 use render::Style;
 
 /// Control dmucd, the dmuc supervisor: status, start/stop/restart, logs, events, attach.
@@ -124,41 +121,10 @@ enum Cmd {
         #[arg(long = "var", value_name = "KEY=VALUE", value_parser = dmuc_config::parse_var)]
         vars: Vec<(String, String)>,
     },
-    /// Certificates, keys and kubeconfigs for config/cluster.toml.
-    Pki {
-        #[command(subcommand)]
-        cmd: PkiCmd,
-    },
-    /// Download the official binaries, verify their checksums, install them (all or nothing).
-    Fetch(FetchArgs),
-    /// Check this host for config/cluster.toml: binaries and versions, ports, swap, kernel
-    /// modules, sysctls, cgroups, capabilities, node address; each problem says how to fix it.
-    Doctor {
-        #[command(flatten)]
-        profile: ProfileArgs,
-        /// Read the host under this directory instead of / (for tests and chroots).
-        #[arg(long, value_name = "DIR", default_value = "/")]
-        root: PathBuf,
-        /// Do not try to bind the cluster's ports.
-        #[arg(long)]
-        no_ports: bool,
-    },
-    /// Tear the node down between attempts (as kubeadm reset): stop dmucd, then remove the
-    /// state directory and what the components leave elsewhere, the CNI bridge, the
-    /// kube-proxy and CNI iptables chains and the pod cgroups. Asks first.
-    Reset {
-        #[command(flatten)]
-        profile: ProfileArgs,
-        /// Keep the certificates and kubeconfigs (STATE/pki).
-        #[arg(long)]
-        keep_pki: bool,
-        /// Do not ask.
-        #[arg(long, short = 'y')]
-        yes: bool,
-        /// Work under this directory instead of / (host networking is then left alone).
-        #[arg(long, value_name = "DIR", default_value = "/")]
-        root: PathBuf,
-    },
+    /// The operator's tools (certificates, binaries, host checks, reset), run by
+    /// `dmucctl-tools` (they link TLS, HTTP and tar, which the daemon verbs do not need).
+    #[command(flatten)]
+    Tool(dmucctl_tools::cli::ToolCmd),
     /// Print dmucctl's version and the daemon's.
     Version,
     /// Print shell completions.
@@ -169,132 +135,6 @@ enum Cmd {
     /// Print the man page (roff) on stdout.
     #[command(hide = true)]
     Man,
-}
-
-#[derive(clap::Args, Debug)]
-struct ProfileArgs {
-    /// The cluster profile whose [vars] (bin, cni-bin, state, node-ip) to use.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Replace a `[vars]` value of the profile (repeatable).
-    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = dmuc_config::parse_var)]
-    vars: Vec<(String, String)>,
-}
-
-impl ProfileArgs {
-    /// The profile's variables (or the built-in ones and the --var values without a profile).
-    fn vars(&self) -> Result<std::collections::BTreeMap<String, String>, String> {
-        let over: std::collections::BTreeMap<String, String> = self.vars.iter().cloned().collect();
-        match &self.config {
-            Some(f) => dmuc_config::load_file(f, &over).map(|c| c.vars),
-            None => {
-                let mut v = dmuc_config::host_builtins();
-                v.extend(over);
-                Ok(v)
-            }
-        }
-    }
-}
-
-#[derive(clap::Args, Debug)]
-struct FetchArgs {
-    /// Kubernetes: kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy,
-    /// kubectl (`v1.34.2`; `1.34` or `v1.34.x` means the latest 1.34 patch release).
-    #[arg(long, value_name = "VERSION")]
-    kubernetes: Option<String>,
-    /// etcd and etcdctl (`v3.6.5`).
-    #[arg(long, value_name = "VERSION")]
-    etcd: Option<String>,
-    /// containerd, containerd-shim-runc-v2, ctr (`2.1.4`).
-    #[arg(long, value_name = "VERSION")]
-    containerd: Option<String>,
-    /// runc (`1.3.1`).
-    #[arg(long, value_name = "VERSION")]
-    runc: Option<String>,
-    /// CNI plugins bridge, host-local, loopback, portmap (`1.7.1`), into --cni-dir.
-    #[arg(long, value_name = "VERSION")]
-    cni: Option<String>,
-    /// Where the programs go.
-    #[arg(long, value_name = "DIR", default_value = "/usr/local/bin")]
-    dir: PathBuf,
-    /// Where the CNI plugins go.
-    #[arg(long, value_name = "DIR", default_value = "/opt/cni/bin")]
-    cni_dir: PathBuf,
-    /// Base URL of the Kubernetes releases (a mirror, or an air-gapped host).
-    #[arg(long, value_name = "URL", default_value = "https://dl.k8s.io")]
-    kubernetes_url: String,
-    /// Base URL of the GitHub releases of etcd, containerd, runc and the CNI plugins.
-    #[arg(long, value_name = "URL", default_value = "https://github.com")]
-    github_url: String,
-    /// Architecture [default: this machine's].
-    #[arg(long, value_name = "ARCH")]
-    arch: Option<String>,
-}
-
-#[derive(Subcommand, Debug)]
-enum PkiCmd {
-    /// Generate what is missing: CA, apiserver and kubelet serving certs, client certs
-    /// (admin, controller-manager, scheduler, kubelet, kube-proxy, apiserver→kubelet), the
-    /// service-account key pair, and a kubeconfig per client. Existing files are kept.
-    Init {
-        #[command(flatten)]
-        pki: PkiArgs,
-        /// Replace existing files (a new CA and everything signed by it).
-        #[arg(long)]
-        force: bool,
-    },
-    /// Report expiry, chain, identity and SAN problems of the files in DIR (exit 1 if any).
-    Check {
-        #[command(flatten)]
-        pki: PkiArgs,
-    },
-}
-
-#[derive(clap::Args, Debug)]
-struct PkiArgs {
-    /// Where the files are.
-    #[arg(long, value_name = "DIR")]
-    dir: PathBuf,
-    /// The node's name [default: this host's name, lowercased].
-    #[arg(long, value_name = "NAME")]
-    node_name: Option<String>,
-    /// The node's IPv4 address [default: the default route's source address].
-    #[arg(long, value_name = "IP")]
-    node_ip: Option<std::net::Ipv4Addr>,
-    /// Cluster name in the kubeconfigs.
-    #[arg(long, default_value = "dmuc")]
-    cluster_name: String,
-    /// Service CIDR (its first address, the `kubernetes` Service, goes in the apiserver's SANs).
-    #[arg(long, default_value = "10.96.0.0/12")]
-    service_cidr: String,
-    /// Validity of the certificates, days.
-    #[arg(long, default_value_t = 365)]
-    days: u32,
-    /// Validity of the CA, days.
-    #[arg(long, default_value_t = 3650)]
-    ca_days: u32,
-}
-
-impl PkiArgs {
-    fn options(self, force: bool) -> pki::Options {
-        let host = dmuc_config::host_builtins();
-        pki::Options {
-            dir: self.dir,
-            node_name: self
-                .node_name
-                .unwrap_or_else(|| host.get("hostname").cloned().unwrap_or_default()),
-            node_ip: self.node_ip.unwrap_or_else(|| {
-                host.get("host-ip")
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(std::net::Ipv4Addr::LOCALHOST)
-            }),
-            cluster_name: self.cluster_name,
-            service_cidr: self.service_cidr,
-            days: self.days,
-            ca_days: self.ca_days,
-            force,
-        }
-    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -314,9 +154,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     dmuc_config::duration::parse_duration(s)
 }
 
-const OK: u8 = 0;
-const FAILED: u8 = 1;
-const UNREACHABLE: u8 = 3;
+use dmuc_client::{FAILED, OK, default_socket, report, tmux_program};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -329,41 +167,6 @@ fn main() -> ExitCode {
         Err(e) => report(&e),
     };
     ExitCode::from(code)
-}
-
-fn default_socket() -> PathBuf {
-    let uid = nix::unistd::geteuid();
-    let env = dmuc_config::paths::PathEnv {
-        is_root: uid.is_root(),
-        uid: uid.as_raw(),
-        xdg_runtime_dir: std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
-        xdg_state_home: None,
-        home: None,
-    };
-    dmuc_config::paths::Paths::defaults(&env).socket
-}
-
-fn report(e: &CallError) -> u8 {
-    match e {
-        CallError::Unreachable { path, err } => {
-            eprintln!("dmucctl: cannot reach dmucd at {}: {err}", path.display());
-            eprintln!(
-                "hint: is dmucd running? Start it with `dmucd --config FILE`, or point at its socket with --socket or DMUC_SOCKET"
-            );
-            UNREACHABLE
-        }
-        CallError::Remote(r) => {
-            eprintln!("dmucctl: {}", r.message);
-            if let Some(h) = &r.hint {
-                eprintln!("hint: {h}");
-            }
-            FAILED
-        }
-        CallError::Broken(m) => {
-            eprintln!("dmucctl: {m}");
-            FAILED
-        }
-    }
 }
 
 fn parse<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, CallError> {
@@ -386,19 +189,7 @@ fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
                 }
             });
         }
-        Cmd::Pki { cmd } => return Ok(pki_cmd(cmd)),
-        Cmd::Fetch(args) => return Ok(fetch_cmd(args)),
-        Cmd::Doctor {
-            profile,
-            root,
-            no_ports,
-        } => return Ok(doctor_cmd(&profile, root, !no_ports)),
-        Cmd::Reset {
-            profile,
-            keep_pki,
-            yes,
-            root,
-        } => return Ok(reset_cmd(&profile, keep_pki, yes, root, socket)),
+        Cmd::Tool(_) => return Ok(run_tools()),
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "dmucctl", &mut out);
             return Ok(OK);
@@ -565,268 +356,9 @@ fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
             eprintln!("dmucctl: cannot run tmux: {err}");
             return Ok(FAILED);
         }
-        Cmd::Check { .. }
-        | Cmd::Pki { .. }
-        | Cmd::Fetch(_)
-        | Cmd::Doctor { .. }
-        | Cmd::Reset { .. }
-        | Cmd::Completions { .. }
-        | Cmd::Man
-        | Cmd::Version => {}
+        Cmd::Check { .. } | Cmd::Tool(_) | Cmd::Completions { .. } | Cmd::Man | Cmd::Version => {}
     }
     Ok(OK)
-}
-
-/// The tmux dmucd runs: `DMUC_TMUX`, else `tmux` on PATH (as `dmuc_tmux::program`).
-fn tmux_program() -> std::ffi::OsString {
-    std::env::var_os("DMUC_TMUX")
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "tmux".into())
-}
-
-fn doctor_cmd(profile: &ProfileArgs, root: PathBuf, ports: bool) -> u8 {
-    let vars = match profile.vars() {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("{e}");
-            return FAILED;
-        }
-    };
-    let var = |k: &str, d: &str| vars.get(k).cloned().unwrap_or_else(|| d.to_string());
-    let input = host::DoctorInput {
-        root,
-        bin: var("bin", "/usr/local/bin").into(),
-        cni_bin: var("cni-bin", "/opt/cni/bin").into(),
-        node_ip: var("node-ip", &var("host-ip", "")),
-        is_root: nix::unistd::geteuid().is_root(),
-        check_ports: ports,
-        tmux_version: std::process::Command::new(tmux_program())
-            .arg("-V")
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned()),
-    };
-    let checks = host::doctor(&input);
-    let mut fails = 0;
-    for c in &checks {
-        let mark = match c.level {
-            host::Level::Ok => "ok  ",
-            host::Level::Warn => "warn",
-            host::Level::Fail => {
-                fails += 1;
-                "FAIL"
-            }
-        };
-        println!("{mark}  {:<42} {}", c.what, c.found);
-        if let Some(f) = &c.fix
-            && c.level != host::Level::Ok
-        {
-            println!("      fix: {f}");
-        }
-    }
-    if fails > 0 {
-        eprintln!("dmucctl: doctor: {fails} problems to fix before the cluster can run");
-        FAILED
-    } else {
-        OK
-    }
-}
-
-fn reset_cmd(profile: &ProfileArgs, keep_pki: bool, yes: bool, root: PathBuf, socket: &Path) -> u8 {
-    let vars = match profile.vars() {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("{e}");
-            return FAILED;
-        }
-    };
-    let state = PathBuf::from(vars.get("state").map_or("/var/lib/dmuc", String::as_str));
-    // A running daemon would restart what we remove: stop it (and the cluster) first.
-    if let Ok(mut c) = Client::connect(socket) {
-        let pid = c.hello().map_or(0, |h| h.pid);
-        let q = format!("dmucd (pid {pid}) is running: stop it and every component?");
-        if !yes && !host::confirm(&q) {
-            eprintln!("dmucctl: reset: nothing done");
-            return FAILED;
-        }
-        if let Err(e) = c.call(Verb::Shutdown {}) {
-            return report(&e);
-        }
-        c.wait_closed();
-        println!("stopped dmucd and every component");
-    }
-    let keep: &[&str] = if keep_pki { &["pki"] } else { &[] };
-    let var = |k: &str, d: &str| PathBuf::from(vars.get(k).map_or(d, String::as_str));
-    let (socket, bin) = (
-        var("containerd-socket", "/run/containerd/containerd.sock"),
-        var("bin", "/usr/local/bin"),
-    );
-    let plan = host::reset_plan(&host::ResetInput {
-        root: &root,
-        state: &state,
-        keep,
-        containerd_socket: &socket,
-        bin: &bin,
-    });
-    if plan.is_empty() {
-        println!("nothing to remove");
-        return OK;
-    }
-    println!("reset will remove:");
-    for p in &plan.paths {
-        println!("  {}", p.display());
-    }
-    if !plan.shims.is_empty() {
-        println!(
-            "  {} containerd shims of {} (and their containers)",
-            plan.shims.len(),
-            socket.display()
-        );
-    }
-    if !plan.cgroups.is_empty() {
-        println!(
-            "  {} pod cgroups (their processes are killed)",
-            plan.cgroups.len()
-        );
-    }
-    if plan.network {
-        println!("  the cni0 bridge and the KUBE-*/CNI-* iptables and ip6tables chains");
-    }
-    if !yes && !host::confirm("Remove all this?") {
-        eprintln!("dmucctl: reset: nothing removed");
-        return FAILED;
-    }
-    let mut failed = 0;
-    for step in host::reset(&plan) {
-        match step {
-            Ok(line) => println!("{line}"),
-            Err(line) => {
-                failed += 1;
-                eprintln!("dmucctl: reset: {line}");
-            }
-        }
-    }
-    if failed > 0 {
-        eprintln!("dmucctl: reset: {failed} steps failed (above); run it again once fixed");
-        return FAILED;
-    }
-    OK
-}
-
-fn fetch_cmd(a: FetchArgs) -> u8 {
-    let mut versions = fetch::Versions {
-        kubernetes: a.kubernetes,
-        etcd: a.etcd,
-        containerd: a.containerd,
-        runc: a.runc,
-        cni: a.cni,
-    };
-    if versions.kubernetes.is_none()
-        && versions.etcd.is_none()
-        && versions.containerd.is_none()
-        && versions.runc.is_none()
-        && versions.cni.is_none()
-    {
-        eprintln!(
-            "dmucctl: fetch: name at least one of --kubernetes, --etcd, --containerd, --runc, --cni"
-        );
-        eprintln!(
-            "hint: e.g. dmucctl fetch --kubernetes 1.34 --etcd v3.6.5 --containerd 2.1.4 --runc 1.3.1 --cni 1.7.1"
-        );
-        return 2;
-    }
-    if let Some(k) = &versions.kubernetes {
-        match fetch::resolve_kubernetes(&a.kubernetes_url, k) {
-            Ok(v) => versions.kubernetes = Some(v),
-            Err(e) => {
-                eprintln!("dmucctl: fetch: {e}");
-                return FAILED;
-            }
-        }
-    }
-    let bases = fetch::Bases {
-        kubernetes: a.kubernetes_url,
-        github: a.github_url,
-    };
-    let arch = a.arch.unwrap_or_else(|| fetch::host_arch().to_string());
-    let plan = fetch::plan(&versions, &bases, &arch, &a.dir, &a.cni_dir);
-    let staging = a.dir.join(".dmuc-fetch");
-    match fetch::run(&plan, &staging, &fetch::Progress::new()) {
-        Ok(installed) => {
-            for p in &installed {
-                println!("installed {}", p.display());
-            }
-            println!("{} files installed", installed.len());
-            OK
-        }
-        Err(e) => {
-            eprintln!("dmucctl: fetch: {e}");
-            FAILED
-        }
-    }
-}
-
-fn pki_cmd(cmd: PkiCmd) -> u8 {
-    match cmd {
-        PkiCmd::Init { pki: args, force } => {
-            let o = args.options(force);
-            match pki::init(&o) {
-                Ok(done) => {
-                    let created = done
-                        .iter()
-                        .filter(|(_, how)| *how == pki::Outcome::Created)
-                        .count();
-                    for (file, how) in &done {
-                        let how = match how {
-                            pki::Outcome::Created => "created",
-                            pki::Outcome::Kept => "kept (exists; --force replaces it)",
-                        };
-                        println!("{:<40} {how}", o.dir.join(file).display());
-                    }
-                    println!(
-                        "{created} files created, {} kept, for node {} ({})",
-                        done.len() - created,
-                        o.node_name,
-                        o.node_ip
-                    );
-                    OK
-                }
-                Err(e) => {
-                    eprintln!("dmucctl: pki init: {e}");
-                    FAILED
-                }
-            }
-        }
-        PkiCmd::Check { pki: args } => {
-            let o = args.options(false);
-            match pki::check(&o) {
-                Ok(findings) => {
-                    let mut bad = 0;
-                    for f in &findings {
-                        let left = f.days_left.map_or("-".to_string(), |d| format!("{d} days"));
-                        let status = if f.problems.is_empty() {
-                            "ok".to_string()
-                        } else {
-                            bad += 1;
-                            f.problems.join("; ")
-                        };
-                        println!("{:<34} {left:>10}  {status}", f.file);
-                    }
-                    if bad > 0 {
-                        eprintln!("dmucctl: {bad} files with problems in {}", o.dir.display());
-                        FAILED
-                    } else {
-                        OK
-                    }
-                }
-                Err(e) => {
-                    eprintln!("dmucctl: pki check: {e}");
-                    FAILED
-                }
-            }
-        }
-    }
 }
 
 /// `status --watch`: redraws the table whenever an event arrives (and every second, for
@@ -962,4 +494,23 @@ fn action(
         }
         Err(e) => Err(e),
     }
+}
+
+/// Runs the operator's tools: `dmucctl-tools` (beside this program, else on `PATH`) with
+/// this command line. Returns only if it cannot be started.
+fn run_tools() -> u8 {
+    let exe = std::env::current_exe().ok();
+    let beside = exe
+        .as_ref()
+        .and_then(|e| e.parent())
+        .map(|d| d.join("dmucctl-tools"))
+        .filter(|p| p.is_file());
+    let prog = beside.unwrap_or_else(|| PathBuf::from("dmucctl-tools"));
+    let err = std::process::Command::new(&prog)
+        .arg0("dmucctl")
+        .args(std::env::args_os().skip(1))
+        .exec();
+    eprintln!("dmucctl: cannot run {}: {err}", prog.display());
+    eprintln!("hint: install dmucctl-tools beside dmucctl (cargo build --workspace builds it)");
+    127
 }

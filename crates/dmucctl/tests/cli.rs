@@ -6,6 +6,8 @@
 
 use std::process::Command;
 
+use dmuc_tests::output_of_fresh;
+
 fn ctl(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_dmucctl-full"))
         .args(args)
@@ -67,82 +69,57 @@ fn completions_and_man_page_come_from_the_cli_definition() {
     );
 }
 
-#[test]
-fn reset_asks_first_and_says_what_it_removed() {
-    use std::io::Write;
-    let root = tempfile::tempdir().unwrap();
-    let r = root.path();
-    for p in [
-        "var/lib/dmuc/etcd/db",
-        "var/lib/dmuc/pki/ca.crt",
-        "var/lib/kubelet/x",
-        "run/containerd/s",
-    ] {
-        std::fs::create_dir_all(r.join(p).parent().unwrap()).unwrap();
-        std::fs::write(r.join(p), "x").unwrap();
-    }
-    let sock = r.join("no.sock");
-    let run = |answer: &str, extra: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_dmucctl-full"))
-            .args([
-                "--socket",
-                sock.to_str().unwrap(),
-                "reset",
-                "--root",
-                r.to_str().unwrap(),
-            ])
-            .args(extra)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        c.stdin
-            .take()
-            .unwrap()
-            .write_all(answer.as_bytes())
-            .unwrap();
-        c.wait_with_output().unwrap()
-    };
-    let o = run("n\n", &[]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("var/lib/kubelet"),
-        "{o:?}"
-    );
-    assert!(
-        r.join("var/lib/kubelet/x").exists(),
-        "removed without a yes"
-    );
-    let o = run("y\n", &["--keep-pki"]);
-    assert!(o.status.success(), "{o:?}");
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        out.contains("removed") && out.contains("var/lib/dmuc/etcd"),
-        "{out}"
-    );
-    assert!(!r.join("var/lib/kubelet").exists() && !r.join("run/containerd").exists());
-    assert!(r.join("var/lib/dmuc/pki/ca.crt").exists(), "--keep-pki");
-    let o = run("", &["--yes"]);
-    assert!(o.status.success());
-    assert!(!r.join("var/lib/dmuc/pki").exists());
-    assert!(String::from_utf8_lossy(&run("", &["--yes"]).stdout).contains("nothing to remove"));
+/// Copies dmucctl-full into `dir` (alone, or beside a stand-in `dmucctl-tools`).
+fn full_in(dir: &std::path::Path) -> std::path::PathBuf {
+    let full = dir.join("dmucctl-full");
+    std::fs::copy(env!("CARGO_BIN_EXE_dmucctl-full"), &full).unwrap();
+    full
 }
 
 #[test]
-fn doctor_fails_with_fixes_on_an_empty_host() {
-    let root = tempfile::tempdir().unwrap();
-    let o = ctl(&[
-        "doctor",
-        "--root",
-        root.path().to_str().unwrap(),
-        "--no-ports",
-        "--var",
-        "node-ip=10.0.0.5",
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("FAIL  kube-apiserver binary"), "{out}");
-    assert!(out.contains("fix: modprobe br_netfilter"), "{out}");
-    assert!(out.contains("ok    node address"), "{out}");
+fn the_tools_are_handed_to_dmucctl_tools_with_the_same_command_line() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let full = full_in(dir.path());
+    let tools = dir.path().join("dmucctl-tools");
+    std::fs::write(&tools, "#!/bin/sh\necho \"$0|$*\"\nexit 5\n").unwrap();
+    std::fs::set_permissions(&tools, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for args in [
+        &["pki", "check", "--dir", "/x y"][..],
+        &["--socket", "/s", "reset", "--yes"],
+        &["doctor", "--no-ports"],
+        &["fetch", "--etcd", "v3.6.5"],
+    ] {
+        let o = output_of_fresh(Command::new(&full).args(args).env("PATH", "/nonexistent"));
+        assert_eq!(o.status.code(), Some(5), "{args:?}: the tools' exit code");
+        let out = String::from_utf8_lossy(&o.stdout);
+        let (argv0, rest) = out.trim_end().split_once('|').unwrap();
+        // sh's $0 is the script; what matters is that the arguments arrive as they were.
+        assert!(argv0.ends_with("dmucctl-tools"), "{argv0}");
+        assert_eq!(rest, args.join(" "));
+    }
+    // The daemon verbs are not handed over.
+    let o = output_of_fresh(
+        Command::new(&full)
+            .args(["--socket", "/nonexistent.sock", "status"])
+            .env("PATH", "/nonexistent"),
+    );
+    assert_eq!(o.status.code(), Some(3), "status is dmucctl-full's own");
+}
+
+#[test]
+fn without_dmucctl_tools_the_tools_say_what_to_install() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = full_in(dir.path());
+    let o = output_of_fresh(
+        Command::new(&full)
+            .args(["pki", "check", "--dir", "/x"])
+            .env("PATH", "/nonexistent"),
+    );
+    assert_eq!(o.status.code(), Some(127));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("dmucctl-tools") && err.contains("hint:"),
+        "{err}"
+    );
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 fn ctl(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_dmucctl-full"))
+    Command::new(env!("CARGO_BIN_EXE_dmucctl-tools"))
         .args(args)
         .output()
         .unwrap()

@@ -207,7 +207,7 @@ fn releases(routes: &Routes) {
 }
 
 fn fetch(base: &str, dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_dmucctl-full"))
+    Command::new(env!("CARGO_BIN_EXE_dmucctl-tools"))
         .args([
             "fetch",
             "--arch",

@@ -1,5 +1,8 @@
-//! A blocking client of the control protocol: connect, `hello`, requests, streams. Blocking
-//! std I/O keeps `dmucctl` small and quick to start; it does one thing at a time anyway.
+//! A blocking client of the control protocol: connect, `hello`, requests, streams, and what
+//! dmucctl's programs say about a failed call. Blocking std I/O keeps `dmucctl` small and
+//! quick to start; it does one thing at a time anyway.
+
+#![forbid(unsafe_code)]
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -253,4 +256,55 @@ impl Client {
     pub fn wait_closed(&mut self) {
         while let Ok(Some(_)) = self.frame() {}
     }
+}
+
+/// Exit code: done.
+pub const OK: u8 = 0;
+/// Exit code: the operation failed.
+pub const FAILED: u8 = 1;
+/// Exit code: no daemon answers.
+pub const UNREACHABLE: u8 = 3;
+
+/// The control socket when neither `--socket` nor `DMUC_SOCKET` names one.
+pub fn default_socket() -> PathBuf {
+    let uid = nix::unistd::geteuid();
+    let env = dmuc_config::paths::PathEnv {
+        is_root: uid.is_root(),
+        uid: uid.as_raw(),
+        xdg_runtime_dir: std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
+        xdg_state_home: None,
+        home: None,
+    };
+    dmuc_config::paths::Paths::defaults(&env).socket
+}
+
+/// Says why a call failed, on stderr; returns the exit code for it.
+pub fn report(e: &CallError) -> u8 {
+    match e {
+        CallError::Unreachable { path, err } => {
+            eprintln!("dmucctl: cannot reach dmucd at {}: {err}", path.display());
+            eprintln!(
+                "hint: is dmucd running? Start it with `dmucd --config FILE`, or point at its socket with --socket or DMUC_SOCKET"
+            );
+            UNREACHABLE
+        }
+        CallError::Remote(r) => {
+            eprintln!("dmucctl: {}", r.message);
+            if let Some(h) = &r.hint {
+                eprintln!("hint: {h}");
+            }
+            FAILED
+        }
+        CallError::Broken(m) => {
+            eprintln!("dmucctl: {m}");
+            FAILED
+        }
+    }
+}
+
+/// The tmux dmucd runs: `DMUC_TMUX`, else `tmux` on PATH (as `dmuc_tmux::program`).
+pub fn tmux_program() -> std::ffi::OsString {
+    std::env::var_os("DMUC_TMUX")
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "tmux".into())
 }

@@ -1,0 +1,440 @@
+//! The tools' command line, as `dmucctl` shows it (dmucctl-full flattens [`ToolCmd`] into its
+//! own, for one help and one set of completions) and as `dmucctl-tools` runs it.
+
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use dmuc_client::{Client, FAILED, OK, report, tmux_program};
+use dmuc_proto::Verb;
+
+use crate::{fetch, host, pki};
+
+/// The operator's tools.
+#[derive(Subcommand, Debug)]
+pub enum ToolCmd {
+    /// Certificates, keys and kubeconfigs for config/cluster.toml.
+    Pki {
+        #[command(subcommand)]
+        cmd: PkiCmd,
+    },
+    /// Download the official binaries, verify their checksums, install them (all or nothing).
+    Fetch(FetchArgs),
+    /// Check this host for config/cluster.toml: binaries and versions, ports, swap, kernel
+    /// modules, sysctls, cgroups, capabilities, node address; each problem says how to fix it.
+    Doctor {
+        #[command(flatten)]
+        profile: ProfileArgs,
+        /// Read the host under this directory instead of / (for tests and chroots).
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        root: PathBuf,
+        /// Do not try to bind the cluster's ports.
+        #[arg(long)]
+        no_ports: bool,
+    },
+    /// Tear the node down between attempts (as kubeadm reset): stop dmucd, then remove the
+    /// state directory and what the components leave elsewhere, the CNI bridge, the
+    /// kube-proxy and CNI iptables chains and the pod cgroups. Asks first.
+    Reset {
+        #[command(flatten)]
+        profile: ProfileArgs,
+        /// Keep the certificates and kubeconfigs (STATE/pki).
+        #[arg(long)]
+        keep_pki: bool,
+        /// Do not ask.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Work under this directory instead of / (host networking is then left alone).
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        root: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ProfileArgs {
+    /// The cluster profile whose [vars] (bin, cni-bin, state, node-ip) to use.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Replace a `[vars]` value of the profile (repeatable).
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = dmuc_config::parse_var)]
+    vars: Vec<(String, String)>,
+}
+
+impl ProfileArgs {
+    /// The profile's variables (or the built-in ones and the --var values without a profile).
+    fn vars(&self) -> Result<std::collections::BTreeMap<String, String>, String> {
+        let over: std::collections::BTreeMap<String, String> = self.vars.iter().cloned().collect();
+        match &self.config {
+            Some(f) => dmuc_config::load_file(f, &over).map(|c| c.vars),
+            None => {
+                let mut v = dmuc_config::host_builtins();
+                v.extend(over);
+                Ok(v)
+            }
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct FetchArgs {
+    /// Kubernetes: kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy,
+    /// kubectl (`v1.34.2`; `1.34` or `v1.34.x` means the latest 1.34 patch release).
+    #[arg(long, value_name = "VERSION")]
+    kubernetes: Option<String>,
+    /// etcd and etcdctl (`v3.6.5`).
+    #[arg(long, value_name = "VERSION")]
+    etcd: Option<String>,
+    /// containerd, containerd-shim-runc-v2, ctr (`2.1.4`).
+    #[arg(long, value_name = "VERSION")]
+    containerd: Option<String>,
+    /// runc (`1.3.1`).
+    #[arg(long, value_name = "VERSION")]
+    runc: Option<String>,
+    /// CNI plugins bridge, host-local, loopback, portmap (`1.7.1`), into --cni-dir.
+    #[arg(long, value_name = "VERSION")]
+    cni: Option<String>,
+    /// Where the programs go.
+    #[arg(long, value_name = "DIR", default_value = "/usr/local/bin")]
+    dir: PathBuf,
+    /// Where the CNI plugins go.
+    #[arg(long, value_name = "DIR", default_value = "/opt/cni/bin")]
+    cni_dir: PathBuf,
+    /// Base URL of the Kubernetes releases (a mirror, or an air-gapped host).
+    #[arg(long, value_name = "URL", default_value = "https://dl.k8s.io")]
+    kubernetes_url: String,
+    /// Base URL of the GitHub releases of etcd, containerd, runc and the CNI plugins.
+    #[arg(long, value_name = "URL", default_value = "https://github.com")]
+    github_url: String,
+    /// Architecture [default: this machine's].
+    #[arg(long, value_name = "ARCH")]
+    arch: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PkiCmd {
+    /// Generate what is missing: CA, apiserver and kubelet serving certs, client certs
+    /// (admin, controller-manager, scheduler, kubelet, kube-proxy, apiserver→kubelet), the
+    /// service-account key pair, and a kubeconfig per client. Existing files are kept.
+    Init {
+        #[command(flatten)]
+        pki: PkiArgs,
+        /// Replace existing files (a new CA and everything signed by it).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Report expiry, chain, identity and SAN problems of the files in DIR (exit 1 if any).
+    Check {
+        #[command(flatten)]
+        pki: PkiArgs,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PkiArgs {
+    /// Where the files are.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// The node's name [default: this host's name, lowercased].
+    #[arg(long, value_name = "NAME")]
+    node_name: Option<String>,
+    /// The node's IPv4 address [default: the default route's source address].
+    #[arg(long, value_name = "IP")]
+    node_ip: Option<std::net::Ipv4Addr>,
+    /// Cluster name in the kubeconfigs.
+    #[arg(long, default_value = "dmuc")]
+    cluster_name: String,
+    /// Service CIDR (its first address, the `kubernetes` Service, goes in the apiserver's SANs).
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cidr: String,
+    /// Validity of the certificates, days.
+    #[arg(long, default_value_t = 365)]
+    days: u32,
+    /// Validity of the CA, days.
+    #[arg(long, default_value_t = 3650)]
+    ca_days: u32,
+}
+
+impl PkiArgs {
+    fn options(self, force: bool) -> pki::Options {
+        let host = dmuc_config::host_builtins();
+        pki::Options {
+            dir: self.dir,
+            node_name: self
+                .node_name
+                .unwrap_or_else(|| host.get("hostname").cloned().unwrap_or_default()),
+            node_ip: self.node_ip.unwrap_or_else(|| {
+                host.get("host-ip")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(std::net::Ipv4Addr::LOCALHOST)
+            }),
+            cluster_name: self.cluster_name,
+            service_cidr: self.service_cidr,
+            days: self.days,
+            ca_days: self.ca_days,
+            force,
+        }
+    }
+}
+
+/// Runs a tool; its exit code. `socket`: the daemon's, which `reset` stops first.
+pub fn run(cmd: ToolCmd, socket: &Path) -> u8 {
+    match cmd {
+        ToolCmd::Pki { cmd } => pki_cmd(cmd),
+        ToolCmd::Fetch(args) => fetch_cmd(args),
+        ToolCmd::Doctor {
+            profile,
+            root,
+            no_ports,
+        } => doctor_cmd(&profile, root, !no_ports),
+        ToolCmd::Reset {
+            profile,
+            keep_pki,
+            yes,
+            root,
+        } => reset_cmd(&profile, keep_pki, yes, root, socket),
+    }
+}
+
+fn doctor_cmd(profile: &ProfileArgs, root: PathBuf, ports: bool) -> u8 {
+    let vars = match profile.vars() {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("{e}");
+            return FAILED;
+        }
+    };
+    let var = |k: &str, d: &str| vars.get(k).cloned().unwrap_or_else(|| d.to_string());
+    let input = host::DoctorInput {
+        root,
+        bin: var("bin", "/usr/local/bin").into(),
+        cni_bin: var("cni-bin", "/opt/cni/bin").into(),
+        node_ip: var("node-ip", &var("host-ip", "")),
+        is_root: nix::unistd::geteuid().is_root(),
+        check_ports: ports,
+        tmux_version: std::process::Command::new(tmux_program())
+            .arg("-V")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned()),
+    };
+    let checks = host::doctor(&input);
+    let mut fails = 0;
+    for c in &checks {
+        let mark = match c.level {
+            host::Level::Ok => "ok  ",
+            host::Level::Warn => "warn",
+            host::Level::Fail => {
+                fails += 1;
+                "FAIL"
+            }
+        };
+        println!("{mark}  {:<42} {}", c.what, c.found);
+        if let Some(f) = &c.fix
+            && c.level != host::Level::Ok
+        {
+            println!("      fix: {f}");
+        }
+    }
+    if fails > 0 {
+        eprintln!("dmucctl: doctor: {fails} problems to fix before the cluster can run");
+        FAILED
+    } else {
+        OK
+    }
+}
+
+fn reset_cmd(profile: &ProfileArgs, keep_pki: bool, yes: bool, root: PathBuf, socket: &Path) -> u8 {
+    let vars = match profile.vars() {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("{e}");
+            return FAILED;
+        }
+    };
+    let state = PathBuf::from(vars.get("state").map_or("/var/lib/dmuc", String::as_str));
+    // A running daemon would restart what we remove: stop it (and the cluster) first.
+    if let Ok(mut c) = Client::connect(socket) {
+        let pid = c.hello().map_or(0, |h| h.pid);
+        let q = format!("dmucd (pid {pid}) is running: stop it and every component?");
+        if !yes && !host::confirm(&q) {
+            eprintln!("dmucctl: reset: nothing done");
+            return FAILED;
+        }
+        if let Err(e) = c.call(Verb::Shutdown {}) {
+            return report(&e);
+        }
+        c.wait_closed();
+        println!("stopped dmucd and every component");
+    }
+    let keep: &[&str] = if keep_pki { &["pki"] } else { &[] };
+    let var = |k: &str, d: &str| PathBuf::from(vars.get(k).map_or(d, String::as_str));
+    let (socket, bin) = (
+        var("containerd-socket", "/run/containerd/containerd.sock"),
+        var("bin", "/usr/local/bin"),
+    );
+    let plan = host::reset_plan(&host::ResetInput {
+        root: &root,
+        state: &state,
+        keep,
+        containerd_socket: &socket,
+        bin: &bin,
+    });
+    if plan.is_empty() {
+        println!("nothing to remove");
+        return OK;
+    }
+    println!("reset will remove:");
+    for p in &plan.paths {
+        println!("  {}", p.display());
+    }
+    if !plan.shims.is_empty() {
+        println!(
+            "  {} containerd shims of {} (and their containers)",
+            plan.shims.len(),
+            socket.display()
+        );
+    }
+    if !plan.cgroups.is_empty() {
+        println!(
+            "  {} pod cgroups (their processes are killed)",
+            plan.cgroups.len()
+        );
+    }
+    if plan.network {
+        println!("  the cni0 bridge and the KUBE-*/CNI-* iptables and ip6tables chains");
+    }
+    if !yes && !host::confirm("Remove all this?") {
+        eprintln!("dmucctl: reset: nothing removed");
+        return FAILED;
+    }
+    let mut failed = 0;
+    for step in host::reset(&plan) {
+        match step {
+            Ok(line) => println!("{line}"),
+            Err(line) => {
+                failed += 1;
+                eprintln!("dmucctl: reset: {line}");
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!("dmucctl: reset: {failed} steps failed (above); run it again once fixed");
+        return FAILED;
+    }
+    OK
+}
+
+fn fetch_cmd(a: FetchArgs) -> u8 {
+    let mut versions = fetch::Versions {
+        kubernetes: a.kubernetes,
+        etcd: a.etcd,
+        containerd: a.containerd,
+        runc: a.runc,
+        cni: a.cni,
+    };
+    if versions.kubernetes.is_none()
+        && versions.etcd.is_none()
+        && versions.containerd.is_none()
+        && versions.runc.is_none()
+        && versions.cni.is_none()
+    {
+        eprintln!(
+            "dmucctl: fetch: name at least one of --kubernetes, --etcd, --containerd, --runc, --cni"
+        );
+        eprintln!(
+            "hint: e.g. dmucctl fetch --kubernetes 1.34 --etcd v3.6.5 --containerd 2.1.4 --runc 1.3.1 --cni 1.7.1"
+        );
+        return 2;
+    }
+    if let Some(k) = &versions.kubernetes {
+        match fetch::resolve_kubernetes(&a.kubernetes_url, k) {
+            Ok(v) => versions.kubernetes = Some(v),
+            Err(e) => {
+                eprintln!("dmucctl: fetch: {e}");
+                return FAILED;
+            }
+        }
+    }
+    let bases = fetch::Bases {
+        kubernetes: a.kubernetes_url,
+        github: a.github_url,
+    };
+    let arch = a.arch.unwrap_or_else(|| fetch::host_arch().to_string());
+    let plan = fetch::plan(&versions, &bases, &arch, &a.dir, &a.cni_dir);
+    let staging = a.dir.join(".dmuc-fetch");
+    match fetch::run(&plan, &staging, &fetch::Progress::new()) {
+        Ok(installed) => {
+            for p in &installed {
+                println!("installed {}", p.display());
+            }
+            println!("{} files installed", installed.len());
+            OK
+        }
+        Err(e) => {
+            eprintln!("dmucctl: fetch: {e}");
+            FAILED
+        }
+    }
+}
+
+fn pki_cmd(cmd: PkiCmd) -> u8 {
+    match cmd {
+        PkiCmd::Init { pki: args, force } => {
+            let o = args.options(force);
+            match pki::init(&o) {
+                Ok(done) => {
+                    let created = done
+                        .iter()
+                        .filter(|(_, how)| *how == pki::Outcome::Created)
+                        .count();
+                    for (file, how) in &done {
+                        let how = match how {
+                            pki::Outcome::Created => "created",
+                            pki::Outcome::Kept => "kept (exists; --force replaces it)",
+                        };
+                        println!("{:<40} {how}", o.dir.join(file).display());
+                    }
+                    println!(
+                        "{created} files created, {} kept, for node {} ({})",
+                        done.len() - created,
+                        o.node_name,
+                        o.node_ip
+                    );
+                    OK
+                }
+                Err(e) => {
+                    eprintln!("dmucctl: pki init: {e}");
+                    FAILED
+                }
+            }
+        }
+        PkiCmd::Check { pki: args } => {
+            let o = args.options(false);
+            match pki::check(&o) {
+                Ok(findings) => {
+                    let mut bad = 0;
+                    for f in &findings {
+                        let left = f.days_left.map_or("-".to_string(), |d| format!("{d} days"));
+                        let status = if f.problems.is_empty() {
+                            "ok".to_string()
+                        } else {
+                            bad += 1;
+                            f.problems.join("; ")
+                        };
+                        println!("{:<34} {left:>10}  {status}", f.file);
+                    }
+                    if bad > 0 {
+                        eprintln!("dmucctl: {bad} files with problems in {}", o.dir.display());
+                        FAILED
+                    } else {
+                        OK
+                    }
+                }
+                Err(e) => {
+                    eprintln!("dmucctl: pki check: {e}");
+                    FAILED
+                }
+            }
+        }
+    }
+}
