@@ -314,7 +314,7 @@ after = ["b"]
 
 #[test]
 fn size_parsing() {
-    let t = |s: &str| size_of(&toml_edit::value(s));
+    let t = |s: &str| super::values::byte_size(&toml_edit::value(s));
     assert_eq!(t("10M"), Some(10 << 20));
     assert_eq!(t("512KiB"), Some(512 << 10));
     assert_eq!(t("4096"), Some(4096));
