@@ -1,0 +1,194 @@
+//! The machine's effects carried out: launches (the spec, the shim deadline, restart in
+//! place or a tmux window), signals, timers, probes, and events for the log and waiters.
+
+use super::*;
+
+impl<B: Backend> Runtime<B> {
+    pub(super) fn apply(&mut self, e: Effect) {
+        match e {
+            Effect::Launch { comp, run } => self.launch(comp, run),
+            Effect::Signal {
+                comp,
+                pid,
+                signal,
+                scope,
+            } => {
+                let target = if scope == StopScope::Group {
+                    -(pid as i32)
+                } else {
+                    pid as i32
+                };
+                let sig = Signal::try_from(signal).unwrap_or(Signal::SIGTERM);
+                tracing::info!(component = %self.name(comp), pid, signal = %sig, ?scope, "signal");
+                if let Err(e) = self.backend.signal(target, sig)
+                    && e != nix::errno::Errno::ESRCH
+                {
+                    tracing::warn!(component = %self.name(comp), "kill: {e}");
+                }
+            }
+            Effect::SetTimer { comp, token, at } => {
+                self.timers
+                    .insert((Instant::from_std(at), TimerKey::Core { comp, token }));
+            }
+            Effect::StartProbe { comp, run, role } => {
+                let c = &self.sup.graph().components()[comp];
+                let probe = if role == ProbeRole::Ready {
+                    c.ready.clone()
+                } else {
+                    c.liveness.clone()
+                };
+                if let Some(p) = probe {
+                    let name = c.name.clone();
+                    let (offset, ino) = self.slots[comp].log_from;
+                    let log = (self.log_path(comp), offset, ino);
+                    let h =
+                        tokio::spawn(crate::probe::run(p, name, run, role, self.tx.clone(), log));
+                    self.slots[comp].probes.push(h.abort_handle());
+                }
+            }
+            Effect::StopProbes { comp } => {
+                for h in self.slots[comp].probes.drain(..) {
+                    h.abort();
+                }
+            }
+            Effect::Event(ev) => self.event(ev),
+        }
+    }
+
+    pub(super) fn launch(&mut self, comp: usize, run: u64) {
+        // Armed first, so even a launch queued behind a stuck one cannot leave the component
+        // starting forever (a stop would wait for a PID that never comes).
+        let deadline = Instant::now() + SHIM_DEADLINE;
+        self.slots[comp].deadline = deadline;
+        self.timers
+            .insert((deadline, TimerKey::ShimDeadline { comp, run }));
+        if self.slots[comp].launching {
+            tracing::debug!(comp, run, "launch queued behind an in-flight tmux launch");
+            self.slots[comp].queued = Some(run);
+            return;
+        }
+        let c = &self.sup.graph().components()[comp];
+        let mut env = self.base_env.clone();
+        for (k, v) in &c.env {
+            env.retain(|(ek, _)| ek != k);
+            env.push((k.clone(), v.clone()));
+        }
+        env.push(("DMUC_COMPONENT".into(), c.name.clone()));
+        env.push(("DMUC_RUN".into(), run.to_string()));
+        let log = self.log_path(comp);
+        let socket = self.paths.runtime_dir.join("shim.sock");
+        let spec = crate::spec::encode(&crate::spec::Launch {
+            name: &c.name,
+            argv: &c.command,
+            env: &env,
+            cwd: c.cwd.as_deref(),
+            user: c.user.as_deref(),
+            group: c.group.as_deref(),
+            log: &log,
+            log_max: self.cfg.daemon.log_max_size,
+            log_keep: self.cfg.daemon.log_keep,
+            kill_group: c.stop.scope == StopScope::Group,
+            socket: &socket,
+        });
+        self.slots[comp].hash = crate::adopt::definition_hash(c);
+        // Where this run's output will start: a `log` ready probe reads from there.
+        let meta = std::fs::metadata(&log).ok();
+        self.slots[comp].log_from = (
+            meta.as_ref().map_or(0, |m| m.len()),
+            meta.map(|m| std::os::unix::fs::MetadataExt::ino(&m)),
+        );
+        let c = &self.sup.graph().components()[comp];
+        let path = self
+            .paths
+            .runtime_dir
+            .join("spec")
+            .join(format!("{}.spec", c.name));
+        let written = std::fs::write(&path, spec).map_err(|e| e.to_string());
+        if let Err(e) = written {
+            let status =
+                ExitStatus::Lost(format!("cannot write launch spec {}: {e}", path.display()));
+            // Deliver as a message so the state machine is not re-entered from inside apply().
+            let _ = self.tx.send(Msg::Launched {
+                comp: c.name.clone(),
+                run,
+                server: self.server,
+                result: Err(status.to_string()),
+            });
+            return;
+        }
+        // Restart in place: the pane's shim is alive and waiting, so one line is enough and
+        // tmux is not involved (no pty, no fork of a new shim).
+        let slot = &mut self.slots[comp];
+        if slot.shim_idle
+            && let Some((_, tx)) = &slot.shim
+            && tx.send(ToShim::Run(run)).is_ok()
+        {
+            tracing::debug!(comp, run, "restart in place through the idle shim");
+            slot.shim_idle = false;
+            return;
+        }
+        tracing::debug!(
+            comp,
+            run,
+            shim = slot.shim.is_some(),
+            idle = slot.shim_idle,
+            "launch through tmux"
+        );
+        let name = c.name.clone();
+        let fut = self
+            .backend
+            .launch(&c.name, self.slots[comp].pane.as_ref(), &path, run);
+        self.slots[comp].launching = true;
+        let tx = self.tx.clone();
+        let server = self.server;
+        tokio::spawn(async move {
+            let result = fut.await;
+            let _ = tx.send(Msg::Launched {
+                comp: name,
+                run,
+                server,
+                result,
+            });
+        });
+    }
+
+    pub(super) fn event(&mut self, ev: Event) {
+        let (comp, what) = match ev {
+            Event::State {
+                comp,
+                from,
+                to,
+                reason,
+            } => {
+                let name = self.name(comp);
+                match &reason {
+                    Some(r) => tracing::info!(component = %name, "{from} -> {to}: {r}"),
+                    None => tracing::info!(component = %name, "{from} -> {to}"),
+                }
+                (comp, EventWhat::State { from, to, reason })
+            }
+            Event::Exit { comp, pid, status } => {
+                tracing::info!(component = %self.name(comp), pid, "{status}");
+                let (code, signal) = match status {
+                    ExitStatus::Code(c) => (Some(c), None),
+                    ExitStatus::Signal { signal, .. } => (None, Some(signal)),
+                    ExitStatus::Lost(_) => (None, None),
+                };
+                let log = self.log_path(comp);
+                (
+                    comp,
+                    EventWhat::Exit {
+                        pid,
+                        code,
+                        signal,
+                        status: status.to_string(),
+                        tail: crate::logs::tail(&log, EXIT_TAIL_LINES).0,
+                    },
+                )
+            }
+        };
+        let name = self.name(comp).to_string();
+        let rec = self.events.push(Some(&name), what);
+        self.record_for_waiters(comp, &rec);
+    }
+}
