@@ -139,16 +139,25 @@ impl<B: Backend> Runtime<B> {
             .backend
             .launch(&c.name, self.slots[comp].pane.as_ref(), &path, run);
         self.slots[comp].launching = true;
-        let tx = self.tx.clone();
         let server = self.server;
+        self.when_answered(fut, move |result| Msg::Launched {
+            comp: name,
+            run,
+            server,
+            result,
+        });
+    }
+
+    /// Waits for a backend's answer off the actor (many are in flight at once) and sends it
+    /// back as the message `wrap` makes of it.
+    pub(super) fn when_answered<T: Send + 'static>(
+        &self,
+        answer: crate::backend::Reply<T>,
+        wrap: impl FnOnce(Result<T, String>) -> Msg + Send + 'static,
+    ) {
+        let tx = self.tx.clone();
         tokio::spawn(async move {
-            let result = fut.await;
-            let _ = tx.send(Msg::Launched {
-                comp: name,
-                run,
-                server,
-                result,
-            });
+            let _ = tx.send(wrap(answer.await));
         });
     }
 

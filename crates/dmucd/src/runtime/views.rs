@@ -75,14 +75,11 @@ impl<B: Backend> Runtime<B> {
         let slot = &mut self.slots[comp];
         slot.view = View::Opening;
         slot.launching = true;
-        let (tx, server) = (self.tx.clone(), self.server);
-        tokio::spawn(async move {
-            let result = fut.await;
-            let _ = tx.send(Msg::ViewOpened {
-                comp: name,
-                server,
-                result,
-            });
+        let server = self.server;
+        self.when_answered(fut, move |result| Msg::ViewOpened {
+            comp: name,
+            server,
+            result,
         });
     }
 
