@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod cli;
 mod render;
 
 use std::io::{IsTerminal, Write};
@@ -16,143 +17,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, Parser};
 use dmuc_proto::{
     Action, ActionResult, ErrorCode, EventRecord, GraphResult, StatusResult, StreamItem, Verb,
 };
 use serde_json::Value;
 
+use cli::{ActionArgs, Cli, Cmd};
 use dmuc_client::{CallError, Client};
 use render::Style;
-
-/// Control dmucd, the dmuc supervisor: status, start/stop/restart, logs, events, attach.
-#[derive(Parser, Debug)]
-#[command(name = "dmucctl", version, propagate_version = true)]
-struct Cli {
-    /// The daemon's control socket [default: /run/dmuc/dmucd.sock for root,
-    /// $XDG_RUNTIME_DIR/dmuc/dmucd.sock otherwise].
-    #[arg(long, global = true, env = "DMUC_SOCKET", value_name = "PATH")]
-    socket: Option<PathBuf>,
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
-#[derive(Subcommand, Debug)]
-enum Cmd {
-    /// Show components: state, PID, uptime, restarts, readiness, last exit, reason.
-    Status {
-        /// Only these components.
-        names: Vec<String>,
-        /// Print the daemon's JSON reply (for scripts).
-        #[arg(long, conflicts_with = "watch")]
-        json: bool,
-        /// Keep the table on screen, redrawn on every event (the tmux overview window).
-        #[arg(short = 'w', long)]
-        watch: bool,
-    },
-    /// Start components (and what they depend on first); waits until they are up.
-    Start(ActionArgs),
-    /// Stop components (and what depends on them first); waits until they are down.
-    Stop(ActionArgs),
-    /// Restart components; waits until their new run is up.
-    Restart(ActionArgs),
-    /// Send a signal to a component's main process.
-    Signal {
-        /// Component.
-        name: String,
-        /// Signal: SIGHUP, HUP or 1.
-        signal: String,
-        /// Signal the whole process group.
-        #[arg(long)]
-        group: bool,
-    },
-    /// Print a component's log (from its log files, so it spans restarts).
-    Logs {
-        /// Component.
-        name: String,
-        /// Lines to print from the end.
-        #[arg(short = 'n', long, default_value_t = 10)]
-        lines: usize,
-        /// Keep printing what it writes next.
-        #[arg(short = 'f', long)]
-        follow: bool,
-    },
-    /// Print the event log: state changes, exits, probe verdicts.
-    Events {
-        /// Keep printing new events.
-        #[arg(short = 'f', long)]
-        follow: bool,
-        /// Only events after this sequence number (resume where you left off).
-        #[arg(long, value_name = "SEQ")]
-        since: Option<u64>,
-        /// One JSON record per line.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Show the dependency graph with live states.
-    Graph {
-        /// Graphviz dot output.
-        #[arg(long)]
-        dot: bool,
-    },
-    /// Re-read the config file and apply the difference: new components start, removed ones
-    /// stop, changed ones restart, the others keep running untouched.
-    Reload {
-        /// Print the plan without acting.
-        #[arg(long)]
-        dry_run: bool,
-    },
-    /// Stop every component in reverse dependency order; dmucd then exits.
-    Shutdown {
-        /// Return once the shutdown has begun.
-        #[arg(long)]
-        no_wait: bool,
-    },
-    /// Attach to dmuc's tmux session, on NAME's window (the overview without NAME).
-    Attach {
-        /// Component.
-        name: Option<String>,
-    },
-    /// Validate a config file offline (same output as `dmucd --config FILE --check`).
-    Check {
-        /// The config file.
-        file: PathBuf,
-        /// Replace a `[vars]` value, as `dmucd --var` does (repeatable).
-        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = dmuc_config::parse_var)]
-        vars: Vec<(String, String)>,
-    },
-    /// The operator's tools (certificates, binaries, host checks, reset), run by
-    /// `dmucctl-tools` (they link TLS, HTTP and tar, which the daemon verbs do not need).
-    #[command(flatten)]
-    Tool(dmucctl_tools::cli::ToolCmd),
-    /// Print dmucctl's version and the daemon's.
-    Version,
-    /// Print shell completions.
-    Completions {
-        /// bash, zsh, fish, elvish or powershell.
-        shell: clap_complete::Shell,
-    },
-    /// Print the man page (roff) on stdout.
-    #[command(hide = true)]
-    Man,
-}
-
-#[derive(clap::Args, Debug)]
-struct ActionArgs {
-    /// Components.
-    #[arg(required = true)]
-    names: Vec<String>,
-    /// Return at once instead of waiting until done.
-    #[arg(long)]
-    no_wait: bool,
-    /// Stop waiting after this long ("30s", "2m"); the operation goes on.
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
-    timeout: Duration,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    dmuc_config::duration::parse_duration(s)
-}
 
 use dmuc_client::{FAILED, OK, default_socket, report, tmux_program};
 
