@@ -11,6 +11,7 @@
 //! prints what dmucctl always printed (errors included).
 
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 use dmuc_rt::text::Buf;

@@ -1,6 +1,8 @@
 //! `dmucctl-tools`: runs `dmucctl pki|fetch|doctor|reset ...`, which dmucctl-full hands over
 //! with the same command line (and `dmucctl` as the program name).
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
