@@ -245,6 +245,75 @@ command = ["true"]
     );
 }
 
+/// Field `n` (1-based, as in proc(5)) of `/proc/PID/stat`.
+fn stat_field(pid: u64, n: usize) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // After the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    rest.split(' ').nth(n - 3).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_component_runs_before_its_window_which_shows_all_its_output_once_and_passes_ctrl_c_on() {
+    let toml = r#"
+[component.talk]
+command = ["sh", "-c", "echo first-line; echo second-line; exec sleep 1000"]
+backoff = { initial = "0s" }
+"#;
+    let mut d = Daemon::start(toml);
+    let pid = d.wait_state("talk", "running", T)["pid"].as_u64().unwrap();
+    // dmucd started the shim itself: it is not a tmux pane's process, and it leads a session
+    // of its own (no terminal signal meant for dmucd reaches it).
+    let shim = stat_field(pid, 4);
+    assert_eq!(stat_field(shim, 6), shim, "the shim leads its own session");
+    assert_ne!(
+        stat_field(shim, 4),
+        d.tmux_pid() as u64,
+        "the shim is not tmux's child"
+    );
+    let panes = d.tmux(&["list-panes", "-a", "-F", "#{pane_pid}"]);
+    assert!(!panes.lines().any(|p| p == shim.to_string()), "{panes}");
+    // Its window shows what it wrote before the window existed, each line once, exactly.
+    let text = wait_for("talk's window with its output", T, || {
+        shown(&d, "talk").filter(|t| t.contains("second-line"))
+    });
+    assert_eq!(
+        (
+            text.matches("first-line").count(),
+            text.matches("second-line").count()
+        ),
+        (1, 1),
+        "{text}"
+    );
+    let window = d.comp("talk").unwrap()["window"].clone();
+    assert!(window.is_string(), "talk has no window in status");
+    // Ctrl-C in the window reaches the program (the window's own process passes it to the
+    // shim); the shim stays, so the restart happens in the same window.
+    d.tmux(&["send-keys", "-t", "=dmuc:=talk", "C-c"]);
+    let exit = wait_for("talk's exit by SIGINT", T, || {
+        d.event(|e| e["component"] == "talk" && e["event"] == "exit")
+    });
+    assert_eq!(
+        (exit["pid"].as_u64(), exit["signal"].as_u64()),
+        (Some(pid), Some(2))
+    );
+    let again = wait_for("talk's second run", T, || {
+        let c = d.comp("talk")?;
+        (c["state"] == "running" && c["pid"].as_u64() != Some(pid)).then_some(c)
+    });
+    assert_eq!(again["window"], window, "restarted in the same window");
+    assert_eq!(
+        stat_field(again["pid"].as_u64().unwrap(), 4),
+        shim,
+        "by the same shim"
+    );
+    wait_for("the end and the new run in talk's window", T, || {
+        shown(&d, "talk").filter(|t| t.contains("killed by SIGINT") && t.contains("starting again"))
+    });
+    assert_eq!(d.stop(), Some(0), "{}", d.stderr());
+    assert!(!alive(shim as u32));
+}
+
 #[test]
 fn user_and_group_are_dropped_before_exec() {
     if skip_unless_root("user_and_group_are_dropped_before_exec") {

@@ -371,6 +371,37 @@ pub fn setpgid_self() -> Res<()> {
     sc!(__NR_setpgid, 0, 0).map(drop)
 }
 
+/// Starts a new session (and process group) led by the calling process: no terminal's
+/// signals reach it.
+pub fn setsid() -> Res<()> {
+    sc!(__NR_setsid).map(drop)
+}
+
+/// A file descriptor that refers to process `pid` itself (readable once it has exited), so
+/// that signals cannot reach a later process that reuses the number.
+pub fn pidfd_open(pid: i32) -> Res<Fd> {
+    sc!(__NR_pidfd_open, pid as isize, 0).map(|fd| fd as Fd)
+}
+
+/// Sends `sig` to the process that `pidfd` refers to (not to whoever has its PID now).
+pub fn pidfd_send_signal(pidfd: Fd, sig: i32) -> Res<()> {
+    sc!(__NR_pidfd_send_signal, pidfd, sig, 0, 0).map(drop)
+}
+
+/// Reads at `offset` without moving the file position.
+pub fn pread(fd: Fd, buf: &mut [u8], offset: u64) -> Res<usize> {
+    sc!(__NR_pread64, fd, buf.as_mut_ptr(), buf.len(), offset)
+}
+
+/// Closes every descriptor from `first` up (`close_range(2)`; a loop on kernels before 5.9).
+pub fn close_from(first: Fd) {
+    if sc!(__NR_close_range, first, u32::MAX, 0).is_err() {
+        for fd in first..4096 {
+            close(fd);
+        }
+    }
+}
+
 /// `setuid(2)`: the kernel's call, for this (single-threaded) process.
 pub fn setuid(uid: u32) -> Res<()> {
     sc!(__NR_setuid, uid).map(drop)

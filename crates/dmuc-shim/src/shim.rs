@@ -178,17 +178,22 @@ struct Run<'a> {
     log_told: Option<Message>,
 }
 
-/// `--idle [--banner]`: holds a tmux window open (dmucd's control session, the overview,
-/// which dmucd draws on; `--banner` prints a line about the windows first) until the pane
-/// closes: tmux's SIGHUP or SIGTERM ends it (no handler
-/// is installed, so their default action applies), and so does a hangup of its tty.
-fn idle_window(flag: Option<&[u8]>) -> i32 {
+/// `--idle [--banner | --view PID]`: holds a tmux window open (dmucd's control session,
+/// the overview, which dmucd draws on; `--banner` prints a line about the windows first;
+/// `--view` shows the output of the detached shim PID, see `view_window`) until the pane
+/// closes: tmux's SIGHUP or SIGTERM ends it (no handler is installed, so their default
+/// action applies), and so does a hangup of its tty.
+fn idle_window(flag: Option<&[u8]>, arg: Option<&CStr>) -> i32 {
     match flag {
         None => {}
         Some(b"--banner") => say_pane!(
             "dmuc: each component runs in its own window (C-b w lists them, C-b n/p moves).\r\n\
              Logs are in the log directory; this window stays open while dmucd runs.\r\n"
         ),
+        Some(b"--view") => match arg.and_then(|a| parse_u64(a.to_bytes())) {
+            Some(pid) if pid > 0 && pid <= i32::MAX as u64 => return view_window(pid as i32),
+            _ => return usage(),
+        },
         Some(_) => return usage(),
     }
     // Also gone when the pane's tty hangs up (the tmux server died): the kernel's SIGHUP
@@ -203,23 +208,83 @@ fn idle_window(flag: Option<&[u8]>) -> i32 {
     }
 }
 
+/// The window of a component whose shim dmucd started without one: the shim writes to this
+/// pane's terminal, and this process, the pane's own, passes the terminal's Ctrl-C and
+/// Ctrl-\ to it (so they reach the program, as in a window the shim runs in) and ends with
+/// it (so the pane dies with the shim, as it would if the shim were the pane's process).
+/// Ctrl-Z is ignored: stopping the view would stop nothing else. Closing the window (HUP)
+/// ends only the view.
+fn view_window(pid: i32) -> i32 {
+    const SIGQUIT: i32 = 3;
+    const SIGTSTP: i32 = 20;
+    // A pidfd names that process itself: a later process given the same PID is not signalled.
+    let Ok(shim) = sys::pidfd_open(pid) else {
+        return 0; // already gone (or a kernel before 5.3): nothing to show
+    };
+    let mask = sys::sigbit(SIGINT) | sys::sigbit(SIGQUIT) | sys::sigbit(SIGTSTP);
+    let sfd = sys::sigprocmask(sys::SIG_BLOCK, mask)
+        .and_then(|_| sys::signalfd(mask))
+        .unwrap_or(-1);
+    loop {
+        let mut fds = [
+            PollFd::new(1, 0),
+            PollFd::new(shim, POLLIN),
+            PollFd::new(sfd, POLLIN),
+        ];
+        match sys::poll(&mut fds, -1) {
+            Ok(_) | Err(Errno(sys::EINTR)) => {}
+            Err(_) => return 0,
+        }
+        let [hung_up, ended, sig] = fds.map(|f| f.revents != 0);
+        if hung_up || ended {
+            return 0;
+        }
+        if sig {
+            while let Some((signo, _)) = sys::read_signal(sfd) {
+                if signo != SIGTSTP {
+                    let _ = sys::pidfd_send_signal(shim, signo);
+                }
+            }
+        }
+    }
+}
+
 fn usage() -> i32 {
     say_pane!(
-        "usage: dmuc-shim --spec FILE --run N | --idle [--banner] (started by dmucd in a tmux pane)\n"
+        "usage: dmuc-shim --spec FILE --run N [--detached] | --idle [--banner | --view PID] (started by dmucd)\n"
     );
     2
 }
 
 /// Runs the shim with its command line (without argv[0]); returns the process exit code.
 pub fn main<'a>(mut args: impl Iterator<Item = &'a CStr>) -> i32 {
-    let (mut spec_path, mut first_run) = (None, None);
+    let (mut spec_path, mut first_run, mut detached) = (None, None, false);
     while let Some(a) = args.next() {
         match a.to_bytes() {
-            b"--idle" => return idle_window(args.next().map(|a| a.to_bytes())),
+            b"--idle" => return idle_window(args.next().map(|a| a.to_bytes()), args.next()),
             b"--spec" => spec_path = args.next(),
             b"--run" => first_run = args.next().and_then(|r| parse_u64(r.to_bytes())),
+            b"--detached" => detached = true,
             _ => return usage(),
         }
+    }
+    if detached {
+        // Started by dmucd itself. Its child exits at once (dmucd reaps it); the shim goes
+        // on as that child's child, which outlives dmucd, is not dmucd's to reap, and leads a
+        // session of its own, so no terminal signal meant for the daemon (a Ctrl-C on
+        // `dmucd` in the foreground) reaches the component.
+        match sys::fork() {
+            Ok(0) => {}
+            Ok(_) => return 0,
+            Err(e) => {
+                say_pane!("dmuc shim: cannot fork: {e}\n");
+                return 127;
+            }
+        }
+        let _ = sys::setsid();
+        // Only stdin, stdout and stderr (/dev/null) are meant for us: a descriptor dmucd was
+        // given without close-on-exec (a test harness's, a jobserver's) is not the program's.
+        sys::close_from(3);
     }
     let (Some(spec_path), Some(first_run)) = (spec_path, first_run) else {
         return usage();
@@ -234,8 +299,19 @@ pub fn main<'a>(mut args: impl Iterator<Item = &'a CStr>) -> i32 {
             return 127;
         }
     };
+    let mut tty = Tty {
+        live: !detached,
+        detached,
+        replay: None,
+    };
     let mut link = match Spec::parse(mapped.bytes()) {
-        Ok(spec) => Link::connect(spec.socket),
+        Ok(spec) => {
+            if detached && spec.log.to_bytes().len() < 255 {
+                let size = sys::stat(spec.log).map_or(0, |s| s.size);
+                tty.replay = Some((cbuf(spec.log.to_bytes()), size));
+            }
+            Link::connect(spec.socket)
+        }
         Err(e) => {
             say_pane!(
                 "dmuc shim: bad launch spec {}: {e}\n",
@@ -261,7 +337,6 @@ pub fn main<'a>(mut args: impl Iterator<Item = &'a CStr>) -> i32 {
     // The pane may be slower than the program; the log must never wait for it.
     sys::set_nonblocking(1);
     let mut readbuf: Option<Mapping> = None;
-    let mut tty = Tty { live: true };
     // Told to leave once no program runs (the daemon no longer has this component).
     let mut quit = false;
 
@@ -281,6 +356,9 @@ pub fn main<'a>(mut args: impl Iterator<Item = &'a CStr>) -> i32 {
                 shim: u32::try_from(pid).ok(),
             });
             link.say(hello.bytes());
+            if tty.replay.is_some() && run_no == first_run {
+                link.tell(Up::ViewLost); // no window yet: dmucd opens one
+            }
             match spawn(&spec) {
                 Err(msg) => {
                     last = (hello, spawn_failed(&spec, &mut link, &msg));

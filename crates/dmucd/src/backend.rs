@@ -1,5 +1,5 @@
-//! The edge the runtime acts on: windows to run and show components in, and processes to
-//! signal. [`Tmux`] is the real one; tests drive the runtime with a fake (`fake`).
+//! The edge the runtime acts on: shims to start, windows to show components in, and
+//! processes to signal. [`Tmux`] is the real one; tests drive the runtime with a fake (`fake`).
 
 use std::future::Future;
 use std::os::fd::OwnedFd;
@@ -8,6 +8,7 @@ use std::pin::Pin;
 
 use nix::sys::signal::Signal;
 
+mod shims;
 mod tmux;
 
 #[cfg(test)]
@@ -20,13 +21,19 @@ pub type Reply<T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send>>;
 
 /// What the runtime needs of the world outside its state: one call per effect.
 pub trait Backend: Send + 'static {
-    /// Starts run `run` of `name` from its launch spec: in `pane` when it has one, else in a
-    /// new window.
-    fn launch(&self, name: &str, pane: Option<&Pane>, spec: &Path, run: u64) -> Reply<Pane>;
+    /// Starts run `run` of a component from its launch spec: its shim, in a session of its
+    /// own and without a window (it asks for one: `open_view`).
+    fn launch(&self, spec: &Path, run: u64) -> Result<(), String>;
 
-    /// Opens a window for `name` whose shim runs without one, reusing `pane` if it still
-    /// exists; returns its pane and its terminal, for the shim to show the output on.
-    fn open_view(&self, name: &str, pane: Option<&Pane>) -> Reply<(Pane, OwnedFd)>;
+    /// Opens a window for `name` whose shim (PID `shim`, when known) runs without one,
+    /// reusing `pane` if it still exists; returns its pane and its terminal, for the shim to
+    /// show the output on.
+    fn open_view(
+        &self,
+        name: &str,
+        pane: Option<&Pane>,
+        shim: Option<u32>,
+    ) -> Reply<(Pane, OwnedFd)>;
 
     /// Shows `(window, mark)` state marks and, when it changed, the summary line.
     fn show(&self, marks: &[(String, String)], summary: Option<&str>);

@@ -32,16 +32,14 @@ pub enum Msg {
         /// The last failure, if any.
         detail: Option<String>,
     },
-    /// tmux answered a launch.
-    Launched {
+    /// A launch failed before its shim could run (the spec not written, no fork).
+    LaunchFailed {
         /// Component name (a reload may renumber components meanwhile).
         comp: String,
         /// Run number.
         run: u64,
-        /// Which tmux server it was sent to (`Runtime::server`).
-        server: u64,
-        /// The pane, or why not.
-        result: Result<Pane, String>,
+        /// Why.
+        error: String,
     },
     /// A window to show a running component's output again is open (or not).
     ViewOpened {
@@ -60,6 +58,8 @@ pub enum Msg {
         run: u64,
         /// Connection id.
         link: u64,
+        /// The shim's PID (its `hello` says it).
+        pid: Option<u32>,
         /// Lines to the shim.
         tx: ShimTx,
     },

@@ -32,6 +32,8 @@ const EXIT_TAIL_LINES: usize = 5;
 
 /// How long a launched shim has to report its program's PID.
 const SHIM_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a shutdown waits for the shims to go once told to.
+const SHIMS_GONE: Duration = Duration::from_secs(2);
 /// The least time between two status.json snapshots and tmux status-line updates (READY=1
 /// and exit write the file at once): each is O(N), and a start-up changes states hundreds of
 /// times; the file is also replaced by rename, ~0.6 ms of ext4 work each, and each mark is a
@@ -67,13 +69,16 @@ struct Waiter {
 
 struct Slot {
     pane: Option<Pane>,
-    /// A tmux launch (or a view window) is in flight; a relaunch waits for it so it reuses
-    /// the same pane instead of opening a second window.
-    launching: bool,
-    /// The run to launch once the in-flight launch has answered.
-    queued: Option<u64>,
+    /// A view window is being opened (one at a time, so it reuses the same pane).
+    opening: bool,
     /// The connected shim of this component (connection id, lines to it).
     shim: Option<(u64, ShimTx)>,
+    /// That shim's PID, from its `hello` (the view window passes Ctrl-C to it).
+    shim_pid: Option<u32>,
+    /// The shim a view window is being opened for (a newer one gets a window of its own).
+    view_for: Option<u32>,
+    /// A shim we started has not had a window yet: it shows its output so far itself.
+    fresh: bool,
     /// That shim reported its program's end and waits for `run N`.
     shim_idle: bool,
     /// Whether that shim's output is shown in a window.
@@ -97,9 +102,11 @@ impl Default for Slot {
     fn default() -> Slot {
         Slot {
             pane: None,
-            launching: false,
-            queued: None,
+            opening: false,
             shim: None,
+            shim_pid: None,
+            view_for: None,
+            fresh: false,
             shim_idle: false,
             view: View::Shown,
             deadline: Instant::now(),
@@ -118,7 +125,8 @@ impl Default for Slot {
 enum View {
     /// In its window, as far as we know.
     Shown,
-    /// Its terminal hung up and a window for it is being opened (`launching` is set).
+    /// It has no terminal (started without one, or it hung up) and a window for it is being
+    /// opened (`opening` is set).
     Opening,
     /// The new window's terminal was sent; the shim has not said `view-ok` yet.
     Handed,
@@ -338,8 +346,43 @@ impl<B: Backend> Runtime<B> {
         self.write_status_file();
         self.adopt_file.flush();
         self.state_files.flush();
+        self.release_shims().await;
         self.backend.kill_server().await;
         Ok(())
+    }
+
+    /// Tells every shim to go (its program has stopped) and waits, a little, for their links
+    /// to close: the shims are not tmux's children, and dmucd's exit leaves none behind.
+    async fn release_shims(&mut self) {
+        for slot in &self.slots {
+            if let Some((_, tx)) = &slot.shim {
+                let _ = tx.send(ToShim::Quit);
+            }
+        }
+        let deadline = Instant::now() + SHIMS_GONE;
+        while self.slots.iter().any(|s| s.shim.is_some()) {
+            tokio::select! {
+                msg = self.rx.recv() => match msg {
+                    Some(Msg::ShimClosed { name, link }) => {
+                        if let Some(comp) = self.comp_of(&name)
+                            && self.slots[comp].shim.as_ref().is_some_and(|(l, _)| *l == link)
+                        {
+                            self.slots[comp].shim = None;
+                        }
+                    }
+                    Some(_) => {} // the daemon is leaving: nothing else is acted on
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    let left: Vec<&str> = (0..self.slots.len())
+                        .filter(|&c| self.slots[c].shim.is_some())
+                        .map(|c| self.name(c))
+                        .collect();
+                    tracing::warn!(?left, "shims still connected after {SHIMS_GONE:?}; leaving without them");
+                    break;
+                }
+            }
+        }
     }
 
     fn shutdown(&mut self) {

@@ -109,7 +109,7 @@ async fn serve(s: UnixStream, tx: mpsc::UnboundedSender<Msg>) {
     let mut ended = true;
     while let Ok(Some(line)) = lines.next_line().await {
         if line.starts_with("hello") {
-            let Some(dmuc_wire::line::Up::Hello { name, run, .. }) =
+            let Some(dmuc_wire::line::Up::Hello { name, run, shim }) =
                 dmuc_wire::line::Up::parse(line.as_bytes())
             else {
                 tracing::warn!("bad shim hello: {line:?}");
@@ -124,6 +124,7 @@ async fn serve(s: UnixStream, tx: mpsc::UnboundedSender<Msg>) {
                 name: name.to_string(),
                 run,
                 link,
+                pid: shim,
                 tx: out_tx.clone(),
             });
             continue;

@@ -45,6 +45,8 @@ pub(super) fn idle(io: &mut Io<'_>, last: &(Line, Line)) -> Option<u64> {
             while let Some((signo, code)) = sys::read_signal(io.sfd) {
                 if signo == SIGHUP && code == sys::SI_KERNEL {
                     io.tty.lost(io.link); // the terminal's hangup
+                } else if signo == SIGINT && io.tty.detached {
+                    // Ctrl-C in its window with no program running: nothing to pass it to.
                 } else if signo != SIGCHLD {
                     return None; // TERM/HUP/INT with no program running: the pane is closing
                 }

@@ -93,7 +93,9 @@ pub(super) fn supervise(
                 } else {
                     // The daemon signals the program directly: someone signalled the shim
                     // itself to end the pane, so no run may follow this one.
-                    if [SIGTERM, SIGINT, SIGHUP].contains(&signo) {
+                    // A detached shim has no pane: a signal to it is passed on (the Ctrl-C
+                    // its window forwards), and what comes next is the daemon's decision.
+                    if [SIGTERM, SIGINT, SIGHUP].contains(&signo) && !io.tty.detached {
                         run.closing = true;
                     }
                     if run.status.is_none() {

@@ -1,6 +1,7 @@
 //! A backend without tmux and without processes, for runtime tests: every call is reported to
-//! the test, launches get a pane at once (or wait for the test to answer them), a view
-//! window's "terminal" is a pipe the test can read, and signals are only recorded.
+//! the test, launches only recorded (or failed), view windows get a pane at once (or wait for
+//! the test to answer them) and a "terminal" that is a pipe the test can read, and signals
+//! are only recorded.
 
 use std::os::fd::OwnedFd;
 use std::path::Path;
@@ -18,11 +19,11 @@ pub enum Call {
     Launch {
         name: String,
         run: u64,
-        pane: Option<Pane>,
     },
     OpenView {
         name: String,
         pane: Option<Pane>,
+        shim: Option<u32>,
     },
     Show {
         marks: Vec<(String, String)>,
@@ -38,14 +39,20 @@ pub enum Call {
     },
 }
 
-/// A launch waiting for the test's answer: component, run, where the answer goes.
-type Held = (String, u64, oneshot::Sender<Result<Pane, String>>);
+/// A view window waiting for the test's answer: component, its pane, where the answer goes.
+type Held = (
+    String,
+    Pane,
+    oneshot::Sender<Result<(Pane, OwnedFd), String>>,
+);
 
 #[derive(Default)]
 struct Shared {
-    /// Launches wait for `Handle::answer` instead of getting a pane at once.
+    /// View windows wait for `Handle::answer` instead of opening at once.
     hold: bool,
     held: Vec<Held>,
+    /// Launches fail (no shim could be started).
+    fail: bool,
     /// The read ends of the view windows' terminals, by component.
     views: Vec<(String, OwnedFd)>,
     next_window: u32,
@@ -137,27 +144,28 @@ impl Handle {
         out
     }
 
-    /// Whether launches wait for `answer`.
+    /// Whether view windows wait for `answer`.
     pub fn hold(&self, hold: bool) {
         self.shared.lock().unwrap().hold = hold;
     }
 
-    /// Answers the held launch of `name`'s run `run` (with a new pane when `ok`).
-    pub fn answer(&self, name: &str, run: u64, ok: bool) -> Option<Pane> {
+    /// Whether launches fail.
+    pub fn fail_launches(&self, fail: bool) {
+        self.shared.lock().unwrap().fail = fail;
+    }
+
+    /// Opens the held view window of `name` (its read end is `view_of`'s).
+    pub fn answer(&self, name: &str) -> Pane {
         let mut s = self.shared.lock().unwrap();
         let i = s
             .held
             .iter()
-            .position(|(n, r, _)| n == name && *r == run)
-            .unwrap_or_else(|| panic!("no held launch of {name} run {run}"));
-        let (_, _, reply) = s.held.remove(i);
-        let result = if ok {
-            Ok(s.new_pane())
-        } else {
-            Err("no space left on device".to_string())
-        };
-        let pane = result.as_ref().ok().cloned();
-        let _ = reply.send(result);
+            .position(|(n, _, _)| n == name)
+            .unwrap_or_else(|| panic!("no held view window of {name}"));
+        let (_, pane, reply) = s.held.remove(i);
+        let (r, w) = nix::unistd::pipe().unwrap();
+        s.views.push((name.into(), r));
+        let _ = reply.send(Ok((pane.clone(), w)));
         pane
     }
 
@@ -181,29 +189,34 @@ impl Fake {
 }
 
 impl Backend for Fake {
-    fn launch(&self, name: &str, pane: Option<&Pane>, _spec: &Path, run: u64) -> Reply<Pane> {
-        self.call(Call::Launch {
-            name: name.into(),
-            run,
-            pane: pane.cloned(),
-        });
-        let mut s = self.shared.lock().unwrap();
-        if s.hold {
-            let (tx, rx) = oneshot::channel();
-            s.held.push((name.into(), run, tx));
-            return Box::pin(async move { rx.await.unwrap_or(Err("dropped".into())) });
+    fn launch(&self, spec: &Path, run: u64) -> Result<(), String> {
+        // The runtime writes `SPEC_DIR/NAME.spec`.
+        let name = spec.file_stem().unwrap().to_string_lossy().into_owned();
+        self.call(Call::Launch { name, run });
+        if self.shared.lock().unwrap().fail {
+            return Err("Resource temporarily unavailable (os error 11)".into());
         }
-        let pane = pane.cloned().unwrap_or_else(|| s.new_pane());
-        Box::pin(async move { Ok(pane) })
+        Ok(())
     }
 
-    fn open_view(&self, name: &str, pane: Option<&Pane>) -> Reply<(Pane, OwnedFd)> {
+    fn open_view(
+        &self,
+        name: &str,
+        pane: Option<&Pane>,
+        shim: Option<u32>,
+    ) -> Reply<(Pane, OwnedFd)> {
         self.call(Call::OpenView {
             name: name.into(),
             pane: pane.cloned(),
+            shim,
         });
         let mut s = self.shared.lock().unwrap();
         let pane = pane.cloned().unwrap_or_else(|| s.new_pane());
+        if s.hold {
+            let (tx, rx) = oneshot::channel();
+            s.held.push((name.into(), pane, tx));
+            return Box::pin(async move { rx.await.unwrap_or(Err("dropped".into())) });
+        }
         let result = nix::unistd::pipe()
             .map_err(|e| e.to_string())
             .map(|(r, w)| {

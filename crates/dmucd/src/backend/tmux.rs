@@ -474,17 +474,6 @@ impl Tmux {
             found,
         ))
     }
-
-    fn shim_argv(&self, spec: &Path, run: u64) -> Vec<String> {
-        let mut argv = vec![self.shim.display().to_string()];
-        argv.extend([
-            "--spec".into(),
-            spec.display().to_string(),
-            "--run".into(),
-            run.to_string(),
-        ]);
-        argv
-    }
 }
 
 impl Backend for Tmux {
@@ -508,24 +497,24 @@ impl Backend for Tmux {
         }
     }
 
-    /// Starts run `run` of `name`: respawns its pane when it has one, else opens its window
-    /// (also when the respawn fails because an operator closed the window). Returns a
-    /// `'static` future so many launches can be in flight at once.
-    fn launch(&self, name: &str, pane: Option<&Pane>, spec: &Path, run: u64) -> Reply<Pane> {
-        Box::pin(place(
-            self.client.clone(),
-            self.session.clone(),
-            name.to_string(),
-            pane.cloned(),
-            self.shim_argv(spec, run),
-        ))
+    fn launch(&self, spec: &Path, run: u64) -> Result<(), String> {
+        super::shims::start(&self.shim, spec, run)
     }
 
-    /// Opens a window for `name` whose shim runs on without one (the tmux server died, or
-    /// the window was closed): an idle shim holds the pane, and its terminal, opened here,
-    /// is what the component's shim will copy the output to. Reuses `pane` if it still exists.
-    fn open_view(&self, name: &str, pane: Option<&Pane>) -> Reply<(Pane, std::os::fd::OwnedFd)> {
-        let argv = vec![self.shim.display().to_string(), "--idle".into()];
+    /// Opens a window for `name` whose shim runs without one (it was started so, the tmux
+    /// server died, or the window was closed): an idle shim holds the pane (passing Ctrl-C
+    /// on to the component's shim, and ending with it), and its terminal, opened here, is
+    /// what the component's shim will copy the output to. Reuses `pane` if it still exists.
+    fn open_view(
+        &self,
+        name: &str,
+        pane: Option<&Pane>,
+        shim: Option<u32>,
+    ) -> Reply<(Pane, std::os::fd::OwnedFd)> {
+        let mut argv = vec![self.shim.display().to_string(), "--idle".into()];
+        if let Some(pid) = shim {
+            argv.extend(["--view".to_string(), pid.to_string()]);
+        }
         let client = self.client.clone();
         let placed = place(
             client.clone(),

@@ -14,6 +14,7 @@ use super::*;
 struct Report {
     run: u64,
     link: Option<(u64, ShimTx)>,
+    shim: Option<u32>,
     pid: Option<u32>,
     exit: Option<ExitStatus>,
 }
@@ -52,10 +53,11 @@ impl<B: Backend> Runtime<B> {
             tokio::select! {
                 m = self.rx.recv() => match m {
                     None => break,
-                    Some(Msg::ShimLink { name, run, link, tx }) => {
+                    Some(Msg::ShimLink { name, run, link, pid, tx }) => {
                         let r = reports.entry(name).or_default();
                         r.run = run;
                         r.link = Some((link, tx));
+                        r.shim = pid;
                     }
                     Some(Msg::Shim { name, run, what: what @ (ShimWhat::ViewLost | ShimWhat::ViewOk) }) => {
                         // After adoption: it decides whether a window is opened for it.
@@ -140,6 +142,7 @@ impl<B: Backend> Runtime<B> {
             };
             let Some(link) = r.link else { continue };
             self.slots[comp].shim = Some(link);
+            self.slots[comp].shim_pid = r.shim;
             let rec = a.record.as_ref().and_then(|rec| rec.get(&component));
             let name = component.clone();
             // Same process: the PID the shim (its parent) reports, recorded by the previous

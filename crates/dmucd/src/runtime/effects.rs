@@ -1,5 +1,5 @@
 //! The machine's effects carried out: launches (the spec, the shim deadline, restart in
-//! place or a tmux window), signals, timers, probes, and events for the log and waiters.
+//! place or a new shim), signals, timers, probes, and events for the log and waiters.
 
 use super::*;
 
@@ -56,17 +56,12 @@ impl<B: Backend> Runtime<B> {
     }
 
     pub(super) fn launch(&mut self, comp: usize, run: u64) {
-        // Armed first, so even a launch queued behind a stuck one cannot leave the component
-        // starting forever (a stop would wait for a PID that never comes).
+        // Armed first: a shim that never reports cannot leave the component starting forever
+        // (a stop would wait for a PID that never comes).
         let deadline = Instant::now() + SHIM_DEADLINE;
         self.slots[comp].deadline = deadline;
         self.timers
             .insert((deadline, TimerKey::ShimDeadline { comp, run }));
-        if self.slots[comp].launching {
-            tracing::debug!(comp, run, "launch queued behind an in-flight tmux launch");
-            self.slots[comp].queued = Some(run);
-            return;
-        }
         let c = &self.sup.graph().components()[comp];
         let mut env = self.base_env.clone();
         for (k, v) in &c.env {
@@ -98,26 +93,22 @@ impl<B: Backend> Runtime<B> {
             meta.map(|m| std::os::unix::fs::MetadataExt::ino(&m)),
         );
         let c = &self.sup.graph().components()[comp];
+        let name = c.name.clone();
         let path = self
             .paths
             .runtime_dir
             .join("spec")
             .join(format!("{}.spec", c.name));
-        let written = std::fs::write(&path, spec).map_err(|e| e.to_string());
-        if let Err(e) = written {
-            let status =
-                ExitStatus::Lost(format!("cannot write launch spec {}: {e}", path.display()));
-            // Deliver as a message so the state machine is not re-entered from inside apply().
-            let _ = self.tx.send(Msg::Launched {
-                comp: c.name.clone(),
+        if let Err(e) = std::fs::write(&path, spec) {
+            self.launch_failed(
+                name,
                 run,
-                server: self.server,
-                result: Err(status.to_string()),
-            });
+                format!("cannot write launch spec {}: {e}", path.display()),
+            );
             return;
         }
-        // Restart in place: the pane's shim is alive and waiting, so one line is enough and
-        // tmux is not involved (no pty, no fork of a new shim).
+        // Restart in place: the shim is alive and waiting, so one line is enough (no fork of
+        // a new shim, and its window stays).
         let slot = &mut self.slots[comp];
         if slot.shim_idle
             && let Some((_, tx)) = &slot.shim
@@ -127,25 +118,22 @@ impl<B: Backend> Runtime<B> {
             slot.shim_idle = false;
             return;
         }
-        tracing::debug!(
-            comp,
-            run,
-            shim = slot.shim.is_some(),
-            idle = slot.shim_idle,
-            "launch through tmux"
-        );
-        let name = c.name.clone();
-        let fut = self
-            .backend
-            .launch(&c.name, self.slots[comp].pane.as_ref(), &path, run);
-        self.slots[comp].launching = true;
-        let server = self.server;
-        self.when_answered(fut, move |result| Msg::Launched {
-            comp: name,
-            run,
-            server,
-            result,
-        });
+        // A new shim, started here rather than in a new tmux window: tmux creates windows one
+        // at a time, forking its ever larger server for each, which made a start of hundreds
+        // of components wait on tmux (docs/performance.md). The window follows: the shim says
+        // it has none and `open_view` gives it one, while the program already runs.
+        match self.backend.launch(&path, run) {
+            Ok(()) => {
+                tracing::debug!(comp, run, "shim started");
+                self.slots[comp].fresh = true;
+            }
+            Err(e) => self.launch_failed(name, run, format!("cannot start its shim: {e}")),
+        }
+    }
+
+    /// Delivered as a message, so the state machine is not re-entered from inside apply().
+    fn launch_failed(&self, comp: String, run: u64, error: String) {
+        let _ = self.tx.send(Msg::LaunchFailed { comp, run, error });
     }
 
     /// Waits for a backend's answer off the actor (many are in flight at once) and sends it

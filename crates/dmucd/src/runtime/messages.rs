@@ -15,13 +15,20 @@ impl<B: Backend> Runtime<B> {
             self.dirty = true;
         }
         match msg {
-            Msg::ShimLink { name, link, tx, .. } => match self.comp_of(&name) {
+            Msg::ShimLink {
+                name,
+                link,
+                tx,
+                pid,
+                ..
+            } => match self.comp_of(&name) {
                 Some(comp) => {
                     let slot = &mut self.slots[comp];
-                    if slot.shim.as_ref().is_none_or(|(l, _)| *l != link) && !slot.launching {
-                        slot.view = View::Shown; // a new shim, in its pane (or it says not)
+                    if slot.shim.as_ref().is_none_or(|(l, _)| *l != link) && !slot.opening {
+                        slot.view = View::Shown; // a new shim, with a terminal unless it says not
                     }
                     slot.shim = Some((link, tx));
+                    slot.shim_pid = pid;
                     slot.shim_idle = false;
                 }
                 // A component the config no longer has: once its program ends, it goes.
@@ -138,38 +145,16 @@ impl<B: Backend> Runtime<B> {
                     ok,
                 });
             }
-            Msg::Launched {
-                comp,
-                run,
-                server,
-                result,
-            } => {
+            Msg::LaunchFailed { comp, run, error } => {
                 let Some(comp) = self.comp_of(&comp) else {
                     return;
                 };
-                if server != self.server {
-                    // Sent to a tmux server that died since: if its shim started all the
-                    // same, it reports; if not, the shim deadline decides.
-                    return;
-                }
-                self.slots[comp].launching = false;
-                match result {
-                    Ok(p) => {
-                        if self.slots[comp].pane.as_ref() != Some(&p) {
-                            self.shown.0[comp].clear(); // a new window has no mark yet
-                        }
-                        self.slots[comp].pane = Some(p);
-                    }
-                    Err(e) => {
-                        tracing::error!(component = %self.name(comp), "tmux could not start the window: {e}");
-                        self.feed(Input::Exited {
-                            comp,
-                            run,
-                            status: ExitStatus::Lost(format!("tmux: {e}")),
-                        });
-                    }
-                }
-                self.launch_queued(comp);
+                tracing::error!(component = %self.name(comp), "{error}");
+                self.feed(Input::Exited {
+                    comp,
+                    run,
+                    status: ExitStatus::Lost(error),
+                });
             }
             Msg::ViewOpened {
                 comp,

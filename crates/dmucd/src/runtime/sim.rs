@@ -79,7 +79,8 @@ impl Rig {
         std::fs::write(self.dir.path().join("graph.toml"), toml).unwrap();
     }
 
-    /// The shim of `name`'s run `run` connects (a new connection, as a newly launched shim's).
+    /// The shim of `name`'s run `run` connects (a new connection, as a newly launched shim's;
+    /// its PID is `shim_pid`'s).
     fn shim_links(&mut self, name: &str, run: u64) {
         self.next_link += 1;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -88,14 +89,50 @@ impl Rig {
             name: name.into(),
             run,
             link: self.next_link,
+            pid: Some(shim_pid(self.next_link)),
             tx,
         });
     }
 
-    /// The shim of `name`'s run `run` connects and reports its program's PID.
+    /// The PID of `name`'s last connected shim.
+    fn shim_of(&self, name: &str) -> u32 {
+        shim_pid(self.shims[name].1)
+    }
+
+    /// The shim of `name`'s run `run` connects and reports its program's PID (as a shim
+    /// that has a terminal: one being adopted).
     fn shim_starts(&mut self, name: &str, run: u64, pid: u32) {
         self.shim_links(name, run);
         self.shim_says(name, run, ShimWhat::Start(pid));
+    }
+
+    /// A shim the runtime launched connects: it has no terminal yet and says so, then
+    /// reports its program's PID.
+    fn new_shim(&mut self, name: &str, run: u64, pid: u32) {
+        self.shim_links(name, run);
+        self.shim_says(name, run, ShimWhat::ViewLost);
+        self.shim_says(name, run, ShimWhat::Start(pid));
+    }
+
+    /// The next view window opened for `name`: the pane it reuses, the shim it shows.
+    async fn view_opened(&mut self, name: &str) -> (Option<Pane>, Option<u32>) {
+        match self
+            .fake
+            .expect(
+                &format!("a window for {name}"),
+                |c| matches!(c, Call::OpenView { name: n, .. } if n == name),
+            )
+            .await
+        {
+            Call::OpenView { pane, shim, .. } => (pane, shim),
+            _ => unreachable!(),
+        }
+    }
+
+    /// `name`'s shim is handed its window's terminal and says it took it.
+    async fn shim_shown(&mut self, name: &str, run: u64) {
+        assert!(matches!(self.heard_by_shim(name).await, ToShim::View(_)));
+        self.shim_says(name, run, ShimWhat::ViewOk);
     }
 
     fn shim_says(&self, name: &str, run: u64, what: ShimWhat) {
@@ -132,8 +169,8 @@ impl Rig {
         self.shims.get_mut(name).unwrap().0.try_recv().is_err()
     }
 
-    /// The next launch of `name`: its run and the pane it was given.
-    async fn launched(&mut self, name: &str) -> (u64, Option<Pane>) {
+    /// The next launch of `name`: its run.
+    async fn launched(&mut self, name: &str) -> u64 {
         match self
             .fake
             .expect(
@@ -142,7 +179,7 @@ impl Rig {
             )
             .await
         {
-            Call::Launch { run, pane, .. } => (run, pane),
+            Call::Launch { run, .. } => run,
             _ => unreachable!(),
         }
     }
@@ -226,6 +263,19 @@ impl Rig {
     }
 }
 
+/// The PID the played shim of connection `link` has.
+fn shim_pid(link: u64) -> u32 {
+    5000 + link as u32
+}
+
+/// What a view window's terminal received (once every writer of it is closed).
+fn view_text(r: &Rig, name: &str) -> String {
+    let mut view = std::fs::File::from(r.fake.view_of(name).unwrap());
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut view, &mut text).unwrap();
+    text
+}
+
 const ONE: &str = r#"
 [component.a]
 command = ["/bin/sh"]
@@ -233,50 +283,105 @@ backoff = { initial = "1s", max = "30s", factor = 2.0, reset-after = "60s" }
 "#;
 
 #[tokio::test(start_paused = true)]
-async fn a_relaunch_waits_for_the_launch_in_flight_then_reuses_its_shim_or_its_pane() {
+async fn a_program_runs_before_its_window_exists_and_restarts_in_place_in_it() {
     let mut r = Rig::start(ONE);
-    r.fake.hold(true); // tmux is slow to answer
-    assert_eq!(r.launched("a").await, (1, None));
-    // The program runs and fails before tmux has answered the launch.
-    r.shim_starts("a", 1, 100);
-    r.shim_says("a", 1, ShimWhat::Exit(ExitStatus::Code(1)));
-    let exited = Instant::now();
-    r.at(exited + Duration::from_secs(5)).await;
-    // Run 2 is due (1 s backoff) but waits: no second window, nothing told to the shim.
+    assert_eq!(r.launched("a").await, 1);
+    // The shim runs the program at once, then its window is opened for it.
+    r.new_shim("a", 1, 100);
     let a = r.state("a").await;
-    assert_eq!((a.state.name(), a.run), ("starting", 2));
-    assert!(r.shim_heard_nothing("a"));
-    assert!(r.actions().is_empty(), "{:#?}", r.fake.seen);
-    // tmux answers: run 2 starts in place, through the idle shim of run 1.
-    let pane = r.fake.answer("a", 1, true).unwrap();
-    assert!(matches!(r.heard_by_shim("a").await, ToShim::Run(2)));
-    assert!(r.actions().is_empty(), "{:#?}", r.fake.seen);
-    r.shim_says("a", 2, ShimWhat::Start(101));
     assert_eq!(
-        r.state("a").await.window.as_deref(),
-        Some(pane.window.as_str())
+        (a.state.name(), a.pid, a.window),
+        ("running", Some(100), None)
     );
-
-    // Its shim goes away with the program: run 3 goes through tmux, into the same pane, after
-    // the second backoff (2 s).
-    r.fake.hold(false);
+    let shim = r.shim_of("a");
+    assert_eq!(r.view_opened("a").await, (None, Some(shim)));
+    r.shim_shown("a", 1).await;
+    // Its first window: the shim shows its own output so far, dmucd writes nothing.
+    assert_eq!(view_text(&r, "a"), "");
+    let window = r.state("a").await.window.expect("a window");
+    // It fails: run 2 starts in place through the same shim, in the same window.
+    r.shim_says("a", 1, ShimWhat::Exit(ExitStatus::Code(1)));
+    assert!(matches!(r.heard_by_shim("a").await, ToShim::Run(2)));
+    r.shim_says("a", 2, ShimWhat::Start(101));
+    let acted = r.actions();
+    assert!(
+        !acted
+            .iter()
+            .any(|c| matches!(c, Call::Launch { .. } | Call::OpenView { .. })),
+        "{acted:#?}"
+    );
+    assert_eq!(r.state("a").await.window.as_deref(), Some(window.as_str()));
+    // Its shim goes away with the program: run 3 is a new shim, after the second backoff
+    // (2 s), and its window reuses the pane.
     r.shim_says("a", 2, ShimWhat::Exit(ExitStatus::Code(1)));
     r.shim_closes("a");
     let exited = Instant::now();
-    assert_eq!(r.launched("a").await, (3, Some(pane)));
+    assert_eq!(r.launched("a").await, 3);
     assert_eq!(exited.elapsed(), Duration::from_secs(2));
+    r.new_shim("a", 3, 102);
+    let (pane, for_shim) = r.view_opened("a").await;
+    assert_eq!(pane.map(|p| p.window), Some(window));
+    assert_eq!(for_shim, Some(r.shim_of("a")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_window_opened_for_a_shim_replaced_meanwhile_is_opened_again_for_the_new_one() {
+    let mut r = Rig::start(ONE);
+    r.fake.hold(true); // tmux is slow to open windows
+    assert_eq!(r.launched("a").await, 1);
+    r.new_shim("a", 1, 100);
+    let first = r.shim_of("a");
+    assert_eq!(r.view_opened("a").await, (None, Some(first)));
+    // The program and its shim end before the window is open; run 2's shim connects.
+    r.shim_says("a", 1, ShimWhat::Exit(ExitStatus::Code(1)));
+    r.shim_closes("a");
+    assert_eq!(r.launched("a").await, 2);
+    r.new_shim("a", 2, 101);
+    let second = r.shim_of("a");
+    // One window at a time: nothing more until tmux answers.
+    let acted = r.actions();
+    assert!(
+        !acted.iter().any(|c| matches!(c, Call::OpenView { .. })),
+        "{acted:#?}"
+    );
+    let pane = r.fake.answer("a");
+    // That window was for the first shim (it ends with it): the same pane, for the second.
+    assert_eq!(r.view_opened("a").await, (Some(pane), Some(second)));
+    assert!(r.shim_heard_nothing("a"));
+    r.fake.answer("a");
+    r.shim_shown("a", 2).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_launch_that_cannot_start_its_shim_costs_its_run_and_backs_off() {
+    let mut r = Rig::start(ONE);
+    r.fake.fail_launches(true);
+    assert_eq!(r.launched("a").await, 1);
+    let launched = Instant::now();
+    r.fake.fail_launches(false);
+    assert_eq!(r.launched("a").await, 2);
+    assert_eq!(launched.elapsed(), Duration::from_secs(1));
+    let a = r.state("a").await;
+    assert!(
+        a.last_exit
+            .as_deref()
+            .is_some_and(|e| e.contains("cannot start its shim")),
+        "{a:?}"
+    );
+    r.new_shim("a", 2, 200);
+    assert_eq!(r.state("a").await.state.name(), "running");
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_shim_that_never_reports_costs_its_run_after_the_deadline() {
     let mut r = Rig::start(ONE);
-    assert_eq!(r.launched("a").await, (1, None));
+    assert_eq!(r.launched("a").await, 1);
     let launched = Instant::now();
     r.at(launched + SHIM_DEADLINE - Duration::from_millis(1))
         .await;
     assert_eq!(r.state("a").await.state, dmuc_proto::State::Starting);
     // The deadline passes, then the backoff: run 2.
-    assert_eq!(r.launched("a").await.0, 2);
+    assert_eq!(r.launched("a").await, 2);
     assert_eq!(launched.elapsed(), SHIM_DEADLINE + Duration::from_secs(1));
     let a = r.state("a").await;
     assert!(
@@ -286,7 +391,7 @@ async fn a_shim_that_never_reports_costs_its_run_after_the_deadline() {
         "{a:?}"
     );
     // A shim that reports in time disarms its deadline: nothing happens at run 2's.
-    r.shim_starts("a", 2, 200);
+    r.new_shim("a", 2, 200);
     r.at(Instant::now() + SHIM_DEADLINE * 2).await;
     let a = r.state("a").await;
     assert_eq!((a.state.name(), a.run, a.pid), ("running", 2, Some(200)));
@@ -303,12 +408,17 @@ after = ["a"]
 stop = { timeout = "3s" }
 "#;
 
-/// Starts `TWO` with a and b running (pids 100 and 101); returns their panes.
+/// Starts `TWO` with a and b running (pids 100 and 101) in their windows; returns their
+/// panes.
 async fn two_running(r: &mut Rig) -> (Pane, Pane) {
-    assert_eq!(r.launched("a").await, (1, None));
-    r.shim_starts("a", 1, 100);
-    assert_eq!(r.launched("b").await, (1, None));
-    r.shim_starts("b", 1, 101);
+    assert_eq!(r.launched("a").await, 1);
+    r.new_shim("a", 1, 100);
+    assert_eq!(r.launched("b").await, 1);
+    r.new_shim("b", 1, 101);
+    for name in ["a", "b"] {
+        r.view_opened(name).await;
+        r.shim_shown(name, 1).await;
+    }
     assert_eq!(r.states().await, ["running", "running"]);
     let s = r.status().await;
     let pane = |w: &Option<String>| Pane {
@@ -380,8 +490,8 @@ stop = { timeout = "3s" }
         .expect("a's window closed", |c| *c == Call::Close(pane_a.clone()))
         .await;
     assert!(matches!(r.heard_by_shim("a").await, ToShim::Quit));
-    assert_eq!(r.launched("c").await, (1, None));
-    r.shim_starts("c", 1, 102);
+    assert_eq!(r.launched("c").await, 1);
+    r.new_shim("c", 1, 102);
     let s = r.status().await;
     let names: Vec<_> = s.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["c", "b"]);
@@ -419,21 +529,14 @@ async fn a_lost_tmux_server_costs_no_process_and_every_shim_gets_a_window() {
     r.fake.lose_server();
     r.fake.expect("a new server", |c| *c == Call::Replace).await;
     for name in ["a", "b"] {
-        r.fake
-            .expect(
-                &format!("a window for {name}"),
-                |c| matches!(c, Call::OpenView { name: n, pane: None } if n == name),
-            )
-            .await;
+        let shim = r.shim_of(name);
+        assert_eq!(r.view_opened(name).await, (None, Some(shim)));
     }
     for name in ["a", "b"] {
-        assert!(matches!(r.heard_by_shim(name).await, ToShim::View(_)));
-        r.shim_says(name, 1, ShimWhat::ViewOk);
+        r.shim_shown(name, 1).await;
     }
     // The new window starts with a banner and the log's last lines.
-    let mut view = std::fs::File::from(r.fake.view_of("a").unwrap());
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut view, &mut text).unwrap();
+    let text = view_text(&r, "a");
     assert!(
         text.starts_with("[dmuc] a (run 1, pid 100) kept running"),
         "{text:?}"
@@ -461,27 +564,33 @@ async fn a_lost_tmux_server_costs_no_process_and_every_shim_gets_a_window() {
     r.fake
         .expect(
             "a window for a again",
-            |c| matches!(c, Call::OpenView { name, pane: Some(_) } if name == "a"),
+            |c| matches!(c, Call::OpenView { name, pane: Some(_), .. } if name == "a"),
         )
         .await;
     assert!(matches!(r.heard_by_shim("a").await, ToShim::View(_)));
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_launch_sent_to_a_server_that_died_is_void_and_left_to_the_deadline() {
+async fn a_window_being_opened_on_a_server_that_died_is_void_and_opened_on_the_new_one() {
     let mut r = Rig::start(ONE);
     r.fake.hold(true);
-    assert_eq!(r.launched("a").await, (1, None));
-    let launched = Instant::now();
+    assert_eq!(r.launched("a").await, 1);
+    r.new_shim("a", 1, 100);
+    r.view_opened("a").await;
     r.fake.lose_server();
     r.fake.expect("a new server", |c| *c == Call::Replace).await;
-    // The dead server's answer arrives late: it is ignored (no pane from it).
-    r.fake.answer("a", 1, true);
-    r.at(launched + Duration::from_secs(1)).await;
+    assert_eq!(r.view_opened("a").await.0, None);
+    // The dead server's answer arrives late: ignored (its terminal is not handed over).
+    r.fake.answer("a");
+    r.at(Instant::now() + Duration::from_secs(1)).await;
+    assert!(r.shim_heard_nothing("a"));
     assert_eq!(r.state("a").await.window, None);
-    r.fake.hold(false);
-    assert_eq!(r.launched("a").await, (2, None));
-    assert_eq!(launched.elapsed(), SHIM_DEADLINE + Duration::from_secs(1));
+    // The new server's is handed over.
+    let pane = r.fake.answer("a");
+    r.shim_shown("a", 1).await;
+    assert_eq!(r.state("a").await.window, Some(pane.window));
+    let a = r.state("a").await;
+    assert_eq!((a.pid, a.run, a.restarts), (Some(100), 1, 0));
 }
 
 #[tokio::test(start_paused = true)]
@@ -540,11 +649,11 @@ command = ["/bin/sh"]
         .expect("z's window closed", |c| *c == Call::Close(pane(3)))
         .await;
     assert!(matches!(r.heard_by_shim("z").await, ToShim::Quit));
-    // b's shim never comes back: after the adoption deadline it starts anew, in its pane; c,
-    // which nothing ran, starts at the same time.
-    let mut launches = vec![r.launched("b").await, r.launched("c").await];
-    launches.sort_by_key(|(run, pane)| (*run, pane.is_some()));
-    assert_eq!(launches, [(1, None), (2, Some(pane(2)))]);
+    // b's shim never comes back: after the adoption deadline it starts anew (run 2), and its
+    // window reuses its pane; c, which nothing ran, starts at the same time.
+    assert_eq!((r.launched("b").await, r.launched("c").await), (2, 1));
+    r.new_shim("b", 2, 300);
+    assert_eq!(r.view_opened("b").await.0, Some(pane(2)));
     // b's history carried over from the record, as for a component that left no pane.
     assert_eq!(r.state("b").await.restarts, 2);
     assert_eq!(began.elapsed(), ADOPT_DEADLINE);

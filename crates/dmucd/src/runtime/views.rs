@@ -1,6 +1,8 @@
-//! tmux is the view, not the parent: a component's shim outlives its window (and the whole
-//! tmux server), and when its terminal hangs up, the component gets a new window whose
-//! terminal is handed to the shim over its link. No component is restarted for it.
+//! tmux is the view, not the parent: dmucd starts each shim itself, without a terminal, and
+//! the shim's first words ask for a window; one is opened (its pane runs `dmuc-shim --idle
+//! --view PID`, which passes Ctrl-C on and ends with the shim) and its terminal is handed to
+//! the shim over its link. A shim outlives its window (and the whole tmux server): when its
+//! terminal hangs up, it gets a new window the same way. No component is restarted for it.
 
 use std::io::Write;
 use std::os::fd::OwnedFd;
@@ -32,13 +34,10 @@ impl<B: Backend> Runtime<B> {
             let slot = &mut self.slots[comp];
             slot.pane = None;
             slot.view = View::Shown;
-            // Launches sent to the dead server are void (their replies are ignored): a shim
-            // that started all the same reports, one that did not is caught by its deadline.
-            slot.launching = false;
+            // Views being opened on the dead server are void (their replies are ignored).
+            slot.opening = false;
             if slot.shim.is_some() {
                 self.open_view(comp);
-            } else {
-                self.launch_queued(comp);
             }
         }
         Ok(())
@@ -65,16 +64,18 @@ impl<B: Backend> Runtime<B> {
     /// Opens a window for a component whose shim has no terminal (reusing its pane if that
     /// still exists); `view_opened` hands the terminal over.
     pub(super) fn open_view(&mut self, comp: usize) {
-        if self.slots[comp].launching {
-            return; // a launch in flight brings its own window
+        if self.slots[comp].opening {
+            return; // one at a time: `view_opened` checks it went to the right shim
         }
         let name = self.name(comp).to_string();
+        let slot = &self.slots[comp];
         let fut = self
             .backend
-            .open_view(&name, self.slots[comp].pane.as_ref());
+            .open_view(&name, slot.pane.as_ref(), slot.shim_pid);
         let slot = &mut self.slots[comp];
         slot.view = View::Opening;
-        slot.launching = true;
+        slot.opening = true;
+        slot.view_for = slot.shim_pid;
         let server = self.server;
         self.when_answered(fut, move |result| Msg::ViewOpened {
             comp: name,
@@ -86,7 +87,7 @@ impl<B: Backend> Runtime<B> {
     /// A view window is open: show the log's last lines there and hand its terminal to the
     /// shim, which copies the live output to it from then on.
     pub(super) fn view_opened(&mut self, comp: usize, result: Result<(Pane, OwnedFd), String>) {
-        self.slots[comp].launching = false;
+        self.slots[comp].opening = false;
         self.slots[comp].view = View::Shown;
         match result {
             Ok((pane, tty)) => {
@@ -95,6 +96,28 @@ impl<B: Backend> Runtime<B> {
                 }
                 self.slots[comp].pane = Some(pane);
                 self.dirty = true;
+                let slot = &self.slots[comp];
+                if slot.shim.is_none() {
+                    return; // its shim went meanwhile; the next one asks again
+                }
+                if slot.view_for != slot.shim_pid {
+                    // Opened for a shim that has been replaced since: that window ends with
+                    // the old shim, so the new one gets a window (the same pane) of its own.
+                    self.open_view(comp);
+                    return;
+                }
+                if slot.fresh {
+                    // Its first window: the shim shows what it wrote so far (exactly: it is
+                    // the one writing), and the live output follows.
+                    if let Some((_, tx)) = &slot.shim
+                        && tx.send(ToShim::View(tty)).is_ok()
+                    {
+                        let slot = &mut self.slots[comp];
+                        slot.view = View::Handed;
+                        slot.fresh = false;
+                    }
+                    return;
+                }
                 let u = self.sup.unit(comp);
                 let mut text = format!(
                     "[dmuc] {} (run {}{}) kept running; its window was opened again. The last lines of its log:\r\n",
@@ -119,17 +142,6 @@ impl<B: Backend> Runtime<B> {
             }
             Err(e) => {
                 tracing::warn!(component = %self.name(comp), "cannot open a window for it: {e}; its output goes to its log only")
-            }
-        }
-        self.launch_queued(comp);
-    }
-
-    /// Starts the launch that waited for an in-flight one to answer.
-    pub(super) fn launch_queued(&mut self, comp: usize) {
-        if let Some(next) = self.slots[comp].queued.take() {
-            let u = self.sup.unit(comp);
-            if u.run == next && u.state.is_active() {
-                self.launch(comp, next);
             }
         }
     }
