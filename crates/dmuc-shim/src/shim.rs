@@ -1,8 +1,9 @@
-//! The process that runs in a component's tmux pane.
+//! The process that runs each component's program, and each component window's process.
 //!
 //! tmux cannot tell us exit statuses reliably (Debian's 3.3a loses most `pane-died` hooks,
-//! see docs/architecture.md), and the daemon is not the parent of pane processes. So the pane
-//! runs this small program, which *is* the parent: it starts the real program in its own
+//! see docs/architecture.md), and the daemon is not the parent of the programs. So dmucd
+//! starts this small program (`--detached`: it forks into a session of its own and its first
+//! parent exits), which *is* the parent: it starts the real program in its own
 //! process group, reports its PID and its exact exit status or signal to the daemon over the
 //! shim socket, owns the log file (stdout and stderr come through one pipe), copies output to
 //! the pane without ever blocking on it, and forwards terminal signals.
@@ -22,9 +23,12 @@
 //! while the program runs, or `hello` and its `exit ...` line if it ended meanwhile. That is
 //! what lets a new dmucd adopt the components instead of restarting them.
 //!
-//! And it outlives its pane: when the terminal hangs up (the tmux server died, or someone
-//! closed the window) the program keeps running, its output keeps going to the log, and the
-//! shim says `view-lost`; the daemon opens a new window and hands its terminal over the link.
+//! And it outlives its window: it starts without one and says `view-lost`, and so again when
+//! the terminal hangs up (the tmux server died, or someone closed the window); the program
+//! keeps running, its output keeps going to the log, and the daemon opens a window, whose
+//! process is `dmuc-shim --idle --view PID` (`view_window`: Ctrl-C passed on, gone with the
+//! shim), and hands its terminal over the link. On the first one the shim shows what the log
+//! took before it.
 //! A shim between runs with neither a terminal nor a daemon exits: nothing could start or
 //! show its next run.
 //!
@@ -268,6 +272,16 @@ pub fn main<'a>(mut args: impl Iterator<Item = &'a CStr>) -> i32 {
             _ => return usage(),
         }
     }
+    let (Some(spec_path), Some(first_run)) = (spec_path, first_run) else {
+        return usage();
+    };
+    supervisor(spec_path, first_run, detached)
+}
+
+/// The shim proper. Out of line: its frame (line buffers, the terminal's state) is several
+/// pages, which a window's idle process (`--idle`: one per component) would otherwise touch.
+#[inline(never)]
+fn supervisor(spec_path: &CStr, first_run: u64, detached: bool) -> i32 {
     if detached {
         // Started by dmucd itself. Its child exits at once (dmucd reaps it); the shim goes
         // on as that child's child, which outlives dmucd, is not dmucd's to reap, and leads a
@@ -286,9 +300,6 @@ pub fn main<'a>(mut args: impl Iterator<Item = &'a CStr>) -> i32 {
         // given without close-on-exec (a test harness's, a jobserver's) is not the program's.
         sys::close_from(3);
     }
-    let (Some(spec_path), Some(first_run)) = (spec_path, first_run) else {
-        return usage();
-    };
     let mut mapped = match load(spec_path) {
         Ok(m) => m,
         Err(e) => {
