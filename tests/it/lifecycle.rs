@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
 use crate::util::*;
 
 const T: Duration = Duration::from_secs(20);
@@ -310,8 +313,26 @@ backoff = { initial = "0s" }
     wait_for("the end and the new run in talk's window", T, || {
         shown(&d, "talk").filter(|t| t.contains("killed by SIGINT") && t.contains("starting again"))
     });
+    // The window's process ends with the shim, as a pane's process would: kill -9 of the shim
+    // takes its program along (parent-death signal), and the next shim shows in the same
+    // window again.
+    let second = again["pid"].as_u64().unwrap();
+    kill(Pid::from_raw(shim as i32), Signal::SIGKILL).unwrap();
+    let third = wait_for("talk's run after its shim was killed", T, || {
+        let c = d.comp("talk")?;
+        (c["state"] == "running" && c["pid"].as_u64() != Some(second)).then_some(c)
+    });
+    assert!(!alive(second as u32), "the program outlived its shim");
+    let pid3 = third["pid"].as_u64().unwrap();
+    assert_ne!(stat_field(pid3, 4), shim, "a new shim");
+    assert_eq!(third["window"], window, "in the same window");
+    wait_for("talk's window showing its new shim", T, || {
+        let live = d.tmux(&["display", "-p", "-t", "=dmuc:=talk", "#{pane_dead}"]);
+        let text = shown(&d, "talk")?;
+        (live.trim() == "0" && text.contains("second-line")).then_some(())
+    });
     assert_eq!(d.stop(), Some(0), "{}", d.stderr());
-    assert!(!alive(shim as u32));
+    assert!(!alive(shim as u32) && !alive(pid3 as u32));
 }
 
 #[test]

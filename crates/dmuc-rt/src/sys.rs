@@ -67,6 +67,7 @@ consts!(i32;
     ENOENT = linux_raw_sys::errno::ENOENT,
     ENOTDIR = linux_raw_sys::errno::ENOTDIR,
     ECHILD = linux_raw_sys::errno::ECHILD,
+    ESRCH = linux_raw_sys::errno::ESRCH,
 );
 
 consts!(usize;

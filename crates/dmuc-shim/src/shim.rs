@@ -222,8 +222,12 @@ fn view_window(pid: i32) -> i32 {
     const SIGQUIT: i32 = 3;
     const SIGTSTP: i32 = 20;
     // A pidfd names that process itself: a later process given the same PID is not signalled.
-    let Ok(shim) = sys::pidfd_open(pid) else {
-        return 0; // already gone (or a kernel before 5.3): nothing to show
+    // Without one (a kernel before 5.3), signals go by PID and the window stays until closed:
+    // ending at once would have dmucd open it again, forever.
+    let shim = match sys::pidfd_open(pid) {
+        Ok(fd) => Some(fd),
+        Err(Errno(sys::ESRCH)) => return 0, // already gone: nothing to show
+        Err(_) => None,
     };
     let mask = sys::sigbit(SIGINT) | sys::sigbit(SIGQUIT) | sys::sigbit(SIGTSTP);
     let sfd = sys::sigprocmask(sys::SIG_BLOCK, mask)
@@ -232,7 +236,7 @@ fn view_window(pid: i32) -> i32 {
     loop {
         let mut fds = [
             PollFd::new(1, 0),
-            PollFd::new(shim, POLLIN),
+            PollFd::new(shim.unwrap_or(-1), POLLIN),
             PollFd::new(sfd, POLLIN),
         ];
         match sys::poll(&mut fds, -1) {
@@ -246,7 +250,10 @@ fn view_window(pid: i32) -> i32 {
         if sig {
             while let Some((signo, _)) = sys::read_signal(sfd) {
                 if signo != SIGTSTP {
-                    let _ = sys::pidfd_send_signal(shim, signo);
+                    let _ = match shim {
+                        Some(fd) => sys::pidfd_send_signal(fd, signo),
+                        None => sys::kill(pid, signo),
+                    };
                 }
             }
         }

@@ -154,6 +154,8 @@ pub struct Runtime<B: Backend> {
     dirty: bool,
     /// Shutdown under way.
     stopping: bool,
+    /// A shim was told to start a run since the loop last yielded.
+    told_shims: bool,
     config_path: PathBuf,
     /// The command line's overrides (`--var` values are applied again on `reload`).
     overrides: crate::Overrides,
@@ -244,6 +246,7 @@ impl<B: Backend> Runtime<B> {
             events,
             dirty: true,
             stopping: false,
+            told_shims: false,
             config_path,
             overrides,
             started: Instant::now(),
@@ -282,6 +285,20 @@ impl<B: Backend> Runtime<B> {
                 .insert((Instant::now() + every, TimerKey::Watchdog));
         }
         loop {
+            // A restart without backoff is a timer due now: launch before the outputs below
+            // (O(N) each), not after them.
+            if self
+                .timers
+                .first()
+                .is_some_and(|(t, _)| *t <= Instant::now())
+            {
+                self.fire_timers();
+            }
+            if std::mem::take(&mut self.told_shims) {
+                // Let the link writers put `run N` on the wire first (one thread: they run
+                // only when the actor waits).
+                tokio::task::yield_now().await;
+            }
             if self.dirty {
                 // Components a reload removed leave the graph once they have stopped.
                 if let Some(remap) = self.sup.prune() {

@@ -116,6 +116,7 @@ impl<B: Backend> Runtime<B> {
         {
             tracing::debug!(comp, run, "restart in place through the idle shim");
             slot.shim_idle = false;
+            self.told_shims = true;
             return;
         }
         // A new shim, started here rather than in a new tmux window: tmux creates windows one
