@@ -333,6 +333,25 @@ fn shims_of(dir: &Path) -> Vec<u32> {
     procs_of("dmuc-shim", dir)
 }
 
+/// The windows' processes (`dmuc-shim --idle --view PID`) of the shims `shims`.
+fn views_of(shims: &[u32]) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let c = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+            args.windows(2).any(|w| {
+                w[0] == b"--view"
+                    && std::str::from_utf8(w[1])
+                        .ok()
+                        .and_then(|p| p.parse::<u32>().ok())
+                        .is_some_and(|p| shims.contains(&p))
+            })
+        })
+        .collect()
+}
+
 fn ticks(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let f: Vec<&str> = s
@@ -353,14 +372,25 @@ fn memory_and_idle(n: usize, idle_secs: u64) {
     let shims = shims_of(d.dir.path());
     let pss_d = kb(pid, "smaps_rollup", "Pss:");
     let pss_s: u64 = shims.iter().map(|p| kb(*p, "smaps_rollup", "Pss:")).sum();
+    // The windows open after the programs start: poll for all of them (with a deadline).
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    let mut views = views_of(&shims);
+    while views.len() < shims.len() && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+        views = views_of(&shims);
+    }
+    let pss_v: u64 = views.iter().map(|p| kb(*p, "smaps_rollup", "Pss:")).sum();
     println!(
-        "memory at N={n}: dmucd RSS {:.1} MB, PSS {:.1} MB; {} shims PSS {:.1} MB total ({:.0} KB each); all dmuc processes {:.1} MB PSS",
+        "memory at N={n}: dmucd RSS {:.1} MB, PSS {:.1} MB; {} shims PSS {:.1} MB total ({:.0} KB each); {} windows' processes {:.1} MB ({:.0} KB each); all dmuc processes {:.1} MB PSS",
         rss as f64 / 1024.0,
         pss_d as f64 / 1024.0,
         shims.len(),
         pss_s as f64 / 1024.0,
         pss_s as f64 / shims.len().max(1) as f64,
-        (pss_d + pss_s) as f64 / 1024.0
+        views.len(),
+        pss_v as f64 / 1024.0,
+        pss_v as f64 / views.len().max(1) as f64,
+        (pss_d + pss_s + pss_v) as f64 / 1024.0
     );
     // The rest of the picture: the tmux server with its control client (`tmux -S DIR/...`:
     // the server keeps the client's command line). The overview is drawn by dmucd itself.
