@@ -199,7 +199,15 @@ command = ["true"]
         "the events say what happened"
     );
     let ev = d.events();
-    let died = ev.iter().position(|e| e["event"] == "daemon").unwrap();
+    let died = ev
+        .iter()
+        .position(|e| {
+            e["event"] == "daemon"
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("the tmux server died"))
+        })
+        .unwrap();
     assert!(
         !ev[died..]
             .iter()

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use serde_json::Value;
+
 use crate::util::*;
 
 const T: Duration = Duration::from_secs(20);
@@ -127,5 +129,98 @@ after = ["runtime"]
     });
     assert!(agent_start >= ready);
     assert!(d.log("runtime").contains("[runtime] ready"));
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn analyze_tells_the_critical_chain_of_the_start_of_one_restart_and_after_adoption() {
+    let toml = r#"
+[component.a]
+command = ["sh", "-c", "echo ready; exec sleep 1000"]
+ready = { log = "^ready$" }
+
+[component.b]
+command = ["sh", "-c", "echo ready; exec sleep 1000"]
+after = ["a"]
+ready = { log = "^ready$" }
+
+[component.c]
+command = ["sleep", "1000"]
+after = ["b"]
+
+[component.side]
+command = ["sleep", "1000"]
+"#;
+    let mut d = Daemon::start(toml);
+    for n in ["a", "b"] {
+        d.wait_state(n, "ready", T);
+    }
+    for n in ["c", "side"] {
+        d.wait_state(n, "running", T);
+    }
+    let json = |d: &Daemon, args: &[&str]| -> Value {
+        serde_json::from_str(&d.ctl_ok(&[&["analyze", "--json"], args].concat())).unwrap()
+    };
+    let names = |a: &Value| -> Vec<String> {
+        a["chain"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let boot = json(&d, &["c"]);
+    assert_eq!(names(&boot), ["c", "b", "a"], "{boot}");
+    let chain = boot["chain"].as_array().unwrap();
+    // Each waited for the next: launched at or after it was up, up after its own launch.
+    for w in chain.windows(2) {
+        assert_eq!(w[0]["waited_for"], w[1]["name"]);
+        assert!(
+            w[0]["launched_us"].as_u64() >= w[1]["up_us"].as_u64(),
+            "{boot}"
+        );
+    }
+    for c in chain {
+        assert!(c["up_us"].as_u64() >= c["launched_us"].as_u64(), "{c}");
+    }
+    let side = &boot["components"].as_array().unwrap()[3];
+    assert_eq!(
+        (side["name"].as_str(), side["waited_for"].as_str()),
+        (Some("side"), None)
+    );
+    // The text form: the chain as systemd prints it, then every component.
+    let text = d.ctl_ok(&["analyze", "c"]);
+    assert!(text.starts_with("c was up @"), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("└─b @"))
+            && text.lines().any(|l| l.starts_with("  └─a @")),
+        "{text}"
+    );
+
+    // One component's restart: b at its last start, the graph's start unchanged.
+    d.ctl_ok(&["restart", "b"]);
+    d.wait_state("b", "ready", T);
+    let again = json(&d, &["b"]);
+    assert_eq!(names(&again), ["b", "a"], "{again}");
+    assert!(again["chain"][0]["launched_us"].as_u64() > chain[1]["launched_us"].as_u64());
+    // The table is of the graph's start (b's first launch), counting both launches.
+    let b = &again["components"][1];
+    assert_eq!(
+        (&b["launched_us"], &b["launches"]),
+        (&chain[1]["launched_us"], &2.into())
+    );
+    assert_eq!(json(&d, &["c"])["since_seq"], boot["since_seq"]);
+
+    // A new dmucd adopts the components: the analysis still is of the start that launched them.
+    d.crash();
+    d.restart();
+    d.wait_state("c", "running", T);
+    let adopted = json(&d, &["c"]);
+    assert_eq!(adopted["since_seq"], boot["since_seq"], "{adopted}");
+    assert_eq!(names(&adopted), ["c", "b", "a"]);
+    // An unknown name is a clear error.
+    let o = d.ctl(&["analyze", "nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no component named \"nope\""));
     assert_eq!(d.stop(), Some(0));
 }

@@ -607,6 +607,11 @@ pub struct EventRecord {
     pub what: EventWhat,
 }
 
+/// How the `daemon` event begins that dmucd writes when it starts the graph (not when it
+/// adopts a previous dmucd's components: they were started before). `dmucctl analyze` starts
+/// its window there.
+pub const BOOT_EVENT: &str = "started the graph";
+
 /// What an event says.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]

@@ -77,6 +77,19 @@ pub enum Cmd {
         #[arg(long)]
         dot: bool,
     },
+    /// When each component was launched and up, what it waited for, and the critical chain
+    /// that decided when the graph (or NAME) was up, from the event log.
+    Analyze {
+        /// End the chain at this component's last start (default: the last one up).
+        name: Option<String>,
+        /// Only events after this sequence number (default: since dmucd last started the
+        /// graph; an adoption keeps that start).
+        #[arg(long, value_name = "SEQ")]
+        since: Option<u64>,
+        /// The analysis as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Re-read the config file and apply the difference: new components start, removed ones
     /// stop, changed ones restart, the others keep running untouched.
     Reload {

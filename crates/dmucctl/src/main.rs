@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod analyze;
 mod cli;
 mod render;
 
@@ -184,6 +185,23 @@ fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
                 print(e);
             }
         }
+        Cmd::Analyze { name, since, json } => {
+            let g: GraphResult = parse(c.call(Verb::Graph {})?)?;
+            let events = event_log(&mut c, since)?;
+            let names: Vec<String> = g.nodes.iter().map(|n| n.name.clone()).collect();
+            match analyze::analyze(&events, &names, &g.edges, since, name.as_deref()) {
+                Ok(a) if json => {
+                    let _ = writeln!(out, "{}", serde_json::to_string(&a).unwrap_or_default());
+                }
+                Ok(a) => {
+                    let _ = write!(out, "{}", analyze::render(&a));
+                }
+                Err(e) => {
+                    eprintln!("dmucctl analyze: {e}");
+                    return Ok(FAILED);
+                }
+            }
+        }
         Cmd::Graph { dot } => {
             let g: GraphResult = parse(c.call(Verb::Graph {})?)?;
             let text = if dot {
@@ -313,6 +331,43 @@ fn watch_status(
 }
 
 /// Whether the event stream ends (the daemon closed it) within a short deadline.
+/// The event log after `since` (all of it without), in order: streamed one event per frame
+/// (a reply of thousands would not fit one), up to the last event there was when asked.
+/// Uses up the connection (a stream is left by dropping it).
+fn event_log(c: &mut Client, since: Option<u64>) -> Result<Vec<EventRecord>, CallError> {
+    let recent: Vec<EventRecord> = parse(
+        c.call(Verb::Events {
+            since: None,
+            follow: false,
+        })?
+        .get("events")
+        .cloned()
+        .unwrap_or(Value::Array(vec![])),
+    )?;
+    let Some(last) = recent.last().map(|e| e.seq) else {
+        return Ok(Vec::new());
+    };
+    let mut events = Vec::new();
+    if since.is_some_and(|s| s >= last) {
+        return Ok(events);
+    }
+    c.stream(
+        Verb::Events {
+            since: Some(since.unwrap_or(0)),
+            follow: true,
+        },
+        |item| match item {
+            StreamItem::Event(e) => {
+                let done = e.seq >= last;
+                events.push(e);
+                !done
+            }
+            _ => true,
+        },
+    )?;
+    Ok(events)
+}
+
 fn follow_ends(follow: &mut Client) -> Result<bool, CallError> {
     let deadline = std::time::Instant::now() + Duration::from_secs(2);
     loop {

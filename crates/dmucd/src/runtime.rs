@@ -273,6 +273,7 @@ impl<B: Backend> Runtime<B> {
         let backlog = match self.adoption.take() {
             Some(a) => self.adopt_phase(a).await,
             None => {
+                self.mark_boot();
                 self.feed(Input::Boot);
                 Vec::new()
             }
@@ -400,6 +401,18 @@ impl<B: Backend> Runtime<B> {
                 }
             }
         }
+    }
+
+    /// The event that says the graph starts here (where `dmucctl analyze` looks from).
+    fn mark_boot(&mut self) {
+        let message = format!(
+            "{} of {}: dmucd pid {}, {} components",
+            dmuc_proto::BOOT_EVENT,
+            self.config_path.display(),
+            std::process::id(),
+            self.slots.len()
+        );
+        self.events.push(None, EventWhat::Daemon { message });
     }
 
     fn shutdown(&mut self) {

@@ -245,6 +245,9 @@ impl<B: Backend> Runtime<B> {
         );
         tracing::info!("{message}");
         self.events.push(None, EventWhat::Daemon { message });
+        if adopted.is_empty() {
+            self.mark_boot(); // nothing carried over: the graph starts anew
+        }
         self.feed(Input::Boot);
         // Shims that reconnected without a window get one (and keep their programs).
         for comp in views {
