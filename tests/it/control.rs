@@ -953,3 +953,67 @@ fn the_front_and_the_shim_start_without_a_dynamic_loader() {
     let full = std::fs::read(bin_dir().join("dmucctl-full")).unwrap();
     assert!(full.windows(b"ld-linux".len()).any(|w| w == b"ld-linux"));
 }
+
+/// A `status --wide` or `top` row of `name`: its cells (the last, LAST EXIT, may hold spaces).
+fn wide_row(text: &str, name: &str) -> Vec<String> {
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .unwrap_or_else(|| panic!("no row for {name}:\n{text}"))
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// "31.2M" in MiB.
+fn mib(cell: &str) -> f64 {
+    let (n, unit) = cell.split_at(cell.len() - 1);
+    let n: f64 = n.parse().unwrap();
+    match unit {
+        "K" => n / 1024.0,
+        "M" => n,
+        "G" => n * 1024.0,
+        _ => panic!("not a size: {cell}"),
+    }
+}
+
+#[test]
+fn status_wide_and_top_show_each_component_s_cpu_and_memory() {
+    let toml = r#"
+[component.burn]
+command = ["sh", "-c", "while :; do :; done"]
+
+[component.big]
+command = ["sh", "-c", "x=$(head -c 30000000 /dev/zero | tr '\\0' a); echo ready; sleep 1000"]
+ready = { log = "^ready$" }
+
+[component.idle]
+command = ["sleep", "1000"]
+"#;
+    let mut d = Daemon::start(toml);
+    d.wait_state("big", "ready", T);
+    d.wait_state("idle", "running", T);
+    d.wait_state("burn", "running", T);
+    // Columns: NAME STATE PID UPTIME CPU% MEM PROCS RESTARTS LAST EXIT.
+    let wide = d.ctl_ok(&["status", "--wide"]);
+    assert!(wide.starts_with("NAME "), "{wide}");
+    assert!(wide.lines().all(|l| l.len() <= 100), "{wide}");
+    let big = wide_row(&wide, "big");
+    assert!(mib(&big[5]) >= 25.0, "the shell holds 30 MB:\n{wide}");
+    assert_eq!(big[6], "2", "sh and its sleep:\n{wide}");
+    let idle = wide_row(&wide, "idle");
+    assert_eq!((idle[4].as_str(), idle[6].as_str()), ("0.0", "1"), "{wide}");
+    // top: two frames half a second apart; the second is over that interval, busiest first.
+    let top = d.ctl_ok(&["top", "-n", "2", "-d", "0.5"]);
+    let second = top
+        .split("dmuc top:")
+        .nth(2)
+        .unwrap_or_else(|| panic!("{top}"));
+    let first_row = second.lines().nth(3).unwrap_or_default();
+    assert!(first_row.starts_with("burn "), "{top}");
+    let cpu: f64 = wide_row(second, "burn")[4].parse().unwrap();
+    assert!(cpu > 30.0, "a busy loop uses a core:\n{top}");
+    d.ctl_ok(&["stop", "burn"]);
+    let o = d.ctl(&["top", "-d", "0"]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert_eq!(d.stop(), Some(0));
+}

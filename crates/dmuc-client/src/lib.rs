@@ -262,6 +262,8 @@ impl Client {
 pub const OK: u8 = 0;
 /// Exit code: the operation failed.
 pub const FAILED: u8 = 1;
+/// Exit code: a usage error (as clap's).
+pub const USAGE: u8 = 2;
 /// Exit code: no daemon answers.
 pub const UNREACHABLE: u8 = 3;
 

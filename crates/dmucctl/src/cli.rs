@@ -31,6 +31,20 @@ pub enum Cmd {
         /// Keep the table on screen, redrawn on every event (the tmux overview window).
         #[arg(short = 'w', long)]
         watch: bool,
+        /// CPU % (since each main process started) and memory of each component's process
+        /// group, read from /proc by dmucctl.
+        #[arg(long, conflicts_with_all = ["json", "watch"])]
+        wide: bool,
+    },
+    /// CPU and memory of each component's processes, refreshed like top(1) (highest CPU
+    /// first; CPU % over the last interval).
+    Top {
+        /// Seconds between refreshes.
+        #[arg(short = 'd', long, default_value_t = 2.0, value_name = "SECS")]
+        delay: f64,
+        /// Stop after this many refreshes (default: until interrupted).
+        #[arg(short = 'n', long, value_name = "N")]
+        iterations: Option<u64>,
     },
     /// Start components (and what they depend on first); waits until they are up.
     Start(ActionArgs),
