@@ -224,3 +224,109 @@ command = ["sleep", "1000"]
     assert!(String::from_utf8_lossy(&o.stderr).contains("no component named \"nope\""));
     assert_eq!(d.stop(), Some(0));
 }
+
+#[test]
+fn plot_draws_the_start_as_a_chart_that_a_browser_shows() {
+    let toml = r#"
+[component.a]
+command = ["sh", "-c", "echo ready; exec sleep 1000"]
+ready = { log = "^ready$" }
+
+[component.b]
+command = ["sleep", "1000"]
+after = ["a"]
+
+[component.bad]
+command = ["sh", "-c", "exit 3"]
+restart = "never"
+"#;
+    let mut d = Daemon::start(toml);
+    d.wait_state("b", "running", T);
+    d.wait_state("bad", "failed", T);
+    let svg = d.ctl_ok(&["plot"]);
+    let doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{e}:\n{svg}"));
+    let bars: Vec<(String, bool)> = doc
+        .descendants()
+        .filter_map(|n| {
+            let class = n.attribute("class")?;
+            class.starts_with("bar").then(|| {
+                (
+                    n.attribute("data-component")
+                        .unwrap_or_default()
+                        .to_string(),
+                    class.contains("critical"),
+                )
+            })
+        })
+        .collect();
+    assert_eq!(
+        bars,
+        [
+            ("a".into(), true),
+            ("b".into(), true),
+            ("bad".into(), false)
+        ],
+        "{svg}"
+    );
+    assert_eq!(d.stop(), Some(0));
+
+    // What a browser makes of it: Debian's chromium, headless.
+    if skip_without(
+        "plot_draws_the_start_as_a_chart_that_a_browser_shows (the browser's part)",
+        &["chromium"],
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("boot.svg");
+    std::fs::write(&file, &svg).unwrap();
+    let root = doc.root_element();
+    let (w, h) = (
+        root.attribute("width").unwrap(),
+        root.attribute("height").unwrap(),
+    );
+    let shot = dir.path().join("boot.png");
+    let out = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.path().join("profile").display()
+        ))
+        .arg(format!("--window-size={w},{h}"))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", file.display()))
+        .output()
+        .unwrap();
+    assert!(shot.exists(), "no screenshot: {out:?}");
+    let decoder = png::Decoder::new(std::fs::File::open(&shot).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let step = info.color_type.samples();
+    let width = info.width as usize;
+    let near = |px: &[u8], c: [u8; 3]| (0..3).all(|i| px[i].abs_diff(c[i]) <= 12);
+    let (mut up, mut starting, mut label_ink) = (0, 0, 0);
+    for (i, px) in buf[..info.buffer_size()].chunks(step).enumerate() {
+        if near(px, [0x5c, 0xb8, 0x5c]) {
+            up += 1;
+        }
+        if near(px, [0xf0, 0xad, 0x4e]) {
+            starting += 1;
+        }
+        // Dark pixels in the names' column, below the title and legend: the labels.
+        let (x, y) = (i % width, i / width);
+        if x < 200 && y > 56 && px[..3].iter().all(|v| *v < 110) {
+            label_ink += 1;
+        }
+    }
+    // Two up bars of hundreds of pixels, the starting segments and the legend's swatches,
+    // and three names written in the label column.
+    assert!(up > 2000, "green pixels: {up}");
+    assert!(starting > 100, "orange pixels: {starting}");
+    assert!(label_ink > 60, "label pixels: {label_ink}");
+}

@@ -31,6 +31,8 @@ pub struct Comp {
     pub waited_for: Option<String>,
     /// Launches in the window (more than 1: it failed and was started again).
     pub launches: usize,
+    /// Every state it entered in the window: (µs from the start, state), in order.
+    pub moves: Vec<(u64, State)>,
 }
 
 /// The whole answer (`--json` prints it).
@@ -141,6 +143,7 @@ pub fn analyze(
             up_state: up.map(|(_, s)| s),
             waited_for,
             launches: m.iter().filter(|(_, s)| *s == State::Starting).count(),
+            moves: m.clone(),
         }
     };
     let first_up = |n: &str| moves_of(n).iter().find(|(_, s)| is_up(*s)).copied();

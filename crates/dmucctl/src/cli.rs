@@ -104,6 +104,14 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The same analysis as a Gantt chart: an SVG document on stdout (`dmucctl plot > boot.svg`).
+    Plot {
+        /// End the chain at this component's last start (default: the last one up).
+        name: Option<String>,
+        /// Only events after this sequence number (default: since dmucd last started the graph).
+        #[arg(long, value_name = "SEQ")]
+        since: Option<u64>,
+    },
     /// Re-read the config file and apply the difference: new components start, removed ones
     /// stop, changed ones restart, the others keep running untouched.
     Reload {

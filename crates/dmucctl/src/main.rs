@@ -10,6 +10,7 @@
 
 mod analyze;
 mod cli;
+mod plot;
 mod render;
 mod usage;
 
@@ -197,22 +198,29 @@ fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
             }
         }
         Cmd::Analyze { name, since, json } => {
-            let g: GraphResult = parse(c.call(Verb::Graph {})?)?;
-            let events = event_log(&mut c, since)?;
-            let names: Vec<String> = g.nodes.iter().map(|n| n.name.clone()).collect();
-            match analyze::analyze(&events, &names, &g.edges, since, name.as_deref()) {
-                Ok(a) if json => {
-                    let _ = writeln!(out, "{}", serde_json::to_string(&a).unwrap_or_default());
-                }
-                Ok(a) => {
-                    let _ = write!(out, "{}", analyze::render(&a));
-                }
+            let a = match analysis(&mut c, since, name.as_deref())? {
+                Ok(a) => a,
                 Err(e) => {
                     eprintln!("dmucctl analyze: {e}");
                     return Ok(FAILED);
                 }
-            }
+            };
+            let text = if json {
+                serde_json::to_string(&a).unwrap_or_default() + "\n"
+            } else {
+                analyze::render(&a)
+            };
+            let _ = write!(out, "{text}");
         }
+        Cmd::Plot { name, since } => match analysis(&mut c, since, name.as_deref())? {
+            Ok(a) => {
+                let _ = write!(out, "{}", plot::svg(&a));
+            }
+            Err(e) => {
+                eprintln!("dmucctl plot: {e}");
+                return Ok(FAILED);
+            }
+        },
         Cmd::Graph { dot } => {
             let g: GraphResult = parse(c.call(Verb::Graph {})?)?;
             let text = if dot {
@@ -399,6 +407,19 @@ fn top(c: &mut Client, delay: f64, iterations: Option<u64>) -> Result<u8, CallEr
         }
         std::thread::sleep(Duration::from_secs_f64(delay));
     }
+}
+
+/// `analyze`'s answer from the daemon's graph and event log (the inner error: nothing to
+/// analyse, or no such component).
+fn analysis(
+    c: &mut Client,
+    since: Option<u64>,
+    name: Option<&str>,
+) -> Result<Result<analyze::Analysis, String>, CallError> {
+    let g: GraphResult = parse(c.call(Verb::Graph {})?)?;
+    let events = event_log(c, since)?;
+    let names: Vec<String> = g.nodes.iter().map(|n| n.name.clone()).collect();
+    Ok(analyze::analyze(&events, &names, &g.edges, since, name))
 }
 
 /// The event log after `since` (all of it without), in order: streamed one event per frame
