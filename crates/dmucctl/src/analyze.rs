@@ -38,9 +38,9 @@ pub struct Comp {
 /// The whole answer (`--json` prints it).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Analysis {
-    /// The window's first event (its wall clock, µs since the epoch).
+    /// The window holds the events after this sequence number.
     pub since_seq: u64,
-    /// Its wall-clock time.
+    /// The wall-clock time of its first event (µs since the epoch): the times are from there.
     pub t0_us: u64,
     /// The component the chain ends at (the last one up, or the one asked about).
     pub target: Option<String>,

@@ -359,7 +359,8 @@ fn top(c: &mut Client, delay: f64, iterations: Option<u64>) -> Result<u8, CallEr
     }
     let tty = std::io::stdout().is_terminal();
     let mut before: std::collections::HashMap<u32, usage::Usage> = Default::default();
-    let mut last: Option<(std::time::Instant, f64)> = None;
+    // The previous snapshot's uptime: CPU % is over the time since.
+    let mut last: Option<f64> = None;
     let mut n = 0;
     loop {
         let s: StatusResult = c.call_as(Verb::Status {
@@ -367,7 +368,7 @@ fn top(c: &mut Client, delay: f64, iterations: Option<u64>) -> Result<u8, CallEr
             text: None,
         })?;
         let snap = usage::snapshot();
-        let secs = last.map_or(0.0, |(_, up)| snap.uptime - up);
+        let secs = last.map_or(0.0, |up| snap.uptime - up);
         let rows = usage::interval_rows(&s.components, &snap, &before, secs);
         let mut frame = String::new();
         if tty {
@@ -397,7 +398,7 @@ fn top(c: &mut Client, delay: f64, iterations: Option<u64>) -> Result<u8, CallEr
             .iter()
             .filter_map(|c| Some((c.pid?, snap.group(c.pid?)?)))
             .collect();
-        last = Some((std::time::Instant::now(), snap.uptime));
+        last = Some(snap.uptime);
         n += 1;
         if iterations.is_some_and(|max| n >= max) {
             return Ok(OK);
