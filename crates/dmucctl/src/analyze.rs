@@ -184,7 +184,8 @@ pub fn analyze(
     })
 }
 
-fn secs(us: u64) -> String {
+/// "12.345s" of a duration in µs.
+pub(crate) fn secs(us: u64) -> String {
     format!("{}.{:03}s", us / 1_000_000, (us % 1_000_000) / 1000)
 }
 

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use dmuc_proto::State;
 
-use crate::analyze::{Analysis, Comp};
+use crate::analyze::{Analysis, Comp, secs};
 
 const LABEL: f64 = 220.0;
 const ROW: f64 = 24.0;
@@ -21,10 +21,6 @@ fn esc(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-}
-
-fn secs(us: u64) -> String {
-    format!("{}.{:03}s", us / 1_000_000, (us % 1_000_000) / 1000)
 }
 
 /// The chart's end: the last thing that happened, plus a margin for the "up" bars.
