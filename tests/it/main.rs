@@ -7,6 +7,7 @@
 mod util;
 
 mod adoption;
+mod backup;
 mod cluster;
 mod control;
 mod cross;

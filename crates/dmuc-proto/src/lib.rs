@@ -100,6 +100,13 @@ pub enum Verb {
     },
     /// The dependency graph with live states.
     Graph {},
+    /// Components' definitions as dmucd runs them (variables expanded); all when `names` is
+    /// empty. Not public: commands and environments may hold secrets.
+    Show {
+        /// Components to show.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        names: Vec<String>,
+    },
     /// Re-read the config file and apply the difference.
     Reload {
         /// Only say what would change.
@@ -142,6 +149,7 @@ impl Verb {
             Verb::Logs { .. } => "logs",
             Verb::Events { .. } => "events",
             Verb::Graph {} => "graph",
+            Verb::Show { .. } => "show",
             Verb::Reload { .. } => "reload",
             Verb::Shutdown {} => "shutdown",
             Verb::Cancel { .. } => "cancel",
@@ -159,8 +167,8 @@ impl Verb {
 
 /// Every verb name, for "unknown verb" hints.
 pub const VERBS: &[&str] = &[
-    "hello", "status", "start", "stop", "restart", "signal", "logs", "events", "graph", "reload",
-    "shutdown", "cancel",
+    "hello", "status", "start", "stop", "restart", "signal", "logs", "events", "graph", "show",
+    "reload", "shutdown", "cancel",
 ];
 
 /// One frame from the daemon.
@@ -727,6 +735,41 @@ pub struct GraphEdge {
     pub to: String,
     /// "started", "ready" or "completed".
     pub condition: String,
+}
+
+/// `show`'s result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShowResult {
+    /// The components asked for, in config order.
+    pub components: Vec<ComponentSpec>,
+}
+
+/// One component's definition, as dmucd runs it: what `dmucctl backup` reads etcd's flags
+/// from, and what `dmucctl show` prints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComponentSpec {
+    /// Name.
+    pub name: String,
+    /// "service" or "oneshot".
+    pub kind: String,
+    /// argv, variables expanded.
+    pub command: Vec<String>,
+    /// Extra environment, in file order.
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    /// The directory it runs in: its `cwd`, else dmucd's own.
+    pub cwd: String,
+    /// User to run as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Group to run as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// What it waits for (as `graph`'s edges, `from` being this component).
+    #[serde(default)]
+    pub after: Vec<GraphEdge>,
+    /// Its log file.
+    pub log: String,
 }
 
 #[cfg(test)]

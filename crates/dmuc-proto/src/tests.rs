@@ -83,6 +83,12 @@ fn parses_every_verb() {
         ),
         (r#"{"id":1,"verb":"graph"}"#, Verb::Graph {}),
         (
+            r#"{"id":1,"verb":"show","names":["etcd"]}"#,
+            Verb::Show {
+                names: vec!["etcd".into()],
+            },
+        ),
+        (
             r#"{"id":1,"verb":"reload","dry_run":true}"#,
             Verb::Reload { dry_run: true },
         ),

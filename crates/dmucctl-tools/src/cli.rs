@@ -7,7 +7,7 @@ use clap::Subcommand;
 use dmuc_client::{Client, FAILED, OK, report, tmux_program};
 use dmuc_proto::Verb;
 
-use crate::{fetch, host, pki};
+use crate::{backup, fetch, host, pki};
 
 /// The operator's tools.
 #[derive(Subcommand, Debug)]
@@ -31,6 +31,13 @@ pub enum ToolCmd {
         #[arg(long)]
         no_ports: bool,
     },
+    /// Take a snapshot of the cluster's etcd through the running etcd (its client URL and
+    /// certificates from its component's flags) into FILE, with FILE.sha256 beside it.
+    Backup(backup::BackupArgs),
+    /// Restore etcd from a snapshot: check its checksum and that it restores, stop what
+    /// depends on etcd (in order) and etcd, swap the data directory (the old one is kept),
+    /// start them again.
+    Restore(backup::RestoreArgs),
     /// Tear the node down between attempts (as kubeadm reset): stop dmucd, then remove the
     /// state directory and what the components leave elsewhere, the CNI bridge, the
     /// kube-proxy and CNI iptables chains and the pod cgroups. Asks first.
@@ -185,6 +192,8 @@ pub fn run(cmd: ToolCmd, socket: &Path) -> u8 {
             root,
             no_ports,
         } => doctor_cmd(&profile, root, !no_ports),
+        ToolCmd::Backup(a) => backup::backup(socket, a),
+        ToolCmd::Restore(a) => backup::restore(socket, a),
         ToolCmd::Reset {
             profile,
             keep_pki,

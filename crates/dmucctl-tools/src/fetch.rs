@@ -197,7 +197,7 @@ pub fn expected_digest(text: &str, file: &str) -> Result<String, String> {
 }
 
 /// Hex SHA-256 or SHA-512 (by the expected digest's length) of a file.
-fn digest_of(path: &Path, expected_len: usize) -> Result<String, String> {
+pub(crate) fn digest_of(path: &Path, expected_len: usize) -> Result<String, String> {
     let alg = if expected_len == 128 {
         &ring::digest::SHA512
     } else {

@@ -2,6 +2,7 @@
 //! - [`pki`]: certificates, keys and kubeconfigs for config/cluster.toml (`dmucctl pki`);
 //! - [`fetch`]: the official binaries, checksummed and installed (`dmucctl fetch`);
 //! - [`host`]: `dmucctl doctor` (is this host ready) and `dmucctl reset` (tear the node down);
+//! - [`etcd`] and [`backup`]: `dmucctl backup` and `dmucctl restore` of the cluster's etcd;
 //! - [`cli`]: their command line, which dmucctl-full also shows.
 //!
 //! A program of its own, `dmucctl-tools`, that dmucctl-full execs for these commands: they
@@ -10,7 +11,9 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod backup;
 pub mod cli;
+pub mod etcd;
 pub mod fetch;
 pub mod host;
 pub mod pki;

@@ -91,6 +91,15 @@ pub enum Cmd {
         #[arg(long)]
         dot: bool,
     },
+    /// Components' definitions as dmucd runs them, variables expanded, as TOML (all without
+    /// NAME).
+    Show {
+        /// Components.
+        names: Vec<String>,
+        /// The definitions as JSON (the protocol's `show` result).
+        #[arg(long)]
+        json: bool,
+    },
     /// When each component was launched and up, what it waited for, and the critical chain
     /// that decided when the graph (or NAME) was up, from the event log.
     Analyze {

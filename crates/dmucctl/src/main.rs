@@ -230,6 +230,15 @@ fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
             };
             let _ = write!(out, "{text}");
         }
+        Cmd::Show { names, json } => {
+            let v = c.call(Verb::Show { names })?;
+            let text = if json {
+                format!("{v:#}\n")
+            } else {
+                render::show(&parse(v)?)
+            };
+            let _ = write!(out, "{text}");
+        }
         Cmd::Reload { dry_run } => {
             let r: dmuc_proto::ReloadResult = parse(c.call(Verb::Reload { dry_run })?)?;
             let _ = write!(out, "{}", render::reload_plan(&r, dry_run));

@@ -7,6 +7,53 @@ use dmuc_proto::{EventRecord, EventWhat, GraphResult};
 // The status table is shared with dmucd's overview window.
 pub use dmuc_proto::render::{Style, clock, duration, state_color, status_table};
 
+/// `show`'s definitions as TOML sections (strings quoted as JSON does, which TOML's basic
+/// strings accept). The values are what dmucd runs: a `$` is not doubled back into `$$`.
+pub fn show(r: &dmuc_proto::ShowResult) -> String {
+    let q = |v: &str| serde_json::Value::from(v).to_string();
+    let list = |v: &[String]| {
+        let items: Vec<String> = v.iter().map(|x| q(x)).collect();
+        format!("[{}]", items.join(", "))
+    };
+    let mut s = String::new();
+    for (i, c) in r.components.iter().enumerate() {
+        if i > 0 {
+            s.push('\n');
+        }
+        let _ = writeln!(s, "[component.{}]", c.name);
+        let _ = writeln!(s, "# log: {}", c.log);
+        let _ = writeln!(s, "kind = {}", q(&c.kind));
+        let _ = writeln!(s, "command = {}", list(&c.command));
+        let _ = writeln!(s, "cwd = {}", q(&c.cwd));
+        for (k, v) in [("user", &c.user), ("group", &c.group)] {
+            if let Some(v) = v {
+                let _ = writeln!(s, "{k} = {}", q(v));
+            }
+        }
+        if !c.after.is_empty() {
+            let deps: Vec<String> = c
+                .after
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{{ component = {}, condition = {} }}",
+                        q(&e.to),
+                        q(&e.condition)
+                    )
+                })
+                .collect();
+            let _ = writeln!(s, "after = [{}]", deps.join(", "));
+        }
+        if !c.env.is_empty() {
+            let _ = writeln!(s, "[component.{}.env]", c.name);
+            for (k, v) in &c.env {
+                let _ = writeln!(s, "{} = {}", q(k), q(v));
+            }
+        }
+    }
+    s
+}
+
 /// What a reload did (or, with `--dry-run`, would do).
 pub fn reload_plan(r: &dmuc_proto::ReloadResult, dry_run: bool) -> String {
     let mut s = String::new();
@@ -167,6 +214,55 @@ mod tests {
             window: None,
             log_error: None,
         }
+    }
+
+    #[test]
+    fn show_prints_each_definition_as_toml_that_parses_back_to_the_same_values() {
+        let spec = |name: &str, after: Vec<GraphEdge>, env: Vec<(String, String)>| {
+            dmuc_proto::ComponentSpec {
+                name: name.into(),
+                kind: "service".into(),
+                command: vec!["sh".into(), "-c".into(), "echo \"a\\b\"\n$x".into()],
+                env,
+                cwd: "/srv".into(),
+                user: Some("etcd".into()),
+                group: None,
+                after,
+                log: format!("/var/log/dmuc/{name}.log"),
+            }
+        };
+        let r = dmuc_proto::ShowResult {
+            components: vec![
+                spec(
+                    "etcd",
+                    vec![],
+                    vec![("ETCD_NAME".into(), "n=1 \"x\"".into())],
+                ),
+                spec(
+                    "api",
+                    vec![GraphEdge {
+                        from: "api".into(),
+                        to: "etcd".into(),
+                        condition: "ready".into(),
+                    }],
+                    vec![],
+                ),
+            ],
+        };
+        let text = show(&r);
+        assert!(text.contains("# log: /var/log/dmuc/etcd.log"), "{text}");
+        let doc: toml_edit::DocumentMut = text.parse().unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let etcd = &doc["component"]["etcd"];
+        let command = etcd["command"].as_array().unwrap();
+        assert_eq!(command.get(2).unwrap().as_str(), Some("echo \"a\\b\"\n$x"));
+        assert_eq!(etcd["cwd"].as_str(), Some("/srv"));
+        assert_eq!(etcd["user"].as_str(), Some("etcd"));
+        assert!(etcd.get("group").is_none());
+        assert_eq!(etcd["env"]["ETCD_NAME"].as_str(), Some("n=1 \"x\""));
+        let after = doc["component"]["api"]["after"].as_array().unwrap();
+        let dep = after.get(0).unwrap().as_inline_table().unwrap();
+        assert_eq!(dep.get("component").unwrap().as_str(), Some("etcd"));
+        assert_eq!(dep.get("condition").unwrap().as_str(), Some("ready"));
     }
 
     #[test]

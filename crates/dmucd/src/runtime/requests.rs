@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use dmuc_core::{Verdict, WaitKind};
 use dmuc_proto::{
-    Action, ActionResult, ComponentStatus, DaemonInfo, ErrorCode, ErrorReply, GraphEdge, GraphNode,
-    GraphResult, ReloadResult, Reply, StatusResult, StreamItem, Verb,
+    Action, ActionResult, ComponentSpec, ComponentStatus, DaemonInfo, ErrorCode, ErrorReply,
+    GraphEdge, GraphNode, GraphResult, ReloadResult, Reply, ShowResult, StatusResult, StreamItem,
+    Verb,
 };
 
 use super::*;
@@ -15,6 +16,13 @@ use super::*;
 const DEFAULT_LOG_LINES: usize = 10;
 /// Events sent by `events` without `since`.
 const DEFAULT_EVENTS: usize = 100;
+
+fn kind_name(k: dmuc_config::Kind) -> &'static str {
+    match k {
+        dmuc_config::Kind::Service => "service",
+        dmuc_config::Kind::Oneshot => "oneshot",
+    }
+}
 
 impl<B: Backend> Runtime<B> {
     /// Status of `comps` (all when empty), in config order.
@@ -36,10 +44,7 @@ impl<B: Backend> Runtime<B> {
                     |t: std::time::Instant| now.saturating_duration_since(t).as_millis() as u64;
                 ComponentStatus {
                     name: c.name.clone(),
-                    kind: match c.kind {
-                        dmuc_config::Kind::Service => "service".into(),
-                        dmuc_config::Kind::Oneshot => "oneshot".into(),
-                    },
+                    kind: kind_name(c.kind).into(),
                     state: u.state.kind(),
                     pid: u.pid,
                     run: u.run,
@@ -194,6 +199,44 @@ impl<B: Backend> Runtime<B> {
                     })
                     .collect();
                 conn.result(id, &GraphResult { nodes, edges });
+                Ok(())
+            }
+            Verb::Show { names } => {
+                let comps = self.comps_of(&names)?;
+                let all: Vec<usize> = (0..self.slots.len()).collect();
+                let comps = if comps.is_empty() { all } else { comps };
+                let here = std::env::current_dir().unwrap_or_else(|_| "/".into());
+                let components = comps
+                    .into_iter()
+                    .map(|i| {
+                        let c = &self.sup.graph().components()[i];
+                        ComponentSpec {
+                            name: c.name.clone(),
+                            kind: kind_name(c.kind).into(),
+                            command: c.command.clone(),
+                            env: c.env.clone(),
+                            cwd: c.cwd.as_ref().unwrap_or(&here).display().to_string(),
+                            user: c.user.clone(),
+                            group: c.group.clone(),
+                            after: c
+                                .after
+                                .iter()
+                                .map(|d| GraphEdge {
+                                    from: c.name.clone(),
+                                    to: d.component.clone(),
+                                    condition: d.condition.as_str().into(),
+                                })
+                                .collect(),
+                            log: self
+                                .paths
+                                .log_dir
+                                .join(format!("{}.log", c.name))
+                                .display()
+                                .to_string(),
+                        }
+                    })
+                    .collect();
+                conn.result(id, &ShowResult { components });
                 Ok(())
             }
             Verb::Reload { dry_run } => self.reload(conn, id, dry_run),
