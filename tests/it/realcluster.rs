@@ -623,6 +623,53 @@ fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_cl
             "the kubelet's log has nothing of the pod deleted after kill -9 of {what}"
         );
     }
+    all_ready(&d, &services, "every service ready");
+
+    // etcd backup and restore: the Deployment deleted after the backup is back and serves
+    // again, the one created after it is gone; containerd, which does not use etcd, runs on.
+    let snap = work.path().join("backups/etcd.db");
+    let said = d.ctl_ok(&["backup", snap.to_str().unwrap()]);
+    assert!(said.contains("saved"), "{said}");
+    k.ok(&["delete", "deployment", "web", "--wait=false"]);
+    k.ok(&[
+        "create",
+        "deployment",
+        "later",
+        "--image=docker.io/library/busybox-httpd:local",
+    ]);
+    k.ok(&["rollout", "status", "deployment/later", "--timeout=180s"]);
+    // Whatever answers for `web` after the restore is the restored Deployment's.
+    wait_for("the deleted Deployment's pods to be gone", T, || {
+        k.web_pods("{.metadata.name}").is_empty().then_some(())
+    });
+    let containerd = d.comp("containerd").unwrap()["pid"].clone();
+    let plan = d.ctl_ok(&["restore", "--dry-run", snap.to_str().unwrap()]);
+    assert!(
+        plan.contains(
+            "stop, in order:  kube-proxy, kubelet, kube-scheduler, kube-controller-manager, \
+             kube-apiserver, etcd"
+        ),
+        "{plan}"
+    );
+    assert!(
+        k.run(&["get", "deployment", "later"]).0,
+        "the dry run restored"
+    );
+    let done = d.ctl_ok(&["restore", "--yes", snap.to_str().unwrap()]);
+    assert!(done.contains("started etcd, kube-apiserver"), "{done}");
+    all_ready(&d, &services, "every service ready after the restore");
+    assert_eq!(d.comp("containerd").unwrap()["pid"], containerd);
+    wait_for("the Deployment of after the backup to be gone", T, || {
+        let (found, _) = k.run(&["get", "deployment", "later"]);
+        (!found).then_some(())
+    });
+    k.ok(&["rollout", "status", "deployment/web", "--timeout=180s"]);
+    wait_for("the node to be Ready after the restore", T, || {
+        k.node_ready(&node).then_some(())
+    });
+    wait_for("the restored Deployment's Service to answer", T, || {
+        http_get(&svc)
+    });
     let adopted = all_ready(&d, &services, "every service ready");
 
     // Ordered shutdown, then reset: nothing of the cluster stays on the host.
