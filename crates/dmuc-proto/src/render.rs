@@ -79,10 +79,39 @@ pub enum Times {
 
 /// The status table, with the time column chosen.
 pub fn status_table_with(comps: &[ComponentStatus], style: Style, times: Times) -> String {
+    table(comps, style, times, None)
+}
+
+/// One component's resources for the table: CPU % and resident bytes, when its processes
+/// were read.
+pub type Resources = Option<(f64, u64)>;
+
+/// The status table with CPU % and memory columns after the time (the Overview window's,
+/// while a client shows it); `usage` is by position in `comps`.
+pub fn status_table_using(
+    comps: &[ComponentStatus],
+    style: Style,
+    times: Times,
+    usage: &[Resources],
+) -> String {
+    table(comps, style, times, Some(usage))
+}
+
+/// Columns of the table: the last two only with resources.
+const COLUMNS: usize = 10;
+
+fn table(
+    comps: &[ComponentStatus],
+    style: Style,
+    times: Times,
+    usage: Option<&[Resources]>,
+) -> String {
     // Borrowed where the status has the text already.
-    let rows: Vec<([Cow<'_, str>; 8], State)> = comps
+    let rows: Vec<([Cow<'_, str>; COLUMNS], State)> = comps
         .iter()
-        .map(|c| {
+        .enumerate()
+        .map(|(i, c)| {
+            let res = usage.and_then(|u| u.get(i).copied().flatten());
             let cells = [
                 Cow::Borrowed(c.name.as_str()),
                 Cow::Borrowed(c.state.name()),
@@ -96,6 +125,10 @@ pub fn status_table_with(comps: &[ComponentStatus], style: Style, times: Times) 
                         }
                     })
                 }),
+                res.map_or(Cow::Borrowed("-"), |(cpu, _)| {
+                    Cow::Owned(format!("{cpu:.1}"))
+                }),
+                res.map_or(Cow::Borrowed("-"), |(_, rss)| Cow::Owned(bytes(rss))),
                 Cow::Owned(c.restarts.to_string()),
                 Cow::Borrowed(match c.ready {
                     None => "-",
@@ -116,11 +149,21 @@ pub fn status_table_with(comps: &[ComponentStatus], style: Style, times: Times) 
             Times::Uptime => "UPTIME",
             Times::StartedAt { .. } => "STARTED",
         },
+        "CPU%",
+        "MEM",
         "RESTARTS",
         "READY",
         "LAST EXIT",
         "REASON",
     ];
+    // Which columns show, in order.
+    let shown: &[usize] = if usage.is_some() {
+        &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+    } else {
+        &[0, 1, 2, 3, 6, 7, 8, 9]
+    };
+    // Numbers are right-aligned in the resource columns, where they line up to compare.
+    let right = |i: usize| i == 4 || i == 5;
     let mut w: Vec<usize> = head.iter().map(|h| h.len()).collect();
     for (r, _) in &rows {
         for (i, cell) in r.iter().enumerate() {
@@ -130,19 +173,24 @@ pub fn status_table_with(comps: &[ComponentStatus], style: Style, times: Times) 
     // One pass into one string: per-cell strings, padding and colour each allocated was 10k
     // instructions a row (callgrind, `dmucctl status` of 500 components).
     let mut out = String::with_capacity((rows.len() + 1) * (w.iter().sum::<usize>() + 24));
-    let mut line = |cells: &[&str], state: Option<&str>| {
+    let mut line = |cells: &[&str; COLUMNS], state: Option<&str>| {
         let start = out.len();
-        for (i, c) in cells.iter().enumerate() {
+        for (k, &i) in shown.iter().enumerate() {
+            let c = cells[i];
+            let pad = w[i] - c.chars().count();
+            if right(i) {
+                out.extend(std::iter::repeat_n(' ', pad));
+            }
             match (i, state) {
                 (1, Some(code)) if style.color => {
                     let _ = write!(out, "\x1b[{code}m{c}\x1b[0m");
                 }
                 _ => out.push_str(c),
             }
-            if i + 1 < cells.len() {
+            if k + 1 < shown.len() {
                 // Pad by the visible width (colour codes take no room).
-                let pad = w[i] - c.chars().count() + 2;
-                out.extend(std::iter::repeat_n(' ', pad));
+                let after = if right(i) { 2 } else { pad + 2 };
+                out.extend(std::iter::repeat_n(' ', after));
             }
         }
         let kept = out[start..].trim_end_matches(' ').len();
@@ -151,10 +199,23 @@ pub fn status_table_with(comps: &[ComponentStatus], style: Style, times: Times) 
     };
     line(&head, None);
     for (r, state) in &rows {
-        let cells: [&str; 8] = std::array::from_fn(|i| r[i].as_ref());
+        let cells: [&str; COLUMNS] = std::array::from_fn(|i| r[i].as_ref());
         line(&cells, Some(state_color(*state)));
     }
     out
+}
+
+/// "12.3M", "1.2G", "640K".
+pub fn bytes(b: u64) -> String {
+    const K: f64 = 1024.0;
+    let b = b as f64;
+    if b >= K * K * K {
+        format!("{:.1}G", b / (K * K * K))
+    } else if b >= K * K {
+        format!("{:.1}M", b / (K * K))
+    } else {
+        format!("{:.0}K", b / K)
+    }
 }
 
 /// "HH:MM:SS.mmm" (UTC) of a microsecond timestamp.
@@ -190,6 +251,29 @@ mod tests {
             window: None,
             log_error: None,
         }
+    }
+
+    #[test]
+    fn the_overview_s_resource_columns_line_up_to_the_right() {
+        let comps = [
+            comp("etcd", Some(65_000)),
+            comp("kubelet", Some(1_000)),
+            comp("gone", None),
+        ];
+        let plain = Style { color: false };
+        let usage = [Some((12.34, 300 << 20)), Some((0.0, 512 << 10)), None];
+        let t = status_table_using(&comps, plain, Times::Uptime, &usage);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(
+            lines[0].starts_with("NAME     STATE    PID  UPTIME  CPU%     MEM  RESTARTS"),
+            "{t}"
+        );
+        assert!(lines[1].contains(" 1m05s   12.3  300.0M  0 "), "{t}");
+        assert!(lines[2].contains(" 1s       0.0    512K  0 "), "{t}");
+        assert!(lines[3].contains(" -          -       -  0 "), "{t}");
+        // Without resources, the table of dmucctl status.
+        let plain_table = status_table_with(&comps, plain, Times::Uptime);
+        assert!(!plain_table.contains("CPU%"), "{plain_table}");
     }
 
     #[test]
