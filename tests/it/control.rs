@@ -1017,3 +1017,49 @@ command = ["sleep", "1000"]
     assert_eq!(o.status.code(), Some(2), "{o:?}");
     assert_eq!(d.stop(), Some(0));
 }
+
+/// The Overview's CPU% and MEM columns: there while a client shows the Overview (a control
+/// client here, which tmux lists as any other), gone when it shows another window or leaves.
+#[test]
+fn the_overview_window_shows_cpu_and_memory_while_a_client_shows_it() {
+    let toml = r#"
+[component.big]
+command = ["sh", "-c", "x=$(head -c 30000000 /dev/zero | tr '\\0' a); echo ready; sleep 1000"]
+ready = { log = "^ready$" }
+"#;
+    let mut d = Daemon::start(toml);
+    d.wait_state("big", "ready", T);
+    let overview = || d.tmux(&["capture-pane", "-p", "-t", "=dmuc:=Overview"]);
+    assert!(!overview().contains("CPU%"), "{}", overview());
+    let mut client = Command::new("tmux")
+        .arg("-S")
+        .arg(d.tmux_socket())
+        .args(["-C", "attach-session", "-t", "=dmuc:=Overview"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let shown = wait_for("the Overview's resource columns", T, || {
+        let t = overview();
+        t.contains("CPU%").then_some(t)
+    });
+    // NAME STATE PID STARTED CPU% MEM RESTARTS READY LAST EXIT
+    let big = wide_row(&shown, "big");
+    assert!(mib(&big[5]) >= 25.0, "the shell holds 30 MB:\n{shown}");
+    // The client goes to another window, then back, then away.
+    d.tmux(&["select-window", "-t", "=dmuc:=big"]);
+    wait_for("the columns to go with the client", T, || {
+        (!overview().contains("CPU%")).then_some(())
+    });
+    d.tmux(&["select-window", "-t", "=dmuc:=Overview"]);
+    wait_for("the columns back", T, || {
+        overview().contains("CPU%").then_some(())
+    });
+    drop(client.stdin.take());
+    client.kill().unwrap();
+    client.wait().unwrap();
+    wait_for("the columns to go when the client leaves", T, || {
+        (!overview().contains("CPU%")).then_some(())
+    });
+    assert_eq!(d.stop(), Some(0));
+}

@@ -695,6 +695,61 @@ fn idle_cpu(n: usize, probes: bool, secs: u64) {
     );
 }
 
+/// dmucd's context switches, every thread's (the Overview's /proc reads run on tokio's
+/// blocking pool).
+fn all_switches(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .map(|t| {
+            let f = format!("task/{t}/status");
+            kb(pid, &f, "voluntary_ctxt_switches:") + kb(pid, &f, "nonvoluntary_ctxt_switches:")
+        })
+        .sum()
+}
+
+/// What the Overview's CPU and memory columns cost: `secs` seconds at N components with no
+/// client, then with a client showing the Overview (dmucd reads /proc every 2 s for it).
+fn overview_watched(n: usize, secs: u64) {
+    let d = D::start(&graph(n, false));
+    d.wait("all running", all_running);
+    let pid = d.child.id();
+    std::thread::sleep(Duration::from_secs(2)); // settling before a measurement window
+    let tmux = d.dir.path().join("run/tmux.sock");
+    for watched in [false, true] {
+        let client = watched.then(|| {
+            Command::new("tmux")
+                .arg("-S")
+                .arg(&tmux)
+                .args(["-C", "attach-session", "-t", "=dmuc:=Overview"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        });
+        std::thread::sleep(Duration::from_secs(1)); // the client attached and counted
+        let (c0, t0) = (all_switches(pid), ticks(pid));
+        std::thread::sleep(Duration::from_secs(secs)); // measuring the window itself
+        let (c1, t1) = (all_switches(pid), ticks(pid));
+        println!(
+            "overview at N={n}, {secs}s {}: {} context switches (all threads), {} CPU ticks ({:.2} ms CPU per second)",
+            if watched {
+                "shown to a client"
+            } else {
+                "shown to nobody"
+            },
+            c1 - c0,
+            t1 - t0,
+            (t1 - t0) as f64 * 10.0 / secs as f64,
+        );
+        if let Some(mut c) = client {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 fn main() {
     // Panics abort (the workspace's profile), so no Drop cleans up: every process this bench
     // started, or that a started daemon left behind, is in its tree (it is a child subreaper)
@@ -753,6 +808,10 @@ fn main() {
     }
     if what == "all" || what == "memory" {
         memory_and_idle(100, 10);
+    }
+    if what == "all" || what == "overview" {
+        overview_watched(100, 10);
+        overview_watched(500, 10);
     }
     if what == "boot" {
         let arg = |i: usize, what: &str| -> PathBuf {

@@ -44,8 +44,10 @@ pub trait Backend: Send + 'static {
     /// Closes a window (of a component a reload removed).
     fn close_window(&self, pane: &Pane);
 
-    /// Resolves when the windows' server has gone (cancel-safe: it is awaited in a select).
-    fn lost(&mut self) -> impl Future<Output = ()> + Send;
+    /// Resolves with the next thing the windows' server tells: it has gone, or the Overview
+    /// window started or stopped being shown to someone (cancel-safe: it is awaited in a
+    /// select).
+    fn note(&mut self) -> impl Future<Output = Note> + Send;
 
     /// Starts a new server in place of a lost one (no windows yet).
     fn replace(&mut self) -> impl Future<Output = anyhow::Result<()>> + Send;
@@ -55,6 +57,16 @@ pub trait Backend: Send + 'static {
 
     /// Sends `signal` to process `pid` (negative: its process group).
     fn signal(&self, pid: i32, signal: Signal) -> nix::Result<()>;
+}
+
+/// What [`Backend::note`] tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Note {
+    /// The server has gone.
+    Lost,
+    /// Whether a client now shows the Overview window: dmucd reads the components' CPU and
+    /// memory for it only while one does.
+    Watched(bool),
 }
 
 /// Where a component lives in tmux.

@@ -86,4 +86,6 @@ pub enum Msg {
         /// Connection id.
         conn: u64,
     },
+    /// The machine's processes, read off the actor for the watched Overview.
+    Usage(dmuc_procfs::Snapshot),
 }

@@ -21,7 +21,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::Paths;
-use crate::backend::{Backend, Pane};
+use crate::backend::{Backend, Note, Pane};
 use crate::conn::Conn;
 use crate::events::EventLog;
 pub use crate::msg::Msg;
@@ -40,6 +40,10 @@ const SHIMS_GONE: Duration = Duration::from_secs(2);
 /// tmux command. The adoption record is not paced.
 const STATUS_INTERVAL: Duration = Duration::from_millis(50);
 
+/// How often the Overview's CPU and memory are read while a client shows it (top(1)'s
+/// default is 3 s; 2 s keeps a restart's new PID from showing "-" long).
+const USAGE_EVERY: Duration = Duration::from_secs(2);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKey {
     Core {
@@ -56,6 +60,22 @@ enum TimerKey {
     Watchdog,
     /// status.json and the tmux marks are due (at most every STATUS_INTERVAL).
     StatusFile,
+    /// The watched Overview's CPU and memory are due (every USAGE_EVERY).
+    Usage,
+}
+
+/// The Overview's CPU and memory columns.
+#[derive(Default)]
+struct Usage {
+    /// A client shows the Overview.
+    watched: bool,
+    /// A sample is being read off the actor.
+    sampling: bool,
+    /// The last sample's groups by main PID, and its time (seconds since boot): the next
+    /// CPU % is over the interval between the two.
+    last: Option<(f64, HashMap<u32, dmuc_procfs::Usage>)>,
+    /// CPU % and resident bytes by main PID, as drawn.
+    shown: HashMap<u32, (f64, u64)>,
 }
 
 /// An operator request waiting to be done before it is answered.
@@ -176,6 +196,8 @@ pub struct Runtime<B: Backend> {
     trim_due: bool,
     /// The overview window's last frame.
     overview: String,
+    /// The Overview's resource columns, sampled only while a client shows it.
+    usage: Usage,
     /// What a previous dmucd left running, until it is adopted.
     adoption: Option<Adoption>,
     /// Which tmux server this is (counts replacements): replies from an earlier one are void.
@@ -259,6 +281,7 @@ impl<B: Backend> Runtime<B> {
             settled: false,
             trim_due: false,
             overview: String::new(),
+            usage: Usage::default(),
             adoption,
             server: 0,
         }
@@ -350,11 +373,12 @@ impl<B: Backend> Runtime<B> {
                         }
                     }
                 }
-                () = self.backend.lost() => {
+                note = self.backend.note() => match note {
                     // Also while stopping: the components outlive tmux, and are stopped in
                     // order all the same.
-                    self.tmux_lost().await?;
-                }
+                    Note::Lost => self.tmux_lost().await?,
+                    Note::Watched(w) => self.overview_watched(w),
+                },
                 _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
                     self.fire_timers();
                 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Backend, Pane, Reply};
+use super::{Backend, Note, Pane, Reply};
 
 /// A call the runtime made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,14 +72,14 @@ impl Shared {
 pub struct Fake {
     shared: Arc<Mutex<Shared>>,
     calls: mpsc::UnboundedSender<Call>,
-    lose: mpsc::UnboundedReceiver<()>,
+    lose: mpsc::UnboundedReceiver<Note>,
 }
 
 /// The test's side.
 pub struct Handle {
     shared: Arc<Mutex<Shared>>,
     calls: mpsc::UnboundedReceiver<Call>,
-    lose: mpsc::UnboundedSender<()>,
+    lose: mpsc::UnboundedSender<Note>,
     /// Every call received so far, in order.
     pub seen: Vec<Call>,
     /// Calls received that no `expect` has taken yet.
@@ -171,7 +171,12 @@ impl Handle {
 
     /// The tmux server dies.
     pub fn lose_server(&self) {
-        self.lose.send(()).unwrap();
+        self.lose.send(Note::Lost).unwrap();
+    }
+
+    /// A client starts (or stops) showing the Overview window.
+    pub fn watch_overview(&self, watched: bool) {
+        self.lose.send(Note::Watched(watched)).unwrap();
     }
 
     /// The read end of the last view window opened for `name`.
@@ -241,9 +246,10 @@ impl Backend for Fake {
         self.call(Call::Close(pane.clone()));
     }
 
-    async fn lost(&mut self) {
-        if self.lose.recv().await.is_none() {
-            std::future::pending::<()>().await;
+    async fn note(&mut self) -> Note {
+        match self.lose.recv().await {
+            Some(n) => n,
+            None => std::future::pending().await,
         }
     }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use dmuc_tmux::{Client, Notification};
 use tokio::sync::mpsc;
 
-use super::{Backend, FoundPane, Pane, Reply};
+use super::{Backend, FoundPane, Note, Pane, Reply};
 
 /// Session the daemon's own control client attaches to, kept apart from the component
 /// session so our client can never stall the panes (tmux.md §4).
@@ -23,8 +23,13 @@ pub struct Tmux {
     /// opened by name for each frame, a closed overview's number could by then belong to
     /// another window's terminal (the kernel hands out the lowest free one).
     overview_tty: Option<std::fs::File>,
-    /// The server's notifications (its exit is what `lost` waits for).
+    /// The server's notifications (its exit, and clients moving between windows).
     notes: mpsc::UnboundedReceiver<Notification>,
+    /// A client moved since the Overview's watchers were last counted (kept across a
+    /// cancelled `note`, so that a count cut short is taken again).
+    recount: bool,
+    /// Whether a client showed the Overview at the last count.
+    watched: bool,
     /// What a replacement server is started with.
     paths: crate::Paths,
     history_limit: u32,
@@ -468,11 +473,32 @@ impl Tmux {
                 session: session.to_string(),
                 shim,
                 notes,
+                // Someone may be attached already (a server that outlived its dmucd).
+                recount: true,
+                watched: false,
                 paths: paths.clone(),
                 history_limit,
             },
             found,
         ))
+    }
+}
+
+impl Tmux {
+    /// Whether a client's current window is our session's Overview. A server that cannot be
+    /// asked shows nothing to anyone.
+    async fn overview_watched(&self) -> bool {
+        let out = self
+            .client
+            .run(&[vec![
+                "list-clients".into(),
+                "-F".into(),
+                "#{session_name}\t#{window_name}".into(),
+            ]])
+            .await;
+        let want = format!("{}\t{OVERVIEW}", self.session);
+        out.map(|o| o.iter().flatten().any(|l| l[..] == *want.as_bytes()))
+            .unwrap_or(false)
     }
 }
 
@@ -589,12 +615,27 @@ impl Backend for Tmux {
         let _ = std::fs::remove_file(self.client.socket());
     }
 
-    async fn lost(&mut self) {
-        // Other notifications are of no interest; the server's end is `exit` or the
-        // connection closing.
-        while let Some(n) = self.notes.recv().await {
-            if n.name() == b"exit" {
-                return;
+    async fn note(&mut self) -> Note {
+        loop {
+            if self.recount {
+                let watched = self.overview_watched().await;
+                self.recount = false;
+                if watched != self.watched {
+                    self.watched = watched;
+                    return Note::Watched(watched);
+                }
+            }
+            let Some(n) = self.notes.recv().await else {
+                return Note::Lost;
+            };
+            match n.name() {
+                b"exit" => return Note::Lost,
+                // A client attached (its session changed), left, or a session's current
+                // window changed: the same in tmux 3.2 to 3.7 (control-notify.c).
+                b"client-session-changed" | b"client-detached" | b"session-window-changed" => {
+                    self.recount = true;
+                }
+                _ => {}
             }
         }
     }

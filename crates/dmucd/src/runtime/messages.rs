@@ -10,7 +10,7 @@ impl<B: Backend> Runtime<B> {
         // a `status` costs no status-file write.
         if !matches!(
             msg,
-            Msg::Control { .. } | Msg::ConnClosed { .. } | Msg::Reload
+            Msg::Control { .. } | Msg::ConnClosed { .. } | Msg::Reload | Msg::Usage(_)
         ) {
             self.dirty = true;
         }
@@ -174,6 +174,7 @@ impl<B: Backend> Runtime<B> {
                 Ok(_) => tracing::info!("SIGHUP: the config is unchanged"),
                 Err(e) => tracing::error!("SIGHUP: reload refused, nothing changed: {}", e.message),
             },
+            Msg::Usage(snap) => self.usage_sampled(&snap),
             Msg::Stop => {}
         }
     }
@@ -189,6 +190,7 @@ impl<B: Backend> Runtime<B> {
                 TimerKey::Core { comp, token } => self.feed(Input::Timer { comp, token }),
                 TimerKey::Wait { id } => self.wait_timed_out(id),
                 TimerKey::StatusFile => self.paced_outputs(),
+                TimerKey::Usage => self.sample_usage(),
                 TimerKey::Watchdog => {
                     self.notify.send("WATCHDOG=1");
                     if let Some(every) = self.notify.watchdog_every() {

@@ -116,10 +116,75 @@ impl<B: Backend> Runtime<B> {
         }
     }
 
+    /// A client started or stopped showing the Overview: its resource columns are read from
+    /// /proc every USAGE_EVERY while one does, and never otherwise (no wakeups when nobody
+    /// looks).
+    pub(super) fn overview_watched(&mut self, watched: bool) {
+        tracing::debug!(watched, "overview watchers changed");
+        self.usage.watched = watched;
+        if watched {
+            self.sample_usage();
+        } else {
+            self.timers.retain(|(_, k)| *k != TimerKey::Usage);
+            self.usage.last = None;
+            self.usage.shown.clear();
+            let comps = self.statuses(&[]);
+            self.draw_overview(&comps);
+        }
+    }
+
+    /// Reads /proc on a blocking thread (a few ms for a thousand processes), if watched.
+    pub(super) fn sample_usage(&mut self) {
+        if !self.usage.watched || self.usage.sampling {
+            return;
+        }
+        self.usage.sampling = true;
+        let tx = self.tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let _ = tx.send(Msg::Usage(dmuc_procfs::snapshot()));
+        });
+    }
+
+    /// A sample arrived: each component's group, CPU % since the previous sample (over its
+    /// life for the first), the Overview redrawn, the next sample scheduled.
+    pub(super) fn usage_sampled(&mut self, snap: &dmuc_procfs::Snapshot) {
+        self.usage.sampling = false;
+        if !self.usage.watched {
+            return;
+        }
+        let mut groups = HashMap::new();
+        let mut shown = HashMap::new();
+        for comp in 0..self.slots.len() {
+            let Some(pid) = self.sup.unit(comp).pid else {
+                continue;
+            };
+            let Some(u) = snap.group(pid) else {
+                continue;
+            };
+            let before = self
+                .usage
+                .last
+                .as_ref()
+                .and_then(|(at, g)| Some((*at, g.get(&pid)?)));
+            let cpu = match before {
+                Some((at, b)) => dmuc_procfs::interval_cpu(b, &u, snap.hz, snap.uptime - at),
+                None => snap.lifetime_cpu(&u),
+            };
+            groups.insert(pid, u);
+            shown.insert(pid, (cpu, u.rss));
+        }
+        self.usage.last = Some((snap.uptime, groups));
+        self.usage.shown = shown;
+        let comps = self.statuses(&[]);
+        self.draw_overview(&comps);
+        self.timers
+            .insert((Instant::now() + USAGE_EVERY, TimerKey::Usage));
+    }
+
     /// Redraws the overview window's table if it changed. Start times instead of uptimes,
     /// so a frame never goes stale and nothing needs redrawing while nothing happens.
     pub(super) fn draw_overview(&mut self, comps: &[dmuc_proto::ComponentStatus]) {
-        use dmuc_proto::render::{Style, Times, clock, status_table_with};
+        use dmuc_proto::render::{Style, Times, clock, status_table_using, status_table_with};
         let now_us = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64);
@@ -137,7 +202,20 @@ impl<B: Backend> Runtime<B> {
             } else {
                 ""
             },
-            status_table_with(comps, Style { color: true }, Times::StartedAt { now_us }),
+            if self.usage.watched {
+                let usage: Vec<_> = comps
+                    .iter()
+                    .map(|c| c.pid.and_then(|p| self.usage.shown.get(&p).copied()))
+                    .collect();
+                status_table_using(
+                    comps,
+                    Style { color: true },
+                    Times::StartedAt { now_us },
+                    &usage,
+                )
+            } else {
+                status_table_with(comps, Style { color: true }, Times::StartedAt { now_us })
+            },
         );
         if text != self.overview {
             self.backend.draw_overview(&text);

@@ -670,3 +670,53 @@ command = ["/bin/sh"]
         r.fake.seen
     );
 }
+
+/// The Overview's CPU and memory columns: read from /proc while a client shows it, every
+/// USAGE_EVERY; when nobody does, the columns go and nothing is read (no timer at all).
+#[tokio::test(start_paused = true)]
+async fn the_overview_shows_cpu_and_memory_only_while_someone_watches_it() {
+    let mut r = Rig::start(ONE);
+    assert_eq!(r.launched("a").await, 1);
+    // Run 1's PID is no process (pid_max is at most 2^22); run 2's is this test process, a
+    // real group in /proc, with memory.
+    r.new_shim("a", 1, 1 << 23);
+    r.view_opened("a").await;
+    r.shim_shown("a", 1).await;
+    let is_overview = |c: &Call| matches!(c, Call::Overview(_));
+    let row_of = |c: Call| match c {
+        Call::Overview(t) => t.lines().find(|l| l.starts_with("a ")).map(str::to_string),
+        _ => unreachable!(),
+    };
+    let header = |c: &Call| matches!(c, Call::Overview(t) if t.contains("CPU%"));
+    r.fake.drain();
+    r.fake.watch_overview(true);
+    let row = row_of(r.fake.expect("a watched overview", header).await).unwrap();
+    assert!(
+        !row.contains('M') && !row.contains('K'),
+        "no process, no memory: {row}"
+    );
+    // Run 2, with a process: the next sample, within USAGE_EVERY, shows its memory.
+    r.shim_says("a", 1, ShimWhat::Exit(ExitStatus::Code(1)));
+    assert!(matches!(r.heard_by_shim("a").await, ToShim::Run(2)));
+    r.shim_says("a", 2, ShimWhat::Start(std::process::id()));
+    let started = Instant::now();
+    loop {
+        let c = r.fake.expect("a's memory", is_overview).await;
+        if row_of(c).is_some_and(|l| l.contains('M')) {
+            break;
+        }
+    }
+    assert!(started.elapsed() <= USAGE_EVERY, "{:?}", started.elapsed());
+    r.fake.watch_overview(false);
+    loop {
+        let c = r.fake.expect("the overview unwatched", is_overview).await;
+        if !header(&c) {
+            break;
+        }
+    }
+    // Nobody looks: a minute passes without a single frame.
+    r.fake.drain();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let frames: Vec<Call> = r.fake.drain().into_iter().filter(is_overview).collect();
+    assert!(frames.is_empty(), "{frames:#?}");
+}
