@@ -182,6 +182,14 @@ command = ["sleep", "1000"]
     }
     for c in chain {
         assert!(c["up_us"].as_u64() >= c["launched_us"].as_u64(), "{c}");
+        // Running when its PID was known: for a and b (ready probes) the `spawned` event,
+        // between launch and ready; for c, `running` itself.
+        let running = c["running_us"].as_u64().unwrap_or_else(|| panic!("{c}"));
+        assert!(
+            running >= c["launched_us"].as_u64().unwrap()
+                && running <= c["up_us"].as_u64().unwrap(),
+            "{c}"
+        );
     }
     let side = &boot["components"].as_array().unwrap()[3];
     assert_eq!(

@@ -671,6 +671,16 @@ pub enum EventWhat {
         /// What.
         message: String,
     },
+    /// A run's program is running (its PID known): sent for components with a ready probe,
+    /// which have no `running` state to say it (usually before `ready`; after it when the
+    /// probe passed before the shim's report was read).
+    Spawned {
+        /// Its PID.
+        pid: u32,
+    },
+    /// An event of a newer daemon this client does not know.
+    #[serde(other)]
+    Other,
 }
 
 /// `start`/`stop`/`restart`'s result.

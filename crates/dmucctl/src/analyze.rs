@@ -5,7 +5,9 @@
 //!
 //! The window is the graph's last start: from dmucd's last `daemon` event saying it started
 //! the graph ([`BOOT`]), or from `--since SEQ`. A component is *up* when it reaches `running`
-//! (no ready probe), `ready` or `completed`; its launch is its last `starting` before that.
+//! (no ready probe), `ready` or `completed`; its launch is its last `starting` before that;
+//! it was *running* when its PID was known: `running` itself, or, with a ready probe, the
+//! `spawned` event between launch and ready.
 //! What it waited for is the dependency whose condition was met last before its launch.
 
 use std::collections::HashMap;
@@ -23,6 +25,8 @@ pub struct Comp {
     pub name: String,
     /// Its launch that led to `up`, in µs from the window's start.
     pub launched_us: Option<u64>,
+    /// When that launch's program was running (its PID known).
+    pub running_us: Option<u64>,
     /// When it was up (the first time in the window; for the component asked about, the last).
     pub up_us: Option<u64>,
     /// The state it was up in (`running`, `ready` or `completed`).
@@ -104,12 +108,15 @@ pub fn analyze(
     };
     let t0 = first.ts_us;
     let mut moves: HashMap<&str, Moves> = HashMap::new();
+    let mut spawns: HashMap<&str, Vec<u64>> = HashMap::new();
     for e in win {
-        if let (Some(c), EventWhat::State { to, .. }) = (&e.component, &e.what) {
-            moves
-                .entry(c.as_str())
-                .or_default()
-                .push((e.ts_us.saturating_sub(t0), *to));
+        let ts = e.ts_us.saturating_sub(t0);
+        match (&e.component, &e.what) {
+            (Some(c), EventWhat::State { to, .. }) => {
+                moves.entry(c.as_str()).or_default().push((ts, *to));
+            }
+            (Some(c), EventWhat::Spawned { .. }) => spawns.entry(c.as_str()).or_default().push(ts),
+            _ => {}
         }
     }
     let none = Moves::new();
@@ -128,6 +135,21 @@ pub fn analyze(
         let m = moves_of(name);
         let launched =
             up.and_then(|(t, _)| last_before(m, t, |s| s == State::Starting).map(|(ts, _)| ts));
+        // Its PID's report for that launch (before the next launch); a probe can pass
+        // before the report is read, and it was running by then.
+        let running = launched.zip(up).and_then(|(l, (t, state))| match state {
+            State::Running => Some(t),
+            _ => {
+                let next = m
+                    .iter()
+                    .find(|(ts, s)| *ts > l && *s == State::Starting)
+                    .map_or(u64::MAX, |(ts, _)| *ts);
+                spawns
+                    .get(name)
+                    .and_then(|s| s.iter().copied().find(|&ts| ts >= l && ts < next))
+                    .map(|ts| ts.min(t))
+            }
+        });
         let waited_for = launched.and_then(|l| {
             edges
                 .iter()
@@ -139,6 +161,7 @@ pub fn analyze(
         Comp {
             name: name.to_string(),
             launched_us: launched,
+            running_us: running,
             up_us: up.map(|(t, _)| t),
             up_state: up.map(|(_, s)| s),
             waited_for,
@@ -244,15 +267,16 @@ pub fn render(a: &Analysis) -> String {
         .max("COMPONENT".len());
     let _ = writeln!(
         out,
-        "\n{:width$}  {:>10}  {:>10}  {:>9}  {:>8}  WAITED FOR",
-        "COMPONENT", "LAUNCHED", "UP", "TOOK", "LAUNCHES"
+        "\n{:width$}  {:>10}  {:>10}  {:>10}  {:>9}  {:>8}  WAITED FOR",
+        "COMPONENT", "LAUNCHED", "RUNNING", "UP", "TOOK", "LAUNCHES"
     );
     for c in &a.components {
         let _ = writeln!(
             out,
-            "{:width$}  {:>10}  {:>10}  {:>9}  {:>8}  {}",
+            "{:width$}  {:>10}  {:>10}  {:>10}  {:>9}  {:>8}  {}",
             c.name,
             at(c.launched_us),
+            at(c.running_us),
             if c.up_us.is_some() {
                 at(c.up_us)
             } else {

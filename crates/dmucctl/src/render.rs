@@ -132,6 +132,8 @@ pub fn event_line(e: &EventRecord, style: Style) -> String {
             detail.as_deref().unwrap_or("?")
         ),
         EventWhat::Daemon { message } => message.clone(),
+        EventWhat::Spawned { pid } => format!("running as pid {pid}"),
+        EventWhat::Other => "(an event this dmucctl does not know)".to_string(),
     };
     format!("#{:<5} {} {who}: {what}", e.seq, clock(e.ts_us))
 }

@@ -217,3 +217,55 @@ fn a_started_condition_is_met_at_the_dependency_s_launch() {
     assert_eq!(a.target.as_deref(), Some("runtime"));
     assert_eq!(a.components[1].waited_for.as_deref(), Some("runtime"));
 }
+
+#[test]
+fn running_is_the_pid_of_the_launch_that_came_up_or_running_itself() {
+    let mut log = Log::new();
+    log.daemon(0, "started the graph of g.toml: dmucd pid 1, 2 components")
+        .to(0, "db", Pending, Starting)
+        // A first run that ran and failed before its probe passed.
+        .push(10, Some("db"), EventWhat::Spawned { pid: 7 })
+        .to(50, "db", Starting, Backoff)
+        .to(150, "db", Backoff, Starting)
+        .push(170, Some("db"), EventWhat::Spawned { pid: 8 })
+        .to(900, "db", Starting, Ready)
+        .to(900, "app", Pending, Starting)
+        .to(905, "app", Starting, Running)
+        // A probe that passed before the shim's report was read: running by ready.
+        .to(0, "quick", Pending, Starting)
+        .to(20, "quick", Starting, Ready)
+        .push(25, Some("quick"), EventWhat::Spawned { pid: 9 })
+        // A newer daemon's event this client does not know.
+        .push(950, None, EventWhat::Other);
+    let a = analyze(
+        &log.0,
+        &names(&["db", "app", "quick"]),
+        &[edge("app", "db", "ready")],
+        None,
+        Some("app"),
+    )
+    .unwrap();
+    let quick = &a.components[2];
+    assert_eq!(
+        (quick.running_us, quick.up_us),
+        (Some(20_000), Some(20_000))
+    );
+    let db = &a.components[0];
+    assert_eq!(
+        (db.launched_us, db.running_us, db.up_us),
+        (Some(150_000), Some(170_000), Some(900_000))
+    );
+    let app = &a.components[1];
+    assert_eq!((app.running_us, app.up_us), (Some(905_000), Some(905_000)));
+    let text = render(&a);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("db ") && l.contains("@0.150s     @0.170s     @0.900s")),
+        "{text}"
+    );
+    // An event of a newer daemon parses, as `Other`.
+    let e: EventRecord =
+        serde_json::from_str(r#"{"seq":9,"ts_us":1,"component":"db","event":"resized","cols":80}"#)
+            .unwrap();
+    assert_eq!(e.what, EventWhat::Other);
+}

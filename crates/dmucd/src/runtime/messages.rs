@@ -80,7 +80,15 @@ impl<B: Backend> Runtime<B> {
                             self.slots[comp].deadline,
                             TimerKey::ShimDeadline { comp, run },
                         ));
-                        Input::Started { comp, run, pid }
+                        self.feed(Input::Started { comp, run, pid });
+                        // With a ready probe no state says when it ran (it stays `starting`; a
+                        // quick probe may even pass before the shim's report is read): this does.
+                        let u = self.sup.unit(comp);
+                        let probed = self.sup.graph().components()[comp].ready.is_some();
+                        if probed && u.run == run && u.pid == Some(pid) {
+                            self.events.push(Some(&name), EventWhat::Spawned { pid });
+                        }
+                        return;
                     }
                     ShimWhat::SpawnFailed(m) => Input::Exited {
                         comp,
