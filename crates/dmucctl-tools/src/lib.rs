@@ -16,4 +16,5 @@ pub mod cli;
 pub mod etcd;
 pub mod fetch;
 pub mod host;
+pub mod kube;
 pub mod pki;
