@@ -398,6 +398,72 @@ fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_cl
     });
     assert!(logs.contains("response:200"), "{logs}");
 
+    // A bootstrap token for a joining node: its Secret, cluster-info signed with it by the
+    // controller manager, a join command naming the node's address (not loopback) and the
+    // CA's pin; and the token authenticates as a bootstrapper.
+    let o = Command::new(bin_dir().join("dmucctl"))
+        .args(["token", "create", "--ttl", "10m", "--kubeconfig"])
+        .arg(&k.kubeconfig)
+        .output()
+        .unwrap();
+    let join = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(
+        o.status.success(),
+        "token create: {join}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let words: Vec<&str> = join.split_whitespace().collect();
+    assert_eq!(&words[..3], ["dmucctl", "join", "--server"], "{join}");
+    assert!(!words[3].contains("127.0.0.1"), "{join}");
+    let token = words[5];
+    let (id, _) = token.split_once('.').unwrap();
+    assert!(
+        words[7].starts_with("sha256:") && words[7].len() == 71,
+        "{join}"
+    );
+    k.ok(&[
+        "-n",
+        "kube-system",
+        "get",
+        "secret",
+        &format!("bootstrap-token-{id}"),
+    ]);
+    let signed = k.ok(&[
+        "-n",
+        "kube-public",
+        "get",
+        "configmap",
+        "cluster-info",
+        "-o",
+        "jsonpath={.data}",
+    ]);
+    assert!(signed.contains(&format!("jws-kubeconfig-{id}")), "{signed}");
+    let boot = work.path().join("bootstrap.kubeconfig");
+    std::fs::write(
+        &boot,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n",
+            words[3],
+            state.join("pki/ca.crt").display()
+        ),
+    )
+    .unwrap();
+    let as_bootstrapper = Kubectl {
+        prog: k.prog.clone(),
+        kubeconfig: boot,
+    };
+    let who = as_bootstrapper.ok(&[
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username} {.status.userInfo.groups}",
+    ]);
+    assert!(
+        who.contains(&format!("system:bootstrap:{id}"))
+            && who.contains("system:bootstrappers:dmuc:default-node-token"),
+        "{who}"
+    );
+
     // Scaling to 4: the tutorial's probability chain (1/4, 1/3, 1/2, then the last).
     k.ok(&["scale", "deployment/web", "--replicas=4"]);
     k.ok(&["rollout", "status", "deployment/web", "--timeout=180s"]);

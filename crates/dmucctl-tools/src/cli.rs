@@ -7,7 +7,7 @@ use clap::Subcommand;
 use dmuc_client::{Client, FAILED, OK, report, tmux_program};
 use dmuc_proto::Verb;
 
-use crate::{backup, fetch, host, pki};
+use crate::{backup, fetch, host, join, pki};
 
 /// The operator's tools.
 #[derive(Subcommand, Debug)]
@@ -38,6 +38,11 @@ pub enum ToolCmd {
     /// depends on etcd (in order) and etcd, swap the data directory (the old one is kept),
     /// start them again.
     Restore(backup::RestoreArgs),
+    /// Bootstrap tokens for nodes joining the cluster.
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
     /// Tear the node down between attempts (as kubeadm reset): stop dmucd, then remove the
     /// state directory and what the components leave elsewhere, the CNI bridge, the
     /// kube-proxy and CNI iptables chains and the pod cgroups. Asks first.
@@ -54,6 +59,13 @@ pub enum ToolCmd {
         #[arg(long, value_name = "DIR", default_value = "/")]
         root: PathBuf,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCmd {
+    /// Make a bootstrap token (and, once, the RBAC and the signed cluster-info that joining
+    /// needs); print the join command for the new node, with the CA's public key hash.
+    Create(join::TokenArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -193,6 +205,9 @@ pub fn run(cmd: ToolCmd, socket: &Path) -> u8 {
             no_ports,
         } => doctor_cmd(&profile, root, !no_ports),
         ToolCmd::Backup(a) => backup::backup(socket, a),
+        ToolCmd::Token {
+            cmd: TokenCmd::Create(a),
+        } => join::create(a),
         ToolCmd::Restore(a) => backup::restore(socket, a),
         ToolCmd::Reset {
             profile,

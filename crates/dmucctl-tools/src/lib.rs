@@ -16,5 +16,6 @@ pub mod cli;
 pub mod etcd;
 pub mod fetch;
 pub mod host;
+pub mod join;
 pub mod kube;
 pub mod pki;
