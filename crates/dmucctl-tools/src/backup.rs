@@ -261,11 +261,11 @@ fn status_tool(etcd_prog: Option<&str>, etcdctl: &Path) -> PathBuf {
     tool(etcd_prog, "etcdutl").unwrap_or_else(|| etcdctl.to_path_buf())
 }
 
-/// A UTC time stamp for file names: 20261203T083000Z.
-fn stamp() -> String {
-    let t = time::OffsetDateTime::now_utc();
+/// A UTC time with these separators: `("", "")` for file names (20261203T083000Z), `("-",
+/// ":")` for RFC 3339 (2026-12-03T08:30:00Z).
+pub(crate) fn utc(t: time::OffsetDateTime, date: &str, clock: &str) -> String {
     format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        "{:04}{date}{:02}{date}{:02}T{:02}{clock}{:02}{clock}{:02}Z",
         t.year(),
         u8::from(t.month()),
         t.day(),
@@ -273,6 +273,11 @@ fn stamp() -> String {
         t.minute(),
         t.second()
     )
+}
+
+/// A UTC time stamp for file names: 20261203T083000Z.
+fn stamp() -> String {
+    utc(time::OffsetDateTime::now_utc(), "", "")
 }
 
 /// `path` + `suffix`, beside it.

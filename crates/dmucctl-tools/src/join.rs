@@ -55,15 +55,7 @@ fn random(n: usize) -> Result<String, String> {
 
 /// RFC 3339 in UTC, as the token's `expiration` wants it.
 fn rfc3339(t: time::OffsetDateTime) -> String {
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    crate::backup::utc(t, "-", ":")
 }
 
 /// The objects that do not depend on the token, by collection path: made once, kept.
