@@ -438,31 +438,114 @@ fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_cl
         "jsonpath={.data}",
     ]);
     assert!(signed.contains(&format!("jws-kubeconfig-{id}")), "{signed}");
-    let boot = work.path().join("bootstrap.kubeconfig");
-    std::fs::write(
-        &boot,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n",
-            words[3],
-            state.join("pki/ca.crt").display()
-        ),
-    )
-    .unwrap();
+
+    // dmucctl join on a new node's state: a wrong pin is refused and writes nothing...
+    let joined = work.path().join("joined");
+    let join = |token: &str, hash: &str, extra: &[&str]| {
+        let o = Command::new(bin_dir().join("dmucctl"))
+            .args([
+                "join",
+                "--server",
+                words[3],
+                "--token",
+                token,
+                "--ca-cert-hash",
+                hash,
+            ])
+            .arg("--state")
+            .arg(&joined)
+            .args(extra)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (o.status.success(), text)
+    };
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let (ok, said) = join(token, &wrong, &[]);
+    assert!(
+        !ok && said.contains(&wrong) && said.contains(words[7]),
+        "{said}"
+    );
+    assert!(
+        said.contains("nothing was written") && !joined.exists(),
+        "{said}"
+    );
+    // ... the pinned CA gives the CA and two kubeconfigs: the kubelet's bootstrap one logs
+    // in as the bootstrapper, kube-proxy's as its service account, which may watch Nodes.
+    let (ok, said) = join(token, words[7], &[]);
+    assert!(ok, "{said}");
+    assert_eq!(
+        std::fs::read(joined.join("pki/ca.crt")).unwrap(),
+        std::fs::read(state.join("pki/ca.crt")).unwrap()
+    );
     let as_bootstrapper = Kubectl {
         prog: k.prog.clone(),
-        kubeconfig: boot,
+        kubeconfig: joined.join("pki/bootstrap-kubelet.kubeconfig"),
     };
-    let who = as_bootstrapper.ok(&[
-        "auth",
-        "whoami",
-        "-o",
-        "jsonpath={.status.userInfo.username} {.status.userInfo.groups}",
-    ]);
+    let whoami = "jsonpath={.status.userInfo.username} {.status.userInfo.groups}";
+    let who = as_bootstrapper.ok(&["auth", "whoami", "-o", whoami]);
     assert!(
         who.contains(&format!("system:bootstrap:{id}"))
             && who.contains("system:bootstrappers:dmuc:default-node-token"),
         "{who}"
     );
+    let as_proxy = Kubectl {
+        prog: k.prog.clone(),
+        kubeconfig: joined.join("pki/kube-proxy.kubeconfig"),
+    };
+    let who = as_proxy.ok(&["auth", "whoami", "-o", whoami]);
+    assert!(
+        who.starts_with("system:serviceaccount:kube-system:kube-proxy "),
+        "{who}"
+    );
+    assert!(as_proxy.ok(&["get", "nodes", "-o", "name"]).contains(&node));
+    // Joined already: refused without --force.
+    let (ok, said) = join(token, words[7], &[]);
+    assert!(!ok && said.contains("joined already"), "{said}");
+    // An expired token: once the token cleaner has removed it (and the signer its
+    // signature), a join with it is refused and writes nothing.
+    let o = Command::new(bin_dir().join("dmucctl"))
+        .args(["token", "create", "--ttl", "2s", "--kubeconfig"])
+        .arg(&k.kubeconfig)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let short = String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .nth(5)
+        .unwrap()
+        .to_string();
+    let short_id = short.split_once('.').unwrap().0.to_string();
+    wait_for("the token cleaner to remove the expired token", T, || {
+        let data = k.ok(&[
+            "-n",
+            "kube-public",
+            "get",
+            "configmap",
+            "cluster-info",
+            "-o",
+            "jsonpath={.data}",
+        ]);
+        let (gone, _) = k.run(&[
+            "-n",
+            "kube-system",
+            "get",
+            "secret",
+            &format!("bootstrap-token-{short_id}"),
+        ]);
+        (!gone && !data.contains(&format!("jws-kubeconfig-{short_id}"))).then_some(())
+    });
+    std::fs::remove_dir_all(&joined).unwrap();
+    let (ok, said) = join(&short, words[7], &[]);
+    assert!(
+        !ok && said.contains(&format!("does not know token {short_id}")),
+        "{said}"
+    );
+    assert!(!joined.exists(), "{said}");
 
     // Scaling to 4: the tutorial's probability chain (1/4, 1/3, 1/2, then the last).
     k.ok(&["scale", "deployment/web", "--replicas=4"]);

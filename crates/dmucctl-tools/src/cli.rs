@@ -43,6 +43,11 @@ pub enum ToolCmd {
         #[command(subcommand)]
         cmd: TokenCmd,
     },
+    /// Join this node to a cluster: discover it with a bootstrap token (cluster-info signed
+    /// with the token, its CA checked against the pin), then write STATE/pki/ca.crt and the
+    /// kubelet's bootstrap and kube-proxy's kubeconfigs for config/worker.toml. A wrong pin or
+    /// an unknown token is refused and nothing is written.
+    Join(join::JoinArgs),
     /// Tear the node down between attempts (as kubeadm reset): stop dmucd, then remove the
     /// state directory and what the components leave elsewhere, the CNI bridge, the
     /// kube-proxy and CNI iptables chains and the pod cgroups. Asks first.
@@ -208,6 +213,7 @@ pub fn run(cmd: ToolCmd, socket: &Path) -> u8 {
         ToolCmd::Token {
             cmd: TokenCmd::Create(a),
         } => join::create(a),
+        ToolCmd::Join(a) => join::join(a),
         ToolCmd::Restore(a) => backup::restore(socket, a),
         ToolCmd::Reset {
             profile,

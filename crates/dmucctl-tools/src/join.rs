@@ -13,6 +13,9 @@ use crate::kube::{self, Api};
 /// The group every dmuc bootstrap token authenticates in (besides `system:bootstrappers`).
 pub const BOOTSTRAP_GROUP: &str = "system:bootstrappers:dmuc:default-node-token";
 
+/// The Secret holding the kube-proxy service account's token, for joining nodes.
+pub const KUBE_PROXY_SECRET: &str = "kube-proxy-token";
+
 /// `dmucctl token create`'s arguments.
 #[derive(clap::Args, Debug)]
 pub struct TokenArgs {
@@ -109,6 +112,44 @@ fn cluster_objects(cluster_info: &str) -> Vec<(&'static str, Value)> {
                    "rules": [{"apiGroups": [""], "resources": ["configmaps"],
                               "resourceNames": ["cluster-info"], "verbs": ["get"]}]}),
         ),
+        // kube-proxy on the joining nodes (and the routes component) as one service account
+        // whose long-lived token its bootstrappers may read: kubeadm's DaemonSet identity,
+        // without a DaemonSet.
+        (
+            "/api/v1/namespaces/kube-system/serviceaccounts",
+            json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                   "metadata": {"name": "kube-proxy", "namespace": "kube-system"}}),
+        ),
+        (
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+            crb(
+                "dmuc:node-proxier",
+                "system:node-proxier",
+                json!({"kind": "ServiceAccount", "name": "kube-proxy", "namespace": "kube-system"}),
+            ),
+        ),
+        (
+            "/api/v1/namespaces/kube-system/secrets",
+            json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+                   "metadata": {"name": KUBE_PROXY_SECRET, "namespace": "kube-system",
+                                "annotations": {"kubernetes.io/service-account.name": "kube-proxy"}}}),
+        ),
+        (
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/kube-system/roles",
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                   "metadata": {"name": "dmuc:kube-proxy-token", "namespace": "kube-system"},
+                   "rules": [{"apiGroups": [""], "resources": ["secrets"],
+                              "resourceNames": [KUBE_PROXY_SECRET], "verbs": ["get"]}]}),
+        ),
+        (
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/kube-system/rolebindings",
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                   "metadata": {"name": "dmuc:kube-proxy-token", "namespace": "kube-system"},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                               "name": "dmuc:kube-proxy-token"},
+                   "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
+                                 "name": BOOTSTRAP_GROUP}]}),
+        ),
         (
             "/apis/rbac.authorization.k8s.io/v1/namespaces/kube-public/rolebindings",
             json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
@@ -200,13 +241,25 @@ fn make(a: &TokenArgs) -> Result<String, String> {
         let cm = api
             .get("/api/v1/namespaces/kube-public/configmaps/cluster-info")
             .map_err(|e| format!("cluster-info: {e}"))?;
-        if cm.as_ref().is_some_and(|c| c["data"][&key].is_string()) {
+        let proxy = api
+            .get(&format!(
+                "/api/v1/namespaces/kube-system/secrets/{KUBE_PROXY_SECRET}"
+            ))
+            .map_err(|e| format!("{KUBE_PROXY_SECRET}: {e}"))?;
+        // The token controller fills the kube-proxy Secret in; joins need both.
+        if cm.as_ref().is_some_and(|c| c["data"][&key].is_string())
+            && proxy
+                .as_ref()
+                .is_some_and(|p| p["data"]["token"].is_string())
+        {
             break;
         }
         if Instant::now() > deadline {
             return Err(format!(
-                "cluster-info was not signed with token {id} within 30 s: the controller \
-                 manager must run the bootstrap signer (--controllers=*,bootstrapsigner,tokencleaner)"
+                "cluster-info was not signed with token {id}, or the {KUBE_PROXY_SECRET} Secret \
+                 not filled in, within 30 s: the controller manager must run the bootstrap \
+                 signer and the token controller (--controllers=*,bootstrapsigner,tokencleaner \
+                 and --service-account-private-key-file)"
             ));
         }
         std::thread::sleep(Duration::from_millis(200)); // polling the API, with the deadline above
@@ -216,3 +269,245 @@ fn make(a: &TokenArgs) -> Result<String, String> {
         kube::ca_hash(&ca)?
     ))
 }
+
+/// `dmucctl join`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct JoinArgs {
+    /// The control plane's API server (what `dmucctl token create` printed).
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+    /// The bootstrap token, `ID.SECRET`.
+    #[arg(long, value_name = "TOKEN")]
+    pub token: String,
+    /// The pin of the cluster CA's public key: cluster-info's CA must have it.
+    #[arg(long, value_name = "sha256:HEX")]
+    pub ca_cert_hash: String,
+    /// This node's state directory (the worker profile's `state`).
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/dmuc")]
+    pub state: PathBuf,
+    /// Replace an earlier join's files (and the kubelet's credentials from it).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `ID.SECRET` of a bootstrap token (`[a-z0-9]{6}.[a-z0-9]{16}`).
+pub fn parse_token(t: &str) -> Result<(&str, &str), String> {
+    let ok = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    match t.split_once('.') {
+        Some((id, secret)) if ok(id, 6) && ok(secret, 16) => Ok((id, secret)),
+        _ => Err(format!(
+            "--token {t:?} is not a bootstrap token: 6 and 16 of [a-z0-9] joined by a dot, \
+             as `dmucctl token create` prints"
+        )),
+    }
+}
+
+/// `sha256:HEX` in lower case, as [`kube::ca_hash`] prints it.
+pub fn parse_hash(h: &str) -> Result<String, String> {
+    match h.split_once(':') {
+        Some((alg, hex))
+            if alg.eq_ignore_ascii_case("sha256")
+                && hex.len() == 64
+                && hex.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            Ok(format!("sha256:{}", hex.to_ascii_lowercase()))
+        }
+        _ => Err(format!(
+            "--ca-cert-hash {h:?} is not sha256: and 64 hex digits, as `dmucctl token create` prints"
+        )),
+    }
+}
+
+/// Checks the `cluster-info` ConfigMap read without trusting the server: signed with the
+/// token's secret (the server knows the token) and holding the CA the pin names (the
+/// operator knows the CA). Returns the CA.
+pub fn check_cluster_info(
+    cm: &Value,
+    id: &str,
+    secret: &str,
+    pin: &str,
+) -> Result<Vec<u8>, String> {
+    let content = cm["data"]["kubeconfig"]
+        .as_str()
+        .ok_or("cluster-info holds no kubeconfig: is this a dmuc or kubeadm control plane?")?;
+    let jws = cm["data"][format!("jws-kubeconfig-{id}")]
+        .as_str()
+        .ok_or_else(|| {
+            format!(
+                "the cluster does not know token {id} (expired, deleted or never made): make a \
+                 new one with `dmucctl token create` on the control plane"
+            )
+        })?;
+    kube::jws_ok(jws, content, id, secret)
+        .map_err(|e| format!("{e}: a wrong token secret, or not the cluster you think"))?;
+    let k = kube::parse_kubeconfig(content, std::path::Path::new("/"))
+        .map_err(|e| format!("cluster-info: {e}"))?;
+    let ca = k.ca.ok_or("cluster-info's kubeconfig holds no CA")?;
+    let found = kube::ca_hash(&ca)?;
+    if found != pin {
+        return Err(format!(
+            "the cluster's CA has the public key hash {found}, not {pin} as --ca-cert-hash \
+             pins: check the join command (or something is between this node and the cluster)"
+        ));
+    }
+    Ok(ca)
+}
+
+/// The files a join writes, under STATE/pki.
+pub const JOIN_FILES: [&str; 3] = [
+    "ca.crt",
+    "bootstrap-kubelet.kubeconfig",
+    "kube-proxy.kubeconfig",
+];
+
+/// What the kubelet makes of the bootstrap kubeconfig: stale after a new join.
+const KUBELET_CREDENTIALS: [&str; 2] = ["kubelet.kubeconfig", "kubelet"];
+
+/// `dmucctl join`.
+pub fn join(a: JoinArgs) -> u8 {
+    let files = match discover(&a) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("dmucctl: join: {e}; nothing was written");
+            return dmuc_client::FAILED;
+        }
+    };
+    match write_join(&a.state.join("pki"), files) {
+        Ok(written) => {
+            for f in &written {
+                println!("wrote {}", f.display());
+            }
+            println!(
+                "joined {}: now start the node with\n  dmucd --config config/worker.toml --var state={}",
+                a.server,
+                a.state.display()
+            );
+            dmuc_client::OK
+        }
+        Err(e) => {
+            eprintln!("dmucctl: join: {e}; run the join again with --force once fixed");
+            dmuc_client::FAILED
+        }
+    }
+}
+
+/// The checks of a join, which write nothing: the files to write (name, text, mode).
+fn discover(a: &JoinArgs) -> Result<Vec<(&'static str, String, u32)>, String> {
+    let (id, secret) = parse_token(&a.token)?;
+    let pin = parse_hash(&a.ca_cert_hash)?;
+    let pki = a.state.join("pki");
+    if !a.force {
+        for f in JOIN_FILES[1..].iter().chain(&KUBELET_CREDENTIALS[..1]) {
+            if pki.join(f).exists() {
+                return Err(format!(
+                    "{} exists: this node has joined already (`dmucctl reset` it, or --force)",
+                    pki.join(f).display()
+                ));
+            }
+        }
+    }
+    let server = a.server.trim_end_matches('/').to_string();
+    let info = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
+    // Discovery: nothing is trusted until the signature and the pin are checked.
+    let blind = Api::new(
+        &kube::Kubeconfig {
+            server: server.clone(),
+            ..Default::default()
+        },
+        false,
+    )?;
+    let cm = blind
+        .get(info)
+        .map_err(|e| format!("cluster-info from {server}: {e}"))?
+        .ok_or_else(|| {
+            format!("{server} has no cluster-info: run `dmucctl token create` on the control plane")
+        })?;
+    let ca = check_cluster_info(&cm, id, secret, &pin)?;
+    // From here the server's certificate must chain to that CA, and the token must log in.
+    let mut k = kube::Kubeconfig {
+        server: server.clone(),
+        ca: Some(ca.clone()),
+        ..Default::default()
+    };
+    Api::new(&k, true)?
+        .get(info)
+        .map_err(|e| format!("{server} with the cluster's CA: {e}"))?;
+    k.token = Some(a.token.clone());
+    let api = Api::new(&k, true)?;
+    let review = api
+        .create(
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            &json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}),
+        )
+        .map_err(|e| format!("logging in with the token: {e}"))?;
+    let user = review["status"]["userInfo"]["username"]
+        .as_str()
+        .unwrap_or_default();
+    if user != format!("system:bootstrap:{id}") {
+        return Err(format!(
+            "the token logs in as {user:?}, not as the bootstrapper system:bootstrap:{id}"
+        ));
+    }
+    let proxy = api
+        .get(&format!(
+            "/api/v1/namespaces/kube-system/secrets/{KUBE_PROXY_SECRET}"
+        ))
+        .map_err(|e| format!("kube-proxy's token: {e}"))?
+        .ok_or("the control plane has no kube-proxy token: run a newer `dmucctl token create`")?;
+    let proxy_token = proxy["data"]["token"]
+        .as_str()
+        .and_then(|t| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, t).ok())
+        .and_then(|t| String::from_utf8(t).ok())
+        .ok_or("the kube-proxy-token Secret holds no token yet")?;
+
+    let ca_text = String::from_utf8_lossy(&ca).into_owned();
+    Ok(vec![
+        (JOIN_FILES[0], ca_text.clone(), 0o644),
+        (
+            JOIN_FILES[1],
+            crate::pki::token_kubeconfig("dmuc", &server, "kubelet-bootstrap", &ca_text, &a.token),
+            0o600,
+        ),
+        (
+            JOIN_FILES[2],
+            crate::pki::token_kubeconfig("dmuc", &server, "kube-proxy", &ca_text, &proxy_token),
+            0o600,
+        ),
+    ])
+}
+
+/// Writes a join's files into `pki`, each atomically.
+fn write_join(
+    pki: &std::path::Path,
+    files: Vec<(&str, String, u32)>,
+) -> Result<Vec<PathBuf>, String> {
+    std::fs::create_dir_all(pki).map_err(|e| format!("{}: {e}", pki.display()))?;
+    // An earlier join's kubelet credentials would keep the kubelet in the old cluster.
+    for f in KUBELET_CREDENTIALS {
+        let p = pki.join(f);
+        let gone = if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        if let Err(e) = gone
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(format!("{}: {e}", p.display()));
+        }
+    }
+    let mut written = Vec::new();
+    for (name, text, mode) in files {
+        let p = pki.join(name);
+        crate::pki::write_file(&p, text.as_bytes(), mode)?;
+        written.push(p);
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests;

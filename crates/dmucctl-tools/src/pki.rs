@@ -258,7 +258,7 @@ fn leaf(
 }
 
 /// Writes `bytes` to `path` atomically (temp file, then rename) with `mode`.
-fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
+pub(crate) fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
     let tmp = path.with_extension("tmp~");
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -296,6 +296,15 @@ pub fn kubeconfig(
         b(key)
     );
     s
+}
+
+/// A kubeconfig with the CA embedded and a bearer token (a bootstrap or service-account
+/// token) as the user's credential.
+pub fn token_kubeconfig(cluster: &str, server: &str, user: &str, ca: &str, token: &str) -> String {
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca);
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {cluster}\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {user}\n  user:\n    token: {token}\ncontexts:\n- name: {user}@{cluster}\n  context:\n    cluster: {cluster}\n    user: {user}\ncurrent-context: {user}@{cluster}\n"
+    )
 }
 
 /// Generates what is missing (everything with `force`); returns each file with what was done.

@@ -1,0 +1,123 @@
+use super::*;
+
+#[test]
+fn tokens_and_pins_are_checked_for_shape() {
+    assert_eq!(
+        parse_token("abcdef.0123456789abcdef").unwrap(),
+        ("abcdef", "0123456789abcdef")
+    );
+    for bad in [
+        "abcdef0123456789abcdef",
+        "ABCDEF.0123456789abcdef",
+        "abcde.0123456789abcdef",
+        "abcdef.0123456789abcde",
+        "abcdef.0123456789abcdef.",
+    ] {
+        assert!(
+            parse_token(bad)
+                .unwrap_err()
+                .contains("not a bootstrap token"),
+            "{bad}"
+        );
+    }
+    let hex = "AB".repeat(32);
+    assert_eq!(
+        parse_hash(&format!("SHA256:{hex}")).unwrap(),
+        format!("sha256:{}", "ab".repeat(32))
+    );
+    assert!(parse_hash(&format!("sha1:{hex}")).is_err());
+    assert!(parse_hash("sha256:abc").is_err());
+    assert!(parse_hash(&format!("sha256:{}", "zz".repeat(32))).is_err());
+}
+
+fn ca() -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    p.self_signed(&key).unwrap().pem()
+}
+
+fn cluster_info(ca: &str, sign: &[(&str, &str)]) -> Value {
+    let b = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, ca);
+    let content = format!(
+        "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {b}\n    server: https://198.18.0.1:6443\n  name: \"\"\n"
+    );
+    let mut data = json!({ "kubeconfig": content });
+    for (id, secret) in sign {
+        data[format!("jws-kubeconfig-{id}")] = json!(kube::jws_sign(&content, id, secret));
+    }
+    json!({ "data": data })
+}
+
+#[test]
+fn cluster_info_is_trusted_only_signed_by_the_token_and_with_the_pinned_ca() {
+    let (ca, other) = (ca(), ca());
+    let pin = kube::ca_hash(ca.as_bytes()).unwrap();
+    let (id, secret) = ("abcdef", "0123456789abcdef");
+    let good = cluster_info(&ca, &[("zzzzzz", "ffffffffffffffff"), (id, secret)]);
+    assert_eq!(
+        check_cluster_info(&good, id, secret, &pin).unwrap(),
+        ca.as_bytes()
+    );
+
+    // An expired token: the signer has removed its signature.
+    let e = check_cluster_info(&good, "yyyyyy", secret, &pin).unwrap_err();
+    assert!(e.contains("does not know token yyyyyy"), "{e}");
+    // The right ID with another secret: a server that does not know the token.
+    let e = check_cluster_info(&good, id, "0123456789abcdeX", &pin).unwrap_err();
+    assert!(e.contains("does not match"), "{e}");
+    // Signed right, but another CA than the pin: both hashes are named.
+    let swapped = cluster_info(&other, &[(id, secret)]);
+    let e = check_cluster_info(&swapped, id, secret, &pin).unwrap_err();
+    let found = kube::ca_hash(other.as_bytes()).unwrap();
+    assert!(e.contains(&found) && e.contains(&pin), "{e}");
+    let e = check_cluster_info(&json!({"data": {}}), id, secret, &pin).unwrap_err();
+    assert!(e.contains("no kubeconfig"), "{e}");
+}
+
+#[test]
+fn a_join_writes_its_files_whole_and_drops_an_earlier_join_s_kubelet_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    std::fs::create_dir_all(pki.join("kubelet")).unwrap();
+    std::fs::write(pki.join("kubelet/kubelet-client-current.pem"), "old").unwrap();
+    std::fs::write(pki.join("kubelet.kubeconfig"), "old").unwrap();
+    let files = vec![
+        ("ca.crt", "CA".to_string(), 0o644),
+        ("bootstrap-kubelet.kubeconfig", "K".to_string(), 0o600),
+    ];
+    let written = write_join(&pki, files).unwrap();
+    assert_eq!(
+        written,
+        [pki.join("ca.crt"), pki.join("bootstrap-kubelet.kubeconfig")]
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |f: &str| std::fs::metadata(pki.join(f)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        (mode("ca.crt"), mode("bootstrap-kubelet.kubeconfig")),
+        (0o644, 0o600)
+    );
+    assert!(!pki.join("kubelet").exists() && !pki.join("kubelet.kubeconfig").exists());
+    let names: Vec<_> = std::fs::read_dir(&pki)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}
+
+#[test]
+fn a_node_that_joined_already_is_refused_before_anything_is_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("pki")).unwrap();
+    std::fs::write(dir.path().join("pki/kubelet.kubeconfig"), "x").unwrap();
+    let a = JoinArgs {
+        // Nothing listens there: the refusal comes first.
+        server: "https://127.0.0.1:9".into(),
+        token: "abcdef.0123456789abcdef".into(),
+        ca_cert_hash: format!("sha256:{}", "0".repeat(64)),
+        state: dir.path().into(),
+        force: false,
+    };
+    let e = discover(&a).unwrap_err();
+    assert!(e.contains("joined already") && e.contains("--force"), "{e}");
+}
