@@ -116,7 +116,7 @@ fn seed_2019_is_the_tutorial() {
 #[test]
 fn cluster_is_the_modern_graph_with_real_probes() {
     let (_, cfg) = profile("cluster.toml");
-    assert_eq!(cfg.graph.len(), 10);
+    assert_eq!(cfg.graph.len(), 11);
     assert_eq!(after(&cfg, "etcd"), vec![]);
     assert_eq!(
         after(&cfg, "kube-apiserver"),
@@ -147,6 +147,7 @@ fn cluster_is_the_modern_graph_with_real_probes() {
         after(&cfg, "kube-proxy"),
         deps(&[("kube-apiserver", "ready"), ("kubelet", "ready")])
     );
+    assert_eq!(after(&cfg, "routes"), deps(&[("kube-apiserver", "ready")]));
 
     let pki = PathBuf::from("/var/lib/dmuc/pki");
     assert_eq!(

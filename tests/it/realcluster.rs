@@ -248,6 +248,13 @@ fn leftovers(bin: &Path, state: &Path, containerd_socket: &str) -> Vec<String> {
     if Path::new("/sys/class/net/cni0").exists() {
         left.push("the cni0 bridge".into());
     }
+    if let Ok(o) = Command::new("ip")
+        .args(["-4", "route", "show", "proto", "211"])
+        .output()
+        && !o.stdout.is_empty()
+    {
+        left.push(format!("routes: {}", String::from_utf8_lossy(&o.stdout)));
+    }
     for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
         for name in ["kubepods", "kubepods.slice", "k8s.io"] {
             if h.path().join(name).exists() {
@@ -547,6 +554,58 @@ fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_cl
     );
     assert!(!joined.exists(), "{said}");
 
+    // The routes component: a Node that comes gets a route to its pod subnet via its
+    // InternalIP (here the default gateway: an on-link address), and loses it when it goes.
+    let gw = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["-4", "route", "show", "default"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .split_whitespace()
+    .nth(2)
+    .unwrap_or_else(|| panic!("the real-cluster test needs a default route"))
+    .to_string();
+    let ghost = work.path().join("ghost.yaml");
+    std::fs::write(
+        &ghost,
+        format!(
+            "apiVersion: v1\nkind: Node\nmetadata: {{name: dmuc-ghost}}\nstatus:\n  addresses: [{{type: InternalIP, address: {gw}}}]\n"
+        ),
+    )
+    .unwrap();
+    k.ok(&["create", "-f", ghost.to_str().unwrap()]);
+    let cidr = wait_for("the ghost node's pod subnet", T, || {
+        let c = k.ok(&[
+            "get",
+            "node",
+            "dmuc-ghost",
+            "-o",
+            "jsonpath={.spec.podCIDR}",
+        ]);
+        (!c.trim().is_empty()).then(|| c.trim().to_string())
+    });
+    let ours = || {
+        let o = Command::new("ip")
+            .args(["-4", "route", "show", "proto", "211"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    wait_for("the route to the ghost's pod subnet", T, || {
+        ours().contains(&format!("{cidr} via {gw} ")).then_some(())
+    });
+    let window = d.ctl_ok(&["logs", "routes"]);
+    assert!(
+        window.contains(&format!("{cidr} via {gw} (node dmuc-ghost)")),
+        "{window}"
+    );
+    k.ok(&["delete", "node", "dmuc-ghost"]);
+    wait_for("the ghost's route to go", T, || {
+        (!ours().contains(&cidr)).then_some(())
+    });
+
     // Scaling to 4: the tutorial's probability chain (1/4, 1/3, 1/2, then the last).
     k.ok(&["scale", "deployment/web", "--replicas=4"]);
     k.ok(&["rollout", "status", "deployment/web", "--timeout=180s"]);
@@ -795,8 +854,8 @@ fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_cl
     let plan = d.ctl_ok(&["restore", "--dry-run", snap.to_str().unwrap()]);
     assert!(
         plan.contains(
-            "stop, in order:  kube-proxy, kubelet, kube-scheduler, kube-controller-manager, \
-             kube-apiserver, etcd"
+            "stop, in order:  kube-proxy, kubelet, routes, kube-scheduler, \
+             kube-controller-manager, kube-apiserver, etcd"
         ),
         "{plan}"
     );

@@ -7,7 +7,7 @@ use clap::Subcommand;
 use dmuc_client::{Client, FAILED, OK, report, tmux_program};
 use dmuc_proto::Verb;
 
-use crate::{backup, fetch, host, join, pki};
+use crate::{backup, fetch, host, join, pki, routes};
 
 /// The operator's tools.
 #[derive(Subcommand, Debug)]
@@ -48,6 +48,9 @@ pub enum ToolCmd {
     /// kubelet's bootstrap and kube-proxy's kubeconfigs for config/worker.toml. A wrong pin or
     /// an unknown token is refused and nothing is written.
     Join(join::JoinArgs),
+    /// Route each other node's pod subnet via its InternalIP, from the Node objects (once,
+    /// or kept in sync with --watch: the routes component of the profiles).
+    Routes(routes::RoutesArgs),
     /// Tear the node down between attempts (as kubeadm reset): stop dmucd, then remove the
     /// state directory and what the components leave elsewhere, the CNI bridge, the
     /// kube-proxy and CNI iptables chains and the pod cgroups. Asks first.
@@ -214,6 +217,7 @@ pub fn run(cmd: ToolCmd, socket: &Path) -> u8 {
             cmd: TokenCmd::Create(a),
         } => join::create(a),
         ToolCmd::Join(a) => join::join(a),
+        ToolCmd::Routes(a) => routes::run(a),
         ToolCmd::Restore(a) => backup::restore(socket, a),
         ToolCmd::Reset {
             profile,
@@ -331,7 +335,9 @@ fn reset_cmd(profile: &ProfileArgs, keep_pki: bool, yes: bool, root: PathBuf, so
         );
     }
     if plan.network {
-        println!("  the cni0 bridge and the KUBE-*/CNI-* iptables and ip6tables chains");
+        println!(
+            "  the routes to other nodes' pod subnets, the cni0 bridge and the KUBE-*/CNI-* iptables and ip6tables chains"
+        );
     }
     if !yes && !host::confirm("Remove all this?") {
         eprintln!("dmucctl: reset: nothing removed");

@@ -623,10 +623,19 @@ pub fn jumps_into_ours(rules: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// The CNI bridge, and the chains kube-proxy, the kubelet and the bridge plugin add, in
+/// The routes to other nodes' pod subnets, the CNI bridge, and the chains kube-proxy, the kubelet and the bridge plugin add, in
 /// IPv4 and IPv6, with the jump rules into them.
 fn reset_network() -> Vec<Step> {
     let mut done = Vec::new();
+    // The routes to other nodes' pod subnets (dmucctl routes), by their protocol number.
+    match crate::routes::remove_all() {
+        Ok(0) => {}
+        Ok(n) => done.push(Ok(format!(
+            "removed {n} routes to other nodes' pod subnets (proto {})",
+            crate::routes::PROTO
+        ))),
+        Err(e) => done.push(Err(format!("cannot remove the pod subnet routes: {e}"))),
+    }
     if Path::new("/sys/class/net/cni0").exists() {
         done.push(
             run("ip", &["link", "delete", "cni0"])

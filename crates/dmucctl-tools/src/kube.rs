@@ -75,6 +75,8 @@ pub fn load_kubeconfig(path: &Path) -> Result<Kubeconfig, String> {
 /// A connection to one API server.
 pub struct Api {
     agent: ureq::Agent,
+    /// For watches: no overall deadline, the server ends them after WATCH_SECS.
+    watcher: ureq::Agent,
     server: String,
     token: Option<String>,
 }
@@ -124,14 +126,25 @@ impl Api {
         if !verify {
             tls = tls.disable_verification(true);
         }
+        let tls = tls.build();
         let agent = ureq::Agent::config_builder()
-            .tls_config(tls.build())
+            .tls_config(tls.clone())
             .timeout_global(Some(Duration::from_secs(30)))
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        let watcher = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_recv_response(Some(Duration::from_secs(30)))
+            // A silent connection (a partition) ends a little after the server's own end.
+            .timeout_recv_body(Some(Duration::from_secs(WATCH_SECS + 30)))
             .http_status_as_error(false)
             .build()
             .new_agent();
         Ok(Api {
             agent,
+            watcher,
             server: k.server.trim_end_matches('/').to_string(),
             token: k.token.clone(),
         })
@@ -213,6 +226,152 @@ impl Api {
             Err(e) if e.status == 409 => Ok(false),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// How long a watch request lasts before the server ends it (and it is made again).
+pub const WATCH_SECS: u64 = 300;
+
+/// One watch event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// ADDED or MODIFIED: the object as it is now.
+    Put,
+    /// DELETED.
+    Deleted,
+}
+
+impl Api {
+    /// Lists `collection` and then watches it: `each` gets the whole current set (by name)
+    /// after the list and after each change, with the object that changed. It does not
+    /// return unless `each` fails: a lost or expired watch lists again, after `backoff`
+    /// when the server could not be reached (errors go to stderr, for the component's
+    /// window).
+    pub fn list_watch(
+        &self,
+        collection: &str,
+        mut each: impl FnMut(
+            &std::collections::BTreeMap<String, Value>,
+            Option<(Change, &Value)>,
+        ) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            match self.list_then_watch(collection, &mut each) {
+                Err(Lost::Each(e)) => return Err(e),
+                // The resource version is too old: list again, now.
+                Err(Lost::Api(e)) if e.status == 410 => continue,
+                Err(Lost::Api(e)) => {
+                    eprintln!("{collection}: {e}; again in {} ms", backoff.as_millis());
+                    std::thread::sleep(backoff); // a retry's backoff, not a synchronisation
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+                Ok(()) => backoff = Duration::from_millis(500),
+            }
+        }
+    }
+
+    fn list_then_watch(
+        &self,
+        collection: &str,
+        each: &mut impl FnMut(
+            &std::collections::BTreeMap<String, Value>,
+            Option<(Change, &Value)>,
+        ) -> Result<(), String>,
+    ) -> Result<(), Lost> {
+        let list = self.call("GET", collection, None)?;
+        let mut rv = list["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let name = |o: &Value| {
+            o["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        };
+        let mut set: std::collections::BTreeMap<String, Value> = list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|o| (name(o), o.clone()))
+            .collect();
+        each(&set, None).map_err(Lost::Each)?;
+        loop {
+            let sep = if collection.contains('?') { '&' } else { '?' };
+            let url = format!(
+                "{}{collection}{sep}watch=1&allowWatchBookmarks=true&timeoutSeconds={WATCH_SECS}&resourceVersion={rv}",
+                self.server
+            );
+            let no = |e: ureq::Error| ApiError {
+                status: 0,
+                message: format!("{url}: {e}"),
+            };
+            let mut r = self.watcher.get(&url);
+            if let Some(t) = &self.token {
+                r = r.header("Authorization", format!("Bearer {t}"));
+            }
+            let resp = r.header("Accept", "application/json").call().map_err(no)?;
+            let status = resp.status().as_u16();
+            let reader = std::io::BufReader::new(resp.into_body().into_reader());
+            if !(200..300).contains(&status) {
+                return Err(Lost::Api(ApiError {
+                    status,
+                    message: format!("watch {collection}"),
+                }));
+            }
+            use std::io::BufRead as _;
+            let (started, mut events) = (std::time::Instant::now(), 0u64);
+            for line in reader.lines() {
+                events += 1;
+                // The server ended the watch (its timeout, or it stopped): watch again.
+                let Ok(line) = line else { break };
+                let Ok(ev) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                let obj = &ev["object"];
+                if let Some(v) = obj["metadata"]["resourceVersion"].as_str() {
+                    rv = v.to_string();
+                }
+                let change = match ev["type"].as_str() {
+                    Some("ADDED" | "MODIFIED") => {
+                        set.insert(name(obj), obj.clone());
+                        Change::Put
+                    }
+                    Some("DELETED") => {
+                        set.remove(&name(obj));
+                        Change::Deleted
+                    }
+                    Some("ERROR") => {
+                        return Err(Lost::Api(ApiError {
+                            status: obj["code"].as_u64().unwrap_or(0) as u16,
+                            message: obj["message"].as_str().unwrap_or_default().to_string(),
+                        }));
+                    }
+                    _ => continue, // BOOKMARK: only the resource version moves
+                };
+                each(&set, Some((change, obj))).map_err(Lost::Each)?;
+            }
+            // A server that ends each watch at once (it is stopping) gets the backoff.
+            if events == 0 && started.elapsed() < Duration::from_secs(1) {
+                return Err(Lost::Api(ApiError {
+                    status: 0,
+                    message: format!("the watch of {collection} ended at once"),
+                }));
+            }
+        }
+    }
+}
+
+/// Why a list-and-watch stopped.
+enum Lost {
+    Api(ApiError),
+    Each(String),
+}
+
+impl From<ApiError> for Lost {
+    fn from(e: ApiError) -> Lost {
+        Lost::Api(e)
     }
 }
 

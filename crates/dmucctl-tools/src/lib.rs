@@ -19,3 +19,4 @@ pub mod host;
 pub mod join;
 pub mod kube;
 pub mod pki;
+pub mod routes;
