@@ -116,7 +116,7 @@ fn seed_2019_is_the_tutorial() {
 #[test]
 fn cluster_is_the_modern_graph_with_real_probes() {
     let (_, cfg) = profile("cluster.toml");
-    assert_eq!(cfg.graph.len(), 11);
+    assert_eq!(cfg.graph.len(), 12);
     assert_eq!(after(&cfg, "etcd"), vec![]);
     assert_eq!(
         after(&cfg, "kube-apiserver"),

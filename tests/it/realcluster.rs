@@ -606,6 +606,88 @@ fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_cl
         (!ours().contains(&cidr)).then_some(())
     });
 
+    // csr-approve: a serving certificate request by the node for its own name and address
+    // is approved (and signed); one for an address the node does not have stays pending.
+    let node_ip = k.ok(&[
+        "get",
+        "node",
+        &node,
+        "-o",
+        "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}",
+    ]);
+    let as_node = Kubectl {
+        prog: k.prog.clone(),
+        kubeconfig: state.join("pki/kubelet.kubeconfig"),
+    };
+    for (name, ip) in [
+        ("dmuc-own", node_ip.trim()),
+        ("dmuc-foreign", "198.18.0.99"),
+    ] {
+        let (key, req) = (
+            work.path().join(format!("{name}.key")),
+            work.path().join(format!("{name}.csr")),
+        );
+        let o = Command::new("openssl")
+            .args([
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+            ])
+            .args(["-subj", &format!("/O=system:nodes/CN=system:node:{node}")])
+            .args(["-addext", &format!("subjectAltName=IP:{ip},DNS:{node}")])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&req)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let b64 = base64_of(&std::fs::read(&req).unwrap());
+        let obj = work.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &obj,
+            format!(
+                "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata: {{name: {name}}}\nspec:\n  request: {b64}\n  signerName: kubernetes.io/kubelet-serving\n  usages: [digital signature, key encipherment, server auth]\n"
+            ),
+        )
+        .unwrap();
+        as_node.ok(&["create", "-f", obj.to_str().unwrap()]);
+    }
+    wait_for("the node's own serving certificate to be signed", T, || {
+        let c = k.ok(&[
+            "get",
+            "csr",
+            "dmuc-own",
+            "-o",
+            "jsonpath={.status.certificate}",
+        ]);
+        (!c.trim().is_empty()).then_some(())
+    });
+    let window = wait_for("csr-approve to leave the foreign request", T, || {
+        let w = d.ctl_ok(&["logs", "csr-approve"]);
+        w.contains("left dmuc-foreign pending: 198.18.0.99 is not an address")
+            .then_some(w)
+    });
+    assert!(
+        window.contains(&format!(
+            "approved dmuc-own: node {node}'s serving certificate"
+        )),
+        "{window}"
+    );
+    let cond = k.ok(&[
+        "get",
+        "csr",
+        "dmuc-foreign",
+        "-o",
+        "jsonpath={.status.conditions}",
+    ]);
+    assert!(cond.trim().is_empty(), "{cond}");
+    k.ok(&["delete", "csr", "dmuc-own", "dmuc-foreign"]);
+
     // Scaling to 4: the tutorial's probability chain (1/4, 1/3, 1/2, then the last).
     k.ok(&["scale", "deployment/web", "--replicas=4"]);
     k.ok(&["rollout", "status", "deployment/web", "--timeout=180s"]);
@@ -854,7 +936,7 @@ fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_cl
     let plan = d.ctl_ok(&["restore", "--dry-run", snap.to_str().unwrap()]);
     assert!(
         plan.contains(
-            "stop, in order:  kube-proxy, kubelet, routes, kube-scheduler, \
+            "stop, in order:  kube-proxy, kubelet, csr-approve, routes, kube-scheduler, \
              kube-controller-manager, kube-apiserver, etcd"
         ),
         "{plan}"
@@ -904,4 +986,24 @@ fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_cl
     );
     let left = leftovers(&bin, &state, containerd_socket);
     assert!(left.is_empty(), "the cluster left:\n{}", left.join("\n"));
+}
+
+/// Standard base64 (for the objects the test writes).
+fn base64_of(b: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = c
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &x)| n | u32::from(x) << (16 - 8 * i));
+        for i in 0..4 {
+            out.push(if i <= c.len() {
+                A[(n >> (18 - 6 * i)) as usize & 63] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
 }

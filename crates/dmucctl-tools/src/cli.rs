@@ -7,7 +7,7 @@ use clap::Subcommand;
 use dmuc_client::{Client, FAILED, OK, report, tmux_program};
 use dmuc_proto::Verb;
 
-use crate::{backup, fetch, host, join, pki, routes};
+use crate::{backup, csr, fetch, host, join, pki, routes};
 
 /// The operator's tools.
 #[derive(Subcommand, Debug)]
@@ -48,6 +48,9 @@ pub enum ToolCmd {
     /// kubelet's bootstrap and kube-proxy's kubeconfigs for config/worker.toml. A wrong pin or
     /// an unknown token is refused and nothing is written.
     Join(join::JoinArgs),
+    /// Approve the kubelets' serving certificate requests that name only their node's own
+    /// names and addresses (once, or as they come with --watch: the csr-approve component).
+    CsrApprove(csr::CsrArgs),
     /// Route each other node's pod subnet via its InternalIP, from the Node objects (once,
     /// or kept in sync with --watch: the routes component of the profiles).
     Routes(routes::RoutesArgs),
@@ -218,6 +221,7 @@ pub fn run(cmd: ToolCmd, socket: &Path) -> u8 {
         } => join::create(a),
         ToolCmd::Join(a) => join::join(a),
         ToolCmd::Routes(a) => routes::run(a),
+        ToolCmd::CsrApprove(a) => csr::run(a),
         ToolCmd::Restore(a) => backup::restore(socket, a),
         ToolCmd::Reset {
             profile,

@@ -218,6 +218,11 @@ impl Api {
         self.call("POST", path, Some(body))
     }
 
+    /// PUT `body` to `path` (a replace, or a subresource such as a CSR's approval).
+    pub fn put(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
+        self.call("PUT", path, Some(body))
+    }
+
     /// Creates the object unless one of its name exists (which is kept as it is): how the
     /// RBAC bindings and the like are made idempotent.
     pub fn ensure(&self, path: &str, body: &Value) -> Result<bool, ApiError> {

@@ -13,6 +13,7 @@
 
 pub mod backup;
 pub mod cli;
+pub mod csr;
 pub mod etcd;
 pub mod fetch;
 pub mod host;

@@ -1,0 +1,243 @@
+//! `dmucctl csr-approve`: approves the kubelets' serving certificate requests (signer
+//! `kubernetes.io/kubelet-serving`), which the controller manager never approves by itself,
+//! once each is checked: asked by the node it names, for that node's name and addresses
+//! only, for serving only. The API server then reaches the joined kubelets with a
+//! certificate it verifies (`--kubelet-certificate-authority`), for logs, exec and
+//! port-forward. What fails a check stays pending, with the reason in the window.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use crate::kube::{self, Api};
+
+/// The signer of kubelet serving certificates.
+pub const SIGNER: &str = "kubernetes.io/kubelet-serving";
+
+/// `dmucctl csr-approve`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct CsrArgs {
+    /// A kubeconfig allowed to read Nodes and approve CSRs (the administrator's).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/var/lib/dmuc/pki/admin.kubeconfig"
+    )]
+    pub kubeconfig: PathBuf,
+    /// Keep watching and approving (a component's mode); without it, look once and exit.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+/// What to do with one CSR.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Another signer's, or decided already.
+    NotOurs,
+    /// The node whose serving certificate it asks for.
+    Approve(String),
+    /// Left pending, and why.
+    Refuse(String),
+}
+
+/// The node name of `system:node:NAME`.
+fn node_of(user: &str) -> Option<&str> {
+    user.strip_prefix("system:node:").filter(|n| !n.is_empty())
+}
+
+/// Judges a CSR object. `node`: the Node its requester names (from the API), when there is
+/// one.
+pub fn judge(csr: &Value, node: Option<&Value>) -> Verdict {
+    let spec = &csr["spec"];
+    let decided = csr["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Approved" || c["type"] == "Denied")
+    });
+    if spec["signerName"] != SIGNER || decided {
+        return Verdict::NotOurs;
+    }
+    let user = spec["username"].as_str().unwrap_or_default();
+    let Some(name) = node_of(user) else {
+        return Verdict::Refuse(format!("asked by {user:?}, not by a node"));
+    };
+    let in_nodes = spec["groups"]
+        .as_array()
+        .is_some_and(|g| g.iter().any(|g| g == "system:nodes"));
+    if !in_nodes {
+        return Verdict::Refuse(format!("{user} is not in the group system:nodes"));
+    }
+    let usages: Vec<&str> = spec["usages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let allowed = ["digital signature", "key encipherment", "server auth"];
+    if !usages.contains(&"server auth") || usages.iter().any(|u| !allowed.contains(u)) {
+        return Verdict::Refuse(format!("usages {usages:?}: serving only is approved"));
+    }
+    let Some(node) = node else {
+        return Verdict::Refuse(format!("there is no Node {name}"));
+    };
+    let addresses: Vec<IpAddr> = node["status"]["addresses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["type"] == "InternalIP" || a["type"] == "ExternalIP")
+        .filter_map(|a| a["address"].as_str()?.parse().ok())
+        .collect();
+    let hostnames: Vec<&str> = node["status"]["addresses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["type"] == "Hostname")
+        .filter_map(|a| a["address"].as_str())
+        .chain([name])
+        .collect();
+    let req = match request(spec["request"].as_str().unwrap_or_default()) {
+        Ok(r) => r,
+        Err(e) => return Verdict::Refuse(e),
+    };
+    if req.cn != user || req.orgs != ["system:nodes"] {
+        return Verdict::Refuse(format!(
+            "its subject is CN={} O={:?}, not CN={user} O=system:nodes",
+            req.cn, req.orgs
+        ));
+    }
+    if req.ips.is_empty() && req.dns.is_empty() {
+        return Verdict::Refuse("it names no address".into());
+    }
+    if let Some(ip) = req.ips.iter().find(|ip| !addresses.contains(ip)) {
+        return Verdict::Refuse(format!("{ip} is not an address of Node {name}"));
+    }
+    if let Some(d) = req.dns.iter().find(|d| !hostnames.contains(&d.as_str())) {
+        return Verdict::Refuse(format!("{d} is not a name of Node {name}"));
+    }
+    Verdict::Approve(name.to_string())
+}
+
+/// What a certificate request asks for.
+struct Request {
+    cn: String,
+    orgs: Vec<String>,
+    dns: Vec<String>,
+    ips: Vec<IpAddr>,
+}
+
+/// Reads `spec.request`: a base64 PKCS#10 request in PEM.
+fn request(b64: &str) -> Result<Request, String> {
+    use x509_parser::extensions::{GeneralName, ParsedExtension};
+    use x509_parser::prelude::FromDer as _;
+    let pem = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64)
+        .map_err(|e| format!("its request is not base64: {e}"))?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem)
+        .map_err(|e| format!("its request is not PEM: {e}"))?;
+    let (_, csr) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(&pem.contents)
+            .map_err(|e| format!("its request is not PKCS#10: {e}"))?;
+    let subject = &csr.certification_request_info.subject;
+    let text = |a: &x509_parser::x509::AttributeTypeAndValue| a.as_str().unwrap_or("?").to_string();
+    let mut r = Request {
+        cn: subject
+            .iter_common_name()
+            .map(text)
+            .collect::<Vec<_>>()
+            .join(","),
+        orgs: subject.iter_organization().map(text).collect(),
+        dns: Vec::new(),
+        ips: Vec::new(),
+    };
+    for ext in csr.requested_extensions().into_iter().flatten() {
+        if let ParsedExtension::SubjectAlternativeName(san) = ext {
+            for n in &san.general_names {
+                match n {
+                    GeneralName::DNSName(d) => r.dns.push(d.to_string()),
+                    GeneralName::IPAddress(b) => match b.len() {
+                        4 => r
+                            .ips
+                            .push(IpAddr::from(<[u8; 4]>::try_from(*b).unwrap_or_default())),
+                        16 => r
+                            .ips
+                            .push(IpAddr::from(<[u8; 16]>::try_from(*b).unwrap_or_default())),
+                        _ => return Err("its request has a malformed IP address".into()),
+                    },
+                    other => return Err(format!("its request names {other:?}")),
+                }
+            }
+        }
+    }
+    Ok(r)
+}
+
+/// `dmucctl csr-approve`.
+pub fn run(a: CsrArgs) -> u8 {
+    match approve(&a) {
+        Ok(()) => dmuc_client::OK,
+        Err(e) => {
+            eprintln!("dmucctl: csr-approve: {e}");
+            dmuc_client::FAILED
+        }
+    }
+}
+
+const CSRS: &str = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
+
+fn approve(a: &CsrArgs) -> Result<(), String> {
+    let api = Api::new(&kube::load_kubeconfig(&a.kubeconfig)?, true)?;
+    // A refusal is said once per request, not at each of its updates.
+    let mut said = std::collections::BTreeSet::new();
+    let mut one = |csr: &Value| -> Result<(), String> {
+        let name = csr["metadata"]["name"].as_str().unwrap_or_default();
+        let node = node_of(csr["spec"]["username"].as_str().unwrap_or_default())
+            .map(|n| api.get(&format!("/api/v1/nodes/{n}")))
+            .transpose()
+            .map_err(|e| format!("the node of {name}: {e}"))?
+            .flatten();
+        match judge(csr, node.as_ref()) {
+            Verdict::NotOurs => {}
+            Verdict::Refuse(why) => {
+                if said.insert(name.to_string()) {
+                    println!("left {name} pending: {why}");
+                }
+            }
+            Verdict::Approve(node) => {
+                let mut body = csr.clone();
+                let conditions = body["status"]["conditions"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                body["status"]["conditions"] = json!(conditions.into_iter().chain([json!({
+                    "type": "Approved", "status": "True", "reason": "DmucCsrApprove",
+                    "message": "the node's own names and addresses, for serving (dmucctl csr-approve)"
+                })]).collect::<Vec<_>>());
+                match api.put(&format!("{CSRS}/{name}/approval"), &body) {
+                    Ok(_) => println!("approved {name}: node {node}'s serving certificate"),
+                    // Another approver, or a newer version of it: the watch brings it again.
+                    Err(e) if e.status == 409 || e.status == 404 => {}
+                    Err(e) => eprintln!("cannot approve {name}: {e}"),
+                }
+            }
+        }
+        Ok(())
+    };
+    if !a.watch {
+        let list = api
+            .get(CSRS)
+            .map_err(|e| format!("CSRs: {e}"))?
+            .unwrap_or_default();
+        for c in list["items"].as_array().into_iter().flatten() {
+            one(c)?;
+        }
+        return Ok(());
+    }
+    println!("approving the kubelets' serving certificates ({SIGNER}) that match their Node");
+    api.list_watch(CSRS, |all, changed| match changed {
+        None => all.values().try_for_each(&mut one),
+        Some((kube::Change::Put, c)) => one(c),
+        Some((kube::Change::Deleted, _)) => Ok(()),
+    })
+}
+
+#[cfg(test)]
+mod tests;
