@@ -116,7 +116,7 @@ fn seed_2019_is_the_tutorial() {
 #[test]
 fn cluster_is_the_modern_graph_with_real_probes() {
     let (_, cfg) = profile("cluster.toml");
-    assert_eq!(cfg.graph.len(), 12);
+    assert_eq!(cfg.graph.len(), 13);
     assert_eq!(after(&cfg, "etcd"), vec![]);
     assert_eq!(
         after(&cfg, "kube-apiserver"),
@@ -245,4 +245,54 @@ fn cluster_is_the_modern_graph_with_real_probes() {
             }
         }
     }
+}
+
+#[test]
+fn worker_joins_without_a_control_plane_of_its_own() {
+    let (_, cfg) = profile("worker.toml");
+    let mut names: Vec<&str> = cfg
+        .graph
+        .components()
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "cni-config",
+            "containerd",
+            "images",
+            "joined",
+            "kube-proxy",
+            "kubelet",
+            "node-config",
+            "routes"
+        ]
+    );
+    assert_eq!(after(&cfg, "node-config"), deps(&[("joined", "completed")]));
+    assert_eq!(
+        after(&cfg, "kubelet"),
+        deps(&[
+            ("containerd", "ready"),
+            ("images", "completed"),
+            ("node-config", "completed")
+        ])
+    );
+    assert_eq!(after(&cfg, "cni-config"), deps(&[("kubelet", "ready")]));
+    assert_eq!(after(&cfg, "kube-proxy"), deps(&[("kubelet", "ready")]));
+    assert_eq!(after(&cfg, "routes"), deps(&[("joined", "completed")]));
+    let kubelet = cfg.graph.get("kubelet").unwrap().command.join(" ");
+    for flag in [
+        "--bootstrap-kubeconfig=/var/lib/dmuc/pki/bootstrap-kubelet.kubeconfig",
+        "--kubeconfig=/var/lib/dmuc/pki/kubelet.kubeconfig",
+        "--root-dir=/var/lib/kubelet",
+    ] {
+        assert!(kubelet.contains(flag), "{kubelet}");
+    }
+    assert_eq!(url(&cfg, "kubelet").0, "http://127.0.0.1:10248/healthz");
+    let config = cfg.graph.get("node-config").unwrap().command.join(" ");
+    assert!(
+        config.contains("serverTLSBootstrap: true") && config.contains("rotateCertificates: true")
+    );
 }

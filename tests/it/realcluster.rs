@@ -936,7 +936,7 @@ fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_cl
     let plan = d.ctl_ok(&["restore", "--dry-run", snap.to_str().unwrap()]);
     assert!(
         plan.contains(
-            "stop, in order:  kube-proxy, kubelet, csr-approve, routes, kube-scheduler, \
+            "stop, in order:  kube-proxy, cni-config, kubelet, csr-approve, routes, kube-scheduler, \
              kube-controller-manager, kube-apiserver, etcd"
         ),
         "{plan}"

@@ -54,6 +54,9 @@ pub enum ToolCmd {
     /// Route each other node's pod subnet via its InternalIP, from the Node objects (once,
     /// or kept in sync with --watch: the routes component of the profiles).
     Routes(routes::RoutesArgs),
+    /// Wait until this node has its pod subnet from the controller manager, and print it (for
+    /// the CNI bridge's configuration).
+    PodCidr(routes::PodCidrArgs),
     /// Tear the node down between attempts (as kubeadm reset): stop dmucd, then remove the
     /// state directory and what the components leave elsewhere, the CNI bridge, the
     /// kube-proxy and CNI iptables chains and the pod cgroups. Asks first.
@@ -221,6 +224,7 @@ pub fn run(cmd: ToolCmd, socket: &Path) -> u8 {
         } => join::create(a),
         ToolCmd::Join(a) => join::join(a),
         ToolCmd::Routes(a) => routes::run(a),
+        ToolCmd::PodCidr(a) => routes::pod_cidr(a),
         ToolCmd::CsrApprove(a) => csr::run(a),
         ToolCmd::Restore(a) => backup::restore(socket, a),
         ToolCmd::Reset {

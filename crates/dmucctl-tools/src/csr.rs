@@ -232,10 +232,13 @@ fn approve(a: &CsrArgs) -> Result<(), String> {
         return Ok(());
     }
     println!("approving the kubelets' serving certificates ({SIGNER}) that match their Node");
-    api.list_watch(CSRS, |all, changed| match changed {
-        None => all.values().try_for_each(&mut one),
-        Some((kube::Change::Put, c)) => one(c),
-        Some((kube::Change::Deleted, _)) => Ok(()),
+    api.list_watch(CSRS, |all, changed| {
+        match changed {
+            None => all.values().try_for_each(&mut one)?,
+            Some((kube::Change::Put, c)) => one(c)?,
+            Some((kube::Change::Deleted, _)) => {}
+        }
+        Ok(false)
     })
 }
 

@@ -248,22 +248,23 @@ pub enum Change {
 
 impl Api {
     /// Lists `collection` and then watches it: `each` gets the whole current set (by name)
-    /// after the list and after each change, with the object that changed. It does not
-    /// return unless `each` fails: a lost or expired watch lists again, after `backoff`
-    /// when the server could not be reached (errors go to stderr, for the component's
-    /// window).
+    /// after the list and after each change, with the object that changed. It returns when
+    /// `each` says it is done (`Ok(true)`) or fails: a lost or expired watch lists again,
+    /// after a backoff when the server could not be reached (errors go to stderr, for the
+    /// component's window).
     pub fn list_watch(
         &self,
         collection: &str,
         mut each: impl FnMut(
             &std::collections::BTreeMap<String, Value>,
             Option<(Change, &Value)>,
-        ) -> Result<(), String>,
+        ) -> Result<bool, String>,
     ) -> Result<(), String> {
         let mut backoff = Duration::from_millis(500);
         loop {
             match self.list_then_watch(collection, &mut each) {
                 Err(Lost::Each(e)) => return Err(e),
+                Err(Lost::Done) => return Ok(()),
                 // The resource version is too old: list again, now.
                 Err(Lost::Api(e)) if e.status == 410 => continue,
                 Err(Lost::Api(e)) => {
@@ -282,7 +283,7 @@ impl Api {
         each: &mut impl FnMut(
             &std::collections::BTreeMap<String, Value>,
             Option<(Change, &Value)>,
-        ) -> Result<(), String>,
+        ) -> Result<bool, String>,
     ) -> Result<(), Lost> {
         let list = self.call("GET", collection, None)?;
         let mut rv = list["metadata"]["resourceVersion"]
@@ -301,7 +302,9 @@ impl Api {
             .flatten()
             .map(|o| (name(o), o.clone()))
             .collect();
-        each(&set, None).map_err(Lost::Each)?;
+        if each(&set, None).map_err(Lost::Each)? {
+            return Err(Lost::Done);
+        }
         loop {
             let sep = if collection.contains('?') { '&' } else { '?' };
             let url = format!(
@@ -355,7 +358,9 @@ impl Api {
                     }
                     _ => continue, // BOOKMARK: only the resource version moves
                 };
-                each(&set, Some((change, obj))).map_err(Lost::Each)?;
+                if each(&set, Some((change, obj))).map_err(Lost::Each)? {
+                    return Err(Lost::Done);
+                }
             }
             // A server that ends each watch at once (it is stopping) gets the backoff.
             if events == 0 && started.elapsed() < Duration::from_secs(1) {
@@ -372,6 +377,8 @@ impl Api {
 enum Lost {
     Api(ApiError),
     Each(String),
+    /// `each` has what it waited for.
+    Done,
 }
 
 impl From<ApiError> for Lost {

@@ -186,6 +186,57 @@ fn sync(
     Ok(())
 }
 
+/// `dmucctl pod-cidr`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct PodCidrArgs {
+    /// A kubeconfig allowed to read the Node (kube-proxy's).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/var/lib/dmuc/pki/kube-proxy.kubeconfig"
+    )]
+    pub kubeconfig: PathBuf,
+    /// The node's name.
+    #[arg(long, value_name = "NAME")]
+    pub node: String,
+}
+
+/// `dmucctl pod-cidr`: waits (a watch) until the controller manager has given the node its
+/// pod subnet, and prints it: what the node's CNI bridge hands out.
+pub fn pod_cidr(a: PodCidrArgs) -> u8 {
+    let mut found = None;
+    let r = kube::load_kubeconfig(&a.kubeconfig)
+        .and_then(|k| Api::new(&k, true))
+        .and_then(|api| {
+            let mut said = false;
+            api.list_watch(
+                &format!("/api/v1/nodes?fieldSelector=metadata.name%3D{}", a.node),
+                |nodes, _| {
+                    found = nodes
+                        .get(&a.node)
+                        .and_then(|n| n["spec"]["podCIDR"].as_str())
+                        .map(str::to_string);
+                    if found.is_none() && !said {
+                        eprintln!("waiting for Node {} and its pod subnet", a.node);
+                        said = true;
+                    }
+                    Ok(found.is_some())
+                },
+            )
+        });
+    match (r, found) {
+        (Ok(()), Some(c)) => {
+            println!("{c}");
+            dmuc_client::OK
+        }
+        (Err(e), _) => {
+            eprintln!("dmucctl: pod-cidr: {e}");
+            dmuc_client::FAILED
+        }
+        (Ok(()), None) => dmuc_client::FAILED,
+    }
+}
+
 /// `dmucctl routes`.
 pub fn run(a: RoutesArgs) -> u8 {
     let r = if a.remove {
@@ -240,7 +291,7 @@ fn follow(a: &RoutesArgs) -> Result<(), String> {
         a.node
     );
     api.list_watch("/api/v1/nodes", |nodes, _| {
-        sync(nodes, &a.node, &mut waiting)
+        sync(nodes, &a.node, &mut waiting).map(|()| false)
     })
 }
 
