@@ -314,12 +314,25 @@ fn reset_cmd(profile: &ProfileArgs, keep_pki: bool, yes: bool, root: PathBuf, so
         var("containerd-socket", "/run/containerd/containerd.sock"),
         var("bin", "/usr/local/bin"),
     );
+    // What config/worker.toml lets a node move out of the usual places.
+    let dirs: Vec<PathBuf> = [
+        "kubelet-root",
+        "containerd-root",
+        "containerd-state",
+        "pod-logs",
+        "cni-data",
+    ]
+    .iter()
+    .filter_map(|k| vars.get(*k).map(PathBuf::from))
+    .collect();
     let plan = host::reset_plan(&host::ResetInput {
         root: &root,
         state: &state,
         keep,
         containerd_socket: &socket,
         bin: &bin,
+        cgroup_root: &var("cgroup-root", "/"),
+        dirs: &dirs,
     });
     if plan.is_empty() {
         println!("nothing to remove");

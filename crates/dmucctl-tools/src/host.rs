@@ -376,6 +376,12 @@ pub struct ResetInput<'a> {
     pub containerd_socket: &'a Path,
     /// Where the profile's programs are (kube-proxy for its cleanup).
     pub bin: &'a Path,
+    /// The profile's cgroup root for pods (`cgroup-root`, `/` by default): only the pods
+    /// under it are this node's (other nodes on the machine have their own).
+    pub cgroup_root: &'a Path,
+    /// Directories of the node that the profile moved out of the usual places
+    /// (`kubelet-root`, `containerd-root`, `pod-logs`, ...): removed too.
+    pub dirs: &'a [PathBuf],
 }
 
 /// The state a node leaves outside its data dir (k8s-modern.md §7, ../shared/k8s/README.md),
@@ -403,8 +409,12 @@ pub fn reset_plan(i: &ResetInput) -> ResetPlan {
         "/var/lib/kubelet",
         "/var/lib/containerd",
         "/etc/cni/net.d/10-dmuc.conflist",
-    ] {
-        let q = under(Path::new(p));
+    ]
+    .iter()
+    .map(Path::new)
+    .chain(i.dirs.iter().map(PathBuf::as_path))
+    {
+        let q = under(p);
         // /var/run is usually a link to /run: the real name, which /proc's mounts use.
         let q = q.canonicalize().unwrap_or(q);
         if q.exists() && !paths.contains(&q) {
@@ -416,11 +426,36 @@ pub fn reset_plan(i: &ResetInput) -> ResetPlan {
     if sock.exists() && !paths.iter().any(|p| sock.starts_with(p)) {
         paths.push(sock);
     }
-    // Mounts under what we delete (pod volumes, netns, rootfs), from /proc/self/mountinfo.
-    let mut mounts: Vec<PathBuf> = read(root, "/proc/self/mountinfo")
+    // A directory that is a mount the node did not make (a partition, a test's bind mount
+    // giving one of several nodes its own /var/lib/kubelet) is emptied, not unmounted: what
+    // is beneath it is not this node's. The kubelet's bind of its root onto itself is its own.
+    let points: Vec<PathBuf> = read(root, "/proc/self/mountinfo")
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.split_whitespace().nth(4).map(|m| under(Path::new(m))))
+        .collect();
+    let mut kept = Vec::new();
+    paths = paths
+        .into_iter()
+        .flat_map(|p| {
+            if !points.contains(&p) || self_bind(&p) {
+                return vec![p];
+            }
+            let mut inside: Vec<PathBuf> = std::fs::read_dir(&p)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .collect();
+            inside.sort();
+            kept.push(p);
+            inside
+        })
+        .collect();
+    // Mounts under what we delete (pod volumes, netns, rootfs), from /proc/self/mountinfo.
+    let mut mounts: Vec<PathBuf> = points
+        .into_iter()
+        .filter(|m| !kept.contains(m))
         .filter(|m| paths.iter().any(|p| m.starts_with(p)))
         .collect();
     mounts.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
@@ -429,23 +464,59 @@ pub fn reset_plan(i: &ResetInput) -> ResetPlan {
     ResetPlan {
         paths,
         mounts,
-        cgroups: node_cgroups(&under(Path::new("/sys/fs/cgroup"))),
+        cgroups: node_cgroups(&under(Path::new("/sys/fs/cgroup")), i.cgroup_root),
         shims: shims_of(root, i.containerd_socket),
         kube_proxy,
         network: root == Path::new("/"),
     }
 }
 
+/// Whether the mount on `p` is `p` bound onto itself (what the kubelet does with its root
+/// directory): its root is the directory it covers, which the parent's entry names.
+fn self_bind(p: &Path) -> bool {
+    use std::os::unix::fs::{DirEntryExt as _, MetadataExt as _};
+    let (Some(parent), Some(name), Ok(top)) = (p.parent(), p.file_name(), std::fs::metadata(p))
+    else {
+        return false;
+    };
+    let Ok(pm) = std::fs::metadata(parent) else {
+        return false;
+    };
+    // readdir gives the inode of the covered directory, stat the mounted one's.
+    pm.dev() == top.dev()
+        && std::fs::read_dir(parent)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.file_name() == name && e.ino() == top.ino())
+}
+
 /// Every `kubepods*` cgroup (the kubelet's) and `k8s.io` one (containerd's, for containers
-/// without a pod parent) with everything below them, in every hierarchy, deepest first.
-fn node_cgroups(top: &Path) -> Vec<PathBuf> {
-    let ours = |n: &str| n.starts_with("kubepods") || n == "k8s.io";
+/// without a pod parent) with everything below them, deepest first: directly under
+/// `cgroup_root` in every hierarchy, so that another node's pods on this machine (under
+/// another root) are left alone.
+fn node_cgroups(top: &Path, cgroup_root: &Path) -> Vec<PathBuf> {
+    let sub = cgroup_root.strip_prefix("/").unwrap_or(cgroup_root);
+    let at_top = sub.as_os_str().is_empty();
+    let ours = |n: &str| n.starts_with("kubepods") || (at_top && n == "k8s.io");
     let mut cgroups = Vec::new();
-    let mut stack = vec![top.to_path_buf()];
-    while let Some(d) = stack.pop() {
+    // cgroup v2: the root itself; v1: one level down in each hierarchy (cpu/kubepods, ...).
+    let mut bases = vec![top.join(sub)];
+    if let Ok(rd) = std::fs::read_dir(top) {
+        bases.extend(
+            rd.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path().join(sub)),
+        );
+    }
+    for d in bases {
         let Ok(rd) = std::fs::read_dir(&d) else {
             continue;
         };
+        // The node's own root (node-config made it) goes last, once emptied.
+        if !at_top {
+            cgroups.push(d.clone());
+        }
         for e in rd.flatten() {
             if !e.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
@@ -463,23 +534,23 @@ fn node_cgroups(top: &Path) -> Vec<PathBuf> {
                     }
                     cgroups.push(s);
                 }
-            } else if d == top {
-                // cgroup v1 hierarchies put ours one level down (cpu/kubepods, ...).
-                stack.push(p);
             }
         }
     }
+    cgroups.dedup();
     cgroups.sort_by_key(|c| std::cmp::Reverse(c.components().count()));
     cgroups
 }
 
 /// The PIDs of `containerd-shim*` processes started for the containerd on `socket` (their
-/// command line says `-address SOCKET`): this node's, not another containerd's.
+/// command line says `-address SOCKET`) in this mount namespace: this node's, not another
+/// containerd's.
 fn shims_of(root: &Path, socket: &Path) -> Vec<u32> {
     let Ok(rd) = std::fs::read_dir(root.join("proc")) else {
         return Vec::new();
     };
     let want = socket.as_os_str().as_encoded_bytes();
+    let own_ns = std::fs::read_link(root.join("proc/self/ns/mnt")).ok();
     let mut pids: Vec<u32> = rd
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
@@ -493,7 +564,11 @@ fn shims_of(root: &Path, socket: &Path) -> Vec<u32> {
                     .next()
                     .is_some_and(|n| n.starts_with(b"containerd-shim"))
             });
-            is_shim && args.windows(2).any(|w| w[0] == b"-address" && w[1] == want)
+            // Nodes in their own mount namespaces use the same socket path: a shim is this
+            // node's only in this mount namespace.
+            is_shim
+                && args.windows(2).any(|w| w[0] == b"-address" && w[1] == want)
+                && std::fs::read_link(root.join(format!("proc/{pid}/ns/mnt"))).ok() == own_ns
         })
         .collect();
     pids.sort_unstable();
@@ -636,7 +711,9 @@ fn reset_network() -> Vec<Step> {
         ))),
         Err(e) => done.push(Err(format!("cannot remove the pod subnet routes: {e}"))),
     }
-    if Path::new("/sys/class/net/cni0").exists() {
+    // Asked of netlink, not /sys: /sys shows the network namespace that mounted it, which a
+    // node in a namespace of its own does not have.
+    if run("ip", &["link", "show", "cni0"]).is_ok() {
         done.push(
             run("ip", &["link", "delete", "cni0"])
                 .map(|_| "deleted the cni0 bridge".to_string())
@@ -799,6 +876,9 @@ mod tests {
         std::fs::create_dir_all(root.join("sys/fs/cgroup/system.slice")).unwrap();
         write(root, "var/log/unrelated.log", "x");
         std::fs::create_dir_all(root.join("sys/fs/cgroup/memory/k8s.io/abc")).unwrap();
+        // Another node's pods on this machine, under its own cgroup root.
+        std::fs::create_dir_all(root.join("sys/fs/cgroup/memory/dmuc-w1/kubepods/pod2")).unwrap();
+        write(root, "srv/kubelet/pods/b", "x");
         // Two shims: this node's (its -address is the profile's socket) and another
         // containerd's; and a process that only names the socket.
         write(
@@ -823,6 +903,8 @@ mod tests {
             keep: &["pki"],
             containerd_socket: Path::new("/run/containerd/containerd.sock"),
             bin: Path::new("/opt/bin"),
+            cgroup_root: Path::new("/"),
+            dirs: &[PathBuf::from("/srv/kubelet")],
         });
         assert_eq!(plan.shims, vec![4242], "only this node's shims");
         assert_eq!(plan.kube_proxy, Some(root.join("opt/bin/kube-proxy")));
@@ -848,6 +930,7 @@ mod tests {
             "etc/cni/net.d/10-dmuc.conflist",
             "sys/fs/cgroup/kubepods",
             "sys/fs/cgroup/memory/k8s.io",
+            "srv/kubelet",
         ] {
             assert!(!root.join(gone).exists(), "{gone} left: {done:#?}");
         }
@@ -856,6 +939,7 @@ mod tests {
             "etc/cni/net.d/99-other.conf",
             "var/log/unrelated.log",
             "sys/fs/cgroup/system.slice",
+            "sys/fs/cgroup/memory/dmuc-w1/kubepods/pod2",
         ] {
             assert!(root.join(kept).exists(), "{kept} removed");
         }
