@@ -14,6 +14,7 @@ mod cross;
 mod faults;
 mod lifecycle;
 mod logs;
+mod multinode;
 mod ordering;
 mod profiles;
 mod realcluster;

@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use crate::util::*;
 
-const T: Duration = Duration::from_secs(240);
+pub(crate) const T: Duration = Duration::from_secs(240);
 
 /// Where the shared Kubernetes binaries and images are (`DMUC_K8S_DIR` overrides).
-fn shared_k8s() -> PathBuf {
+pub(crate) fn shared_k8s() -> PathBuf {
     std::env::var_os("DMUC_K8S_DIR").map_or_else(
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/k8s"),
         PathBuf::from,
@@ -39,7 +39,7 @@ const DEBIAN: &[&str] = &[
 ];
 
 /// What this test needs that a fresh machine may lack.
-fn missing() -> Vec<String> {
+pub(crate) fn missing() -> Vec<String> {
     let mut why = Vec::new();
     if !nix::unistd::geteuid().is_root() {
         why.push("root".to_string());
@@ -60,7 +60,7 @@ fn missing() -> Vec<String> {
 }
 
 /// The node's programs in one directory: Kubernetes unpacked, Debian's linked beside it.
-fn unpack(dir: &Path) -> PathBuf {
+pub(crate) fn unpack(dir: &Path) -> PathBuf {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let st = Command::new("tar")
@@ -78,13 +78,13 @@ fn unpack(dir: &Path) -> PathBuf {
     bin
 }
 
-struct Kubectl {
-    prog: PathBuf,
-    kubeconfig: PathBuf,
+pub(crate) struct Kubectl {
+    pub(crate) prog: PathBuf,
+    pub(crate) kubeconfig: PathBuf,
 }
 
 impl Kubectl {
-    fn run(&self, args: &[&str]) -> (bool, String) {
+    pub(crate) fn run(&self, args: &[&str]) -> (bool, String) {
         let o = Command::new(&self.prog)
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
@@ -96,14 +96,14 @@ impl Kubectl {
         (o.status.success(), text)
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let (ok, out) = self.run(args);
         assert!(ok, "kubectl {args:?}: {out}");
         out
     }
 
     /// One line per web pod, `fields` (a jsonpath) filled in, sorted.
-    fn web_pods(&self, fields: &str) -> Vec<String> {
+    pub(crate) fn web_pods(&self, fields: &str) -> Vec<String> {
         let out = self.ok(&[
             "get",
             "pods",
@@ -119,7 +119,7 @@ impl Kubectl {
 
     /// Each web pod's uid, container id and restart count, sorted: equal snapshots mean
     /// no pod was recreated and no container restarted.
-    fn pods(&self) -> Vec<String> {
+    pub(crate) fn pods(&self) -> Vec<String> {
         self.web_pods(
             "{.metadata.uid} {.status.containerStatuses[0].containerID} {.status.containerStatuses[0].restartCount}",
         )
@@ -136,7 +136,7 @@ impl Kubectl {
             .collect()
     }
 
-    fn node_ready(&self, node: &str) -> bool {
+    pub(crate) fn node_ready(&self, node: &str) -> bool {
         let (_, s) = self.run(&[
             "get",
             "node",
@@ -149,7 +149,7 @@ impl Kubectl {
 }
 
 /// GET / from `addr`, the body when it answers with 200.
-fn http_get(addr: &str) -> Option<String> {
+pub(crate) fn http_get(addr: &str) -> Option<String> {
     let mut s =
         std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
@@ -189,13 +189,13 @@ spec:
 
 /// The `dmucctl reset --yes` of this test's node (also run if the test fails half-way, so
 /// that a red run leaves nothing either).
-struct Reset {
-    args: Vec<String>,
-    done: bool,
+pub(crate) struct Reset {
+    pub(crate) args: Vec<String>,
+    pub(crate) done: bool,
 }
 
 impl Reset {
-    fn run(&mut self) -> std::process::Output {
+    pub(crate) fn run(&mut self) -> std::process::Output {
         self.done = true;
         Command::new(bin_dir().join("dmucctl"))
             .arg("reset")
@@ -220,7 +220,7 @@ impl Drop for Reset {
 }
 
 /// What of a node is still on the host, one line each (../shared/k8s/README.md's list).
-fn leftovers(bin: &Path, state: &Path, containerd_socket: &str) -> Vec<String> {
+pub(crate) fn leftovers(bin: &Path, state: &Path, containerd_socket: &str) -> Vec<String> {
     let mut left = Vec::new();
     let bin_s = bin.display().to_string();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -290,7 +290,7 @@ fn leftovers(bin: &Path, state: &Path, containerd_socket: &str) -> Vec<String> {
 
 /// Every component's status once all of `services` are ready (from the running daemon, not
 /// the status.json an earlier one left).
-fn all_ready(d: &Daemon, services: &[&str], what: &str) -> Vec<serde_json::Value> {
+pub(crate) fn all_ready(d: &Daemon, services: &[&str], what: &str) -> Vec<serde_json::Value> {
     wait_for(what, T, || {
         let o = d.ctl(&["status", "--json"]);
         let s: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;

@@ -101,6 +101,8 @@ pub struct Daemon {
     pre_exec: Option<fn() -> std::io::Result<()>>,
     /// The dmucd binary (the one built, unless a test placed another beside other helpers).
     exe: PathBuf,
+    /// A command that runs dmucd (`nsenter -t PID -n -m --`: a node in namespaces of its own).
+    wrap: Vec<String>,
 }
 
 impl Daemon {
@@ -153,6 +155,20 @@ impl Daemon {
         d
     }
 
+    /// `start_with`, dmucd run by `wrap` (which must exec it: the child is dmucd).
+    pub fn start_wrapped(
+        dir: tempfile::TempDir,
+        toml: &str,
+        extra: &[&str],
+        wrap: &[&str],
+    ) -> Daemon {
+        let mut d = Daemon::prepared(dir, toml);
+        d.args = extra.iter().map(|s| s.to_string()).collect();
+        d.wrap = wrap.iter().map(|s| s.to_string()).collect();
+        d.spawn();
+        d
+    }
+
     /// A daemon with `toml` written in `dir`, not started yet.
     fn prepared(dir: tempfile::TempDir, toml: &str) -> Daemon {
         std::fs::write(dir.path().join("graph.toml"), toml).unwrap();
@@ -164,6 +180,7 @@ impl Daemon {
             env: Vec::new(),
             pre_exec: None,
             exe: bin_dir().join("dmucd"),
+            wrap: Vec::new(),
         }
     }
 
@@ -175,7 +192,14 @@ impl Daemon {
             .append(true)
             .open(dir.join("dmucd.stderr"))
             .unwrap();
-        let mut cmd = Command::new(&self.exe);
+        let mut cmd = match self.wrap.split_first() {
+            Some((prog, args)) => {
+                let mut c = Command::new(prog);
+                c.args(args).arg(&self.exe);
+                c
+            }
+            None => Command::new(&self.exe),
+        };
         if let Some(f) = self.pre_exec {
             use std::os::unix::process::CommandExt;
             // SAFETY: the functions given are async-signal-safe (system calls only).
