@@ -43,10 +43,12 @@ pub enum ToolCmd {
         #[command(subcommand)]
         cmd: TokenCmd,
     },
-    /// Join this node to a cluster: discover it with a bootstrap token (cluster-info signed
-    /// with the token, its CA checked against the pin), then write STATE/pki/ca.crt and the
-    /// kubelet's bootstrap and kube-proxy's kubeconfigs for config/worker.toml. A wrong pin or
-    /// an unknown token is refused and nothing is written.
+    /// Join this node to a cluster, with the command `dmucctl token create` printed.
+    ///
+    /// Discovery with the bootstrap token (cluster-info signed with the token, its CA checked
+    /// against the pin), then STATE/pki/ca.crt and the kubelet's bootstrap and kube-proxy's
+    /// kubeconfigs for config/worker.toml. A wrong pin or an unknown token is refused and
+    /// nothing is written.
     Join(join::JoinArgs),
     /// Approve the kubelets' serving certificate requests that name only their node's own
     /// names and addresses (once, or as they come with --watch: the csr-approve component).

@@ -232,7 +232,7 @@ fn make(a: &TokenArgs) -> Result<String, String> {
         &token_secret(&id, &secret, &rfc3339(expires)),
     )
     .map_err(|e| format!("the token's Secret: {e}"))?;
-    eprintln!("made token {id}, good until {} UTC", rfc3339(expires));
+    eprintln!("made token {id}, good until {}", rfc3339(expires));
     // The controller manager's bootstrap signer signs cluster-info with the new token: a
     // join checks that signature, so the command is only good once it is there.
     let deadline = Instant::now() + Duration::from_secs(30);
