@@ -136,6 +136,20 @@ impl Kubectl {
             .collect()
     }
 
+    /// Whether the bootstrap signer has signed cluster-info with token `id`.
+    pub(crate) fn signed_by(&self, id: &str) -> bool {
+        let data = self.ok(&[
+            "-n",
+            "kube-public",
+            "get",
+            "configmap",
+            "cluster-info",
+            "-o",
+            "jsonpath={.data}",
+        ]);
+        data.contains(&format!("jws-kubeconfig-{id}"))
+    }
+
     pub(crate) fn node_ready(&self, node: &str) -> bool {
         let (_, s) = self.run(&[
             "get",
@@ -435,16 +449,10 @@ fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_cl
         "secret",
         &format!("bootstrap-token-{id}"),
     ]);
-    let signed = k.ok(&[
-        "-n",
-        "kube-public",
-        "get",
-        "configmap",
-        "cluster-info",
-        "-o",
-        "jsonpath={.data}",
-    ]);
-    assert!(signed.contains(&format!("jws-kubeconfig-{id}")), "{signed}");
+    assert!(
+        k.signed_by(id),
+        "cluster-info is not signed with token {id}"
+    );
 
     // dmucctl join on a new node's state: a wrong pin is refused and writes nothing...
     let joined = work.path().join("joined");
@@ -513,30 +521,50 @@ fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_cl
     // Joined already: refused without --force.
     let (ok, said) = join(token, words[7], &[]);
     assert!(!ok && said.contains("joined already"), "{said}");
+    // token list shows the token; token delete takes it away, and a join with it is refused.
+    let tool = |args: &[&str]| {
+        let o = Command::new(bin_dir().join("dmucctl"))
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(&k.kubeconfig)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let listed = tool(&["token", "list"]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(&format!("{id}  ")) && l.contains("authentication,signing")),
+        "{listed}"
+    );
+    assert!(tool(&["token", "delete", token]).contains(&format!("deleted token {id}")));
+    assert!(!tool(&["token", "list"]).contains(id));
+    wait_for(
+        "the signer to drop the deleted token's signature",
+        T,
+        || (!k.signed_by(id)).then_some(()),
+    );
+    let (ok, said) = join(token, words[7], &["--force"]);
+    assert!(
+        !ok && said.contains(&format!("does not know token {id}")),
+        "{said}"
+    );
+
     // An expired token: once the token cleaner has removed it (and the signer its
     // signature), a join with it is refused and writes nothing.
-    let o = Command::new(bin_dir().join("dmucctl"))
-        .args(["token", "create", "--ttl", "2s", "--kubeconfig"])
-        .arg(&k.kubeconfig)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let short = String::from_utf8_lossy(&o.stdout)
+    let short = tool(&["token", "create", "--ttl", "2s"])
         .split_whitespace()
         .nth(5)
         .unwrap()
         .to_string();
     let short_id = short.split_once('.').unwrap().0.to_string();
     wait_for("the token cleaner to remove the expired token", T, || {
-        let data = k.ok(&[
-            "-n",
-            "kube-public",
-            "get",
-            "configmap",
-            "cluster-info",
-            "-o",
-            "jsonpath={.data}",
-        ]);
         let (gone, _) = k.run(&[
             "-n",
             "kube-system",
@@ -544,7 +572,7 @@ fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_cl
             "secret",
             &format!("bootstrap-token-{short_id}"),
         ]);
-        (!gone && !data.contains(&format!("jws-kubeconfig-{short_id}"))).then_some(())
+        (!gone && !k.signed_by(&short_id)).then_some(())
     });
     std::fs::remove_dir_all(&joined).unwrap();
     let (ok, said) = join(&short, words[7], &[]);

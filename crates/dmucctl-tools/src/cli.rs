@@ -19,8 +19,10 @@ pub enum ToolCmd {
     },
     /// Download the official binaries, verify their checksums, install them (all or nothing).
     Fetch(FetchArgs),
-    /// Check this host for config/cluster.toml: binaries and versions, ports, swap, kernel
-    /// modules, sysctls, cgroups, capabilities, node address; each problem says how to fix it.
+    /// Check this host for config/cluster.toml (or a worker's profile, as config/worker.toml:
+    /// its programs and ports, and the join's files): binaries and versions, ports, swap,
+    /// kernel modules, sysctls, cgroups, capabilities, node address; each problem says how to
+    /// fix it.
     Doctor {
         #[command(flatten)]
         profile: ProfileArgs,
@@ -82,6 +84,17 @@ pub enum TokenCmd {
     /// Make a bootstrap token (and, once, the RBAC and the signed cluster-info that joining
     /// needs); print the join command for the new node, with the CA's public key hash.
     Create(join::TokenArgs),
+    /// The bootstrap tokens, with their expiry and usages.
+    List(join::AdminArgs),
+    /// Delete tokens (`ID` or `ID.SECRET`): no node can join with them any more (the nodes
+    /// that did keep their certificates).
+    Delete {
+        #[command(flatten)]
+        admin: join::AdminArgs,
+        /// The tokens.
+        #[arg(required = true, value_name = "TOKEN")]
+        tokens: Vec<String>,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -97,13 +110,23 @@ pub struct ProfileArgs {
 impl ProfileArgs {
     /// The profile's variables (or the built-in ones and the --var values without a profile).
     fn vars(&self) -> Result<std::collections::BTreeMap<String, String>, String> {
+        self.load().map(|(v, _)| v)
+    }
+
+    /// The variables, and whether the profile is a worker's (it runs a kubelet and no API
+    /// server, as config/worker.toml).
+    fn load(&self) -> Result<(std::collections::BTreeMap<String, String>, bool), String> {
         let over: std::collections::BTreeMap<String, String> = self.vars.iter().cloned().collect();
         match &self.config {
-            Some(f) => dmuc_config::load_file(f, &over).map(|c| c.vars),
+            Some(f) => dmuc_config::load_file(f, &over).map(|c| {
+                let worker =
+                    c.graph.get("kubelet").is_some() && c.graph.get("kube-apiserver").is_none();
+                (c.vars, worker)
+            }),
             None => {
                 let mut v = dmuc_config::host_builtins();
                 v.extend(over);
-                Ok(v)
+                Ok((v, false))
             }
         }
     }
@@ -224,6 +247,12 @@ pub fn run(cmd: ToolCmd, socket: &Path) -> u8 {
         ToolCmd::Token {
             cmd: TokenCmd::Create(a),
         } => join::create(a),
+        ToolCmd::Token {
+            cmd: TokenCmd::List(a),
+        } => join::list(a),
+        ToolCmd::Token {
+            cmd: TokenCmd::Delete { admin, tokens },
+        } => join::delete(admin, &tokens),
         ToolCmd::Join(a) => join::join(a),
         ToolCmd::Routes(a) => routes::run(a),
         ToolCmd::PodCidr(a) => routes::pod_cidr(a),
@@ -239,7 +268,7 @@ pub fn run(cmd: ToolCmd, socket: &Path) -> u8 {
 }
 
 fn doctor_cmd(profile: &ProfileArgs, root: PathBuf, ports: bool) -> u8 {
-    let vars = match profile.vars() {
+    let (vars, worker) = match profile.load() {
         Ok(v) => v,
         Err(e) => {
             eprintln!("{e}");
@@ -260,6 +289,7 @@ fn doctor_cmd(profile: &ProfileArgs, root: PathBuf, ports: bool) -> u8 {
             .ok()
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned()),
+        worker_state: worker.then(|| var("state", "/var/lib/dmuc").into()),
     };
     let checks = host::doctor(&input);
     let mut fails = 0;

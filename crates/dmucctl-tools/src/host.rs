@@ -66,7 +66,14 @@ pub struct DoctorInput {
     pub check_ports: bool,
     /// What `tmux -V` printed (`None`: no tmux to run).
     pub tmux_version: Option<String>,
+    /// A worker's profile (no control plane, config/worker.toml): its state directory, whose
+    /// `pki` must hold what `dmucctl join` writes. `None`: a control plane's.
+    pub worker_state: Option<PathBuf>,
 }
+
+/// What a worker runs and listens on, of [`PROGRAMS`] and [`PORTS`].
+const WORKER_ONLY: &[&str] = &["kubelet", "kube-proxy", "containerd", "ctr", "runc"];
+const WORKER_PORTS: &[u16] = &[10248, 10249, 10250, 10256];
 
 /// The programs config/cluster.toml runs, with the flag that prints their version.
 pub const PROGRAMS: &[(&str, &str)] = &[
@@ -121,7 +128,11 @@ pub fn doctor(i: &DoctorInput) -> Vec<Check> {
         )
     });
     out.push(tmux_check(i.tmux_version.as_deref()));
-    for (prog, flag) in PROGRAMS {
+    let worker = i.worker_state.is_some();
+    for (prog, flag) in PROGRAMS
+        .iter()
+        .filter(|(p, _)| !worker || WORKER_ONLY.contains(p))
+    {
         out.push(match find_in(&i.bin, prog, r) {
             Some(p) => {
                 let version = Command::new(&p)
@@ -264,7 +275,34 @@ pub fn doctor(i: &DoctorInput) -> Vec<Check> {
             ok("node address", i.node_ip.clone())
         },
     );
-    for tool in ["iptables", "conntrack"] {
+    if let Some(state) = &i.worker_state {
+        let pki = state.join("pki");
+        let joined = ["ca.crt", "kube-proxy.kubeconfig"]
+            .iter()
+            .all(|f| find_in(&pki, f, r).is_some())
+            && ["bootstrap-kubelet.kubeconfig", "kubelet.kubeconfig"]
+                .iter()
+                .any(|f| find_in(&pki, f, r).is_some());
+        out.push(if joined {
+            ok("joined", format!("{} holds the join's files", pki.display()))
+        } else {
+            bad(
+                Level::Fail,
+                "joined",
+                format!("{} lacks the CA or the kubeconfigs of a join", pki.display()),
+                format!(
+                    "dmucctl token create on the control plane, then the join command it prints here (with --state {})",
+                    state.display()
+                ),
+            )
+        });
+    }
+    // ip: the routes component sets the other nodes' pod routes with it.
+    for (tool, package) in [
+        ("iptables", "iptables"),
+        ("conntrack", "conntrack"),
+        ("ip", "iproute2"),
+    ] {
         let found = ["usr/sbin", "sbin", "usr/bin", "bin"]
             .iter()
             .any(|d| r.join(d).join(tool).exists());
@@ -275,12 +313,15 @@ pub fn doctor(i: &DoctorInput) -> Vec<Check> {
                 Level::Fail,
                 &format!("{tool} tool"),
                 "missing",
-                format!("apt-get install -y {tool}"),
+                format!("apt-get install -y {package}"),
             )
         });
     }
     if i.check_ports {
-        for (port, what) in PORTS {
+        for (port, what) in PORTS
+            .iter()
+            .filter(|(p, _)| !worker || WORKER_PORTS.contains(p))
+        {
             out.push(match std::net::TcpListener::bind(("127.0.0.1", *port)) {
                 Ok(_) => ok(&format!("port {port}"), format!("free ({what})")),
                 Err(e) => bad(
@@ -801,6 +842,7 @@ mod tests {
             is_root: true,
             check_ports: false,
             tmux_version: Some("tmux 3.3a\n".into()),
+            worker_state: None,
         };
         let checks = doctor(&i);
         let get = |w: &str| {
@@ -834,6 +876,44 @@ mod tests {
         assert_eq!(get("iptables tool").level, Level::Ok);
         assert_eq!(get("conntrack tool").level, Level::Fail);
         assert_eq!(get("CNI plugins").level, Level::Fail);
+        assert_eq!(
+            get("ip tool").fix.as_deref(),
+            Some("apt-get install -y iproute2")
+        );
+        assert!(checks.iter().all(|c| c.what != "joined"));
+
+        // A worker: its programs only, and the join's files.
+        let worker = DoctorInput {
+            worker_state: Some("/var/lib/dmuc".into()),
+            ..i.clone()
+        };
+        let w = doctor(&worker);
+        let names: Vec<&str> = w.iter().map(|c| c.what.as_str()).collect();
+        assert!(
+            !names.contains(&"etcd binary") && names.contains(&"kubelet binary"),
+            "{names:?}"
+        );
+        let joined = w.iter().find(|c| c.what == "joined").unwrap();
+        assert_eq!(joined.level, Level::Fail);
+        assert!(
+            joined
+                .fix
+                .as_ref()
+                .unwrap()
+                .contains("dmucctl token create")
+        );
+        for f in [
+            "ca.crt",
+            "kube-proxy.kubeconfig",
+            "bootstrap-kubelet.kubeconfig",
+        ] {
+            write(root, &format!("var/lib/dmuc/pki/{f}"), "x");
+        }
+        let w = doctor(&worker);
+        assert_eq!(
+            w.iter().find(|c| c.what == "joined").unwrap().level,
+            Level::Ok
+        );
         assert!(
             get("tmux").found.contains("in-process"),
             "{:?}",

@@ -35,6 +35,134 @@ pub struct TokenArgs {
     pub server: Option<String>,
 }
 
+/// `dmucctl token list` / `delete`'s kubeconfig.
+#[derive(clap::Args, Debug)]
+pub struct AdminArgs {
+    /// An administrator's kubeconfig.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/var/lib/dmuc/pki/admin.kubeconfig"
+    )]
+    pub kubeconfig: PathBuf,
+}
+
+const TOKENS: &str = "/api/v1/namespaces/kube-system/secrets";
+
+/// A Secret's `data` value, decoded.
+fn secret_field(s: &Value, key: &str) -> String {
+    s["data"][key]
+        .as_str()
+        .and_then(|v| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, v).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+/// The table of `dmucctl token list`, from the bootstrap token Secrets (as kubeadm's).
+pub fn token_table(secrets: &[Value]) -> String {
+    let mut rows = vec![
+        [
+            "TOKEN-ID",
+            "EXPIRES",
+            "USAGES",
+            "EXTRA-GROUPS",
+            "DESCRIPTION",
+        ]
+        .map(String::from),
+    ];
+    for s in secrets {
+        let usages: Vec<&str> = ["authentication", "signing"]
+            .into_iter()
+            .filter(|u| secret_field(s, &format!("usage-bootstrap-{u}")) == "true")
+            .collect();
+        let expires = secret_field(s, "expiration");
+        rows.push([
+            secret_field(s, "token-id"),
+            if expires.is_empty() {
+                "never".into()
+            } else {
+                expires
+            },
+            usages.join(","),
+            secret_field(s, "auth-extra-groups"),
+            secret_field(s, "description"),
+        ]);
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    rows.iter()
+        .map(|r| {
+            let line: Vec<String> = r
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            line.join("  ").trim_end().to_string() + "\n"
+        })
+        .collect()
+}
+
+/// `dmucctl token list`.
+pub fn list(a: AdminArgs) -> u8 {
+    let r = kube::load_kubeconfig(&a.kubeconfig)
+        .and_then(|k| Api::new(&k, true))
+        .and_then(|api| {
+            api.get(&format!(
+                "{TOKENS}?fieldSelector=type%3Dbootstrap.kubernetes.io%2Ftoken"
+            ))
+            .map_err(|e| format!("the tokens: {e}"))
+        });
+    match r {
+        Ok(list) => {
+            let items = list
+                .as_ref()
+                .and_then(|l| l["items"].as_array())
+                .cloned()
+                .unwrap_or_default();
+            print!("{}", token_table(&items));
+            dmuc_client::OK
+        }
+        Err(e) => {
+            eprintln!("dmucctl: token list: {e}");
+            dmuc_client::FAILED
+        }
+    }
+}
+
+/// `dmucctl token delete`: the nodes that joined with them keep their certificates; no new
+/// node can join with them.
+pub fn delete(a: AdminArgs, tokens: &[String]) -> u8 {
+    let api = match kube::load_kubeconfig(&a.kubeconfig).and_then(|k| Api::new(&k, true)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("dmucctl: token delete: {e}");
+            return dmuc_client::FAILED;
+        }
+    };
+    let mut failed = false;
+    for t in tokens {
+        // `ID` or the whole `ID.SECRET`, as kubeadm takes them.
+        let id = t.split_once('.').map_or(t.as_str(), |(id, _)| id);
+        match api.delete(&format!("{TOKENS}/bootstrap-token-{id}")) {
+            Ok(true) => println!("deleted token {id}"),
+            Ok(false) => {
+                eprintln!("dmucctl: token delete: no token {id}");
+                failed = true;
+            }
+            Err(e) => {
+                eprintln!("dmucctl: token delete {id}: {e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        dmuc_client::FAILED
+    } else {
+        dmuc_client::OK
+    }
+}
+
 /// `[a-z0-9]{n}` from the system's random source.
 fn random(n: usize) -> Result<String, String> {
     use ring::rand::SecureRandom;

@@ -218,6 +218,15 @@ impl Api {
         self.call("POST", path, Some(body))
     }
 
+    /// DELETE the object at `path`; `false` when there was none.
+    pub fn delete(&self, path: &str) -> Result<bool, ApiError> {
+        match self.call("DELETE", path, None) {
+            Ok(_) => Ok(true),
+            Err(e) if e.status == 404 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// PUT `body` to `path` (a replace, or a subresource such as a CSR's approval).
     pub fn put(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
         self.call("PUT", path, Some(body))

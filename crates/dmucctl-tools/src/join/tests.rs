@@ -121,3 +121,27 @@ fn a_node_that_joined_already_is_refused_before_anything_is_asked() {
     let e = discover(&a).unwrap_err();
     assert!(e.contains("joined already") && e.contains("--force"), "{e}");
 }
+
+#[test]
+fn the_token_table_shows_ids_expiry_and_usages_never_secrets() {
+    let b = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
+    let secret = |id: &str, exp: Option<&str>| {
+        let mut d = json!({"token-id": b(id), "token-secret": b("0123456789abcdef"),
+            "usage-bootstrap-authentication": b("true"), "usage-bootstrap-signing": b("true"),
+            "auth-extra-groups": b(BOOTSTRAP_GROUP), "description": b("made by dmucctl token create")});
+        if let Some(e) = exp {
+            d["expiration"] = json!(b(e));
+        }
+        json!({ "data": d })
+    };
+    let t = token_table(&[
+        secret("abcdef", Some("2026-12-04T12:00:00Z")),
+        secret("zzzzzz", None),
+    ]);
+    let lines: Vec<&str> = t.lines().collect();
+    assert_eq!(lines.len(), 3, "{t}");
+    assert!(lines[0].starts_with("TOKEN-ID  EXPIRES"), "{t}");
+    assert!(lines[1].starts_with("abcdef    2026-12-04T12:00:00Z  authentication,signing  system:bootstrappers:dmuc:default-node-token"), "{t}");
+    assert!(lines[2].starts_with("zzzzzz    never"), "{t}");
+    assert!(!t.contains("0123456789abcdef"), "{t}");
+}
