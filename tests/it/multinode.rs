@@ -351,9 +351,9 @@ fn workers_join_share_pods_and_services_and_leave_the_others_alone() {
     let words: Vec<&str> = join.split_whitespace().collect();
     assert_eq!(words[3], format!("https://{CP_IP}:6443"), "{join}");
 
-    // A token that expires at once, for a join refused later on.
+    // A token that expires soon, for a join refused later on.
     let o = Command::new(bin_dir().join("dmucctl"))
-        .args(["token", "create", "--ttl", "1s", "--kubeconfig"])
+        .args(["token", "create", "--ttl", "10s", "--kubeconfig"])
         .arg(&k.kubeconfig)
         .output()
         .unwrap();

@@ -117,7 +117,7 @@ fn seed_2019_is_the_tutorial() {
 fn cluster_is_the_modern_graph_with_real_probes() {
     let (_, cfg) = profile("cluster.toml");
     assert_eq!(cfg.graph.len(), 13);
-    assert_eq!(after(&cfg, "etcd"), vec![]);
+    assert_eq!(after(&cfg, "etcd"), deps(&[("pki", "completed")]));
     assert_eq!(
         after(&cfg, "kube-apiserver"),
         deps(&[("etcd", "ready"), ("pki", "completed")])
@@ -152,7 +152,7 @@ fn cluster_is_the_modern_graph_with_real_probes() {
     let pki = PathBuf::from("/var/lib/dmuc/pki");
     assert_eq!(
         url(&cfg, "etcd"),
-        ("http://127.0.0.1:2379/health".into(), None, false)
+        ("http://127.0.0.1:2381/health".into(), None, false)
     );
     assert_eq!(
         url(&cfg, "kube-apiserver"),
@@ -224,7 +224,11 @@ fn cluster_is_the_modern_graph_with_real_probes() {
     // Every file a component names comes from pki init or node-config.
     for c in cfg.graph.components() {
         for arg in &c.command {
-            if let Some((_, path)) = arg.split_once("=/var/lib/dmuc/pki/") {
+            let file = arg
+                .split_once("=/var/lib/dmuc/pki/")
+                .map(|(_, p)| p)
+                .or_else(|| arg.strip_prefix("/var/lib/dmuc/pki/"));
+            if let Some(path) = file {
                 let stem = path.rsplit_once('.').map_or(path, |(s, _)| s);
                 assert!(
                     [
@@ -236,7 +240,11 @@ fn cluster_is_the_modern_graph_with_real_probes() {
                         "kube-scheduler",
                         "kubelet",
                         "kube-proxy",
-                        "admin"
+                        "admin",
+                        "etcd-ca",
+                        "etcd-server",
+                        "etcd-peer",
+                        "apiserver-etcd-client",
                     ]
                     .contains(&stem),
                     "{}: {arg} is not a file pki init writes",

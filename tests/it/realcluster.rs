@@ -36,6 +36,7 @@ const DEBIAN: &[&str] = &[
     "/usr/lib/cni/bridge",
     "/usr/sbin/iptables",
     "/usr/sbin/conntrack",
+    "/usr/bin/etcdctl",
 ];
 
 /// What this test needs that a fresh machine may lack.
@@ -381,6 +382,33 @@ fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_cl
         k.node_ready(&node).then_some(())
     });
 
+    // etcd answers only certificates of its own CA: the API server's etcd client, not a
+    // client certificate of the cluster CA.
+    let etcd_health = |cert: &str| {
+        let pki = state.join("pki");
+        Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args([
+                "--endpoints",
+                "https://127.0.0.1:2379",
+                "--dial-timeout",
+                "3s",
+            ])
+            .arg("--cacert")
+            .arg(pki.join("etcd-ca.crt"))
+            .arg("--cert")
+            .arg(pki.join(format!("{cert}.crt")))
+            .arg("--key")
+            .arg(pki.join(format!("{cert}.key")))
+            .args(["endpoint", "health"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(etcd_health("apiserver-etcd-client"));
+    assert!(!etcd_health("apiserver-kubelet-client"));
+
     // A Deployment of the imported web image, Running and serving through its Service.
     let web = work.path().join("web.yaml");
     std::fs::write(&web, WEB).unwrap();
@@ -558,7 +586,7 @@ fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_cl
 
     // An expired token: once the token cleaner has removed it (and the signer its
     // signature), a join with it is refused and writes nothing.
-    let short = tool(&["token", "create", "--ttl", "2s"])
+    let short = tool(&["token", "create", "--ttl", "5s"])
         .split_whitespace()
         .nth(5)
         .unwrap()
@@ -964,8 +992,8 @@ fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_cl
     let plan = d.ctl_ok(&["restore", "--dry-run", snap.to_str().unwrap()]);
     assert!(
         plan.contains(
-            "stop, in order:  kube-proxy, cni-config, kubelet, csr-approve, routes, kube-scheduler, \
-             kube-controller-manager, kube-apiserver, etcd"
+            "stop, in order:  kube-proxy, cni-config, csr-approve, routes, kubelet, \
+             kube-scheduler, kube-controller-manager, kube-apiserver, etcd"
         ),
         "{plan}"
     );

@@ -170,8 +170,9 @@ pub struct FetchArgs {
 #[derive(Subcommand, Debug)]
 pub enum PkiCmd {
     /// Generate what is missing: CA, apiserver and kubelet serving certs, client certs
-    /// (admin, controller-manager, scheduler, kubelet, kube-proxy, apiserver→kubelet), the
-    /// service-account key pair, and a kubeconfig per client. Existing files are kept.
+    /// (admin, controller-manager, scheduler, kubelet, kube-proxy, apiserver→kubelet), etcd's
+    /// own CA with its serving, peer and apiserver client certs, the service-account key pair,
+    /// and a kubeconfig per client. Existing files are kept.
     Init {
         #[command(flatten)]
         pki: PkiArgs,

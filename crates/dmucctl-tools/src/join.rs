@@ -382,6 +382,14 @@ fn make(a: &TokenArgs) -> Result<String, String> {
         {
             break;
         }
+        // The signer does not sign with an expired token: a TTL this short cannot work.
+        if time::OffsetDateTime::now_utc() > expires {
+            return Err(format!(
+                "token {id} expired before the bootstrap signer signed cluster-info with it: \
+                 give a --ttl longer than {} s",
+                a.ttl.as_secs()
+            ));
+        }
         if Instant::now() > deadline {
             return Err(format!(
                 "cluster-info was not signed with token {id}, or the {KUBE_PROXY_SECRET} Secret \

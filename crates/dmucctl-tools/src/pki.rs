@@ -47,6 +47,36 @@ pub enum Usage {
     Server,
     /// clientAuth.
     Client,
+    /// Both: etcd's serving and peer certificates (a member is its peers' client, and
+    /// etcdctl with the member's certificate is the client of its own server).
+    Both,
+}
+
+/// The CAs: the cluster's, and etcd's own (as the Kubernetes PKI guide and the author's labs
+/// recommend: a client certificate of the cluster CA must not open etcd).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ca {
+    /// `ca.crt`: the API server, the kubelets, every kubeconfig.
+    Cluster,
+    /// `etcd-ca.crt`: etcd's serving and peer certificates and its clients'.
+    Etcd,
+}
+
+impl Ca {
+    /// The file stem (`ca`, `etcd-ca`).
+    pub fn stem(self) -> &'static str {
+        match self {
+            Ca::Cluster => "ca",
+            Ca::Etcd => "etcd-ca",
+        }
+    }
+
+    fn cn(self) -> &'static str {
+        match self {
+            Ca::Cluster => "kubernetes-ca",
+            Ca::Etcd => "etcd-ca",
+        }
+    }
 }
 
 /// One certificate of the plan.
@@ -60,6 +90,8 @@ pub struct CertPlan {
     pub org: Option<&'static str>,
     /// serverAuth or clientAuth.
     pub usage: Usage,
+    /// The CA that signs it.
+    pub ca: Ca,
     /// DNS SANs.
     pub dns: Vec<String>,
     /// IP SANs.
@@ -105,11 +137,17 @@ pub fn plan(o: &Options) -> Result<(Vec<CertPlan>, Vec<KubeconfigPlan>), String>
     let node_ip = IpAddr::V4(o.node_ip);
     let mut api_ips = vec![local, IpAddr::V4(svc), node_ip];
     api_ips.dedup();
+    let node_ips = if node_ip == local {
+        vec![local]
+    } else {
+        vec![node_ip, local]
+    };
     let client = |name, cn: &str, org| CertPlan {
         name,
         cn: cn.to_string(),
         org,
         usage: Usage::Client,
+        ca: Ca::Cluster,
         dns: vec![],
         ips: vec![],
     };
@@ -119,6 +157,7 @@ pub fn plan(o: &Options) -> Result<(Vec<CertPlan>, Vec<KubeconfigPlan>), String>
             cn: "kube-apiserver".into(),
             org: None,
             usage: Usage::Server,
+            ca: Ca::Cluster,
             dns: [
                 "kubernetes",
                 "kubernetes.default",
@@ -160,12 +199,33 @@ pub fn plan(o: &Options) -> Result<(Vec<CertPlan>, Vec<KubeconfigPlan>), String>
             cn: o.node_name.clone(),
             org: None,
             usage: Usage::Server,
+            ca: Ca::Cluster,
             dns: vec![o.node_name.clone(), "localhost".into()],
-            ips: if node_ip == local {
-                vec![local]
-            } else {
-                vec![node_ip, local]
-            },
+            ips: node_ips.clone(),
+        },
+        // etcd's, from its own CA: the member's serving and peer certificates, and the API
+        // server's as its client.
+        CertPlan {
+            name: "etcd-server",
+            cn: o.node_name.clone(),
+            org: None,
+            usage: Usage::Both,
+            ca: Ca::Etcd,
+            dns: vec![o.node_name.clone(), "localhost".into()],
+            ips: node_ips.clone(),
+        },
+        CertPlan {
+            name: "etcd-peer",
+            cn: o.node_name.clone(),
+            org: None,
+            usage: Usage::Both,
+            ca: Ca::Etcd,
+            dns: vec![o.node_name.clone(), "localhost".into()],
+            ips: node_ips,
+        },
+        CertPlan {
+            ca: Ca::Etcd,
+            ..client("apiserver-etcd-client", "kube-apiserver-etcd-client", None)
         },
     ];
     let api_local = "https://127.0.0.1:6443".to_string();
@@ -218,10 +278,9 @@ fn validity(p: &mut CertificateParams, days: u32) {
     p.not_after = now + time::Duration::days(days.into());
 }
 
-fn ca_params(o: &Options) -> CertificateParams {
+fn ca_params(o: &Options, which: Ca) -> CertificateParams {
     let mut ca = CertificateParams::default();
-    ca.distinguished_name
-        .push(DnType::CommonName, "kubernetes-ca");
+    ca.distinguished_name.push(DnType::CommonName, which.cn());
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.key_usages = vec![Ku::KeyCertSign, Ku::CrlSign, Ku::DigitalSignature];
     validity(&mut ca, o.ca_days);
@@ -241,10 +300,11 @@ fn leaf(
     }
     p.is_ca = IsCa::ExplicitNoCa;
     p.key_usages = vec![Ku::DigitalSignature, Ku::KeyEncipherment];
-    p.extended_key_usages = vec![match c.usage {
-        Usage::Server => Eku::ServerAuth,
-        Usage::Client => Eku::ClientAuth,
-    }];
+    p.extended_key_usages = match c.usage {
+        Usage::Server => vec![Eku::ServerAuth],
+        Usage::Client => vec![Eku::ClientAuth],
+        Usage::Both => vec![Eku::ServerAuth, Eku::ClientAuth],
+    };
     p.use_authority_key_identifier_extension = true;
     for d in &c.dns {
         p.subject_alt_names.push(SanType::DnsName(
@@ -315,34 +375,47 @@ pub fn init(o: &Options) -> Result<Vec<(String, Outcome)>, String> {
     let p = |f: &str| o.dir.join(f);
     let mut done = Vec::new();
 
-    // The CA: kept when both halves are there (and not --force).
-    let (ca_crt, ca_key) = (p("ca.crt"), p("ca.key"));
-    let fresh_ca = o.force || !ca_crt.exists() || !ca_key.exists();
-    let (ca_key_pair, issuer_pem) = if fresh_ca {
-        let key = KeyPair::generate().map_err(|e| e.to_string())?;
-        let pem = ca_params(o)
-            .self_signed(&key)
-            .map_err(|e| e.to_string())?
-            .pem();
-        write_file(&ca_key, key.serialize_pem().as_bytes(), 0o600)?;
-        write_file(&ca_crt, pem.as_bytes(), 0o644)?;
-        done.push(("ca.crt".to_string(), Outcome::Created));
-        done.push(("ca.key".to_string(), Outcome::Created));
-        (key, pem)
-    } else {
-        let key = KeyPair::from_pem(&read(&ca_key)?).map_err(|e| format!("ca.key: {e}"))?;
-        done.push(("ca.crt".to_string(), Outcome::Kept));
-        done.push(("ca.key".to_string(), Outcome::Kept));
-        (key, read(&ca_crt)?)
-    };
-    let issuer =
-        Issuer::from_ca_cert_pem(&issuer_pem, &ca_key_pair).map_err(|e| format!("ca.crt: {e}"))?;
+    // The CAs: each kept when both halves are there (and not --force).
+    let mut cas = Vec::new();
+    for which in [Ca::Cluster, Ca::Etcd] {
+        let stem = which.stem();
+        let (crt, key) = (p(&format!("{stem}.crt")), p(&format!("{stem}.key")));
+        let fresh = o.force || !crt.exists() || !key.exists();
+        let (key_pair, pem) = if fresh {
+            let k = KeyPair::generate().map_err(|e| e.to_string())?;
+            let pem = ca_params(o, which)
+                .self_signed(&k)
+                .map_err(|e| e.to_string())?
+                .pem();
+            write_file(&key, k.serialize_pem().as_bytes(), 0o600)?;
+            write_file(&crt, pem.as_bytes(), 0o644)?;
+            (k, pem)
+        } else {
+            let k = KeyPair::from_pem(&read(&key)?).map_err(|e| format!("{stem}.key: {e}"))?;
+            (k, read(&crt)?)
+        };
+        let how = if fresh {
+            Outcome::Created
+        } else {
+            Outcome::Kept
+        };
+        done.push((format!("{stem}.crt"), how.clone()));
+        done.push((format!("{stem}.key"), how));
+        cas.push((which, key_pair, pem, fresh));
+    }
+    let ca_crt = p("ca.crt");
+    let fresh_ca = cas[0].3;
 
-    // A new CA invalidates every certificate signed by the old one.
-    let redo = o.force || fresh_ca;
     for c in &certs {
+        let (_, ca_key, ca_pem, ca_fresh) = cas
+            .iter()
+            .find(|(w, ..)| *w == c.ca)
+            .ok_or("no CA for a certificate")?;
+        let issuer = Issuer::from_ca_cert_pem(ca_pem, ca_key)
+            .map_err(|e| format!("{}.crt: {e}", c.ca.stem()))?;
         let (crt, key) = (p(&format!("{}.crt", c.name)), p(&format!("{}.key", c.name)));
-        let outcome = if redo || !crt.exists() || !key.exists() {
+        // A new CA invalidates every certificate signed by the old one.
+        let outcome = if o.force || *ca_fresh || !crt.exists() || !key.exists() {
             let k = KeyPair::generate().map_err(|e| e.to_string())?;
             let pem = leaf(c, o.days, &k, &issuer)?;
             write_file(&key, k.serialize_pem().as_bytes(), 0o600)?;
@@ -354,6 +427,7 @@ pub fn init(o: &Options) -> Result<Vec<(String, Outcome)>, String> {
         done.push((format!("{}.crt", c.name), outcome.clone()));
         done.push((format!("{}.key", c.name), outcome));
     }
+    let redo = o.force || fresh_ca;
 
     // The service-account key pair: no certificate.
     let (sa_key, sa_pub) = (p("sa.key"), p("sa.pub"));
@@ -411,26 +485,38 @@ pub fn check(o: &Options) -> Result<Vec<Finding>, String> {
     use x509_parser::prelude::*;
     let (certs, kubeconfigs) = plan(o)?;
     let p = |f: &str| o.dir.join(f);
-    let ca_text = read(&p("ca.crt"))?;
-    let (_, ca_pem) =
-        parse_x509_pem(ca_text.as_bytes()).map_err(|e| format!("ca.crt: not PEM: {e}"))?;
-    let ca = ca_pem
-        .parse_x509()
-        .map_err(|e| format!("ca.crt: not a certificate: {e}"))?;
+    let mut ca_pems = Vec::new();
+    for which in [Ca::Cluster, Ca::Etcd] {
+        let stem = which.stem();
+        let text = read(&p(&format!("{stem}.crt")))?;
+        let (_, pem) =
+            parse_x509_pem(text.as_bytes()).map_err(|e| format!("{stem}.crt: not PEM: {e}"))?;
+        ca_pems.push((which, pem));
+    }
+    let mut cas = Vec::new();
+    for (which, pem) in &ca_pems {
+        let c = pem
+            .parse_x509()
+            .map_err(|e| format!("{}.crt: not a certificate: {e}", which.stem()))?;
+        cas.push((*which, c));
+    }
     let days_left = |c: &X509Certificate<'_>| {
         let left =
             c.validity().not_after.timestamp() - ::time::OffsetDateTime::now_utc().unix_timestamp();
         left.div_euclid(86_400)
     };
-    let mut out = vec![Finding {
-        file: "ca.crt".into(),
-        days_left: Some(days_left(&ca)),
-        problems: if ca.is_ca() {
-            vec![]
-        } else {
-            vec!["not a CA certificate".into()]
-        },
-    }];
+    let mut out: Vec<Finding> = cas
+        .iter()
+        .map(|(which, ca)| Finding {
+            file: format!("{}.crt", which.stem()),
+            days_left: Some(days_left(ca)),
+            problems: if ca.is_ca() {
+                vec![]
+            } else {
+                vec!["not a CA certificate".into()]
+            },
+        })
+        .collect();
     for c in &certs {
         let file = format!("{}.crt", c.name);
         let mut f = Finding {
@@ -474,9 +560,16 @@ pub fn check(o: &Options) -> Result<Vec<Finding>, String> {
                 "expires in {left} days: renew with `pki init --force`"
             ));
         }
+        let ca = cas
+            .iter()
+            .find(|(w, _)| *w == c.ca)
+            .map(|(_, ca)| ca)
+            .ok_or("no CA for a certificate")?;
         if cert.verify_signature(Some(ca.public_key())).is_err() {
-            f.problems
-                .push("not signed by ca.crt (made with another CA?)".into());
+            f.problems.push(format!(
+                "not signed by {}.crt (made with another CA?)",
+                c.ca.stem()
+            ));
         }
         let cn: Vec<&str> = cert
             .subject()
@@ -498,19 +591,19 @@ pub fn check(o: &Options) -> Result<Vec<Finding>, String> {
                 .push(format!("O is {org:?}, expected {want_org:?}"));
         }
         let eku = cert.extended_key_usage().ok().flatten().map(|e| e.value);
-        let ok_usage = eku.is_some_and(|e| match c.usage {
-            Usage::Server => e.server_auth,
-            Usage::Client => e.client_auth,
-        });
-        if !ok_usage {
-            f.problems.push(format!(
-                "extended key usage lacks {}",
-                if c.usage == Usage::Server {
-                    "serverAuth"
-                } else {
-                    "clientAuth"
-                }
-            ));
+        let (server, client) = eku.map_or((false, false), |e| (e.server_auth, e.client_auth));
+        let (want_server, want_client) = match c.usage {
+            Usage::Server => (true, false),
+            Usage::Client => (false, true),
+            Usage::Both => (true, true),
+        };
+        for (want, has, name) in [
+            (want_server, server, "serverAuth"),
+            (want_client, client, "clientAuth"),
+        ] {
+            if want && !has {
+                f.problems.push(format!("extended key usage lacks {name}"));
+            }
         }
         let mut dns = Vec::new();
         let mut ips = Vec::new();

@@ -95,13 +95,44 @@ fn chain_sans_identities_and_modes() {
             "TLS Web Client Authentication",
         ),
         ("kubelet", "node1", None, "TLS Web Server Authentication"),
+        (
+            "etcd-server",
+            "node1",
+            None,
+            "TLS Web Server Authentication, TLS Web Client Authentication",
+        ),
+        (
+            "etcd-peer",
+            "node1",
+            None,
+            "TLS Web Server Authentication, TLS Web Client Authentication",
+        ),
+        (
+            "apiserver-etcd-client",
+            "kube-apiserver-etcd-client",
+            None,
+            "TLS Web Client Authentication",
+        ),
     ];
     for (name, cn, org, eku) in certs {
         let crt = format!("{name}.crt");
+        // etcd's certificates come from its own CA, and only from it: a client certificate
+        // of the cluster CA does not open etcd.
+        let (ca, other) = if name.starts_with("etcd-") || name == "apiserver-etcd-client" {
+            ("etcd-ca.crt", "ca.crt")
+        } else {
+            ("ca.crt", "etcd-ca.crt")
+        };
         assert!(
-            tool(d, "openssl", &["verify", "-CAfile", "ca.crt", &crt]).contains(": OK"),
+            tool(d, "openssl", &["verify", "-CAfile", ca, &crt]).contains(": OK"),
             "{crt}"
         );
+        let o = Command::new("openssl")
+            .current_dir(d)
+            .args(["verify", "-CAfile", other, &crt])
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{crt} verifies against {other}");
         let subject = tool(
             d,
             "openssl",
