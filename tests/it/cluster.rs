@@ -51,6 +51,8 @@ fn the_cluster_profile_comes_up_in_order_with_its_real_probes() {
     }
     let _ports = fixed_ports();
     let work = tempfile::tempdir().unwrap();
+    // The control plane's users must reach their programs and files in it.
+    open_dir(work.path());
     let bin = bin_dir_for(work.path());
     let state = work.path().join("state");
     let toml = std::fs::read_to_string(

@@ -292,6 +292,8 @@ fn workers_join_share_pods_and_services_and_leave_the_others_alone() {
     }
     let _ports = fixed_ports();
     let work = tempfile::tempdir().unwrap();
+    // The control plane's users must reach their programs and files in it.
+    open_dir(work.path());
     let bin = unpack(work.path());
     let images = work.path().join("images");
     std::fs::create_dir_all(&images).unwrap();

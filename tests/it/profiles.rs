@@ -116,7 +116,20 @@ fn seed_2019_is_the_tutorial() {
 #[test]
 fn cluster_is_the_modern_graph_with_real_probes() {
     let (_, cfg) = profile("cluster.toml");
-    assert_eq!(cfg.graph.len(), 13);
+    assert_eq!(cfg.graph.len(), 14);
+    // The control plane as users of its own, made first; the node's parts stay root.
+    assert_eq!(after(&cfg, "pki"), deps(&[("users", "completed")]));
+    for (c, user) in [
+        ("etcd", Some("dmuc-etcd")),
+        ("kube-apiserver", Some("dmuc-apiserver")),
+        ("kube-controller-manager", Some("dmuc-controller-manager")),
+        ("kube-scheduler", Some("dmuc-scheduler")),
+        ("containerd", None),
+        ("kubelet", None),
+        ("kube-proxy", None),
+    ] {
+        assert_eq!(cfg.graph.get(c).unwrap().user.as_deref(), user, "{c}");
+    }
     assert_eq!(after(&cfg, "etcd"), deps(&[("pki", "completed")]));
     assert_eq!(
         after(&cfg, "kube-apiserver"),

@@ -324,6 +324,8 @@ fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_cl
     }
     let _ports = fixed_ports();
     let work = tempfile::tempdir().unwrap();
+    // The control plane's users must reach their programs and files in it.
+    open_dir(work.path());
     let bin = unpack(work.path());
     let state = work.path().join("state");
     let images = work.path().join("images");
@@ -381,6 +383,66 @@ fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_cl
     wait_for("the node to be Ready", T, || {
         k.node_ready(&node).then_some(())
     });
+
+    // The control plane is not root: each part runs as its own user and reads only its own
+    // keys; containerd, the kubelet and kube-proxy stay root.
+    let uid_of = |pid: u64| -> u32 {
+        let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = st.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        line.split_whitespace().nth(2).unwrap().parse().unwrap()
+    };
+    let user_uid = |u: &str| -> u32 {
+        let o = Command::new("id").args(["-u", u]).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+    };
+    for (c, user) in [
+        ("etcd", "dmuc-etcd"),
+        ("kube-apiserver", "dmuc-apiserver"),
+        ("kube-controller-manager", "dmuc-controller-manager"),
+        ("kube-scheduler", "dmuc-scheduler"),
+        ("containerd", "root"),
+        ("kubelet", "root"),
+        ("kube-proxy", "root"),
+    ] {
+        let pid = d.comp(c).unwrap()["pid"].as_u64().unwrap();
+        assert_eq!(uid_of(pid), user_uid(user), "{c} does not run as {user}");
+    }
+    let reads = |user: &str, file: &str| {
+        Command::new("runuser")
+            .args(["-u", user, "--", "cat"])
+            .arg(state.join("pki").join(file))
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    for (user, file, can) in [
+        ("dmuc-etcd", "etcd-server.key", true),
+        ("dmuc-scheduler", "etcd-server.key", false),
+        ("dmuc-apiserver", "apiserver-etcd-client.key", true),
+        ("dmuc-etcd", "apiserver-etcd-client.key", false),
+        ("dmuc-controller-manager", "ca.key", true),
+        ("dmuc-apiserver", "ca.key", false),
+        ("dmuc-apiserver", "sa.key", true),
+        ("dmuc-controller-manager", "sa.key", true),
+        ("dmuc-scheduler", "sa.key", false),
+        ("dmuc-scheduler", "kube-scheduler.kubeconfig", true),
+        ("dmuc-scheduler", "admin.kubeconfig", false),
+    ] {
+        assert_eq!(reads(user, file), can, "{user} reading {file}");
+    }
+    // pki check: chains, identities, SANs, and no key that others may read.
+    let o = Command::new(bin_dir().join("dmucctl"))
+        .args(["pki", "check", "--dir"])
+        .arg(state.join("pki"))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
 
     // etcd answers only certificates of its own CA: the API server's etcd client, not a
     // client certificate of the cluster CA.

@@ -90,6 +90,13 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
     }
 }
 
+/// Makes a test's temp dir (0700) traversable and readable by other users: components that
+/// run as users of their own (`user = ...`) reach their programs and files there.
+pub fn open_dir(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 /// A running daemon on private paths.
 pub struct Daemon {
     pub dir: tempfile::TempDir,

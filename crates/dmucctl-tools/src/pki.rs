@@ -628,15 +628,18 @@ pub fn check(o: &Options) -> Result<Vec<Finding>, String> {
                 f.problems.push(format!("SAN lacks IP:{ip}"));
             }
         }
+        f.problems.extend(private(&p(&format!("{}.key", c.name))));
         out.push(f);
     }
     for k in &kubeconfigs {
         let file = format!("{}.kubeconfig", k.name);
-        let problems = match std::fs::read_to_string(p(&file)) {
+        let mut problems = match std::fs::read_to_string(p(&file)) {
             Ok(t) if t.contains(&format!("server: {}", k.server)) => vec![],
             Ok(_) => vec![format!("its server is not {}", k.server)],
             Err(e) => vec![format!("missing: {e}")],
         };
+        // It embeds a private key.
+        problems.extend(private(&p(&file)));
         out.push(Finding {
             file,
             days_left: None,
@@ -644,17 +647,40 @@ pub fn check(o: &Options) -> Result<Vec<Finding>, String> {
         });
     }
     for f in ["sa.key", "sa.pub"] {
+        let mut problems = if p(f).exists() {
+            vec![]
+        } else {
+            vec!["missing".into()]
+        };
+        if f == "sa.key" {
+            problems.extend(private(&p(f)));
+        }
         out.push(Finding {
             file: f.into(),
             days_left: None,
-            problems: if p(f).exists() {
-                vec![]
-            } else {
-                vec!["missing".into()]
-            },
+            problems,
         });
     }
     Ok(out)
+}
+
+/// What is wrong with who may read a private key (or a kubeconfig holding one): no one
+/// but its owner and, for a key two components share, its group (0600, 0640); never others.
+fn private(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::metadata(path).ok()?;
+    let mode = m.mode() & 0o777;
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    (mode & 0o137 != 0).then(|| {
+        format!(
+            "{name} is mode {mode:04o} (uid {}, gid {}): others must not read it, nor the group \
+             write it; chmod 0600 (0640 for a key shared through its group)",
+            m.uid(),
+            m.gid()
+        )
+    })
 }
 
 #[cfg(test)]
@@ -743,6 +769,26 @@ mod tests {
             ["kube-proxy.crt", "kube-proxy.key", "kube-proxy.kubeconfig"]
         );
         assert!(check(&o).unwrap().iter().all(|f| f.problems.is_empty()));
+
+        // A key others may read, a shared key only its group may: the first is a problem.
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |f: &str, m: u32| {
+            std::fs::set_permissions(dir.path().join(f), std::fs::Permissions::from_mode(m))
+                .unwrap()
+        };
+        mode("etcd-peer.key", 0o644);
+        mode("sa.key", 0o640);
+        let findings = check(&o).unwrap();
+        let peer = findings.iter().find(|f| f.file == "etcd-peer.crt").unwrap();
+        assert!(
+            peer.problems
+                .iter()
+                .any(|p| p.contains("etcd-peer.key is mode 0644")),
+            "{peer:?}"
+        );
+        let sa = findings.iter().find(|f| f.file == "sa.key").unwrap();
+        assert!(sa.problems.is_empty(), "{sa:?}");
+        mode("etcd-peer.key", 0o600);
 
         // Asked for another node IP, check reports the SANs that lack it.
         let mut other = o.clone();
