@@ -16,7 +16,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use crate::realcluster::{Kubectl, Reset, T, all_ready, http_get, missing, shared_k8s, unpack};
+use crate::realcluster::{
+    Kubectl, Reset, T, all_ready, http_get, missing, shared_k8s, unpack, web_manifest,
+};
 use crate::util::*;
 
 const BRIDGE: &str = "dmucbr0";
@@ -159,6 +161,22 @@ impl Worker {
         (o.status.success(), said)
     }
 
+    /// `dmucctl join` on this node, into `state`.
+    fn join(&self, server: &str, token: &str, pin: &str, state: &Path) -> (bool, String) {
+        let st = state.display().to_string();
+        self.dmucctl(&[
+            "join",
+            "--server",
+            server,
+            "--token",
+            token,
+            "--ca-cert-hash",
+            pin,
+            "--state",
+            &st,
+        ])
+    }
+
     fn state(&self) -> PathBuf {
         self.dir.join("state")
     }
@@ -235,36 +253,6 @@ fn http_get_in(pid: u32, addr: &str) -> Option<String> {
     .join()
     .ok()?
 }
-
-const WEB: &str = r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 3
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      terminationGracePeriodSeconds: 2
-      # One per node.
-      topologySpreadConstraints:
-      - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule,
-         labelSelector: {matchLabels: {app: web}}}
-      containers:
-      - name: web
-        image: docker.io/library/busybox-httpd:local
-        imagePullPolicy: Never
-        ports: [{containerPort: 80}]
-        readinessProbe: {httpGet: {path: /healthz, port: 80}, periodSeconds: 1}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec:
-  selector: {app: web}
-  ports: [{port: 80}]
-"#;
 
 fn routes_in(w: Option<&Worker>) -> String {
     let mut c = match w {
@@ -374,30 +362,10 @@ fn workers_join_share_pods_and_services_and_leave_the_others_alone() {
     for w in &mut workers {
         let st = w.state().display().to_string();
         let wrong = format!("sha256:{}", "0".repeat(64));
-        let (ok, said) = w.dmucctl(&[
-            "join",
-            "--server",
-            words[3],
-            "--token",
-            words[5],
-            "--ca-cert-hash",
-            &wrong,
-            "--state",
-            &st,
-        ]);
+        let (ok, said) = w.join(words[3], words[5], &wrong, &w.state());
         assert!(!ok && said.contains("nothing was written"), "{said}");
         assert!(!w.state().exists(), "a refused join wrote {st}");
-        let (ok, said) = w.dmucctl(&[
-            "join",
-            "--server",
-            words[3],
-            "--token",
-            words[5],
-            "--ca-cert-hash",
-            words[7],
-            "--state",
-            &st,
-        ]);
+        let (ok, said) = w.join(words[3], words[5], words[7], &w.state());
         assert!(ok, "{said}");
         // doctor knows a worker's profile: the join's files are there.
         let worker_profile =
@@ -450,7 +418,7 @@ fn workers_join_share_pods_and_services_and_leave_the_others_alone() {
 
     // One pod per node.
     let web = work.path().join("web.yaml");
-    std::fs::write(&web, WEB).unwrap();
+    std::fs::write(&web, web_manifest(3)).unwrap();
     k.ok(&["apply", "-f", web.to_str().unwrap()]);
     k.ok(&["rollout", "status", "deployment/web", "--timeout=180s"]);
     let placed = k.web_pods("{.spec.nodeName} {.metadata.name} {.status.podIP}");
@@ -514,17 +482,7 @@ fn workers_join_share_pods_and_services_and_leave_the_others_alone() {
         (!there).then_some(())
     });
     let elsewhere = workers[0].dir.join("again");
-    let (ok, said) = workers[0].dmucctl(&[
-        "join",
-        "--server",
-        words[3],
-        "--token",
-        &expired,
-        "--ca-cert-hash",
-        words[7],
-        "--state",
-        elsewhere.to_str().unwrap(),
-    ]);
+    let (ok, said) = workers[0].join(words[3], &expired, words[7], &elsewhere);
     // The signer may not have dropped its signature yet: then the API server refuses the
     // expired token at login.
     assert!(!ok && said.contains("nothing was written"), "{said}");

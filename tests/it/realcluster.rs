@@ -176,31 +176,41 @@ pub(crate) fn http_get(addr: &str) -> Option<String> {
         .then_some(reply)
 }
 
-const WEB: &str = r#"
+/// A Deployment of the imported web image, `replicas` of it spread over the nodes, and its
+/// Service.
+pub(crate) fn web_manifest(replicas: u32) -> String {
+    format!(
+        r#"
 apiVersion: apps/v1
 kind: Deployment
-metadata: {name: web}
+metadata: {{name: web}}
 spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: web}}}}
   template:
-    metadata: {labels: {app: web}}
+    metadata: {{labels: {{app: web}}}}
     spec:
       terminationGracePeriodSeconds: 2
+      # One per node while there are enough nodes.
+      topologySpreadConstraints:
+      - {{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule,
+         labelSelector: {{matchLabels: {{app: web}}}}}}
       containers:
       - name: web
         image: docker.io/library/busybox-httpd:local
         imagePullPolicy: Never
-        ports: [{containerPort: 80}]
-        readinessProbe: {httpGet: {path: /healthz, port: 80}, periodSeconds: 1}
+        ports: [{{containerPort: 80}}]
+        readinessProbe: {{httpGet: {{path: /healthz, port: 80}}, periodSeconds: 1}}
 ---
 apiVersion: v1
 kind: Service
-metadata: {name: web}
+metadata: {{name: web}}
 spec:
-  selector: {app: web}
-  ports: [{port: 80}]
-"#;
+  selector: {{app: web}}
+  ports: [{{port: 80}}]
+"#
+    )
+}
 
 /// The `dmucctl reset --yes` of this test's node (also run if the test fails half-way, so
 /// that a red run leaves nothing either).
@@ -473,7 +483,7 @@ fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_cl
 
     // A Deployment of the imported web image, Running and serving through its Service.
     let web = work.path().join("web.yaml");
-    std::fs::write(&web, WEB).unwrap();
+    std::fs::write(&web, web_manifest(2)).unwrap();
     k.ok(&["apply", "-f", web.to_str().unwrap()]);
     k.ok(&["rollout", "status", "deployment/web", "--timeout=180s"]);
     let ip = k.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);

@@ -19,13 +19,8 @@ pub const KUBE_PROXY_SECRET: &str = "kube-proxy-token";
 /// `dmucctl token create`'s arguments.
 #[derive(clap::Args, Debug)]
 pub struct TokenArgs {
-    /// An administrator's kubeconfig.
-    #[arg(
-        long,
-        value_name = "FILE",
-        default_value = "/var/lib/dmuc/pki/admin.kubeconfig"
-    )]
-    pub kubeconfig: PathBuf,
+    #[command(flatten)]
+    pub admin: AdminArgs,
     /// How long the token is good for (`30m`, `24h`).
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = dmuc_config::duration::parse_duration)]
     pub ttl: Duration,
@@ -35,7 +30,7 @@ pub struct TokenArgs {
     pub server: Option<String>,
 }
 
-/// `dmucctl token list` / `delete`'s kubeconfig.
+/// An administrator's kubeconfig (`token`, `csr-approve`).
 #[derive(clap::Args, Debug)]
 pub struct AdminArgs {
     /// An administrator's kubeconfig.
@@ -316,7 +311,7 @@ pub fn create(a: TokenArgs) -> u8 {
 }
 
 fn make(a: &TokenArgs) -> Result<String, String> {
-    let k = kube::load_kubeconfig(&a.kubeconfig)?;
+    let k = kube::load_kubeconfig(&a.admin.kubeconfig)?;
     let ca = k.ca.clone().ok_or("the kubeconfig holds no CA")?;
     let api = Api::new(&k, true)?;
     let server = match &a.server {

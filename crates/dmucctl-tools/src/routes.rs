@@ -19,16 +19,8 @@ pub const PROTO: &str = "211";
 /// `dmucctl routes`' arguments.
 #[derive(clap::Args, Debug)]
 pub struct RoutesArgs {
-    /// A kubeconfig allowed to list and watch Nodes (kube-proxy's).
-    #[arg(
-        long,
-        value_name = "FILE",
-        default_value = "/var/lib/dmuc/pki/kube-proxy.kubeconfig"
-    )]
-    pub kubeconfig: PathBuf,
-    /// This node's name: its own pod subnet is its bridge's, not routed.
-    #[arg(long, value_name = "NAME")]
-    pub node: String,
+    #[command(flatten)]
+    pub node: NodeArgs,
     /// Keep watching the Nodes and keep the routes in sync (a component's mode); without it,
     /// set the routes once and exit.
     #[arg(long)]
@@ -189,35 +181,45 @@ fn sync(
 /// `dmucctl pod-cidr`'s arguments.
 #[derive(clap::Args, Debug)]
 pub struct PodCidrArgs {
-    /// A kubeconfig allowed to read the Node (kube-proxy's).
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// Which node, and a kubeconfig that may read the Nodes.
+#[derive(clap::Args, Debug)]
+pub struct NodeArgs {
+    /// A kubeconfig allowed to list and watch Nodes (kube-proxy's).
     #[arg(
         long,
         value_name = "FILE",
         default_value = "/var/lib/dmuc/pki/kube-proxy.kubeconfig"
     )]
     pub kubeconfig: PathBuf,
-    /// The node's name.
-    #[arg(long, value_name = "NAME")]
-    pub node: String,
+    /// This node's name (its own pod subnet is its bridge's, not routed).
+    #[arg(long = "node", value_name = "NAME")]
+    pub name: String,
 }
 
 /// `dmucctl pod-cidr`: waits (a watch) until the controller manager has given the node its
 /// pod subnet, and prints it: what the node's CNI bridge hands out.
 pub fn pod_cidr(a: PodCidrArgs) -> u8 {
     let mut found = None;
-    let r = kube::load_kubeconfig(&a.kubeconfig)
+    let r = kube::load_kubeconfig(&a.node.kubeconfig)
         .and_then(|k| Api::new(&k, true))
         .and_then(|api| {
             let mut said = false;
             api.list_watch(
-                &format!("/api/v1/nodes?fieldSelector=metadata.name%3D{}", a.node),
+                &format!(
+                    "/api/v1/nodes?fieldSelector=metadata.name%3D{}",
+                    a.node.name
+                ),
                 |nodes, _| {
                     found = nodes
-                        .get(&a.node)
+                        .get(&a.node.name)
                         .and_then(|n| n["spec"]["podCIDR"].as_str())
                         .map(str::to_string);
                     if found.is_none() && !said {
-                        eprintln!("waiting for Node {} and its pod subnet", a.node);
+                        eprintln!("waiting for Node {} and its pod subnet", a.node.name);
                         said = true;
                     }
                     Ok(found.is_some())
@@ -263,7 +265,7 @@ pub fn remove_all() -> Result<usize, String> {
 }
 
 fn follow(a: &RoutesArgs) -> Result<(), String> {
-    let api = Api::new(&kube::load_kubeconfig(&a.kubeconfig)?, true)?;
+    let api = Api::new(&kube::load_kubeconfig(&a.node.kubeconfig)?, true)?;
     let mut waiting = Vec::new();
     if !a.watch {
         let list = api
@@ -284,14 +286,14 @@ fn follow(a: &RoutesArgs) -> Result<(), String> {
                 )
             })
             .collect();
-        return sync(&nodes, &a.node, &mut waiting);
+        return sync(&nodes, &a.node.name, &mut waiting);
     }
     println!(
         "routing the pod subnets of the nodes other than {} (proto {PROTO})",
-        a.node
+        a.node.name
     );
     api.list_watch("/api/v1/nodes", |nodes, _| {
-        sync(nodes, &a.node, &mut waiting).map(|()| false)
+        sync(nodes, &a.node.name, &mut waiting).map(|()| false)
     })
 }
 
