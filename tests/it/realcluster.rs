@@ -441,10 +441,18 @@ fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_cl
     ] {
         assert_eq!(reads(user, file), can, "{user} reading {file}");
     }
-    // pki check: chains, identities, SANs, and no key that others may read.
+    // pki check: chains, identities, SANs, no key that others may read, each key its user's.
     let o = Command::new(bin_dir().join("dmucctl"))
         .args(["pki", "check", "--dir"])
         .arg(state.join("pki"))
+        .args([
+            "--user",
+            "etcd=dmuc-etcd",
+            "--user",
+            "apiserver=dmuc-apiserver",
+        ])
+        .args(["--user", "controller-manager=dmuc-controller-manager"])
+        .args(["--user", "scheduler=dmuc-scheduler"])
         .output()
         .unwrap();
     assert!(

@@ -210,6 +210,11 @@ pub struct PkiArgs {
     /// Validity of the CA, days.
     #[arg(long, default_value_t = 3650)]
     ca_days: u32,
+    /// The control plane's user for ROLE (etcd, apiserver, controller-manager, scheduler):
+    /// `init` gives it the private keys that role reads, `check` checks it owns them
+    /// (repeatable).
+    #[arg(long = "user", value_name = "ROLE=USER", value_parser = pki::parse_role_user)]
+    users: Vec<(String, String)>,
 }
 
 impl PkiArgs {
@@ -230,6 +235,7 @@ impl PkiArgs {
             days: self.days,
             ca_days: self.ca_days,
             force,
+            users: self.users,
         }
     }
 }

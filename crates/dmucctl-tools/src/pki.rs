@@ -38,6 +38,68 @@ pub struct Options {
     pub ca_days: u32,
     /// Replace existing files.
     pub force: bool,
+    /// The control plane's users by role (`etcd`, `apiserver`, `controller-manager`,
+    /// `scheduler`): each private key goes to the role that reads it ([`KEY_OWNERS`]).
+    pub users: Vec<(String, String)>,
+}
+
+/// The roles of the control plane's users.
+pub const ROLES: [&str; 4] = ["etcd", "apiserver", "controller-manager", "scheduler"];
+
+/// Which role reads each private key (or kubeconfig holding one), and which role's group may
+/// also read it (0640 then; 0600 otherwise). The rest stay root's.
+pub const KEY_OWNERS: &[(&str, &str, Option<&str>)] = &[
+    ("etcd-server.key", "etcd", None),
+    ("etcd-peer.key", "etcd", None),
+    ("apiserver.key", "apiserver", None),
+    ("apiserver-kubelet-client.key", "apiserver", None),
+    ("apiserver-etcd-client.key", "apiserver", None),
+    // The API server signs service-account tokens with it, the controller manager too.
+    ("sa.key", "apiserver", Some("controller-manager")),
+    // The controller manager signs the nodes' certificates.
+    ("ca.key", "controller-manager", None),
+    (
+        "kube-controller-manager.kubeconfig",
+        "controller-manager",
+        None,
+    ),
+    ("kube-scheduler.kubeconfig", "scheduler", None),
+];
+
+/// `ROLE=USER`, for `--user`.
+pub fn parse_role_user(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((r, u)) if ROLES.contains(&r) && !u.is_empty() => Ok((r.into(), u.into())),
+        _ => Err(format!(
+            "{s:?}: want ROLE=USER with ROLE one of {}",
+            ROLES.join(", ")
+        )),
+    }
+}
+
+/// The uid and primary gid of a user.
+fn ids_of(user: &str) -> Result<(u32, u32), String> {
+    match nix::unistd::User::from_name(user) {
+        Ok(Some(u)) => Ok((u.uid.as_raw(), u.gid.as_raw())),
+        Ok(None) => Err(format!(
+            "no user {user}: make it first (config/cluster.toml's users component does)"
+        )),
+        Err(e) => Err(format!("user {user}: {e}")),
+    }
+}
+
+/// Who should own `file` and with which mode, from `users`: `None` when no role of it is set.
+fn wanted_owner(file: &str, users: &[(String, String)]) -> Option<Result<(u32, u32, u32), String>> {
+    let (_, role, group) = KEY_OWNERS.iter().find(|(f, ..)| *f == file)?;
+    let user_of = |r: &str| users.iter().find(|(x, _)| x == r).map(|(_, u)| u.as_str());
+    let user = user_of(role)?;
+    Some((|| {
+        let (uid, gid) = ids_of(user)?;
+        match group.and_then(user_of) {
+            Some(g) => Ok((uid, ids_of(g)?.1, 0o640)),
+            None => Ok((uid, gid, 0o600)),
+        }
+    })())
 }
 
 /// Which side of TLS a certificate serves.
@@ -465,6 +527,18 @@ pub fn init(o: &Options) -> Result<Vec<(String, Outcome)>, String> {
         };
         done.push((file, outcome));
     }
+    // The control plane's keys to their users (each run: files made now are root's).
+    for (file, ..) in KEY_OWNERS {
+        if let Some(want) = wanted_owner(file, &o.users) {
+            let (uid, gid, mode) = want?;
+            let path = p(file);
+            std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+                .map_err(|e| format!("cannot chown {}: {e}", path.display()))?;
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| format!("cannot chmod {}: {e}", path.display()))?;
+        }
+    }
     Ok(done)
 }
 
@@ -661,6 +735,37 @@ pub fn check(o: &Options) -> Result<Vec<Finding>, String> {
             problems,
         });
     }
+    // Owners, when the users are given.
+    for (file, ..) in KEY_OWNERS {
+        let Some(want) = wanted_owner(file, &o.users) else {
+            continue;
+        };
+        let (uid, gid, _) = want?;
+        use std::os::unix::fs::MetadataExt as _;
+        let Ok(m) = std::fs::metadata(p(file)) else {
+            continue;
+        };
+        if (m.uid(), m.gid()) != (uid, gid) {
+            // The finding of the file, or of the certificate the key belongs to.
+            let stem = file.trim_end_matches(".key");
+            let f = out
+                .iter_mut()
+                .find(|f| f.file == *file || f.file == format!("{stem}.crt"));
+            let why = format!(
+                "{file} is owned by {}:{}, not {uid}:{gid} (its component's user)",
+                m.uid(),
+                m.gid()
+            );
+            match f {
+                Some(f) => f.problems.push(why),
+                None => out.push(Finding {
+                    file: (*file).into(),
+                    days_left: None,
+                    problems: vec![why],
+                }),
+            }
+        }
+    }
     Ok(out)
 }
 
@@ -697,7 +802,50 @@ mod tests {
             days: 365,
             ca_days: 3650,
             force: false,
+            users: Vec::new(),
         }
+    }
+
+    #[test]
+    fn keys_go_to_their_roles_users_and_check_sees_a_wrong_owner() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIPPED: chown needs root");
+            return;
+        }
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts(dir.path());
+        o.users = vec![
+            ("etcd".into(), "nobody".into()),
+            ("apiserver".into(), "root".into()),
+            ("controller-manager".into(), "nobody".into()),
+        ];
+        init(&o).unwrap();
+        let (nobody, nogroup) = ids_of("nobody").unwrap();
+        let own = |f: &str| {
+            let m = std::fs::metadata(dir.path().join(f)).unwrap();
+            (m.uid(), m.gid(), m.mode() & 0o777)
+        };
+        assert_eq!(own("etcd-server.key"), (nobody, nogroup, 0o600));
+        assert_eq!(own("ca.key"), (nobody, nogroup, 0o600));
+        assert_eq!(own("sa.key"), (0, nogroup, 0o640));
+        // No scheduler user given: its kubeconfig stays root's.
+        assert_eq!(own("kube-scheduler.kubeconfig"), (0, 0, 0o600));
+        assert!(check(&o).unwrap().iter().all(|f| f.problems.is_empty()));
+        std::os::unix::fs::chown(dir.path().join("etcd-peer.key"), Some(0), Some(0)).unwrap();
+        let findings = check(&o).unwrap();
+        let peer = findings.iter().find(|f| f.file == "etcd-peer.crt").unwrap();
+        assert!(
+            peer.problems
+                .iter()
+                .any(|p| p.contains("etcd-peer.key is owned by 0:0")),
+            "{peer:?}"
+        );
+        assert!(parse_role_user("kubelet=root").is_err());
+        assert_eq!(
+            parse_role_user("etcd=dmuc-etcd").unwrap(),
+            ("etcd".to_string(), "dmuc-etcd".to_string())
+        );
     }
 
     #[test]
