@@ -350,6 +350,8 @@ fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_cl
         "cni-bin=/usr/lib/cni".to_string(),
         format!("state={}", state.display()),
         format!("images={}", images.display()),
+        // A name for a balancer in front of the API server, in its certificate.
+        "apiserver-sans=api.dmuc.test 198.18.0.100".to_string(),
     ];
     let containerd_socket = "/run/containerd/containerd.sock";
     let dir = tempfile::tempdir().unwrap();
@@ -441,6 +443,16 @@ fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_cl
     ] {
         assert_eq!(reads(user, file), can, "{user} reading {file}");
     }
+    let sans = Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+        .arg(state.join("pki/apiserver.crt"))
+        .output()
+        .unwrap();
+    let sans = String::from_utf8_lossy(&sans.stdout).into_owned();
+    assert!(
+        sans.contains("DNS:api.dmuc.test") && sans.contains("IP Address:198.18.0.100"),
+        "{sans}"
+    );
     // pki check: chains, identities, SANs, no key that others may read, each key its user's.
     let o = Command::new(bin_dir().join("dmucctl"))
         .args(["pki", "check", "--dir"])

@@ -210,6 +210,10 @@ pub struct PkiArgs {
     /// Validity of the CA, days.
     #[arg(long, default_value_t = 3650)]
     ca_days: u32,
+    /// Another name or address of the API server for its certificate (a load balancer, a
+    /// DNS name; repeatable).
+    #[arg(long = "san", value_name = "IP|NAME")]
+    sans: Vec<String>,
     /// The control plane's user for ROLE (etcd, apiserver, controller-manager, scheduler):
     /// `init` gives it the private keys that role reads, `check` checks it owns them
     /// (repeatable).
@@ -235,6 +239,7 @@ impl PkiArgs {
             days: self.days,
             ca_days: self.ca_days,
             force,
+            sans: self.sans,
             users: self.users,
         }
     }

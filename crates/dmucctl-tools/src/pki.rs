@@ -38,6 +38,9 @@ pub struct Options {
     pub ca_days: u32,
     /// Replace existing files.
     pub force: bool,
+    /// More names and addresses for the API server's certificate (a load balancer, a DNS
+    /// name): IPs as IP SANs, the rest as DNS SANs.
+    pub sans: Vec<String>,
     /// The control plane's users by role (`etcd`, `apiserver`, `controller-manager`,
     /// `scheduler`): each private key goes to the role that reads it ([`KEY_OWNERS`]).
     pub users: Vec<(String, String)>,
@@ -198,6 +201,24 @@ pub fn plan(o: &Options) -> Result<(Vec<CertPlan>, Vec<KubeconfigPlan>), String>
     let local = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let node_ip = IpAddr::V4(o.node_ip);
     let mut api_ips = vec![local, IpAddr::V4(svc), node_ip];
+    let mut api_dns: Vec<String> = [
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+        "localhost",
+        &o.node_name,
+    ]
+    .map(String::from)
+    .to_vec();
+    for san in &o.sans {
+        match san.parse::<IpAddr>() {
+            Ok(ip) if !api_ips.contains(&ip) => api_ips.push(ip),
+            Ok(_) => {}
+            Err(_) if !api_dns.contains(san) => api_dns.push(san.clone()),
+            Err(_) => {}
+        }
+    }
     api_ips.dedup();
     let node_ips = if node_ip == local {
         vec![local]
@@ -220,16 +241,7 @@ pub fn plan(o: &Options) -> Result<(Vec<CertPlan>, Vec<KubeconfigPlan>), String>
             org: None,
             usage: Usage::Server,
             ca: Ca::Cluster,
-            dns: [
-                "kubernetes",
-                "kubernetes.default",
-                "kubernetes.default.svc",
-                "kubernetes.default.svc.cluster.local",
-                "localhost",
-                &o.node_name,
-            ]
-            .map(String::from)
-            .to_vec(),
+            dns: api_dns,
             ips: api_ips,
         },
         client(
@@ -802,6 +814,7 @@ mod tests {
             days: 365,
             ca_days: 3650,
             force: false,
+            sans: Vec::new(),
             users: Vec::new(),
         }
     }
@@ -845,6 +858,42 @@ mod tests {
         assert_eq!(
             parse_role_user("etcd=dmuc-etcd").unwrap(),
             ("etcd".to_string(), "dmuc-etcd".to_string())
+        );
+    }
+
+    #[test]
+    fn extra_sans_go_into_the_api_server_s_certificate_and_check_wants_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts(dir.path());
+        o.sans = vec![
+            "198.18.0.100".into(),
+            "api.example.org".into(),
+            "10.0.0.5".into(),
+        ];
+        let (certs, _) = plan(&o).unwrap();
+        let api = certs.iter().find(|c| c.name == "apiserver").unwrap();
+        assert!(api.ips.contains(&"198.18.0.100".parse().unwrap()));
+        assert!(api.dns.contains(&"api.example.org".to_string()));
+        assert_eq!(
+            api.ips
+                .iter()
+                .filter(|ip| ip.to_string() == "10.0.0.5")
+                .count(),
+            1
+        );
+        // A certificate made without them lacks them, and check says so.
+        init(&opts(dir.path())).unwrap();
+        let findings = check(&o).unwrap();
+        let f = findings.iter().find(|f| f.file == "apiserver.crt").unwrap();
+        assert!(
+            f.problems.iter().any(|p| p == "SAN lacks IP:198.18.0.100"),
+            "{f:?}"
+        );
+        assert!(
+            f.problems
+                .iter()
+                .any(|p| p == "SAN lacks DNS:api.example.org"),
+            "{f:?}"
         );
     }
 
