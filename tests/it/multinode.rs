@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use crate::realcluster::{
-    Kubectl, Reset, T, all_ready, http_get, missing, shared_k8s, unpack, web_manifest,
+    Kubectl, T, all_ready, http_get, missing, node_files, start_control_plane, web_manifest,
 };
 use crate::util::*;
 
@@ -280,45 +280,17 @@ fn workers_join_share_pods_and_services_and_leave_the_others_alone() {
     }
     let _ports = fixed_ports();
     let work = tempfile::tempdir().unwrap();
-    // The control plane's users must reach their programs and files in it.
-    open_dir(work.path());
-    let bin = unpack(work.path());
-    let images = work.path().join("images");
-    std::fs::create_dir_all(&images).unwrap();
-    for img in ["pause-3.10.tar", "busybox-httpd-local.tar"] {
-        std::os::unix::fs::symlink(shared_k8s().join("images").join(img), images.join(img))
-            .unwrap();
-    }
+    let (bin, images) = node_files(work.path());
     let _bridge = Bridge::new();
 
     // The control plane, on the bridge's address.
     let state = work.path().join("cp");
-    let profile = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/cluster.toml");
-    let vars = [
-        format!("bin={}", bin.display()),
-        "cni-bin=/usr/lib/cni".to_string(),
-        format!("state={}", state.display()),
-        format!("images={}", images.display()),
-        format!("node-ip={CP_IP}"),
-        "node=dmuc-cp".to_string(),
-    ];
-    let dir = tempfile::tempdir().unwrap();
-    let mut reset = Reset {
-        args: ["--config".to_string(), profile.display().to_string()]
-            .into_iter()
-            .chain(vars.iter().flat_map(|v| ["--var".to_string(), v.clone()]))
-            .chain([
-                "--socket".to_string(),
-                dir.path().join("run/dmucd.sock").display().to_string(),
-            ])
-            .collect(),
-        done: false,
-    };
-    let mut args: Vec<&str> = Vec::new();
-    for v in &vars {
-        args.extend(["--var", v.as_str()]);
-    }
-    let cp = Daemon::start_with(dir, &std::fs::read_to_string(&profile).unwrap(), &args);
+    let (mut reset, cp) = start_control_plane(
+        &bin,
+        &images,
+        &state,
+        &[&format!("node-ip={CP_IP}"), "node=dmuc-cp"],
+    );
     all_ready(
         &cp,
         &["kube-apiserver", "kube-controller-manager", "kubelet"],

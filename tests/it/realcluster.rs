@@ -327,37 +327,42 @@ pub(crate) fn all_ready(d: &Daemon, services: &[&str], what: &str) -> Vec<serde_
     })
 }
 
-#[test]
-fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_clean() {
-    if skip_unless("the real-cluster test", &missing()) {
-        return;
-    }
-    let _ports = fixed_ports();
-    let work = tempfile::tempdir().unwrap();
+/// The node's programs unpacked (Kubernetes, Debian's beside them) and the images linked, in
+/// `work`, opened to the control plane's users: (bin, images).
+pub(crate) fn node_files(work: &Path) -> (PathBuf, PathBuf) {
     // The control plane's users must reach their programs and files in it.
-    open_dir(work.path());
-    let bin = unpack(work.path());
-    let state = work.path().join("state");
-    let images = work.path().join("images");
+    open_dir(work);
+    let bin = unpack(work);
+    let images = work.join("images");
     std::fs::create_dir_all(&images).unwrap();
     for img in ["pause-3.10.tar", "busybox-httpd-local.tar"] {
         std::os::unix::fs::symlink(shared_k8s().join("images").join(img), images.join(img))
             .unwrap();
     }
+    (bin, images)
+}
+
+/// config/cluster.toml as shipped, run by a dmucd with its state in `state` and `extra`
+/// `[vars]` values; with the reset that cleans the node up. Bind them in this order
+/// (`let (reset, d) = ...`): the daemon goes first, then the reset runs.
+pub(crate) fn start_control_plane(
+    bin: &Path,
+    images: &Path,
+    state: &Path,
+    extra: &[&str],
+) -> (Reset, Daemon) {
     let profile = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/cluster.toml");
-    let vars = [
+    let mut vars = vec![
         format!("bin={}", bin.display()),
         "cni-bin=/usr/lib/cni".to_string(),
         format!("state={}", state.display()),
         format!("images={}", images.display()),
-        // A name for a balancer in front of the API server, in its certificate.
-        "apiserver-sans=api.dmuc.test 198.18.0.100".to_string(),
     ];
-    let containerd_socket = "/run/containerd/containerd.sock";
+    vars.extend(extra.iter().map(|v| v.to_string()));
     let dir = tempfile::tempdir().unwrap();
-    let mut reset = Reset {
-        args: std::iter::once("--config".to_string())
-            .chain(std::iter::once(profile.display().to_string()))
+    let reset = Reset {
+        args: ["--config".to_string(), profile.display().to_string()]
+            .into_iter()
             .chain(vars.iter().flat_map(|v| ["--var".to_string(), v.clone()]))
             .chain([
                 "--socket".to_string(),
@@ -366,12 +371,28 @@ fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_cl
             .collect(),
         done: false,
     };
-    let mut args: Vec<&str> = Vec::new();
-    for v in &vars {
-        args.extend(["--var", v.as_str()]);
-    }
+    let args: Vec<&str> = vars.iter().flat_map(|v| ["--var", v.as_str()]).collect();
     let toml = std::fs::read_to_string(&profile).unwrap();
-    let mut d = Daemon::start_with(dir, &toml, &args);
+    (reset, Daemon::start_with(dir, &toml, &args))
+}
+
+#[test]
+fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_clean() {
+    if skip_unless("the real-cluster test", &missing()) {
+        return;
+    }
+    let _ports = fixed_ports();
+    let work = tempfile::tempdir().unwrap();
+    let (bin, images) = node_files(work.path());
+    let state = work.path().join("state");
+    let containerd_socket = "/run/containerd/containerd.sock";
+    // A name for a balancer in front of the API server, in its certificate.
+    let (mut reset, mut d) = start_control_plane(
+        &bin,
+        &images,
+        &state,
+        &["apiserver-sans=api.dmuc.test 198.18.0.100"],
+    );
     let services = [
         "etcd",
         "kube-apiserver",

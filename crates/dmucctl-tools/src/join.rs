@@ -185,7 +185,7 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
 }
 
 /// The objects that do not depend on the token, by collection path: made once, kept.
-fn cluster_objects(cluster_info: &str) -> Vec<(&'static str, Value)> {
+fn cluster_objects(cluster_info: &str) -> Vec<(String, Value)> {
     let crb = |name: &str, role: &str, subject: Value| {
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
                "metadata": {"name": name},
@@ -194,7 +194,7 @@ fn cluster_objects(cluster_info: &str) -> Vec<(&'static str, Value)> {
     };
     let group =
         |g: &str| json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": g});
-    vec![
+    let objects: Vec<(&str, Value)> = vec![
         // Its holders may ask for a node client certificate...
         (
             "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
@@ -228,13 +228,6 @@ fn cluster_objects(cluster_info: &str) -> Vec<(&'static str, Value)> {
                    "metadata": {"name": "cluster-info", "namespace": "kube-public"},
                    "data": {"kubeconfig": cluster_info}}),
         ),
-        (
-            "/apis/rbac.authorization.k8s.io/v1/namespaces/kube-public/roles",
-            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-                   "metadata": {"name": "dmuc:bootstrap-signer-clusterinfo", "namespace": "kube-public"},
-                   "rules": [{"apiGroups": [""], "resources": ["configmaps"],
-                              "resourceNames": ["cluster-info"], "verbs": ["get"]}]}),
-        ),
         // kube-proxy on the joining nodes (and the routes component) as one service account
         // whose long-lived token its bootstrappers may read: kubeadm's DaemonSet identity,
         // without a DaemonSet.
@@ -257,30 +250,53 @@ fn cluster_objects(cluster_info: &str) -> Vec<(&'static str, Value)> {
                    "metadata": {"name": KUBE_PROXY_SECRET, "namespace": "kube-system",
                                 "annotations": {"kubernetes.io/service-account.name": "kube-proxy"}}}),
         ),
+    ];
+    let mut all: Vec<(String, Value)> = objects
+        .into_iter()
+        .map(|(p, o)| (p.to_string(), o))
+        .collect();
+    // Anonymous discovery reads cluster-info; bootstrappers read kube-proxy's token.
+    let user = json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:anonymous"});
+    all.extend(may_get(
+        "kube-public",
+        "dmuc:bootstrap-signer-clusterinfo",
+        "configmaps",
+        "cluster-info",
+        user,
+    ));
+    all.extend(may_get(
+        "kube-system",
+        "dmuc:kube-proxy-token",
+        "secrets",
+        KUBE_PROXY_SECRET,
+        group(BOOTSTRAP_GROUP),
+    ));
+    all
+}
+
+/// A Role allowing `get` of one object, and its RoleBinding to `subject`.
+fn may_get(
+    ns: &str,
+    name: &str,
+    resource: &str,
+    object: &str,
+    subject: Value,
+) -> [(String, Value); 2] {
+    let rbac = format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}");
+    [
         (
-            "/apis/rbac.authorization.k8s.io/v1/namespaces/kube-system/roles",
+            format!("{rbac}/roles"),
             json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-                   "metadata": {"name": "dmuc:kube-proxy-token", "namespace": "kube-system"},
-                   "rules": [{"apiGroups": [""], "resources": ["secrets"],
-                              "resourceNames": [KUBE_PROXY_SECRET], "verbs": ["get"]}]}),
+                   "metadata": {"name": name, "namespace": ns},
+                   "rules": [{"apiGroups": [""], "resources": [resource],
+                              "resourceNames": [object], "verbs": ["get"]}]}),
         ),
         (
-            "/apis/rbac.authorization.k8s.io/v1/namespaces/kube-system/rolebindings",
+            format!("{rbac}/rolebindings"),
             json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                   "metadata": {"name": "dmuc:kube-proxy-token", "namespace": "kube-system"},
-                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                               "name": "dmuc:kube-proxy-token"},
-                   "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
-                                 "name": BOOTSTRAP_GROUP}]}),
-        ),
-        (
-            "/apis/rbac.authorization.k8s.io/v1/namespaces/kube-public/rolebindings",
-            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                   "metadata": {"name": "dmuc:bootstrap-signer-clusterinfo", "namespace": "kube-public"},
-                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                               "name": "dmuc:bootstrap-signer-clusterinfo"},
-                   "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
-                                 "name": "system:anonymous"}]}),
+                   "metadata": {"name": name, "namespace": ns},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                   "subjects": [subject]}),
         ),
     ]
 }
@@ -343,7 +359,10 @@ fn make(a: &TokenArgs) -> Result<String, String> {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        if api.ensure(path, &obj).map_err(|e| format!("{name}: {e}"))? {
+        if api
+            .ensure(&path, &obj)
+            .map_err(|e| format!("{name}: {e}"))?
+        {
             eprintln!("made {} {name}", obj["kind"].as_str().unwrap_or_default());
         }
     }
