@@ -222,6 +222,10 @@ command = ["sleep", "1000"]
     // A new dmucd adopts the components: the analysis still is of the start that launched them.
     d.crash();
     d.restart();
+    // status falls back on the crashed daemon's status.json: wait for the new one to answer.
+    wait_for("the new dmucd to answer", T, || {
+        d.ctl(&["status"]).status.success().then_some(())
+    });
     d.wait_state("c", "running", T);
     let adopted = json(&d, &["c"]);
     assert_eq!(adopted["since_seq"], boot["since_seq"], "{adopted}");
