@@ -50,8 +50,14 @@ pub enum ToolCmd {
     /// Discovery with the bootstrap token (cluster-info signed with the token, its CA checked
     /// against the pin), then STATE/pki/ca.crt and the kubelet's bootstrap and kube-proxy's
     /// kubeconfigs for config/worker.toml. A wrong pin or an unknown token is refused and
-    /// nothing is written.
+    /// nothing is written. With --control-plane (config/ha.toml): the CAs and the
+    /// service-account key from the sealed Secret, and this member added to etcd as a learner.
     Join(join::JoinArgs),
+    /// etcd membership of a control-plane member (config/ha.toml).
+    Etcd {
+        #[command(subcommand)]
+        cmd: EtcdCmd,
+    },
     /// Approve the kubelets' serving certificate requests that name only their node's own
     /// names and addresses (once, or as they come with --watch: the csr-approve component).
     CsrApprove(csr::CsrArgs),
@@ -95,6 +101,13 @@ pub enum TokenCmd {
         #[arg(required = true, value_name = "TOKEN")]
         tokens: Vec<String>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EtcdCmd {
+    /// Make this member a voter once its etcd has caught up as a learner (nothing to do for a
+    /// voter): the etcd-promote component of config/ha.toml.
+    Promote(crate::members::PromoteArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -266,6 +279,9 @@ pub fn run(cmd: ToolCmd, socket: &Path) -> u8 {
             cmd: TokenCmd::Delete { admin, tokens },
         } => join::delete(admin, &tokens),
         ToolCmd::Join(a) => join::join(a),
+        ToolCmd::Etcd {
+            cmd: EtcdCmd::Promote(a),
+        } => crate::members::promote(a),
         ToolCmd::Routes(a) => routes::run(a),
         ToolCmd::PodCidr(a) => routes::pod_cidr(a),
         ToolCmd::CsrApprove(a) => csr::run(a),

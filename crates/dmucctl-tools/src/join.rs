@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::kube::{self, Api};
+use crate::members;
 
 /// The group every dmuc bootstrap token authenticates in (besides `system:bootstrappers`).
 pub const BOOTSTRAP_GROUP: &str = "system:bootstrappers:dmuc:default-node-token";
@@ -28,6 +29,14 @@ pub struct TokenArgs {
     /// is loopback: then https://NODE-IP:6443 of the `kubernetes` endpoint].
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
+    /// For a new control-plane member (config/ha.toml): also seal the CAs and the
+    /// service-account key into the Secret dmuc-certs under a new certificate key, which the
+    /// join command carries (and nothing else keeps). Gone with the token.
+    #[arg(long)]
+    pub control_plane: bool,
+    /// This member's files to seal [default: the kubeconfig's directory].
+    #[arg(long, value_name = "DIR", requires = "control_plane")]
+    pub pki: Option<PathBuf>,
 }
 
 /// An administrator's kubeconfig (`token`, `csr-approve`).
@@ -369,12 +378,30 @@ fn make(a: &TokenArgs) -> Result<String, String> {
     let (id, secret) = (random(6)?, random(16)?);
     let expires = time::OffsetDateTime::now_utc()
         + time::Duration::seconds(i64::try_from(a.ttl.as_secs()).unwrap_or(i64::MAX / 2));
-    api.create(
-        "/api/v1/namespaces/kube-system/secrets",
-        &token_secret(&id, &secret, &rfc3339(expires)),
-    )
-    .map_err(|e| format!("the token's Secret: {e}"))?;
+    let made = api
+        .create(
+            "/api/v1/namespaces/kube-system/secrets",
+            &token_secret(&id, &secret, &rfc3339(expires)),
+        )
+        .map_err(|e| format!("the token's Secret: {e}"))?;
     eprintln!("made token {id}, good until {}", rfc3339(expires));
+    let certificate_key = if a.control_plane {
+        let pki = a.pki.clone().unwrap_or_else(|| {
+            a.admin
+                .kubeconfig
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .to_path_buf()
+        });
+        let uid = made["metadata"]["uid"].as_str().unwrap_or_default();
+        Some(upload_certs(
+            &api,
+            &pki,
+            (&format!("bootstrap-token-{id}"), uid),
+        )?)
+    } else {
+        None
+    };
     // The controller manager's bootstrap signer signs cluster-info with the new token: a
     // join checks that signature, so the command is only good once it is there.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -414,10 +441,62 @@ fn make(a: &TokenArgs) -> Result<String, String> {
         }
         std::thread::sleep(Duration::from_millis(200)); // polling the API, with the deadline above
     }
-    Ok(format!(
+    let mut line = format!(
         "dmucctl join --server {server} --token {id}.{secret} --ca-cert-hash {}",
         kube::ca_hash(&ca)?
-    ))
+    );
+    if let Some(k) = certificate_key {
+        line.push_str(&format!(" --control-plane --certificate-key {k}"));
+    }
+    Ok(line)
+}
+
+/// Seals this member's shared files into `dmuc-certs` (replacing an earlier one), owned by
+/// the token's Secret, readable by the token's group; returns the certificate key.
+fn upload_certs(api: &Api, pki: &std::path::Path, owner: (&str, &str)) -> Result<String, String> {
+    let files = members::read_shared(pki)?;
+    // Stacked etcd: a member's etcd listens on its API server's advertised address.
+    let ep = api
+        .get("/api/v1/namespaces/default/endpoints/kubernetes")
+        .map_err(|e| format!("the API servers' addresses: {e}"))?
+        .ok_or("no `kubernetes` endpoint")?;
+    let etcd: Vec<String> = ep["subsets"][0]["addresses"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x["ip"].as_str())
+                .map(|ip| format!("https://{ip}:2379"))
+                .collect()
+        })
+        .unwrap_or_default();
+    if etcd.is_empty() {
+        return Err("the `kubernetes` endpoint has no address".into());
+    }
+    let hex = members::new_key()?;
+    let key = members::parse_key(&hex)?;
+    let secret = members::certs_secret(&key, &files, &etcd, owner)?;
+    for (path, obj) in may_get(
+        "kube-system",
+        "dmuc:control-plane-certs",
+        "secrets",
+        members::CERTS_SECRET,
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": BOOTSTRAP_GROUP}),
+    ) {
+        api.ensure(&path, &obj)
+            .map_err(|e| format!("{path}: {e}"))?;
+    }
+    let path = format!("{TOKENS}/{}", members::CERTS_SECRET);
+    api.delete(&path)
+        .map_err(|e| format!("{}: {e}", members::CERTS_SECRET))?;
+    api.create(TOKENS, &secret)
+        .map_err(|e| format!("{}: {e}", members::CERTS_SECRET))?;
+    eprintln!(
+        "sealed {} into Secret kube-system/{} (etcd at {}): it goes with the token",
+        members::SHARED.map(|(n, _)| n).join(", "),
+        members::CERTS_SECRET,
+        etcd.join(",")
+    );
+    Ok(hex)
 }
 
 /// `dmucctl join`'s arguments.
@@ -438,6 +517,19 @@ pub struct JoinArgs {
     /// Replace an earlier join's files (and the kubelet's credentials from it).
     #[arg(long)]
     pub force: bool,
+    /// Join as a control-plane member (config/ha.toml) instead of a worker: the CAs and the
+    /// service-account key from the sealed Secret, and this member's etcd added as a learner.
+    #[arg(long, requires_all = ["certificate_key", "node_name", "node_ip"])]
+    pub control_plane: bool,
+    /// The key that opens the sealed Secret (what `token create --control-plane` printed).
+    #[arg(long, value_name = "HEX", requires = "control_plane")]
+    pub certificate_key: Option<String>,
+    /// This member's name (its etcd member name; the profile's `node`).
+    #[arg(long, value_name = "NAME", requires = "control_plane")]
+    pub node_name: Option<String>,
+    /// This member's address (etcd's peer and client URLs; the profile's `node-ip`).
+    #[arg(long, value_name = "IP", requires = "control_plane")]
+    pub node_ip: Option<std::net::Ipv4Addr>,
 }
 
 /// `ID.SECRET` of a bootstrap token (`[a-z0-9]{6}.[a-z0-9]{16}`).
@@ -519,6 +611,9 @@ const KUBELET_CREDENTIALS: [&str; 2] = ["kubelet.kubeconfig", "kubelet"];
 
 /// `dmucctl join`.
 pub fn join(a: JoinArgs) -> u8 {
+    if a.control_plane {
+        return join_control_plane(&a);
+    }
     let files = match discover(&a) {
         Ok(f) => f,
         Err(e) => {
@@ -545,21 +640,57 @@ pub fn join(a: JoinArgs) -> u8 {
     }
 }
 
+/// Refuses a node that has joined already (one of `files` exists), unless --force.
+fn joined_already(a: &JoinArgs, files: &[&str]) -> Result<(), String> {
+    let pki = a.state.join("pki");
+    match files.iter().map(|f| pki.join(f)).find(|p| p.exists()) {
+        Some(p) if !a.force => Err(format!(
+            "{} exists: this node has joined already (`dmucctl reset` it, or --force)",
+            p.display()
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The checks of a join, which write nothing: the files to write (name, text, mode).
 fn discover(a: &JoinArgs) -> Result<Vec<(&'static str, String, u32)>, String> {
+    let mut already = JOIN_FILES[1..].to_vec();
+    already.push(KUBELET_CREDENTIALS[0]);
+    joined_already(a, &already)?;
+    let (ca, api, server) = login(a)?;
+    let proxy = api
+        .get(&format!(
+            "/api/v1/namespaces/kube-system/secrets/{KUBE_PROXY_SECRET}"
+        ))
+        .map_err(|e| format!("kube-proxy's token: {e}"))?
+        .ok_or("the control plane has no kube-proxy token: run a newer `dmucctl token create`")?;
+    let proxy_token = proxy["data"]["token"]
+        .as_str()
+        .and_then(|t| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, t).ok())
+        .and_then(|t| String::from_utf8(t).ok())
+        .ok_or("the kube-proxy-token Secret holds no token yet")?;
+
+    let ca_text = String::from_utf8_lossy(&ca).into_owned();
+    Ok(vec![
+        (JOIN_FILES[0], ca_text.clone(), 0o644),
+        (
+            JOIN_FILES[1],
+            crate::pki::token_kubeconfig("dmuc", &server, "kubelet-bootstrap", &ca_text, &a.token),
+            0o600,
+        ),
+        (
+            JOIN_FILES[2],
+            crate::pki::token_kubeconfig("dmuc", &server, "kube-proxy", &ca_text, &proxy_token),
+            0o600,
+        ),
+    ])
+}
+
+/// Discovery and login with the token: the cluster's CA (checked against the pin), a client
+/// logged in as the bootstrapper, and the server URL.
+fn login(a: &JoinArgs) -> Result<(Vec<u8>, Api, String), String> {
     let (id, secret) = parse_token(&a.token)?;
     let pin = parse_hash(&a.ca_cert_hash)?;
-    let pki = a.state.join("pki");
-    if !a.force {
-        for f in JOIN_FILES[1..].iter().chain(&KUBELET_CREDENTIALS[..1]) {
-            if pki.join(f).exists() {
-                return Err(format!(
-                    "{} exists: this node has joined already (`dmucctl reset` it, or --force)",
-                    pki.join(f).display()
-                ));
-            }
-        }
-    }
     let server = a.server.trim_end_matches('/').to_string();
     let info = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
     // Discovery: nothing is trusted until the signature and the pin are checked.
@@ -602,32 +733,118 @@ fn discover(a: &JoinArgs) -> Result<Vec<(&'static str, String, u32)>, String> {
             "the token logs in as {user:?}, not as the bootstrapper system:bootstrap:{id}"
         ));
     }
-    let proxy = api
-        .get(&format!(
-            "/api/v1/namespaces/kube-system/secrets/{KUBE_PROXY_SECRET}"
-        ))
-        .map_err(|e| format!("kube-proxy's token: {e}"))?
-        .ok_or("the control plane has no kube-proxy token: run a newer `dmucctl token create`")?;
-    let proxy_token = proxy["data"]["token"]
-        .as_str()
-        .and_then(|t| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, t).ok())
-        .and_then(|t| String::from_utf8(t).ok())
-        .ok_or("the kube-proxy-token Secret holds no token yet")?;
+    Ok((ca, api, server))
+}
 
-    let ca_text = String::from_utf8_lossy(&ca).into_owned();
-    Ok(vec![
-        (JOIN_FILES[0], ca_text.clone(), 0o644),
-        (
-            JOIN_FILES[1],
-            crate::pki::token_kubeconfig("dmuc", &server, "kubelet-bootstrap", &ca_text, &a.token),
-            0o600,
+/// `dmucctl join --control-plane`: discovery and login as for a node, then the sealed shared
+/// files opened with the certificate key, this member added to etcd as a learner (the last
+/// step that can fail on the cluster's side), then the files written: the shared ones and
+/// etcd-cluster.env. `pki init` (the profile's pki component) issues the member's own
+/// certificates from the CAs.
+fn join_control_plane(a: &JoinArgs) -> u8 {
+    let fail = |e: String, written: bool| {
+        let tail = if written {
+            "run the join again with --force once fixed"
+        } else {
+            "nothing was written"
+        };
+        eprintln!("dmucctl: join --control-plane: {e}; {tail}");
+        dmuc_client::FAILED
+    };
+    let (files, env) = match member_files(a) {
+        Ok(x) => x,
+        Err(e) => return fail(e, false),
+    };
+    let pki = a.state.join("pki");
+    let mut out: Vec<(&str, String, u32)> = Vec::new();
+    for (name, bytes, mode) in files {
+        out.push((name, String::from_utf8_lossy(&bytes).into_owned(), mode));
+    }
+    let written = write_join(&pki, out).and_then(|mut w| {
+        let p = a.state.join(members::ETCD_ENV);
+        crate::pki::write_file(&p, env.as_bytes(), 0o644)?;
+        w.push(p);
+        Ok(w)
+    });
+    match written {
+        Ok(w) => {
+            for f in &w {
+                println!("wrote {}", f.display());
+            }
+            println!(
+                "joined {} as a control-plane member: now start it with\n  dmucd --config config/ha.toml --var state={} --var node={} --var node-ip={}",
+                a.server,
+                a.state.display(),
+                a.node_name.as_deref().unwrap_or_default(),
+                a.node_ip.map(|i| i.to_string()).unwrap_or_default()
+            );
+            dmuc_client::OK
+        }
+        Err(e) => fail(
+            format!(
+                "{e} (etcd has this member as a learner already: remove it with etcdctl member remove)"
+            ),
+            true,
         ),
-        (
-            JOIN_FILES[2],
-            crate::pki::token_kubeconfig("dmuc", &server, "kube-proxy", &ca_text, &proxy_token),
-            0o600,
-        ),
-    ])
+    }
+}
+
+/// The checks and the etcd member add of a control-plane join: the shared files and the
+/// text of etcd-cluster.env.
+fn member_files(a: &JoinArgs) -> Result<(Vec<members::SharedFile>, String), String> {
+    let (Some(hex), Some(name), Some(ip)) = (&a.certificate_key, &a.node_name, a.node_ip) else {
+        return Err("--control-plane needs --certificate-key, --node-name and --node-ip".into());
+    };
+    let key = members::parse_key(hex)?;
+    joined_already(a, &["ca.key", members::ETCD_ENV])?;
+    if a.state.join("etcd").join("member").exists() && !a.force {
+        return Err(format!(
+            "{} holds etcd data already: this node was a member (`dmucctl reset` it first)",
+            a.state.join("etcd").display()
+        ));
+    }
+    let (_, api, _) = login(a)?;
+    let secret = api
+        .get(&format!("{TOKENS}/{}", members::CERTS_SECRET))
+        .map_err(|e| format!("{}: {e}", members::CERTS_SECRET))?
+        .ok_or_else(|| {
+            format!(
+                "the cluster has no {} Secret (or it went with its token): run `dmucctl token                  create --control-plane` on a member",
+                members::CERTS_SECRET
+            )
+        })?;
+    let (files, endpoints) = members::open_secret(&key, &secret)?;
+    let get = |n: &str| {
+        files
+            .iter()
+            .find(|(f, ..)| *f == n)
+            .map(|(_, b, _)| b.clone())
+            .unwrap_or_default()
+    };
+    let (etcd_ca, etcd_key) = (get("etcd-ca.crt"), get("etcd-ca.key"));
+    let apis = endpoints
+        .iter()
+        .map(|e| {
+            Ok((
+                e.clone(),
+                members::etcd_client(&etcd_ca, &etcd_key, e, &etcd_ca)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let peer = format!("https://{ip}:2380");
+    let (i, now) = members::member_list(&apis)?;
+    if let Some(why) = members::refuse_join(&now, name, &peer) {
+        return Err(why);
+    }
+    let (id, after) = members::add_learner(&apis[i].1, &peer)?;
+    let initial = members::initial_cluster(&after, name, &peer)?;
+    println!("etcd: added {name} ({id}) at {peer} as a learner");
+    let voters: Vec<String> = after
+        .iter()
+        .filter(|m| !m.learner)
+        .flat_map(|m| m.clients.clone())
+        .collect();
+    Ok((files, members::etcd_env(&initial, "existing", &voters)))
 }
 
 /// Writes a join's files into `pki`, each atomically.

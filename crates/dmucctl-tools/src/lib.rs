@@ -19,5 +19,6 @@ pub mod fetch;
 pub mod host;
 pub mod join;
 pub mod kube;
+pub mod members;
 pub mod pki;
 pub mod routes;

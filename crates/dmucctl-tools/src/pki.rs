@@ -391,6 +391,24 @@ fn leaf(
     Ok(p.signed_by(key, issuer).map_err(|e| e.to_string())?.pem())
 }
 
+/// A client certificate (and its key, PEM) signed by the CA `ca_crt`/`ca_key`, valid a day:
+/// for a command that needs one only while it runs (a control-plane join asking etcd).
+pub fn client_cert(ca_crt: &str, ca_key: &str, cn: &str) -> Result<(String, String), String> {
+    let ca_key = KeyPair::from_pem(ca_key).map_err(|e| format!("CA key: {e}"))?;
+    let issuer = Issuer::from_ca_cert_pem(ca_crt, &ca_key).map_err(|e| format!("CA: {e}"))?;
+    let k = KeyPair::generate().map_err(|e| e.to_string())?;
+    let plan = CertPlan {
+        name: "client",
+        cn: cn.to_string(),
+        org: None,
+        usage: Usage::Client,
+        ca: Ca::Etcd,
+        dns: vec![],
+        ips: vec![],
+    };
+    Ok((leaf(&plan, 1, &k, &issuer)?, k.serialize_pem()))
+}
+
 /// Writes `bytes` to `path` atomically (temp file, then rename) with `mode`.
 pub(crate) fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
     let tmp = path.with_extension("tmp~");

@@ -117,9 +117,31 @@ fn a_node_that_joined_already_is_refused_before_anything_is_asked() {
         ca_cert_hash: format!("sha256:{}", "0".repeat(64)),
         state: dir.path().into(),
         force: false,
+        control_plane: false,
+        certificate_key: None,
+        node_name: None,
+        node_ip: None,
     };
     let e = discover(&a).unwrap_err();
     assert!(e.contains("joined already") && e.contains("--force"), "{e}");
+    // A member with the cluster's CA key, or etcd data, is refused before any call too.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("pki")).unwrap();
+    std::fs::write(dir.path().join("pki/ca.key"), "x").unwrap();
+    let a = JoinArgs {
+        state: dir.path().into(),
+        control_plane: true,
+        certificate_key: Some(crate::members::new_key().unwrap()),
+        node_name: Some("m2".into()),
+        node_ip: Some("198.18.0.22".parse().unwrap()),
+        ..a
+    };
+    let e = member_files(&a).unwrap_err();
+    assert!(e.contains("pki/ca.key exists"), "{e}");
+    std::fs::remove_file(dir.path().join("pki/ca.key")).unwrap();
+    std::fs::create_dir_all(dir.path().join("etcd/member")).unwrap();
+    let e = member_files(&a).unwrap_err();
+    assert!(e.contains("holds etcd data already"), "{e}");
 }
 
 #[test]

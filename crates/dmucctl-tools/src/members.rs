@@ -1,0 +1,468 @@
+//! More control-plane members (config/ha.toml): how a new member gets the cluster's CAs and
+//! service-account key, and how it joins etcd.
+//!
+//! The keys travel as kubeadm's `upload-certs` sends them: `dmucctl token create
+//! --control-plane` seals each file with AES-256-GCM under a fresh 32-byte *certificate key*
+//! (printed once, never stored in the cluster) into the Secret `dmuc-certs`, owned by the
+//! token's Secret so that the token cleaner's expiry takes it too. The token's holders may
+//! read the Secret; only who also has the certificate key can open it.
+//!
+//! etcd grows one member at a time, each first a *learner* (etcd 3.4+): a learner does not
+//! vote, so adding it never costs the quorum (a voting member added before its etcd runs
+//! would make a 1-member cluster need 2). `dmucctl etcd promote` (the profile's
+//! etcd-promote component) makes it a voter once it has caught up. Both speak etcd's
+//! documented JSON gateway (`/v3/cluster/member/*`) with a client certificate of etcd's CA.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::rand::{SecureRandom, SystemRandom};
+use serde_json::{Value, json};
+
+use crate::kube::{self, Api};
+
+/// The Secret (in kube-system) holding the sealed files.
+pub const CERTS_SECRET: &str = "dmuc-certs";
+
+/// What every member shares, with the mode each is written with: the two CAs (their keys
+/// sign each member's own certificates) and the service-account key pair (every API server
+/// must verify the tokens any of them signed).
+pub const SHARED: [(&str, u32); 6] = [
+    ("ca.crt", 0o644),
+    ("ca.key", 0o600),
+    ("etcd-ca.crt", 0o644),
+    ("etcd-ca.key", 0o600),
+    ("sa.key", 0o600),
+    ("sa.pub", 0o644),
+];
+
+/// A shared file opened: name, bytes, mode.
+pub type SharedFile = (&'static str, Vec<u8>, u32);
+
+/// The file a member's etcd reads its first-start settings from (environment variables etcd
+/// reads itself): `ETCD_INITIAL_CLUSTER`, `ETCD_INITIAL_CLUSTER_STATE`, and the endpoints to
+/// promote it through (`DMUC_ETCD_ENDPOINTS`).
+pub const ETCD_ENV: &str = "etcd-cluster.env";
+
+fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::STANDARD
+}
+
+/// A new certificate key, as hex.
+pub fn new_key() -> Result<String, String> {
+    let mut k = [0u8; 32];
+    SystemRandom::new()
+        .fill(&mut k)
+        .map_err(|_| "no random numbers".to_string())?;
+    Ok(k.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The 32 bytes of a certificate key given as 64 hex digits.
+pub fn parse_key(hex: &str) -> Result<[u8; 32], String> {
+    let bad = || {
+        format!(
+            "--certificate-key: want the 64 hex digits `dmucctl token create --control-plane` \
+             printed, not {} characters",
+            hex.len()
+        )
+    };
+    if hex.len() != 64 {
+        return Err(bad());
+    }
+    let mut k = [0u8; 32];
+    for (i, b) in k.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(k)
+}
+
+fn aead(key: &[u8; 32]) -> Result<LessSafeKey, String> {
+    UnboundKey::new(&AES_256_GCM, key)
+        .map(LessSafeKey::new)
+        .map_err(|_| "bad key".to_string())
+}
+
+/// `plain` sealed under `key`, bound to the file's `name` (so that sealed files cannot be
+/// swapped): base64 of nonce ‖ ciphertext ‖ tag.
+pub fn seal(key: &[u8; 32], name: &str, plain: &[u8]) -> Result<String, String> {
+    let mut nonce = [0u8; NONCE_LEN];
+    SystemRandom::new()
+        .fill(&mut nonce)
+        .map_err(|_| "no random numbers".to_string())?;
+    let mut buf = plain.to_vec();
+    aead(key)?
+        .seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(name.as_bytes()),
+            &mut buf,
+        )
+        .map_err(|_| format!("cannot seal {name}"))?;
+    let mut out = nonce.to_vec();
+    out.extend(buf);
+    Ok(b64().encode(out))
+}
+
+/// The file sealed by [`seal`]; an error names the likely cause (a wrong key).
+pub fn open(key: &[u8; 32], name: &str, sealed: &str) -> Result<Vec<u8>, String> {
+    let raw = b64()
+        .decode(sealed.trim())
+        .map_err(|_| format!("{CERTS_SECRET}: {name} is not base64"))?;
+    if raw.len() < NONCE_LEN + AES_256_GCM.tag_len() {
+        return Err(format!("{CERTS_SECRET}: {name} is too short to be sealed"));
+    }
+    let (nonce, ct) = raw.split_at(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| "bad nonce".to_string())?;
+    let mut buf = ct.to_vec();
+    let plain = aead(key)?
+        .open_in_place(nonce, Aad::from(name.as_bytes()), &mut buf)
+        .map_err(|_| {
+            format!(
+                "{CERTS_SECRET}: {name} does not open with this certificate key: a wrong \
+                 --certificate-key, or the Secret was sealed again by a later `token create \
+                 --control-plane`"
+            )
+        })?;
+    Ok(plain.to_vec())
+}
+
+/// The `dmuc-certs` Secret: each shared file sealed (data key = file name), the etcd client
+/// URLs to join through in the clear, owned by the token's Secret.
+pub fn certs_secret(
+    key: &[u8; 32],
+    files: &[(&str, Vec<u8>)],
+    etcd_endpoints: &[String],
+    owner: (&str, &str),
+) -> Result<Value, String> {
+    let mut data = serde_json::Map::new();
+    for (name, bytes) in files {
+        // The sealed text, base64 again as Secret data wants it.
+        data.insert(
+            (*name).to_string(),
+            Value::String(b64().encode(seal(key, name, bytes)?)),
+        );
+    }
+    data.insert(
+        "etcd-endpoints".into(),
+        Value::String(b64().encode(etcd_endpoints.join(","))),
+    );
+    Ok(
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": CERTS_SECRET, "namespace": "kube-system",
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Secret", "name": owner.0,
+                                 "uid": owner.1, "controller": true}]},
+        "data": Value::Object(data)}),
+    )
+}
+
+fn secret_text(s: &Value, key: &str) -> Option<String> {
+    let v = s["data"][key].as_str()?;
+    let b = b64().decode(v).ok()?;
+    String::from_utf8(b).ok()
+}
+
+/// The shared files opened from the Secret (name, bytes, mode) and the etcd endpoints.
+pub fn open_secret(key: &[u8; 32], s: &Value) -> Result<(Vec<SharedFile>, Vec<String>), String> {
+    let mut files = Vec::new();
+    for (name, mode) in SHARED {
+        let sealed = secret_text(s, name)
+            .ok_or_else(|| format!("{CERTS_SECRET} holds no {name}: make it again with `dmucctl token create --control-plane`"))?;
+        files.push((name, open(key, name, &sealed)?, mode));
+    }
+    let endpoints: Vec<String> = secret_text(s, "etcd-endpoints")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|e| !e.is_empty())
+        .map(str::to_string)
+        .collect();
+    if endpoints.is_empty() {
+        return Err(format!("{CERTS_SECRET} names no etcd endpoint"));
+    }
+    Ok((files, endpoints))
+}
+
+/// An etcd member as the gateway lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The member ID (uint64, as the gateway's JSON string).
+    pub id: String,
+    /// Empty until the member's etcd has started.
+    pub name: String,
+    /// Peer URLs.
+    pub peers: Vec<String>,
+    /// Client URLs (empty until started).
+    pub clients: Vec<String>,
+    /// Not voting yet.
+    pub learner: bool,
+}
+
+/// The members of a `member/list` (or `member/add`) answer.
+pub fn parse_members(v: &Value) -> Vec<Member> {
+    let strings = |m: &Value, k: &str| -> Vec<String> {
+        m[k].as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|u| u.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    v["members"]
+        .as_array()
+        .map(|ms| {
+            ms.iter()
+                .map(|m| Member {
+                    id: match &m["ID"] {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    },
+                    name: m["name"].as_str().unwrap_or_default().to_string(),
+                    peers: strings(m, "peerURLs"),
+                    clients: strings(m, "clientURLs"),
+                    learner: m["isLearner"].as_bool().unwrap_or(false),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `ETCD_INITIAL_CLUSTER` for a new member `name` at `peer`, from the member list after its
+/// `member add`: every member by its peer URLs, the new one under its name (as `etcdctl
+/// member add` prints it). Fails while another added member has not started: etcd would
+/// refuse the list.
+pub fn initial_cluster(members: &[Member], name: &str, peer: &str) -> Result<String, String> {
+    let mut parts = Vec::new();
+    for m in members {
+        let n = if m.peers.iter().any(|p| p == peer) {
+            name
+        } else if m.name.is_empty() {
+            return Err(format!(
+                "etcd member {} ({}) was added but has not started: start it (or remove it \
+                 with `etcdctl member remove {}`) before another joins",
+                m.id,
+                m.peers.join(","),
+                m.id
+            ));
+        } else {
+            &m.name
+        };
+        for p in &m.peers {
+            parts.push(format!("{n}={p}"));
+        }
+    }
+    Ok(parts.join(","))
+}
+
+/// Why `name` at `peer` cannot join the members as they are, if it cannot.
+pub fn refuse_join(members: &[Member], name: &str, peer: &str) -> Option<String> {
+    if let Some(m) = members.iter().find(|m| m.peers.iter().any(|p| p == peer)) {
+        return Some(format!(
+            "etcd already has member {} ({:?}) at {peer}: a member that was reset must be \
+             removed first (`etcdctl member remove {}` on a running member)",
+            m.id, m.name, m.id
+        ));
+    }
+    if members.iter().any(|m| m.name == name) {
+        return Some(format!(
+            "etcd already has a member named {name}: give this node another --node-name"
+        ));
+    }
+    if let Some(m) = members.iter().find(|m| m.learner) {
+        return Some(format!(
+            "etcd member {} ({}) is still a learner: etcd takes one at a time; wait until its \
+             etcd-promote has made it a voter",
+            m.id, m.name
+        ));
+    }
+    None
+}
+
+/// A client certificate of etcd's CA, made in memory for this command (nothing written).
+pub fn etcd_client(ca_crt: &[u8], ca_key: &[u8], endpoint: &str, ca: &[u8]) -> Result<Api, String> {
+    let (cert, key) = crate::pki::client_cert(
+        &String::from_utf8_lossy(ca_crt),
+        &String::from_utf8_lossy(ca_key),
+        "dmucctl-join",
+    )?;
+    etcd_api(endpoint, ca, cert.into_bytes(), key.into_bytes())
+}
+
+fn etcd_api(endpoint: &str, ca: &[u8], cert: Vec<u8>, key: Vec<u8>) -> Result<Api, String> {
+    Api::new(
+        &kube::Kubeconfig {
+            server: endpoint.to_string(),
+            ca: Some(ca.to_vec()),
+            cert: Some(cert),
+            key: Some(key),
+            token: None,
+        },
+        true,
+    )
+}
+
+/// `member/list` through the first endpoint that answers.
+pub fn member_list(apis: &[(String, Api)]) -> Result<(usize, Vec<Member>), String> {
+    let mut errors = Vec::new();
+    for (i, (ep, api)) in apis.iter().enumerate() {
+        match api.create("/v3/cluster/member/list", &json!({})) {
+            Ok(v) => return Ok((i, parse_members(&v))),
+            Err(e) => errors.push(format!("{ep}: {e}")),
+        }
+    }
+    Err(format!("no etcd member answers: {}", errors.join("; ")))
+}
+
+/// Adds a learner at `peer`; returns its ID and the members afterwards.
+pub fn add_learner(api: &Api, peer: &str) -> Result<(String, Vec<Member>), String> {
+    let v = api
+        .create(
+            "/v3/cluster/member/add",
+            &json!({"peerURLs": [peer], "isLearner": true}),
+        )
+        .map_err(|e| format!("etcd member add {peer}: {e}"))?;
+    let id = match &v["member"]["ID"] {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    Ok((id, parse_members(&v)))
+}
+
+/// The `etcd-cluster.env` of a member.
+pub fn etcd_env(initial: &str, state: &str, endpoints: &[String]) -> String {
+    format!(
+        "# Written by dmucctl: read by etcd at its first start only (a data directory wins).\n\
+         ETCD_INITIAL_CLUSTER={initial}\nETCD_INITIAL_CLUSTER_STATE={state}\n\
+         DMUC_ETCD_ENDPOINTS={}\n",
+        endpoints.join(",")
+    )
+}
+
+/// `dmucctl etcd promote`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct PromoteArgs {
+    /// This member's peer URL (how it is found in the member list).
+    #[arg(long, value_name = "URL")]
+    pub peer_url: String,
+    /// The member's files: etcd-ca.crt and apiserver-etcd-client.{crt,key} (etcd's client).
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/dmuc/pki")]
+    pub pki: std::path::PathBuf,
+    /// The etcd-cluster.env a control-plane join wrote (its DMUC_ETCD_ENDPOINTS: the voting
+    /// members to ask); without the file, this member is the first and votes already.
+    #[arg(long, value_name = "FILE")]
+    pub env: std::path::PathBuf,
+    /// How long to wait for the learner to catch up.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = dmuc_config::duration::parse_duration)]
+    pub timeout: Duration,
+}
+
+/// The value of `KEY=` in an env file.
+pub fn env_value(text: &str, key: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .map(|v| v.trim().to_string())
+}
+
+/// `dmucctl etcd promote`: makes this member a voter once it has caught up (a no-op for a
+/// voter); retries while etcd says the learner is not in sync yet.
+pub fn promote(a: PromoteArgs) -> u8 {
+    match promote_inner(&a) {
+        Ok(msg) => {
+            println!("{msg}");
+            dmuc_client::OK
+        }
+        Err(e) => {
+            eprintln!("dmucctl: etcd promote: {e}");
+            dmuc_client::FAILED
+        }
+    }
+}
+
+fn promote_inner(a: &PromoteArgs) -> Result<String, String> {
+    let read = |f: &str| {
+        let p = a.pki.join(f);
+        std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))
+    };
+    let mut endpoints: Vec<String> = match std::fs::read_to_string(&a.env) {
+        Ok(t) => env_value(&t, "DMUC_ETCD_ENDPOINTS")
+            .unwrap_or_default()
+            .split(',')
+            .filter(|e| !e.is_empty())
+            .map(str::to_string)
+            .collect(),
+        Err(_) => vec![],
+    };
+    // The local member answers too, once it votes (on a restart, say).
+    endpoints.push("https://127.0.0.1:2379".into());
+    let (ca, cert, key) = (
+        read("etcd-ca.crt")?,
+        read("apiserver-etcd-client.crt")?,
+        read("apiserver-etcd-client.key")?,
+    );
+    let apis = endpoints
+        .iter()
+        .map(|e| Ok((e.clone(), etcd_api(e, &ca, cert.clone(), key.clone())?)))
+        .collect::<Result<Vec<_>, String>>()?;
+    let deadline = Instant::now() + a.timeout;
+    loop {
+        let last = match member_list(&apis) {
+            Ok((i, members)) => {
+                let me = members
+                    .iter()
+                    .find(|m| m.peers.iter().any(|p| p == &a.peer_url))
+                    .ok_or_else(|| {
+                        format!(
+                            "no etcd member has the peer URL {}: join with `dmucctl join \
+                             --control-plane`",
+                            a.peer_url
+                        )
+                    })?;
+                if !me.learner {
+                    return Ok(format!(
+                        "etcd member {} ({}) votes; {} members",
+                        me.id,
+                        me.name,
+                        members.len()
+                    ));
+                }
+                match apis[i]
+                    .1
+                    .create("/v3/cluster/member/promote", &json!({"ID": me.id}))
+                {
+                    Ok(_) => {
+                        return Ok(format!(
+                            "etcd member {} ({}) promoted from learner to voter",
+                            me.id, me.name
+                        ));
+                    }
+                    Err(e) => format!("promote {}: {e}", me.id),
+                }
+            }
+            Err(e) => e,
+        };
+        if Instant::now() > deadline {
+            return Err(format!(
+                "not a voter after {} s: {last}",
+                a.timeout.as_secs()
+            ));
+        }
+        println!("waiting: {last}");
+        std::thread::sleep(Duration::from_millis(500)); // polling etcd, with the deadline above
+    }
+}
+
+/// Reads the shared files of a member's `pki` for the Secret.
+pub fn read_shared(pki: &Path) -> Result<Vec<(&'static str, Vec<u8>)>, String> {
+    SHARED
+        .iter()
+        .map(|(name, _)| {
+            let p = pki.join(name);
+            std::fs::read(&p)
+                .map(|b| (*name, b))
+                .map_err(|e| format!("{}: {e} (run this on a control-plane member)", p.display()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
