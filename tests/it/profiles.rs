@@ -317,3 +317,80 @@ fn worker_joins_without_a_control_plane_of_its_own() {
         config.contains("serverTLSBootstrap: true") && config.contains("rotateCertificates: true")
     );
 }
+
+#[test]
+fn ha_member_joins_etcd_as_a_learner_and_elects_leaders() {
+    let (_, cfg) = profile("ha.toml");
+    let mut names: Vec<&str> = cfg
+        .graph
+        .components()
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    names.sort();
+    // A member runs no pods: no kubelet, containerd or kube-proxy.
+    assert_eq!(
+        names,
+        [
+            "csr-approve",
+            "etcd",
+            "etcd-promote",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "pki",
+            "users"
+        ]
+    );
+    assert_eq!(after(&cfg, "etcd"), deps(&[("pki", "completed")]));
+    assert_eq!(after(&cfg, "etcd-promote"), deps(&[("etcd", "ready")]));
+    // A learner serves no reads or writes: the API server waits for the vote.
+    assert_eq!(
+        after(&cfg, "kube-apiserver"),
+        deps(&[("etcd-promote", "completed")])
+    );
+    let cmd = |n: &str| cfg.graph.get(n).unwrap().command.join(" ");
+    let etcd = cmd("etcd");
+    for part in [
+        ". /var/lib/dmuc/etcd-cluster.env",
+        "exec /usr/local/bin/etcd",
+        "--peer-client-cert-auth=true",
+        "--client-cert-auth=true",
+    ] {
+        assert!(etcd.contains(part), "{part}: {etcd}");
+    }
+    // The initial cluster comes from the env file only (a flag would shadow it).
+    assert!(!etcd.contains("--initial-cluster"), "{etcd}");
+    assert!(cmd("kube-controller-manager").contains("--leader-elect=true"));
+    assert!(cmd("pki").contains("leaderElection: {leaderElect: true}"));
+    assert!(cmd("pki").contains("ETCD_INITIAL_CLUSTER_STATE=new"));
+    assert!(cmd("kube-apiserver").contains("--etcd-servers=https://127.0.0.1:2379"));
+    for (c, user) in [
+        ("etcd", "dmuc-etcd"),
+        ("kube-apiserver", "dmuc-apiserver"),
+        ("kube-controller-manager", "dmuc-controller-manager"),
+        ("kube-scheduler", "dmuc-scheduler"),
+    ] {
+        assert_eq!(cfg.graph.get(c).unwrap().user.as_deref(), Some(user), "{c}");
+    }
+    assert_eq!(url(&cfg, "etcd").0, "http://127.0.0.1:2381/health");
+    assert_eq!(
+        url(&cfg, "kube-apiserver").0,
+        "https://127.0.0.1:6443/readyz"
+    );
+
+    let (_, lb) = profile("balancer.toml");
+    assert_eq!(
+        after(&lb, "balancer"),
+        deps(&[("balancer-config", "completed")])
+    );
+    assert_eq!(
+        lb.graph.get("balancer").unwrap().command.join(" "),
+        "/usr/sbin/haproxy -db -f /var/lib/dmuc-balancer/haproxy.cfg"
+    );
+    assert_eq!(url(&lb, "balancer").0, "http://127.0.0.1:6444/healthz");
+    let config = lb.graph.get("balancer-config").unwrap().command.join(" ");
+    for part in ["option httpchk GET /readyz", "haproxy -c -q -f"] {
+        assert!(config.contains(part), "{part}");
+    }
+}
