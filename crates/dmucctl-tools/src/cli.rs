@@ -121,29 +121,41 @@ pub struct ProfileArgs {
 }
 
 impl ProfileArgs {
-    /// The profile's variables (or the built-in ones and the --var values without a profile).
-    fn vars(&self) -> Result<std::collections::BTreeMap<String, String>, String> {
-        self.load().map(|(v, _)| v)
-    }
-
-    /// The variables, and whether the profile is a worker's (it runs a kubelet and no API
-    /// server, as config/worker.toml).
-    fn load(&self) -> Result<(std::collections::BTreeMap<String, String>, bool), String> {
+    /// The profile's variables (or the built-in ones and the --var values without a
+    /// profile), and what the profile runs.
+    fn load(&self) -> Result<(std::collections::BTreeMap<String, String>, Role), String> {
         let over: std::collections::BTreeMap<String, String> = self.vars.iter().cloned().collect();
         match &self.config {
             Some(f) => dmuc_config::load_file(f, &over).map(|c| {
-                let worker =
-                    c.graph.get("kubelet").is_some() && c.graph.get("kube-apiserver").is_none();
-                (c.vars, worker)
+                let has = |n: &str| c.graph.get(n).is_some();
+                let role = match (has("kube-apiserver"), has("kubelet") || has("containerd")) {
+                    (false, true) => Role::Worker,
+                    (true, false) => Role::Member,
+                    _ => Role::Node,
+                };
+                (c.vars, role)
             }),
             None => {
                 let mut v = dmuc_config::host_builtins();
                 v.extend(over);
-                Ok((v, false))
+                Ok((v, Role::Node))
             }
         }
     }
 }
+
+/// What a profile runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// A control plane and a node (config/cluster.toml), or no profile given.
+    Node,
+    /// A kubelet and no API server (config/worker.toml).
+    Worker,
+    /// An API server and no pods: one member of an HA control plane (config/ha.toml).
+    Member,
+}
+
+impl ProfileArgs {}
 
 #[derive(clap::Args, Debug)]
 pub struct FetchArgs {
@@ -296,7 +308,7 @@ pub fn run(cmd: ToolCmd, socket: &Path) -> u8 {
 }
 
 fn doctor_cmd(profile: &ProfileArgs, root: PathBuf, ports: bool) -> u8 {
-    let (vars, worker) = match profile.load() {
+    let (vars, role) = match profile.load() {
         Ok(v) => v,
         Err(e) => {
             eprintln!("{e}");
@@ -317,7 +329,7 @@ fn doctor_cmd(profile: &ProfileArgs, root: PathBuf, ports: bool) -> u8 {
             .ok()
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned()),
-        worker_state: worker.then(|| var("state", "/var/lib/dmuc").into()),
+        worker_state: (role == Role::Worker).then(|| var("state", "/var/lib/dmuc").into()),
     };
     let checks = host::doctor(&input);
     let mut fails = 0;
@@ -346,7 +358,7 @@ fn doctor_cmd(profile: &ProfileArgs, root: PathBuf, ports: bool) -> u8 {
 }
 
 fn reset_cmd(profile: &ProfileArgs, keep_pki: bool, yes: bool, root: PathBuf, socket: &Path) -> u8 {
-    let vars = match profile.vars() {
+    let (vars, role) = match profile.load() {
         Ok(v) => v,
         Err(e) => {
             eprintln!("{e}");
@@ -393,6 +405,7 @@ fn reset_cmd(profile: &ProfileArgs, keep_pki: bool, yes: bool, root: PathBuf, so
         bin: &bin,
         cgroup_root: &var("cgroup-root", "/"),
         dirs: &dirs,
+        pods: role != Role::Member,
     });
     if plan.is_empty() {
         println!("nothing to remove");

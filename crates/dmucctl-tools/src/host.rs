@@ -423,6 +423,10 @@ pub struct ResetInput<'a> {
     /// Directories of the node that the profile moved out of the usual places
     /// (`kubelet-root`, `containerd-root`, `pod-logs`, ...): removed too.
     pub dirs: &'a [PathBuf],
+    /// Whether the profile runs pods (a kubelet or containerd). A control-plane member
+    /// (config/ha.toml) does not: only its state directory is its own, and what a kubelet,
+    /// containerd or kube-proxy leaves belongs to another profile on the host, if anyone's.
+    pub pods: bool,
 }
 
 /// The state a node leaves outside its data dir (k8s-modern.md §7, ../shared/k8s/README.md),
@@ -440,20 +444,25 @@ pub fn reset_plan(i: &ResetInput) -> ResetPlan {
         v.sort();
         paths.extend(v);
     }
-    for p in [
-        "/run/containerd",
-        "/var/run/netns",
-        "/run/netns",
-        "/var/lib/cni",
-        "/var/log/containers",
-        "/var/log/pods",
-        "/var/lib/kubelet",
-        "/var/lib/containerd",
-        "/etc/cni/net.d/10-dmuc.conflist",
-    ]
-    .iter()
-    .map(Path::new)
-    .chain(i.dirs.iter().map(PathBuf::as_path))
+    let node_paths: &[&str] = if i.pods {
+        &[
+            "/run/containerd",
+            "/var/run/netns",
+            "/run/netns",
+            "/var/lib/cni",
+            "/var/log/containers",
+            "/var/log/pods",
+            "/var/lib/kubelet",
+            "/var/lib/containerd",
+            "/etc/cni/net.d/10-dmuc.conflist",
+        ]
+    } else {
+        &[]
+    };
+    for p in node_paths
+        .iter()
+        .map(Path::new)
+        .chain(i.dirs.iter().map(PathBuf::as_path))
     {
         let q = under(p);
         // /var/run is usually a link to /run: the real name, which /proc's mounts use.
@@ -464,7 +473,7 @@ pub fn reset_plan(i: &ResetInput) -> ResetPlan {
     }
     // The socket itself, when the profile moved it out of what is removed anyway.
     let sock = under(i.containerd_socket);
-    if sock.exists() && !paths.iter().any(|p| sock.starts_with(p)) {
+    if i.pods && sock.exists() && !paths.iter().any(|p| sock.starts_with(p)) {
         paths.push(sock);
     }
     // A directory that is a mount the node did not make (a partition, a test's bind mount
@@ -501,6 +510,16 @@ pub fn reset_plan(i: &ResetInput) -> ResetPlan {
         .collect();
     mounts.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
     mounts.dedup();
+    if !i.pods {
+        return ResetPlan {
+            paths,
+            mounts,
+            cgroups: vec![],
+            shims: vec![],
+            kube_proxy: None,
+            network: false,
+        };
+    }
     let kube_proxy = find_in(i.bin, "kube-proxy", root);
     ResetPlan {
         paths,
@@ -985,7 +1004,28 @@ mod tests {
             bin: Path::new("/opt/bin"),
             cgroup_root: Path::new("/"),
             dirs: &[PathBuf::from("/srv/kubelet")],
+            pods: true,
         });
+        // A control-plane member's reset on the same host: its state only.
+        let member = reset_plan(&ResetInput {
+            root,
+            state: Path::new("/var/lib/dmuc"),
+            keep: &["pki"],
+            containerd_socket: Path::new("/run/containerd/containerd.sock"),
+            bin: Path::new("/opt/bin"),
+            cgroup_root: Path::new("/"),
+            dirs: &[],
+            pods: false,
+        });
+        assert_eq!(
+            member.paths,
+            vec![
+                root.join("var/lib/dmuc/config"),
+                root.join("var/lib/dmuc/etcd")
+            ]
+        );
+        assert!(member.cgroups.is_empty() && member.shims.is_empty() && !member.network);
+        assert_eq!(member.kube_proxy, None);
         assert_eq!(plan.shims, vec![4242], "only this node's shims");
         assert_eq!(plan.kube_proxy, Some(root.join("opt/bin/kube-proxy")));
         // The fake shim PIDs must not be signalled on the real machine.
