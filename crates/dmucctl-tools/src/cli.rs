@@ -129,9 +129,10 @@ impl ProfileArgs {
             Some(f) => dmuc_config::load_file(f, &over).map(|c| {
                 let has = |n: &str| c.graph.get(n).is_some();
                 let role = match (has("kube-apiserver"), has("kubelet") || has("containerd")) {
+                    (true, true) => Role::Node,
                     (false, true) => Role::Worker,
                     (true, false) => Role::Member,
-                    _ => Role::Node,
+                    (false, false) => Role::Other,
                 };
                 (c.vars, role)
             }),
@@ -153,6 +154,8 @@ enum Role {
     Worker,
     /// An API server and no pods: one member of an HA control plane (config/ha.toml).
     Member,
+    /// Neither (config/balancer.toml).
+    Other,
 }
 
 impl ProfileArgs {}
@@ -405,7 +408,7 @@ fn reset_cmd(profile: &ProfileArgs, keep_pki: bool, yes: bool, root: PathBuf, so
         bin: &bin,
         cgroup_root: &var("cgroup-root", "/"),
         dirs: &dirs,
-        pods: role != Role::Member,
+        pods: matches!(role, Role::Node | Role::Worker),
     });
     if plan.is_empty() {
         println!("nothing to remove");

@@ -424,7 +424,7 @@ pub struct ResetInput<'a> {
     /// (`kubelet-root`, `containerd-root`, `pod-logs`, ...): removed too.
     pub dirs: &'a [PathBuf],
     /// Whether the profile runs pods (a kubelet or containerd). A control-plane member
-    /// (config/ha.toml) does not: only its state directory is its own, and what a kubelet,
+    /// (config/ha.toml) or a balancer does not: only its state directory is its own, and what a kubelet,
     /// containerd or kube-proxy leaves belongs to another profile on the host, if anyone's.
     pub pods: bool,
 }
