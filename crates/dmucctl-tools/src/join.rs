@@ -836,7 +836,18 @@ fn member_files(a: &JoinArgs) -> Result<(Vec<members::SharedFile>, String), Stri
     if let Some(why) = members::refuse_join(&now, name, &peer) {
         return Err(why);
     }
-    let (id, after) = members::add_learner(&apis[i].1, &peer)?;
+    // etcd refuses a new member until every voter has been connected for 5 s (its strict
+    // reconfiguration check): right after another member's promotion, say. Retried.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let (id, after) = loop {
+        match members::add_learner(&apis[i].1, &peer) {
+            Err(e) if e.contains("unhealthy cluster") && std::time::Instant::now() < deadline => {
+                println!("waiting: {e}");
+                std::thread::sleep(Duration::from_secs(1)); // polling etcd, with the deadline above
+            }
+            r => break r?,
+        }
+    };
     let initial = members::initial_cluster(&after, name, &peer)?;
     println!("etcd: added {name} ({id}) at {peer} as a learner");
     let voters: Vec<String> = after
