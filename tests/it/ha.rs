@@ -94,7 +94,14 @@ fn kcm_leader(k: &Kubectl) -> Option<String> {
 /// The join command `dmucctl token create` printed on member 1, as words.
 fn token(m1: &Worker, admin: &str, control_plane: bool) -> Vec<String> {
     let server = format!("https://{LB}:6443");
-    let mut args = vec!["token", "create", "--kubeconfig", admin, "--server", &server];
+    let mut args = vec![
+        "token",
+        "create",
+        "--kubeconfig",
+        admin,
+        "--server",
+        &server,
+    ];
     if control_plane {
         args.push("--control-plane");
     }
@@ -117,6 +124,9 @@ fn three_members_survive_losing_one_and_take_it_back() {
         return;
     }
     let _ports = fixed_ports();
+    let t0 = std::time::Instant::now();
+    // Where the minutes go, in the test's output.
+    let step = |what: &str| eprintln!("ha: {:6.1} s  {what}", t0.elapsed().as_secs_f64());
     let work = tempfile::tempdir().unwrap();
     let (bin, images) = node_files(work.path());
     let _bridge = Bridge::new();
@@ -134,6 +144,7 @@ fn three_members_survive_losing_one_and_take_it_back() {
     }
     let m1_pki = members[0].state().join("pki");
     let admin_local = m1_pki.join("admin.kubeconfig").display().to_string();
+    step("member 1 ready");
     // The balancer, in front of all three (two are down for now: its checks say so).
     let servers: Vec<String> = MEMBERS.iter().map(|(_, ip)| format!("{ip}:6443")).collect();
     lb.start_profile(
@@ -161,6 +172,7 @@ fn three_members_survive_losing_one_and_take_it_back() {
         k.run(&["get", "--raw", "/readyz"]).0.then_some(())
     });
 
+    step("the balancer answers");
     // Members 2 and 3 join, one at a time (etcd takes one learner at a time).
     for i in 1..3 {
         let words = token(&members[0], &admin_local, true);
@@ -200,12 +212,17 @@ fn three_members_survive_losing_one_and_take_it_back() {
             .daemon()
             .wait_state("etcd-promote", "completed", T);
         assert_eq!(promoted["state"], "completed");
-        for c in ["kube-apiserver", "kube-controller-manager", "kube-scheduler"] {
+        for c in [
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+        ] {
             members[i].daemon().wait_state(c, "ready", T);
         }
         let log = members[i].daemon().log("etcd-promote");
         assert!(log.contains("promoted from learner to voter"), "{log}");
     }
+    step("members 2 and 3 joined");
     etcd_three_of_three(&m1_pki, "after the joins");
     // Every member's API server has the balancer's address, and its own, in its certificate.
     for m in &members {
@@ -223,6 +240,34 @@ fn three_members_survive_losing_one_and_take_it_back() {
         ]);
         assert!(ok, "{}: {said}", m.name);
     }
+    // doctor on member 3 knows a member's profile: the balancer answers, the clocks agree.
+    let profile = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/ha.toml");
+    let mut args: Vec<String> = vec![
+        "doctor".into(),
+        "--no-ports".into(),
+        "--config".into(),
+        profile.display().to_string(),
+    ];
+    for v in member_vars(&members[2], &bin) {
+        args.extend(["--var".into(), v]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (_, said) = members[2].dmucctl(&args);
+    let line = |what: &str| {
+        said.lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no {what:?} in {said}"))
+            .to_string()
+    };
+    assert!(line(" balancer ").starts_with("ok"), "{said}");
+    for peer in ["dmuc-m1", "dmuc-m2", LB] {
+        let l = line(&format!("clock against {peer}"));
+        assert!(l.starts_with("ok"), "{said}");
+    }
+    assert!(
+        !said.contains("kubelet binary") && !said.contains("CNI plugins"),
+        "{said}"
+    );
     // The `kubernetes` Service's endpoints: the three members.
     wait_for("three API servers in the kubernetes endpoints", T, || {
         let out = k.ok(&[
@@ -232,10 +277,7 @@ fn three_members_survive_losing_one_and_take_it_back() {
             "-o",
             "jsonpath={.subsets[0].addresses[*].ip}",
         ]);
-        MEMBERS
-            .iter()
-            .all(|(_, ip)| out.contains(ip))
-            .then_some(())
+        MEMBERS.iter().all(|(_, ip)| out.contains(ip)).then_some(())
     });
 
     // A worker joins through the balancer.
@@ -251,6 +293,7 @@ fn three_members_survive_losing_one_and_take_it_back() {
         k.node_ready("dmuc-w1").then_some(())
     });
 
+    step("the worker is Ready");
     // The faults: the member holding the controller manager's lease loses everything; another
     // member's API server is killed with -9.
     let leader = wait_for("a controller-manager leader", T, || kcm_leader(&k));
@@ -268,20 +311,30 @@ fn three_members_survive_losing_one_and_take_it_back() {
     )
     .unwrap();
     let killed = members[down].kill_all();
-    assert!(killed >= 6, "only {killed} processes in {leader}'s namespace");
+    assert!(
+        killed >= 6,
+        "only {killed} processes in {leader}'s namespace"
+    );
 
+    step("faults done");
     // Writes and reads through the balancer go on (the balancer's checks take the dead
     // servers out within seconds; a connection refused meanwhile is retried elsewhere).
     for n in 0..10 {
         let name = format!("ha-{n}");
         wait_for(&format!("a write through the balancer ({name})"), T, || {
-            k.run(&["create", "configmap", &name, &format!("--from-literal=n={n}")])
-                .0
-                .then_some(())
+            k.run(&[
+                "create",
+                "configmap",
+                &name,
+                &format!("--from-literal=n={n}"),
+            ])
+            .0
+            .then_some(())
         });
         let got = k.ok(&["get", "configmap", &name, "-o", "jsonpath={.data.n}"]);
         assert_eq!(got.trim(), n.to_string());
     }
+    step("10 writes and reads through the balancer");
     let moved = wait_for("the controller manager's lease to move", T, || {
         kcm_leader(&k).filter(|l| *l != leader)
     });
@@ -289,6 +342,7 @@ fn three_members_survive_losing_one_and_take_it_back() {
         MEMBERS.iter().any(|(n, _)| *n == moved) && moved != leader,
         "{moved}"
     );
+    step("the lease moved");
     // The node stays Ready, and the scheduler and the controllers still work: a new
     // Deployment runs on it.
     assert!(k.node_ready("dmuc-w1"), "the worker is not Ready");
@@ -302,6 +356,7 @@ fn three_members_survive_losing_one_and_take_it_back() {
         .daemon()
         .wait_state("kube-apiserver", "ready", T);
 
+    step("a new Deployment runs");
     // The member comes back: its etcd rejoins from its data, etcd is 3/3 again.
     members[down].restart();
     for c in ["etcd", "kube-apiserver", "kube-controller-manager"] {
@@ -311,6 +366,7 @@ fn three_members_survive_losing_one_and_take_it_back() {
     let (ok, said) = etcdctl(&m1_pki, &["endpoint", "status", "-w", "table"]);
     assert!(ok, "{said}");
 
+    step("the member is back: etcd 3/3");
     // The end: the worker, the balancer, the members in order; nothing is left.
     let (ok, said) = w.reset();
     assert!(ok, "{said}");
@@ -318,9 +374,26 @@ fn three_members_survive_losing_one_and_take_it_back() {
     let (ok, said) = lb.reset();
     assert!(ok, "{said}");
     drop(lb);
-    for m in members.iter_mut().rev() {
-        let (ok, said) = m.reset();
-        assert!(ok, "{}: {said}", m.name);
+    step("the worker and the balancer reset");
+    // The members together, each in its own order (API server, then etcd): one by one, the
+    // last ones' API servers would lose etcd's majority while stopping, and wait on it until
+    // their stop timeout.
+    let resets: Vec<(String, bool, String)> = std::thread::scope(|s| {
+        let running: Vec<_> = members
+            .iter_mut()
+            .map(|m| {
+                s.spawn(move || {
+                    let (ok, said) = m.reset();
+                    (m.name.clone(), ok, said)
+                })
+            })
+            .collect();
+        running.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    for (name, ok, said) in resets {
+        assert!(ok, "{name}: {said}");
+    }
+    for m in &members {
         assert!(
             std::fs::read_dir(m.state()).is_ok_and(|mut r| r.next().is_none()),
             "{}: {} is not empty",
@@ -328,6 +401,7 @@ fn three_members_survive_losing_one_and_take_it_back() {
             m.state().display()
         );
     }
+    step("everything reset");
     let dirs: Vec<PathBuf> = members.iter().map(|m| m.dir.clone()).collect();
     drop(members);
     for d in dirs {

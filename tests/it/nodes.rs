@@ -221,13 +221,20 @@ impl Worker {
                     continue;
                 };
                 if pid == holder
-                    || std::fs::read_link(format!("/proc/{pid}/ns/net")).ok().as_ref() != Some(&ns)
+                    || std::fs::read_link(format!("/proc/{pid}/ns/net"))
+                        .ok()
+                        .as_ref()
+                        != Some(&ns)
                 {
                     continue;
                 }
                 // A zombie waits for its parent (the test, for dmucd): not alive any more.
                 let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-                if stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z')) {
+                if stat
+                    .rsplit(')')
+                    .next()
+                    .is_some_and(|s| s.trim_start().starts_with('Z'))
+                {
                     continue;
                 }
                 let _ = nix::sys::signal::kill(
@@ -313,4 +320,3 @@ pub fn routes_in(w: Option<&Worker>) -> String {
         .unwrap();
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
-

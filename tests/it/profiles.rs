@@ -347,7 +347,7 @@ fn ha_member_joins_etcd_as_a_learner_and_elects_leaders() {
     // A learner serves no reads or writes: the API server waits for the vote.
     assert_eq!(
         after(&cfg, "kube-apiserver"),
-        deps(&[("etcd-promote", "completed")])
+        deps(&[("etcd", "ready"), ("etcd-promote", "completed")])
     );
     let cmd = |n: &str| cfg.graph.get(n).unwrap().command.join(" ");
     let etcd = cmd("etcd");

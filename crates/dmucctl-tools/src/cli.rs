@@ -333,6 +333,7 @@ fn doctor_cmd(profile: &ProfileArgs, root: PathBuf, ports: bool) -> u8 {
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned()),
         worker_state: (role == Role::Worker).then(|| var("state", "/var/lib/dmuc").into()),
+        member: (role == Role::Member).then(|| member_readings(&vars)),
     };
     let checks = host::doctor(&input);
     let mut fails = 0;
@@ -357,6 +358,47 @@ fn doctor_cmd(profile: &ProfileArgs, root: PathBuf, ports: bool) -> u8 {
         FAILED
     } else {
         OK
+    }
+}
+
+/// What doctor checks of an HA member's network: the balancer (each IP of
+/// `apiserver-sans`) reached on :6443, and the clocks of the other members (from
+/// etcd-cluster.env) and of the balancer.
+fn member_readings(vars: &std::collections::BTreeMap<String, String>) -> host::MemberInput {
+    use crate::members;
+    let var = |k: &str| vars.get(k).cloned().unwrap_or_default();
+    let sans: Vec<String> = var("apiserver-sans")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let ips: Vec<std::net::IpAddr> = sans.iter().filter_map(|s| s.parse().ok()).collect();
+    let balancers = ips
+        .iter()
+        .map(|ip| {
+            let r = std::net::TcpStream::connect_timeout(
+                &(*ip, 6443).into(),
+                std::time::Duration::from_secs(2),
+            )
+            .map(drop)
+            .map_err(|e| e.to_string());
+            (ip.to_string(), r)
+        })
+        .collect();
+    let env = std::fs::read_to_string(PathBuf::from(var("state")).join(members::ETCD_ENV))
+        .unwrap_or_default();
+    let initial = members::env_value(&env, "ETCD_INITIAL_CLUSTER").unwrap_or_default();
+    let mut clocks: Vec<(String, Result<i64, String>)> = members::peers(&initial, &var("node-ip"))
+        .into_iter()
+        .map(|(name, host)| (name, members::clock_skew(&host)))
+        .collect();
+    clocks.extend(
+        ips.iter()
+            .map(|ip| (ip.to_string(), members::clock_skew(&ip.to_string()))),
+    );
+    host::MemberInput {
+        sans,
+        balancers,
+        clocks,
     }
 }
 

@@ -69,6 +69,80 @@ pub struct DoctorInput {
     /// A worker's profile (no control plane, config/worker.toml): its state directory, whose
     /// `pki` must hold what `dmucctl join` writes. `None`: a control plane's.
     pub worker_state: Option<PathBuf>,
+    /// A control-plane member's profile (config/ha.toml), with what was read of its peers.
+    pub member: Option<MemberInput>,
+}
+
+/// What `doctor` checks of an HA member besides its programs and ports, read by the caller
+/// (the network is the caller's): the balancer and the peers' clocks.
+#[derive(Debug, Clone, Default)]
+pub struct MemberInput {
+    /// `apiserver-sans`: the balancer's address (and names).
+    pub sans: Vec<String>,
+    /// Each balancer address tried on :6443: reached, or why not.
+    pub balancers: Vec<(String, Result<(), String>)>,
+    /// Each peer (the other members, from etcd-cluster.env, and the balancer): its clock
+    /// minus ours in seconds (from its API server's `Date`), or why there is no reading.
+    pub clocks: Vec<(String, Result<i64, String>)>,
+}
+
+/// What a member's host need not have: it runs no pods.
+fn node_only(what: &str) -> bool {
+    what == "CNI plugins"
+        || what == "cgroup version"
+        || what == "swap"
+        || what == "CAP_SYS_RESOURCE"
+        || what == "conntrack tool"
+        || what.starts_with("module ")
+        || what.starts_with("sysctl ")
+}
+
+/// The largest clock difference etcd and the certificates live with: a `Date` header counts
+/// whole seconds, so 1 s of it is rounding.
+const MAX_SKEW_SECS: i64 = 1;
+
+fn member_checks(m: &MemberInput, node_ip: &str) -> Vec<Check> {
+    let mut out = Vec::new();
+    if m.sans.is_empty() {
+        out.push(bad(
+            Level::Warn,
+            "balancer",
+            "no address in apiserver-sans",
+            "give every member the balancer's address, --var apiserver-sans=ADDR: the API servers' certificates must name it",
+        ));
+    }
+    for (addr, r) in &m.balancers {
+        out.push(match r {
+            Ok(()) => ok("balancer", format!("{addr}:6443 answers")),
+            Err(e) => bad(
+                Level::Warn,
+                "balancer",
+                format!("{addr}:6443: {e}"),
+                format!(
+                    "start config/balancer.toml there with {node_ip}:6443 among its servers (on the first member, once it runs)"
+                ),
+            ),
+        });
+    }
+    for (peer, r) in &m.clocks {
+        let what = format!("clock against {peer}");
+        out.push(match r {
+            Ok(d) if d.abs() <= MAX_SKEW_SECS => ok(&what, format!("{d:+} s")),
+            Ok(d) => bad(
+                Level::Fail,
+                &what,
+                format!("{d:+} s"),
+                "synchronise the clocks of every member (systemd-timesyncd or chrony): etcd's leader leases and the certificates' validity depend on them",
+            ),
+            Err(e) => bad(
+                Level::Warn,
+                &what,
+                format!("no reading: {e}"),
+                "nothing to do if that member is not started yet; run doctor again once it is",
+            ),
+        });
+    }
+    out
 }
 
 /// What a worker runs and listens on, of [`PROGRAMS`] and [`PORTS`].
@@ -129,9 +203,11 @@ pub fn doctor(i: &DoctorInput) -> Vec<Check> {
     });
     out.push(tmux_check(i.tmux_version.as_deref()));
     let worker = i.worker_state.is_some();
+    let member = i.member.is_some();
     for (prog, flag) in PROGRAMS
         .iter()
         .filter(|(p, _)| !worker || WORKER_ONLY.contains(p))
+        .filter(|(p, _)| !member || !WORKER_ONLY.contains(p))
     {
         out.push(match find_in(&i.bin, prog, r) {
             Some(p) => {
@@ -321,6 +397,7 @@ pub fn doctor(i: &DoctorInput) -> Vec<Check> {
         for (port, what) in PORTS
             .iter()
             .filter(|(p, _)| !worker || WORKER_PORTS.contains(p))
+            .filter(|(p, _)| !member || !WORKER_PORTS.contains(p))
         {
             out.push(match std::net::TcpListener::bind(("127.0.0.1", *port)) {
                 Ok(_) => ok(&format!("port {port}"), format!("free ({what})")),
@@ -332,6 +409,10 @@ pub fn doctor(i: &DoctorInput) -> Vec<Check> {
                 ),
             });
         }
+    }
+    if let Some(m) = &i.member {
+        out.retain(|c| !node_only(&c.what));
+        out.extend(member_checks(m, &i.node_ip));
     }
     out
 }
@@ -862,6 +943,7 @@ mod tests {
             check_ports: false,
             tmux_version: Some("tmux 3.3a\n".into()),
             worker_state: None,
+            member: None,
         };
         let checks = doctor(&i);
         let get = |w: &str| {
@@ -900,6 +982,52 @@ mod tests {
             Some("apt-get install -y iproute2")
         );
         assert!(checks.iter().all(|c| c.what != "joined"));
+
+        // An HA member: no node programs or kernel settings; the balancer and the clocks.
+        let member = DoctorInput {
+            member: Some(MemberInput {
+                sans: vec!["198.18.0.100".into()],
+                balancers: vec![("198.18.0.100".into(), Err("connection refused".into()))],
+                clocks: vec![
+                    ("dmuc-m2".into(), Ok(1)),
+                    ("dmuc-m3".into(), Ok(-7)),
+                    ("198.18.0.100".into(), Err("timed out".into())),
+                ],
+            }),
+            node_ip: "198.18.0.21".into(),
+            ..i.clone()
+        };
+        let m = doctor(&member);
+        let names: Vec<&str> = m.iter().map(|c| c.what.as_str()).collect();
+        for gone in [
+            "kubelet binary",
+            "CNI plugins",
+            "module br_netfilter",
+            "sysctl net.ipv4.ip_forward",
+            "conntrack tool",
+        ] {
+            assert!(!names.contains(&gone), "{gone}: {names:?}");
+        }
+        assert!(names.contains(&"etcd binary") && names.contains(&"ip tool"));
+        let get = |w: &str| {
+            m.iter()
+                .find(|c| c.what == w)
+                .unwrap_or_else(|| panic!("{w}"))
+        };
+        let lb = get("balancer");
+        assert_eq!(lb.level, Level::Warn);
+        assert!(lb.fix.as_ref().unwrap().contains("198.18.0.21:6443"));
+        assert_eq!(get("clock against dmuc-m2").level, Level::Ok);
+        let skew = get("clock against dmuc-m3");
+        assert_eq!((skew.level, skew.found.as_str()), (Level::Fail, "-7 s"));
+        assert!(skew.fix.as_ref().unwrap().contains("chrony"));
+        assert_eq!(get("clock against 198.18.0.100").level, Level::Warn);
+        let none = doctor(&DoctorInput {
+            member: Some(MemberInput::default()),
+            ..i.clone()
+        });
+        let lb = none.iter().find(|c| c.what == "balancer").unwrap();
+        assert!(lb.fix.as_ref().unwrap().contains("apiserver-sans"));
 
         // A worker: its programs only, and the join's files.
         let worker = DoctorInput {

@@ -451,6 +451,77 @@ fn promote_inner(a: &PromoteArgs) -> Result<String, String> {
     }
 }
 
+/// The seconds since the epoch of an HTTP `Date` (IMF-fixdate: `Fri, 04 Dec 2026 21:58:00
+/// GMT`, the only form servers send now).
+pub fn http_date(d: &str) -> Option<i64> {
+    let w: Vec<&str> = d.split_whitespace().collect();
+    let [_, day, month, year, hms, "GMT"] = w[..] else {
+        return None;
+    };
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = MONTHS.iter().position(|m| *m == month)? as u8 + 1;
+    let date = time::Date::from_calendar_date(
+        year.parse().ok()?,
+        time::Month::try_from(month).ok()?,
+        day.parse().ok()?,
+    )
+    .ok()?;
+    let t: Vec<u8> = hms.split(':').filter_map(|x| x.parse().ok()).collect();
+    let [h, m, s] = t[..] else {
+        return None;
+    };
+    let time = time::Time::from_hms(h, m, s).ok()?;
+    Some(
+        time::PrimitiveDateTime::new(date, time)
+            .assume_utc()
+            .unix_timestamp(),
+    )
+}
+
+/// Another host's clock minus ours, in whole seconds, from the `Date` its API server (or a
+/// balancer in front of one) answers with at `https://ADDR:6443` (any status: the header is
+/// there on a 401 too). TLS unverified: only the clock is read.
+pub fn clock_skew(addr: &str) -> Result<i64, String> {
+    let tls = ureq::tls::TlsConfig::builder()
+        .disable_verification(true)
+        .build();
+    let agent = ureq::Agent::config_builder()
+        .tls_config(tls)
+        .timeout_global(Some(Duration::from_secs(3)))
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let before = time::OffsetDateTime::now_utc();
+    let r = agent
+        .get(&format!("https://{addr}:6443/livez"))
+        .call()
+        .map_err(|e| e.to_string())?;
+    let after = time::OffsetDateTime::now_utc();
+    let date = r
+        .headers()
+        .get("date")
+        .and_then(|v| v.to_str().ok())
+        .ok_or("no Date header")?;
+    let theirs = http_date(date).ok_or_else(|| format!("a Date header of {date:?}"))?;
+    // Against the middle of the exchange: the round trip is not the other clock's fault.
+    let ours = (before.unix_timestamp() + after.unix_timestamp()) / 2;
+    Ok(theirs - ours)
+}
+
+/// The other members in an `ETCD_INITIAL_CLUSTER` (name, host), without `self_ip`.
+pub fn peers(initial_cluster: &str, self_ip: &str) -> Vec<(String, String)> {
+    initial_cluster
+        .split(',')
+        .filter_map(|e| {
+            let (name, url) = e.split_once('=')?;
+            let host = url.split("://").nth(1)?.rsplit_once(':')?.0.to_string();
+            (host != self_ip && !name.is_empty()).then(|| (name.to_string(), host))
+        })
+        .collect()
+}
+
 /// Reads the shared files of a member's `pki` for the Secret.
 pub fn read_shared(pki: &Path) -> Result<Vec<(&'static str, Vec<u8>)>, String> {
     SHARED

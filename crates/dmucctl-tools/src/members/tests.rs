@@ -183,3 +183,32 @@ fn a_client_certificate_is_issued_from_the_etcd_ca() {
     assert!(cert.verify_signature(Some(ca.public_key())).is_ok());
     assert_eq!(cert.issuer(), ca.subject());
 }
+
+#[test]
+fn http_dates_and_peers_are_read() {
+    assert_eq!(http_date("Thu, 01 Jan 1970 00:01:40 GMT"), Some(100));
+    assert_eq!(
+        http_date("Fri, 04 Dec 2026 21:58:00 GMT"),
+        Some(1_796_421_480)
+    );
+    for bad in [
+        "",
+        "Fri, 04 Dec 2026 21:58:00 CET",
+        "Fri, 32 Dec 2026 21:58:00 GMT",
+        "Fri, 04 Foo 2026 21:58:00 GMT",
+        "Fri, 04 Dec 2026 21:58 GMT",
+    ] {
+        assert_eq!(http_date(bad), None, "{bad}");
+    }
+    assert_eq!(
+        peers(
+            "m1=https://198.18.0.21:2380,m2=https://198.18.0.22:2380,m3=https://198.18.0.23:2380",
+            "198.18.0.22"
+        ),
+        vec![
+            ("m1".to_string(), "198.18.0.21".to_string()),
+            ("m3".to_string(), "198.18.0.23".to_string())
+        ]
+    );
+    assert!(peers("m1=https://198.18.0.21:2380", "198.18.0.21").is_empty());
+}
