@@ -223,6 +223,20 @@ fn three_members_survive_losing_one_and_take_it_back() {
         assert!(log.contains("promoted from learner to voter"), "{log}");
     }
     step("members 2 and 3 joined");
+    for m in members.iter().chain([&lb]) {
+        let pss = m.pss();
+        let total: u64 = pss.iter().map(|(_, kb)| kb).sum();
+        let parts: Vec<String> = pss
+            .iter()
+            .map(|(c, kb)| format!("{c} {:.1}", *kb as f64 / 1024.0))
+            .collect();
+        eprintln!(
+            "ha: {} PSS {:.1} MB: {}",
+            m.name,
+            total as f64 / 1024.0,
+            parts.join(", ")
+        );
+    }
     etcd_three_of_three(&m1_pki, "after the joins");
     // Every member's API server has the balancer's address, and its own, in its certificate.
     for m in &members {

@@ -252,6 +252,48 @@ impl Worker {
         killed.len()
     }
 
+    /// The processes in the node's network namespace (not the holder): PID and program name.
+    fn processes(&self) -> Vec<(u32, String)> {
+        let holder = self.holder.id();
+        let Ok(ns) = std::fs::read_link(format!("/proc/{holder}/ns/net")) else {
+            return vec![];
+        };
+        let mut v = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            if pid != holder
+                && std::fs::read_link(format!("/proc/{pid}/ns/net"))
+                    .ok()
+                    .as_ref()
+                    == Some(&ns)
+            {
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                v.push((pid, comm.trim().to_string()));
+            }
+        }
+        v
+    }
+
+    /// Proportional set size of the node's processes in kB, summed by program name, largest
+    /// first (for the test's output and docs/performance.md; never asserted).
+    pub fn pss(&self) -> Vec<(String, u64)> {
+        let mut by: std::collections::BTreeMap<String, u64> = Default::default();
+        for (pid, comm) in self.processes() {
+            let kb = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| l.strip_prefix("Pss:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0);
+            *by.entry(comm).or_default() += kb;
+        }
+        let mut v: Vec<(String, u64)> = by.into_iter().collect();
+        v.sort_by_key(|(_, kb)| std::cmp::Reverse(*kb));
+        v
+    }
+
     /// A new dmucd on the same directory and profile (after [`Worker::kill_all`]).
     pub fn restart(&mut self) {
         self.daemon().restart();
