@@ -698,3 +698,67 @@ command = ["{s}", "--name", "a"]
     assert_ne!(first, second);
     assert_eq!(d.stop(), Some(0));
 }
+
+#[test]
+fn env_file_is_read_at_each_start_and_a_missing_one_fails_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("a.env");
+    let toml = format!(
+        r#"
+[component.write]
+kind = "oneshot"
+command = ["sh", "-c", "printf '# made now\nA=from-file\nB=\"two words\"\n' > {f}"]
+[component.show]
+kind = "oneshot"
+command = ["sh", "-c", "echo \"A=$A B=$B C=$C\""]
+env = {{ A = "from-env", C = "kept" }}
+env-file = "{f}"
+after = [{{ component = "write", condition = "completed" }}]
+[component.optional]
+kind = "oneshot"
+command = ["sh", "-c", "echo \"optional D=$D\""]
+env-file = "-{f}.missing"
+[component.needs]
+kind = "oneshot"
+command = ["true"]
+env-file = "{f}.missing"
+"#,
+        f = f.display()
+    );
+    let mut d = Daemon::start(&toml);
+    d.wait_state("show", "completed", T);
+    // The file was written by the component before: read at the start, its values win.
+    assert!(
+        d.log("show").contains("A=from-file B=two words C=kept"),
+        "{}",
+        d.log("show")
+    );
+    d.wait_state("optional", "completed", T);
+    assert!(d.log("optional").contains("optional D="));
+    let failed = d.wait_state("needs", "failed", T);
+    let why = failed["reason"].as_str().unwrap_or_default().to_string()
+        + failed["last_exit"].as_str().unwrap_or_default();
+    let events = d.events();
+    let said = events
+        .iter()
+        .filter(|e| e["component"] == "needs")
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        why.contains("env-file") && why.contains("a.env.missing") && why.contains("leading '-'"),
+        "{why}\n{said}"
+    );
+    // The graph shows it, as `dmucctl show` writes it back.
+    let shown = d.ctl_ok(&["show", "show"]);
+    assert!(
+        shown.contains(&format!("env-file = \"{}\"", f.display())),
+        "{shown}"
+    );
+    // A change in the file counts at the next start.
+    std::fs::write(&f, "A=changed\n").unwrap();
+    d.ctl_ok(&["start", "show"]);
+    wait_for("show to run again with the new file", T, || {
+        d.log("show").contains("A=changed B= C=kept").then_some(())
+    });
+}

@@ -352,15 +352,21 @@ fn ha_member_joins_etcd_as_a_learner_and_elects_leaders() {
     let cmd = |n: &str| cfg.graph.get(n).unwrap().command.join(" ");
     let etcd = cmd("etcd");
     for part in [
-        ". /var/lib/dmuc/etcd-cluster.env",
-        "exec /usr/local/bin/etcd",
+        "/usr/local/bin/etcd --name",
         "--peer-client-cert-auth=true",
         "--client-cert-auth=true",
     ] {
         assert!(etcd.contains(part), "{part}: {etcd}");
     }
     // The initial cluster comes from the env file only (a flag would shadow it).
-    assert!(!etcd.contains("--initial-cluster"), "{etcd}");
+    assert!(!etcd.contains("--initial-cluster "), "{etcd}");
+    assert_eq!(
+        cfg.graph.get("etcd").unwrap().env_file,
+        Some(dmuc_config::EnvFile {
+            path: "/var/lib/dmuc/etcd-cluster.env".into(),
+            optional: false
+        })
+    );
     assert!(cmd("kube-controller-manager").contains("--leader-elect=true"));
     assert!(cmd("pki").contains("leaderElection: {leaderElect: true}"));
     assert!(cmd("pki").contains("ETCD_INITIAL_CLUSTER_STATE=new"));

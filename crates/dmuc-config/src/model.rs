@@ -296,6 +296,9 @@ pub struct Component {
     pub command: Vec<String>,
     /// Extra environment, in file order.
     pub env: Vec<(String, String)>,
+    /// `env-file`: more environment read from a file at each start (as systemd's
+    /// `EnvironmentFile=`); its values override `env`'s.
+    pub env_file: Option<EnvFile>,
     /// Working directory.
     pub cwd: Option<PathBuf>,
     /// User to run as.
@@ -318,4 +321,48 @@ pub struct Component {
     pub liveness: Option<Probe>,
     /// How to stop it.
     pub stop: Stop,
+}
+
+/// `env-file = "PATH"` (or `"-PATH"`: a missing file is no error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Whether a missing file is fine (the leading `-`, as in systemd).
+    pub optional: bool,
+}
+
+/// The variables of an environment file: `KEY=VALUE` lines, `#` comments and blank lines
+/// ignored, an `export ` prefix allowed, a value in single or double quotes unquoted (no
+/// escapes or expansion: the file is data, not a script). A bad line is an error naming it.
+pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let l = l.strip_prefix("export ").map_or(l, str::trim_start);
+        let Some((k, v)) = l.split_once('=') else {
+            return Err(format!("line {}: {line:?} is not KEY=VALUE", n + 1));
+        };
+        let k = k.trim();
+        let ok = !k.is_empty()
+            && !k.starts_with(|c: char| c.is_ascii_digit())
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            return Err(format!(
+                "line {}: {k:?} is not a variable name (letters, digits and _)",
+                n + 1
+            ));
+        }
+        let v = v.trim();
+        let v = match (v.chars().next(), v.chars().last()) {
+            (Some(q @ ('"' | '\'')), Some(e)) if v.len() >= 2 && q == e => &v[1..v.len() - 1],
+            _ => v,
+        };
+        out.retain(|(ek, _)| ek != k);
+        out.push((k.to_string(), v.to_string()));
+    }
+    Ok(out)
 }

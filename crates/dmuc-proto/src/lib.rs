@@ -767,6 +767,9 @@ pub struct ComponentSpec {
     /// Extra environment, in file order.
     #[serde(default)]
     pub env: Vec<(String, String)>,
+    /// Its `env-file` (`-PATH` when a missing file is fine), read at each start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_file: Option<String>,
     /// The directory it runs in: its `cwd`, else dmucd's own.
     pub cwd: String,
     /// User to run as.

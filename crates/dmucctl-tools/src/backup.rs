@@ -94,7 +94,26 @@ fn etcd_of(c: &mut Client, wanted: Option<&str>) -> Step<Etcd> {
         .into_iter()
         .find(|s| s.name == name)
         .ok_or_else(|| format!("no component named {name}"))?;
-    let member = etcd::member(&spec.command, &spec.env, Path::new(&spec.cwd))
+    // What etcd reads from its env-file counts as it would (the file's values win).
+    let mut env = spec.env.clone();
+    if let Some(f) = &spec.env_file {
+        let (path, optional) = f
+            .strip_prefix('-')
+            .map_or((f.as_str(), false), |p| (p, true));
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                for (k, v) in dmuc_config::parse_env_file(&text)
+                    .map_err(|e| format!("{name}'s env-file {path}: {e}"))?
+                {
+                    env.retain(|(ek, _)| *ek != k);
+                    env.push((k, v));
+                }
+            }
+            Err(e) if optional && e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("{name}'s env-file {path}: {e}")),
+        }
+    }
+    let member = etcd::member(&spec.command, &env, Path::new(&spec.cwd))
         .map_err(|e| format!("{name}: {e}"))?;
     Ok(Etcd { spec, member })
 }

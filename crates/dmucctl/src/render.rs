@@ -25,7 +25,11 @@ pub fn show(r: &dmuc_proto::ShowResult) -> String {
         let _ = writeln!(s, "kind = {}", q(&c.kind));
         let _ = writeln!(s, "command = {}", list(&c.command));
         let _ = writeln!(s, "cwd = {}", q(&c.cwd));
-        for (k, v) in [("user", &c.user), ("group", &c.group)] {
+        for (k, v) in [
+            ("user", &c.user),
+            ("group", &c.group),
+            ("env-file", &c.env_file),
+        ] {
             if let Some(v) = v {
                 let _ = writeln!(s, "{k} = {}", q(v));
             }

@@ -144,6 +144,15 @@ pub fn definition_hash(c: &Component) -> String {
         text.push('\0');
     }
     text.push('\u{1}');
+    // The file's name, not its contents: a changed file needs a restart, as in systemd.
+    if let Some(f) = &c.env_file {
+        text.push_str(&format!(
+            "{}{}",
+            if f.optional { "-" } else { "" },
+            f.path.display()
+        ));
+    }
+    text.push('\u{1}');
     for o in [
         &c.cwd.as_ref().map(|p| p.display().to_string()),
         &c.user,

@@ -7,6 +7,7 @@ const COMPONENT_KEYS: &[&str] = &[
     "description",
     "command",
     "env",
+    "env-file",
     "cwd",
     "user",
     "group",
@@ -80,6 +81,18 @@ impl Cx<'_> {
                 }
             }
         }
+        let env_file = self
+            .string(t, "env-file", &what)
+            .map(|s| match s.strip_prefix('-') {
+                Some(p) => EnvFile {
+                    path: p.into(),
+                    optional: true,
+                },
+                None => EnvFile {
+                    path: s.into(),
+                    optional: false,
+                },
+            });
         let cwd = self.path(t, "cwd", &what);
         let user = self.string(t, "user", &what);
         let group = self.string(t, "group", &what);
@@ -211,6 +224,7 @@ impl Cx<'_> {
                 name: name.to_string(),
                 command,
                 env,
+                env_file,
                 cwd,
                 user,
                 group,

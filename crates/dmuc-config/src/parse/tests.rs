@@ -360,3 +360,66 @@ fn hold_and_public_status() {
     assert!(!c.daemon.hold && c.daemon.public_status);
     assert_has(&errs("[daemon]\nhold = \"yes\"\n"), 2, "hold");
 }
+
+#[test]
+fn env_file_is_a_path_optional_with_a_dash() {
+    let c = ok(r#"
+[vars]
+state = "/var/lib/x"
+[component.a]
+command = ["true"]
+env-file = "${state}/a.env"
+[component.b]
+command = ["true"]
+env-file = "-/etc/default/b"
+[component.c]
+command = ["true"]
+"#);
+    let get = |n: &str| c.graph.get(n).unwrap().env_file.clone();
+    assert_eq!(
+        get("a"),
+        Some(EnvFile {
+            path: "/var/lib/x/a.env".into(),
+            optional: false
+        })
+    );
+    assert_eq!(
+        get("b"),
+        Some(EnvFile {
+            path: "/etc/default/b".into(),
+            optional: true
+        })
+    );
+    assert_eq!(get("c"), None);
+    let e = errs("[component.a]\ncommand = [\"true\"]\nenv-file = 3\n");
+    assert_has(&e, 3, "env-file");
+}
+
+#[test]
+fn env_files_are_data_not_scripts() {
+    let v = parse_env_file(
+        "# first start\nETCD_INITIAL_CLUSTER=m1=https://198.18.0.21:2380\n\n  export A = 'x y' \nB=\"$HOME\"\nC=\nA=2\n",
+    )
+    .unwrap();
+    assert_eq!(
+        v,
+        [
+            ("ETCD_INITIAL_CLUSTER", "m1=https://198.18.0.21:2380"),
+            ("B", "$HOME"),
+            ("C", ""),
+            ("A", "2")
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+    );
+    assert!(
+        parse_env_file("A=1\nnot a line\n")
+            .unwrap_err()
+            .starts_with("line 2:")
+    );
+    assert!(
+        parse_env_file("1A=x")
+            .unwrap_err()
+            .contains("not a variable name")
+    );
+    assert!(parse_env_file("A-B=x").is_err());
+}

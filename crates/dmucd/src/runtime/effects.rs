@@ -68,6 +68,37 @@ impl<B: Backend> Runtime<B> {
             env.retain(|(ek, _)| ek != k);
             env.push((k.clone(), v.clone()));
         }
+        // Read at each start, as systemd's EnvironmentFile=: another component may have
+        // written it just before (config/ha.toml's pki writes etcd's).
+        if let Some(f) = &c.env_file {
+            let read = match std::fs::read_to_string(&f.path) {
+                Ok(text) => dmuc_config::parse_env_file(&text),
+                Err(e) if f.optional && e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
+                Err(e) => Err(e.to_string()),
+            };
+            match read {
+                Ok(vars) => {
+                    for (k, v) in vars {
+                        env.retain(|(ek, _)| *ek != k);
+                        env.push((k, v));
+                    }
+                }
+                Err(e) => {
+                    let name = c.name.clone();
+                    let hint = if f.optional {
+                        ""
+                    } else {
+                        " (a leading '-' in env-file makes a missing file no error)"
+                    };
+                    self.launch_failed(
+                        name,
+                        run,
+                        format!("env-file {}: {e}{hint}", f.path.display()),
+                    );
+                    return;
+                }
+            }
+        }
         env.push(("DMUC_COMPONENT".into(), c.name.clone()));
         env.push(("DMUC_RUN".into(), run.to_string()));
         let log = self.log_path(comp);

@@ -215,6 +215,9 @@ impl<B: Backend> Runtime<B> {
                             kind: kind_name(c.kind).into(),
                             command: c.command.clone(),
                             env: c.env.clone(),
+                            env_file: c.env_file.as_ref().map(|f| {
+                                format!("{}{}", if f.optional { "-" } else { "" }, f.path.display())
+                            }),
                             cwd: c.cwd.as_ref().unwrap_or(&here).display().to_string(),
                             user: c.user.clone(),
                             group: c.group.clone(),
