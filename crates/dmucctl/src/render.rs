@@ -229,6 +229,7 @@ mod tests {
                 name: name.into(),
                 kind: "service".into(),
                 command: vec!["sh".into(), "-c".into(), "echo \"a\\b\"\n$x".into()],
+                env_file: (name == "etcd").then(|| "-/etc/default/etcd".into()),
                 env,
                 cwd: "/srv".into(),
                 user: Some("etcd".into()),
@@ -264,6 +265,8 @@ mod tests {
         assert_eq!(etcd["cwd"].as_str(), Some("/srv"));
         assert_eq!(etcd["user"].as_str(), Some("etcd"));
         assert!(etcd.get("group").is_none());
+        assert_eq!(etcd["env-file"].as_str(), Some("-/etc/default/etcd"));
+        assert!(doc["component"]["api"].get("env-file").is_none());
         assert_eq!(etcd["env"]["ETCD_NAME"].as_str(), Some("n=1 \"x\""));
         let after = doc["component"]["api"]["after"].as_array().unwrap();
         let dep = after.get(0).unwrap().as_inline_table().unwrap();
