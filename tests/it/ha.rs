@@ -384,7 +384,10 @@ fn three_members_survive_losing_one_and_take_it_back() {
     let snap = work.path().join("m2-etcd.db");
     let socket = members[1].daemon().socket().display().to_string();
     let (ok, said) = members[1].dmucctl(&["--socket", &socket, "backup", snap.to_str().unwrap()]);
-    assert!(ok && said.contains("from https://198.18.0.22:2379"), "{said}");
+    assert!(
+        ok && said.contains("from https://198.18.0.22:2379"),
+        "{said}"
+    );
     assert!(snap.exists() && work.path().join("m2-etcd.db.sha256").exists());
 
     step("the member is back: etcd 3/3");

@@ -145,14 +145,12 @@ pub fn definition_hash(c: &Component) -> String {
     }
     text.push('\u{1}');
     // The file's name, not its contents: a changed file needs a restart, as in systemd.
+    // Nothing without one, so that the digests of earlier definitions stay as they were.
     if let Some(f) = &c.env_file {
-        text.push_str(&format!(
-            "{}{}",
-            if f.optional { "-" } else { "" },
-            f.path.display()
-        ));
+        let dash = if f.optional { "-" } else { "" };
+        text.push_str(&format!("{dash}{}", f.path.display()));
+        text.push('\u{1}');
     }
-    text.push('\u{1}');
     for o in [
         &c.cwd.as_ref().map(|p| p.display().to_string()),
         &c.user,
@@ -197,6 +195,13 @@ mod tests {
         assert_ne!(definition_hash(&a), definition_hash(&other));
         assert_ne!(definition_hash(&a), definition_hash(&env));
         assert_eq!(definition_hash(&a).len(), 16);
+        let file = comp("[component.a]\ncommand = [\"x\", \"1\"]\nenv-file = \"/e\"\n");
+        let optional = comp("[component.a]\ncommand = [\"x\", \"1\"]\nenv-file = \"-/e\"\n");
+        assert_ne!(definition_hash(&a), definition_hash(&file));
+        assert_ne!(definition_hash(&file), definition_hash(&optional));
+        // Stable across versions: a dmucd that knows env-file adopts what an older one
+        // started (the digest of a definition without one is what it always was).
+        assert_eq!(definition_hash(&a), "71ff3cdb36ec4fb1");
     }
 
     #[test]
