@@ -223,6 +223,36 @@ fn three_members_survive_losing_one_and_take_it_back() {
         assert!(log.contains("promoted from learner to voter"), "{log}");
     }
     step("members 2 and 3 joined");
+    // Every member's control plane runs as its own users, not root.
+    for m in &members {
+        let uid_of = |comm: &str| -> u32 {
+            let (pid, _) = m
+                .processes()
+                .into_iter()
+                .find(|(_, c)| c == comm)
+                .unwrap_or_else(|| panic!("no {comm} on {}", m.name));
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap()
+        };
+        for (comm, user) in [
+            ("etcd", "dmuc-etcd"),
+            ("kube-apiserver", "dmuc-apiserver"),
+            // comm is cut at 15 characters.
+            ("kube-controller", "dmuc-controller-manager"),
+            ("kube-scheduler", "dmuc-scheduler"),
+        ] {
+            let want = nix::unistd::User::from_name(user)
+                .unwrap()
+                .unwrap()
+                .uid
+                .as_raw();
+            assert_eq!(uid_of(comm), want, "{} {comm}", m.name);
+        }
+    }
     for m in members.iter().chain([&lb]) {
         let pss = m.pss();
         let total: u64 = pss.iter().map(|(_, kb)| kb).sum();

@@ -253,7 +253,7 @@ impl Worker {
     }
 
     /// The processes in the node's network namespace (not the holder): PID and program name.
-    fn processes(&self) -> Vec<(u32, String)> {
+    pub fn processes(&self) -> Vec<(u32, String)> {
         let holder = self.holder.id();
         let Ok(ns) = std::fs::read_link(format!("/proc/{holder}/ns/net")) else {
             return vec![];
