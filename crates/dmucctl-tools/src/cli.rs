@@ -108,6 +108,17 @@ pub enum EtcdCmd {
     /// Make this member a voter once its etcd has caught up as a learner (nothing to do for a
     /// voter): the etcd-promote component of config/ha.toml.
     Promote(crate::members::PromoteArgs),
+    /// etcd's members: name, ID, voter or learner, peer and client URLs.
+    Members(crate::members::EtcdArgs),
+    /// Remove a member (by name or ID) from etcd: a member that is gone for good, before its
+    /// host is reset and joins again. The last voter is refused.
+    Remove {
+        #[command(flatten)]
+        etcd: crate::members::EtcdArgs,
+        /// The member's name or ID.
+        #[arg(value_name = "NAME|ID")]
+        member: String,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -297,6 +308,12 @@ pub fn run(cmd: ToolCmd, socket: &Path) -> u8 {
         ToolCmd::Etcd {
             cmd: EtcdCmd::Promote(a),
         } => crate::members::promote(a),
+        ToolCmd::Etcd {
+            cmd: EtcdCmd::Members(a),
+        } => crate::members::members_cmd(a),
+        ToolCmd::Etcd {
+            cmd: EtcdCmd::Remove { etcd, member },
+        } => crate::members::remove_cmd(etcd, &member),
         ToolCmd::Routes(a) => routes::run(a),
         ToolCmd::PodCidr(a) => routes::pod_cidr(a),
         ToolCmd::CsrApprove(a) => csr::run(a),

@@ -782,7 +782,7 @@ fn join_control_plane(a: &JoinArgs) -> u8 {
         }
         Err(e) => fail(
             format!(
-                "{e} (etcd has this member as a learner already: remove it with etcdctl member remove)"
+                "{e} (etcd has this member as a learner already: `dmucctl etcd remove` it on a running member first)"
             ),
             true,
         ),
@@ -824,12 +824,7 @@ fn member_files(a: &JoinArgs) -> Result<(Vec<members::SharedFile>, String), Stri
     let (etcd_ca, etcd_key) = (get("etcd-ca.crt"), get("etcd-ca.key"));
     let apis = endpoints
         .iter()
-        .map(|e| {
-            Ok((
-                e.clone(),
-                members::etcd_client(&etcd_ca, &etcd_key, e, &etcd_ca)?,
-            ))
-        })
+        .map(|e| Ok((e.clone(), members::etcd_client(&etcd_ca, &etcd_key, e)?)))
         .collect::<Result<Vec<_>, String>>()?;
     let peer = format!("https://{ip}:2380");
     let (i, now) = members::member_list(&apis)?;

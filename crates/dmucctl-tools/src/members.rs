@@ -239,7 +239,7 @@ pub fn initial_cluster(members: &[Member], name: &str, peer: &str) -> Result<Str
         } else if m.name.is_empty() {
             return Err(format!(
                 "etcd member {} ({}) was added but has not started: start it (or remove it \
-                 with `etcdctl member remove {}`) before another joins",
+                 with `dmucctl etcd remove {}`) before another joins",
                 m.id,
                 m.peers.join(","),
                 m.id
@@ -259,8 +259,10 @@ pub fn refuse_join(members: &[Member], name: &str, peer: &str) -> Option<String>
     if let Some(m) = members.iter().find(|m| m.peers.iter().any(|p| p == peer)) {
         return Some(format!(
             "etcd already has member {} ({:?}) at {peer}: a member that was reset must be \
-             removed first (`etcdctl member remove {}` on a running member)",
-            m.id, m.name, m.id
+             removed first (`dmucctl etcd remove {}` on a running member)",
+            m.id,
+            m.name,
+            if m.name.is_empty() { &m.id } else { &m.name }
         ));
     }
     if members.iter().any(|m| m.name == name) {
@@ -278,14 +280,15 @@ pub fn refuse_join(members: &[Member], name: &str, peer: &str) -> Option<String>
     None
 }
 
-/// A client certificate of etcd's CA, made in memory for this command (nothing written).
-pub fn etcd_client(ca_crt: &[u8], ca_key: &[u8], endpoint: &str, ca: &[u8]) -> Result<Api, String> {
+/// A client of etcd at `endpoint` whose server certificate is of etcd's CA, with a client
+/// certificate of that CA made in memory for this command (nothing written).
+pub fn etcd_client(ca_crt: &[u8], ca_key: &[u8], endpoint: &str) -> Result<Api, String> {
     let (cert, key) = crate::pki::client_cert(
         &String::from_utf8_lossy(ca_crt),
         &String::from_utf8_lossy(ca_key),
         "dmucctl-join",
     )?;
-    etcd_api(endpoint, ca, cert.into_bytes(), key.into_bytes())
+    etcd_api(endpoint, ca_crt, cert.into_bytes(), key.into_bytes())
 }
 
 fn etcd_api(endpoint: &str, ca: &[u8], cert: Vec<u8>, key: Vec<u8>) -> Result<Api, String> {
@@ -354,6 +357,153 @@ pub struct PromoteArgs {
     /// How long to wait for the learner to catch up.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = dmuc_config::duration::parse_duration)]
     pub timeout: Duration,
+}
+
+/// Where `etcd members` and `etcd remove` ask: a member's etcd client certificate.
+#[derive(clap::Args, Debug)]
+pub struct EtcdArgs {
+    /// The member's files: etcd-ca.crt and apiserver-etcd-client.{crt,key}.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/dmuc/pki")]
+    pub pki: std::path::PathBuf,
+    /// etcd's client URL (repeatable: the first that answers).
+    #[arg(long, value_name = "URL", default_value = "https://127.0.0.1:2379")]
+    pub endpoint: Vec<String>,
+}
+
+impl EtcdArgs {
+    fn apis(&self) -> Result<Vec<(String, Api)>, String> {
+        let read = |f: &str| {
+            let p = self.pki.join(f);
+            std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))
+        };
+        let (ca, cert, key) = (
+            read("etcd-ca.crt")?,
+            read("apiserver-etcd-client.crt")?,
+            read("apiserver-etcd-client.key")?,
+        );
+        self.endpoint
+            .iter()
+            .map(|e| Ok((e.clone(), etcd_api(e, &ca, cert.clone(), key.clone())?)))
+            .collect()
+    }
+}
+
+/// The table of `dmucctl etcd members`.
+pub fn members_table(ms: &[Member]) -> String {
+    let mut rows = vec![[
+        "NAME".to_string(),
+        "ID".into(),
+        "ROLE".into(),
+        "PEER".into(),
+        "CLIENT".into(),
+    ]];
+    for m in ms {
+        let role = if m.name.is_empty() {
+            "added, not started"
+        } else if m.learner {
+            "learner"
+        } else {
+            "voter"
+        };
+        rows.push([
+            if m.name.is_empty() {
+                "-".into()
+            } else {
+                m.name.clone()
+            },
+            m.id.clone(),
+            role.into(),
+            m.peers.join(","),
+            if m.clients.is_empty() {
+                "-".into()
+            } else {
+                m.clients.join(",")
+            },
+        ]);
+    }
+    let w: Vec<usize> = (0..5)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    rows.iter()
+        .map(|r| {
+            let mut l = String::new();
+            for (i, c) in r.iter().enumerate() {
+                if i + 1 == r.len() {
+                    l.push_str(c);
+                } else {
+                    l.push_str(&format!("{c:<width$}  ", width = w[i]));
+                }
+            }
+            l.trim_end().to_string() + "\n"
+        })
+        .collect()
+}
+
+/// The member `which` (a name or an ID) names, unless removing it is refused: unknown, or
+/// the last voter (a cluster cannot remove its own last vote).
+pub fn to_remove<'a>(ms: &'a [Member], which: &str) -> Result<&'a Member, String> {
+    let m = ms
+        .iter()
+        .find(|m| m.name == which || m.id == which)
+        .ok_or_else(|| {
+            let names: Vec<&str> = ms.iter().map(|m| m.name.as_str()).collect();
+            format!(
+                "no etcd member named {which:?} (members: {})",
+                names.join(", ")
+            )
+        })?;
+    if !m.learner && ms.iter().filter(|x| !x.learner).count() == 1 {
+        return Err(format!(
+            "{which} is the last voting member: removing it would end the cluster (dmucctl reset does that)"
+        ));
+    }
+    Ok(m)
+}
+
+/// `dmucctl etcd members`.
+pub fn members_cmd(a: EtcdArgs) -> u8 {
+    match a.apis().and_then(|apis| member_list(&apis)) {
+        Ok((_, ms)) => {
+            print!("{}", members_table(&ms));
+            dmuc_client::OK
+        }
+        Err(e) => {
+            eprintln!("dmucctl: etcd members: {e}");
+            dmuc_client::FAILED
+        }
+    }
+}
+
+/// `dmucctl etcd remove NAME|ID`: the member leaves etcd (its etcd stops for good; reset
+/// that host before it joins again).
+pub fn remove_cmd(a: EtcdArgs, which: &str) -> u8 {
+    let r = (|| {
+        let apis = a.apis()?;
+        let (i, ms) = member_list(&apis)?;
+        let m = to_remove(&ms, which)?;
+        apis[i]
+            .1
+            .create("/v3/cluster/member/remove", &json!({"ID": m.id}))
+            .map_err(|e| format!("member remove {}: {e}", m.id))?;
+        Ok::<String, String>(format!(
+            "removed etcd member {} ({}, {}); {} left. On that host: dmucctl reset, then join it \
+             again with a new `dmucctl token create --control-plane` if it should come back",
+            m.name,
+            m.id,
+            m.peers.join(","),
+            ms.len() - 1
+        ))
+    })();
+    match r {
+        Ok(msg) => {
+            println!("{msg}");
+            dmuc_client::OK
+        }
+        Err(e) => {
+            eprintln!("dmucctl: etcd remove: {e}");
+            dmuc_client::FAILED
+        }
+    }
 }
 
 /// The value of `KEY=` in an env file.

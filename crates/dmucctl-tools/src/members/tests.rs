@@ -128,7 +128,7 @@ fn joins_that_etcd_would_refuse_are_refused_first() {
     assert!(
         refuse_join(&one, "m2", p1)
             .unwrap()
-            .contains("member remove 1")
+            .contains("dmucctl etcd remove m1")
     );
     let learning = vec![member("1", "m1", p1, false), member("2", "m2", p2, true)];
     assert!(
@@ -211,4 +211,45 @@ fn http_dates_and_peers_are_read() {
         ]
     );
     assert!(peers("m1=https://198.18.0.21:2380", "198.18.0.21").is_empty());
+}
+
+#[test]
+fn members_show_as_a_table_and_removal_spares_the_last_voter() {
+    let (p1, p2, p3) = (
+        "https://198.18.0.21:2380",
+        "https://198.18.0.22:2380",
+        "https://198.18.0.23:2380",
+    );
+    let ms = vec![
+        member("11", "m1", p1, false),
+        member("22", "m2", p2, true),
+        member("33", "", p3, true),
+    ];
+    let t = members_table(&ms);
+    let lines: Vec<&str> = t.lines().collect();
+    assert_eq!(lines.len(), 4, "{t}");
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("ROLE"),
+        "{t}"
+    );
+    assert!(lines[1].contains("voter") && lines[1].contains("https://198.18.0.21:2379"));
+    assert!(lines[2].contains("learner"));
+    assert!(lines[3].starts_with("-") && lines[3].contains("added, not started"));
+    // Columns line up.
+    let at = |l: &str| l.find("https://").unwrap();
+    assert_eq!(at(lines[1]), at(lines[2]));
+    assert_eq!(to_remove(&ms, "m2").unwrap().id, "22");
+    assert_eq!(to_remove(&ms, "33").unwrap().peers, vec![p3.to_string()]);
+    assert!(
+        to_remove(&ms, "m1")
+            .unwrap_err()
+            .contains("last voting member")
+    );
+    assert!(
+        to_remove(&ms, "m9")
+            .unwrap_err()
+            .contains("members: m1, m2")
+    );
+    let two = vec![member("11", "m1", p1, false), member("22", "m2", p2, false)];
+    assert_eq!(to_remove(&two, "m1").unwrap().id, "11");
 }
