@@ -401,10 +401,20 @@ fn member_readings(vars: &std::collections::BTreeMap<String, String>) -> host::M
             (ip.to_string(), r)
         })
         .collect();
-    let env = std::fs::read_to_string(PathBuf::from(var("state")).join(members::ETCD_ENV))
-        .unwrap_or_default();
-    let initial = members::env_value(&env, "ETCD_INITIAL_CLUSTER").unwrap_or_default();
-    let mut clocks: Vec<(String, Result<i64, String>)> = members::peers(&initial, &var("node-ip"))
+    // The members as etcd knows them now, when it runs here; else as this member joined.
+    let state = PathBuf::from(var("state"));
+    let pki = vars
+        .get("pki")
+        .map_or_else(|| state.join("pki"), PathBuf::from);
+    let peers = match members::local_members(&pki) {
+        Ok(ms) => members::peers_of(&ms, &var("node-ip")),
+        Err(_) => {
+            let env = std::fs::read_to_string(state.join(members::ETCD_ENV)).unwrap_or_default();
+            let initial = members::env_value(&env, "ETCD_INITIAL_CLUSTER").unwrap_or_default();
+            members::peers(&initial, &var("node-ip"))
+        }
+    };
+    let mut clocks: Vec<(String, Result<i64, String>)> = peers
         .into_iter()
         .map(|(name, host)| (name, members::clock_skew(&host)))
         .collect();

@@ -388,6 +388,24 @@ impl EtcdArgs {
     }
 }
 
+/// The members as the local etcd lists them, with the member's client certificate in `pki`.
+pub fn local_members(pki: &Path) -> Result<Vec<Member>, String> {
+    let a = EtcdArgs {
+        pki: pki.to_path_buf(),
+        endpoint: vec!["https://127.0.0.1:2379".into()],
+    };
+    member_list(&a.apis()?).map(|(_, ms)| ms)
+}
+
+/// The other members (name, host) of a member list, from their peer URLs.
+pub fn peers_of(ms: &[Member], self_ip: &str) -> Vec<(String, String)> {
+    let list: Vec<String> = ms
+        .iter()
+        .flat_map(|m| m.peers.iter().map(move |p| format!("{}={p}", m.name)))
+        .collect();
+    peers(&list.join(","), self_ip)
+}
+
 /// The table of `dmucctl etcd members`.
 pub fn members_table(ms: &[Member]) -> String {
     let mut rows = vec![[

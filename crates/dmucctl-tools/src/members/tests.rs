@@ -211,6 +211,16 @@ fn http_dates_and_peers_are_read() {
         ]
     );
     assert!(peers("m1=https://198.18.0.21:2380", "198.18.0.21").is_empty());
+    let ms = vec![
+        member("1", "m1", "https://198.18.0.21:2380", false),
+        member("2", "m2", "https://198.18.0.22:2380", false),
+        // Added, not started: no name, not a peer to read a clock from.
+        member("3", "", "https://198.18.0.23:2380", true),
+    ];
+    assert_eq!(
+        peers_of(&ms, "198.18.0.21"),
+        vec![("m2".to_string(), "198.18.0.22".to_string())]
+    );
 }
 
 #[test]
