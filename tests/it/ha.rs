@@ -55,9 +55,7 @@ fn etcdctl(pki: &Path, args: &[&str]) -> (bool, String) {
         .args(args)
         .output()
         .unwrap();
-    let said =
-        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
-    (o.status.success(), said)
+    said(&o)
 }
 
 /// Waits until etcd has 3 started voting members, each healthy.

@@ -147,9 +147,7 @@ impl Worker {
             .args(args)
             .output()
             .unwrap();
-        let said =
-            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
-        (o.status.success(), said)
+        said(&o)
     }
 
     /// `dmucctl join` on this node, into `state`.

@@ -32,6 +32,18 @@ fn after(cfg: &Config, name: &str) -> Vec<(String, &'static str)> {
     v
 }
 
+/// The component names, sorted.
+fn names(cfg: &Config) -> Vec<&str> {
+    let mut v: Vec<&str> = cfg
+        .graph
+        .components()
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    v.sort();
+    v
+}
+
 fn deps(list: &[(&str, &'static str)]) -> Vec<(String, &'static str)> {
     let mut v: Vec<_> = list.iter().map(|(n, c)| (n.to_string(), *c)).collect();
     v.sort();
@@ -271,13 +283,7 @@ fn cluster_is_the_modern_graph_with_real_probes() {
 #[test]
 fn worker_joins_without_a_control_plane_of_its_own() {
     let (_, cfg) = profile("worker.toml");
-    let mut names: Vec<&str> = cfg
-        .graph
-        .components()
-        .iter()
-        .map(|c| c.name.as_str())
-        .collect();
-    names.sort();
+    let names = names(&cfg);
     assert_eq!(
         names,
         [
@@ -321,13 +327,7 @@ fn worker_joins_without_a_control_plane_of_its_own() {
 #[test]
 fn ha_member_joins_etcd_as_a_learner_and_elects_leaders() {
     let (_, cfg) = profile("ha.toml");
-    let mut names: Vec<&str> = cfg
-        .graph
-        .components()
-        .iter()
-        .map(|c| c.name.as_str())
-        .collect();
-    names.sort();
+    let names = names(&cfg);
     // A member runs no pods: no kubelet, containerd or kube-proxy.
     assert_eq!(
         names,

@@ -92,9 +92,7 @@ impl Kubectl {
             .args(args)
             .output()
             .unwrap();
-        let text =
-            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
-        (o.status.success(), text)
+        said(&o)
     }
 
     pub(crate) fn ok(&self, args: &[&str]) -> String {

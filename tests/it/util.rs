@@ -90,6 +90,13 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
     }
 }
 
+/// Whether a command succeeded, and what it said (stdout, then stderr).
+pub fn said(o: &Output) -> (bool, String) {
+    let text =
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    (o.status.success(), text)
+}
+
 /// Makes a test's temp dir (0700) traversable and readable by other users: components that
 /// run as users of their own (`user = ...`) reach their programs and files there.
 pub fn open_dir(dir: &Path) {
