@@ -206,7 +206,7 @@ impl Api {
 
     /// GET; `None` when the object does not exist.
     pub fn get(&self, path: &str) -> Result<Option<Value>, ApiError> {
-        match self.call("GET", path, None) {
+        match self.retried(|| self.call("GET", path, None)) {
             Ok(v) => Ok(Some(v)),
             Err(e) if e.status == 404 => Ok(None),
             Err(e) => Err(e),
@@ -220,7 +220,7 @@ impl Api {
 
     /// DELETE the object at `path`; `false` when there was none.
     pub fn delete(&self, path: &str) -> Result<bool, ApiError> {
-        match self.call("DELETE", path, None) {
+        match self.retried(|| self.call("DELETE", path, None)) {
             Ok(_) => Ok(true),
             Err(e) if e.status == 404 => Ok(false),
             Err(e) => Err(e),
@@ -235,11 +235,44 @@ impl Api {
     /// Creates the object unless one of its name exists (which is kept as it is): how the
     /// RBAC bindings and the like are made idempotent.
     pub fn ensure(&self, path: &str, body: &Value) -> Result<bool, ApiError> {
-        match self.create(path, body) {
+        // A create retried after a lost answer finds its own object: 409, also fine.
+        match self.retried(|| self.create(path, body)) {
             Ok(_) => Ok(true),
             Err(e) if e.status == 409 => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// `f` again while it fails in a way that passes (see [`transient`]), for up to
+    /// RETRY_FOR: only around requests that may be repeated (GET, DELETE, ensure).
+    fn retried<T>(&self, mut f: impl FnMut() -> Result<T, ApiError>) -> Result<T, ApiError> {
+        let deadline = std::time::Instant::now() + RETRY_FOR;
+        let mut pause = Duration::from_millis(250);
+        loop {
+            match f() {
+                Err(e) if transient(&e) && std::time::Instant::now() + pause < deadline => {
+                    std::thread::sleep(pause); // a backoff between tries, with the deadline above
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                r => return r,
+            }
+        }
+    }
+}
+
+/// How long a repeatable request is tried again while the control plane recovers (an etcd
+/// leader election, an API server behind the balancer going away).
+pub const RETRY_FOR: Duration = Duration::from_secs(15);
+
+/// Whether an error passes by itself: no answer (a connection refused or reset), too many
+/// requests, the server not ready or timing out, or etcd timing out or changing its leader.
+pub fn transient(e: &ApiError) -> bool {
+    match e.status {
+        0 | 429 | 503 | 504 => true,
+        500 => ["etcdserver", "timed out", "leader changed", "Timeout"]
+            .iter()
+            .any(|m| e.message.contains(m)),
+        _ => false,
     }
 }
 

@@ -72,3 +72,98 @@ fn the_ca_hash_is_of_its_public_key_as_kubeadm_pins_it() {
     );
     assert!(ca_hash(b"not pem").is_err());
 }
+
+#[test]
+fn transient_errors_are_told_from_final_ones() {
+    let e = |status, m: &str| ApiError {
+        status,
+        message: m.into(),
+    };
+    assert!(transient(&e(0, "connection refused")));
+    assert!(transient(&e(503, "not ready")));
+    assert!(transient(&e(429, "too many requests")));
+    assert!(transient(&e(
+        500,
+        "etcdserver: request timed out, possibly due to previous leader failure"
+    )));
+    assert!(!transient(&e(500, "internal error: a bug")));
+    for status in [400, 401, 403, 404, 409, 422] {
+        assert!(!transient(&e(status, "etcdserver")), "{status}");
+    }
+}
+
+/// A server on loopback answering each connection with the next of `answers`; counts them.
+fn answering(
+    answers: Vec<(u16, &'static str)>,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = n.clone();
+    std::thread::spawn(move || {
+        for (status, body) in answers {
+            let Ok((mut c, _)) = l.accept() else { return };
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = write!(
+                c,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, n)
+}
+
+#[test]
+fn repeatable_requests_ride_out_a_leader_election_and_final_errors_do_not_wait() {
+    let etcd = r#"{"message":"etcdserver: leader changed"}"#;
+    let (url, n) = answering(vec![
+        (500, etcd),
+        (503, "{}"),
+        (200, r#"{"kind":"ConfigMap"}"#),
+    ]);
+    let api = Api::new(
+        &Kubeconfig {
+            server: url,
+            ..Default::default()
+        },
+        true,
+    )
+    .unwrap();
+    let got = api
+        .get("/api/v1/namespaces/x/configmaps/y")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got["kind"], "ConfigMap");
+    assert_eq!(n.load(std::sync::atomic::Ordering::SeqCst), 3);
+    // ensure: the retried create finds its object made by the lost try.
+    let (url, n) = answering(vec![(504, "{}"), (409, r#"{"message":"exists"}"#)]);
+    let api = Api::new(
+        &Kubeconfig {
+            server: url,
+            ..Default::default()
+        },
+        true,
+    )
+    .unwrap();
+    assert!(
+        !api.ensure("/api/v1/namespaces", &serde_json::json!({}))
+            .unwrap()
+    );
+    assert_eq!(n.load(std::sync::atomic::Ordering::SeqCst), 2);
+    // A refusal is final: asked once.
+    let (url, n) = answering(vec![(403, r#"{"message":"forbidden"}"#), (200, "{}")]);
+    let api = Api::new(
+        &Kubeconfig {
+            server: url,
+            ..Default::default()
+        },
+        true,
+    )
+    .unwrap();
+    assert_eq!(api.get("/x").unwrap_err().status, 403);
+    assert_eq!(n.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
