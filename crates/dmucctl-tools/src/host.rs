@@ -1124,7 +1124,7 @@ mod tests {
             "tail\0-address\0/run/containerd/containerd.sock\0",
         );
         write(root, "opt/bin/kube-proxy", "");
-        let plan = reset_plan(&ResetInput {
+        let node = ResetInput {
             root,
             state: Path::new("/var/lib/dmuc"),
             keep: &["pki"],
@@ -1133,17 +1133,13 @@ mod tests {
             cgroup_root: Path::new("/"),
             dirs: &[PathBuf::from("/srv/kubelet")],
             pods: true,
-        });
+        };
+        let plan = reset_plan(&node);
         // A control-plane member's reset on the same host: its state only.
         let member = reset_plan(&ResetInput {
-            root,
-            state: Path::new("/var/lib/dmuc"),
-            keep: &["pki"],
-            containerd_socket: Path::new("/run/containerd/containerd.sock"),
-            bin: Path::new("/opt/bin"),
-            cgroup_root: Path::new("/"),
             dirs: &[],
             pods: false,
+            ..node
         });
         assert_eq!(
             member.paths,

@@ -117,6 +117,18 @@ fn answering(
     (url, n)
 }
 
+/// A client of a plain-HTTP server at `url`.
+fn plain(url: String) -> Api {
+    Api::new(
+        &Kubeconfig {
+            server: url,
+            ..Default::default()
+        },
+        true,
+    )
+    .unwrap()
+}
+
 #[test]
 fn repeatable_requests_ride_out_a_leader_election_and_final_errors_do_not_wait() {
     let etcd = r#"{"message":"etcdserver: leader changed"}"#;
@@ -125,14 +137,7 @@ fn repeatable_requests_ride_out_a_leader_election_and_final_errors_do_not_wait()
         (503, "{}"),
         (200, r#"{"kind":"ConfigMap"}"#),
     ]);
-    let api = Api::new(
-        &Kubeconfig {
-            server: url,
-            ..Default::default()
-        },
-        true,
-    )
-    .unwrap();
+    let api = plain(url);
     let got = api
         .get("/api/v1/namespaces/x/configmaps/y")
         .unwrap()
@@ -141,14 +146,7 @@ fn repeatable_requests_ride_out_a_leader_election_and_final_errors_do_not_wait()
     assert_eq!(n.load(std::sync::atomic::Ordering::SeqCst), 3);
     // ensure: the retried create finds its object made by the lost try.
     let (url, n) = answering(vec![(504, "{}"), (409, r#"{"message":"exists"}"#)]);
-    let api = Api::new(
-        &Kubeconfig {
-            server: url,
-            ..Default::default()
-        },
-        true,
-    )
-    .unwrap();
+    let api = plain(url);
     assert!(
         !api.ensure("/api/v1/namespaces", &serde_json::json!({}))
             .unwrap()
@@ -156,14 +154,7 @@ fn repeatable_requests_ride_out_a_leader_election_and_final_errors_do_not_wait()
     assert_eq!(n.load(std::sync::atomic::Ordering::SeqCst), 2);
     // A refusal is final: asked once.
     let (url, n) = answering(vec![(403, r#"{"message":"forbidden"}"#), (200, "{}")]);
-    let api = Api::new(
-        &Kubeconfig {
-            server: url,
-            ..Default::default()
-        },
-        true,
-    )
-    .unwrap();
+    let api = plain(url);
     assert_eq!(api.get("/x").unwrap_err().status, 403);
     assert_eq!(n.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
