@@ -196,7 +196,7 @@ fn cluster_is_the_modern_graph_with_real_probes() {
         ("https://127.0.0.1:10259/healthz".into(), None, true)
     );
     assert_eq!(url(&cfg, "kubelet").0, "http://127.0.0.1:10248/healthz");
-    assert_eq!(url(&cfg, "kube-proxy").0, "http://127.0.0.1:10256/livez");
+    assert_eq!(url(&cfg, "kube-proxy").0, "http://127.0.0.1:10256/healthz");
     let containerd = cfg.graph.get("containerd").unwrap();
     assert!(matches!(&containerd.ready.as_ref().unwrap().check,
         Check::Unix { path } if path == &PathBuf::from("/run/containerd/containerd.sock")));

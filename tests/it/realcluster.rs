@@ -1,5 +1,5 @@
-//! The real thing: config/cluster.toml as shipped, run by dmucd with real Kubernetes v1.36.2
-//! (../shared/k8s, unpacked to a temp dir), Debian's etcd, containerd, runc and CNI plugins,
+//! The real thing: config/cluster.toml as shipped, run by dmucd with real Kubernetes v1.20.2
+//! built from Debian's source (../shared/k8s, unpacked to a temp dir; its own kubectl), Debian's etcd, containerd, runc and CNI plugins,
 //! and the real kubectl. One cluster, shared by every check that can share it (CI time): node
 //! Ready, a Deployment serving through a ClusterIP Service, `kubectl logs` and `exec`,
 //! scaling, kill -9 of the kubelet and of the API server, adoption after kill -9 of dmucd,
@@ -25,7 +25,9 @@ pub(crate) fn shared_k8s() -> PathBuf {
     )
 }
 
-const TARBALL: &str = "kubernetes-v1.36.2-linux-amd64.tar.xz";
+/// The one Kubernetes these machines can have (../shared/k8s/README.md); the profiles write
+/// what its release takes (docs/kubernetes-versions.md).
+pub(crate) const TARBALL: &str = "kubernetes-v1.20.2-linux-amd64.tar.xz";
 /// What Debian provides, and where (etcd-server, containerd, runc, containernetworking-plugins).
 const DEBIAN: &[&str] = &[
     "/usr/bin/etcd",
@@ -147,6 +149,48 @@ impl Kubectl {
             "jsonpath={.data}",
         ]);
         data.contains(&format!("jws-kubeconfig-{id}"))
+    }
+
+    /// Who the API server takes the bearer token of `kubeconfig` for: `USER [GROUPS]`, from a
+    /// TokenReview made with this (admin) client (`kubectl auth whoami` is 1.26 and later).
+    pub(crate) fn identity_of(&self, kubeconfig: &Path) -> String {
+        let o = Command::new(&self.prog)
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args([
+                "config",
+                "view",
+                "--raw",
+                "-o",
+                "jsonpath={.users[0].user.token}",
+            ])
+            .output()
+            .unwrap();
+        let (ok, token) = said(&o);
+        assert!(
+            ok && !token.trim().is_empty(),
+            "no token in {}: {token}",
+            kubeconfig.display()
+        );
+        let review = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            review.path(),
+            format!(
+                "{{\"apiVersion\": \"authentication.k8s.io/v1\", \"kind\": \"TokenReview\", \"spec\": {{\"token\": \"{}\"}}}}",
+                token.trim()
+            ),
+        )
+        .unwrap();
+        self.ok(&[
+            "create",
+            "-f",
+            review.path().to_str().unwrap(),
+            "-o",
+            "jsonpath={.status.authenticated} {.status.user.username} {.status.user.groups}",
+        ])
+        .strip_prefix("true ")
+        .unwrap_or_else(|| panic!("the token of {} is not authenticated", kubeconfig.display()))
+        .to_string()
     }
 
     pub(crate) fn node_ready(&self, node: &str) -> bool {
@@ -640,8 +684,7 @@ fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_cl
         prog: k.prog.clone(),
         kubeconfig: joined.join("pki/bootstrap-kubelet.kubeconfig"),
     };
-    let whoami = "jsonpath={.status.userInfo.username} {.status.userInfo.groups}";
-    let who = as_bootstrapper.ok(&["auth", "whoami", "-o", whoami]);
+    let who = k.identity_of(&as_bootstrapper.kubeconfig);
     assert!(
         who.contains(&format!("system:bootstrap:{id}"))
             && who.contains("system:bootstrappers:dmuc:default-node-token"),
@@ -651,7 +694,7 @@ fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_cl
         prog: k.prog.clone(),
         kubeconfig: joined.join("pki/kube-proxy.kubeconfig"),
     };
-    let who = as_proxy.ok(&["auth", "whoami", "-o", whoami]);
+    let who = k.identity_of(&as_proxy.kubeconfig);
     assert!(
         who.starts_with("system:serviceaccount:kube-system:kube-proxy "),
         "{who}"

@@ -16,17 +16,35 @@ pub fn missing_programs(progs: &[&str]) -> Vec<String> {
 
 /// Whether a test that needs `what` (root, programs, the shared binaries) must stop: under
 /// CI=true a missing piece is a failure (CI installs everything and skips nothing),
-/// elsewhere a loud skip that names it. `true` means "return now".
+/// elsewhere a skip that names it ([`skipped`]). `true` means "return now".
 pub fn skip_unless(test: &str, missing: &[String]) -> bool {
     if missing.is_empty() {
         return false;
     }
-    let why = missing.join(", ");
+    let why = format!("missing {}", missing.join(", "));
     if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test} cannot run under CI: missing {why}");
+        panic!("{test} cannot run under CI: {why}");
     }
-    eprintln!("SKIPPED {test}: missing {why}");
+    skipped(test, &why);
     true
+}
+
+/// Says that `test` did not run, and why, where it cannot be missed: on the test process's
+/// standard error itself (past the harness's capture of `eprintln!`, which hides the output
+/// of passing tests), and as a line of the file `DMUC_SKIP_LOG` names, which `.ci/run` counts
+/// in its closing `N passed, N failed, N skipped` (and fails on).
+pub fn skipped(test: &str, why: &str) {
+    use std::io::Write;
+    let line = format!("SKIPPED {test}: {why}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    if let Some(log) = std::env::var_os("DMUC_SKIP_LOG") {
+        // One write of one short line with O_APPEND: lines of parallel tests do not mix.
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+    }
 }
 
 /// `skip_unless` for programs on `PATH`.

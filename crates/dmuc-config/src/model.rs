@@ -299,6 +299,9 @@ pub struct Component {
     /// `env-file`: more environment read from a file at each start (as systemd's
     /// `EnvironmentFile=`); its values override `env`'s.
     pub env_file: Option<EnvFile>,
+    /// `args-file`: more arguments read from a file at each start, after `command`'s (the
+    /// flags a tool writes for the release at hand, as kubeadm's kubeadm-flags.env).
+    pub args_file: Option<EnvFile>,
     /// Working directory.
     pub cwd: Option<PathBuf>,
     /// User to run as.
@@ -323,13 +326,24 @@ pub struct Component {
     pub stop: Stop,
 }
 
-/// `env-file = "PATH"` (or `"-PATH"`: a missing file is no error).
+/// `env-file = "PATH"` or `args-file = "PATH"` (or `"-PATH"`: a missing file is no error).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvFile {
     /// The file.
     pub path: PathBuf,
     /// Whether a missing file is fine (the leading `-`, as in systemd).
     pub optional: bool,
+}
+
+/// The arguments of an arguments file: one per line, taken whole (spaces and quotes are part
+/// of it: nothing is split or expanded); blank lines and lines starting with `#` skipped,
+/// leading and trailing blanks trimmed.
+pub fn parse_args_file(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
 }
 
 /// The variables of an environment file: `KEY=VALUE` lines, `#` comments and blank lines

@@ -770,6 +770,9 @@ pub struct ComponentSpec {
     /// Its `env-file` (`-PATH` when a missing file is fine), read at each start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env_file: Option<String>,
+    /// Its `args-file` (`-PATH` when a missing file is fine), read at each start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args_file: Option<String>,
     /// The directory it runs in: its `cwd`, else dmucd's own.
     pub cwd: String,
     /// User to run as.

@@ -169,6 +169,13 @@ fn port_of(url_or_addr: &str) -> Option<u16> {
 
 /// Runs persona `name`; returns only on a start-up error (else serves until signalled).
 pub fn run(name: &str, args: &[String]) -> ExitCode {
+    // As the real programs: `--version` prints the release (DMUC_STANDIN_K8S, a test's
+    // choice: the profiles write what that release takes) and exits.
+    if args.iter().any(|a| a == "--version") && name.starts_with("kube") {
+        let v = std::env::var("DMUC_STANDIN_K8S").unwrap_or_else(|_| "v1.36.0".into());
+        println!("Kubernetes {v}");
+        return ExitCode::SUCCESS;
+    }
     println!(
         "[{name}] stand-in for {name} (pid {}), args: {}",
         std::process::id(),
@@ -230,7 +237,12 @@ pub fn run(name: &str, args: &[String]) -> ExitCode {
                 .and_then(|t| serve(port, Some(t), ok_paths(&["/healthz", "/livez", "/readyz"])))
         }
         "kubelet" => {
-            let endpoint = setting(&config, "containerRuntimeEndpoint").unwrap_or_default();
+            // The flag up to 1.26, the configuration file's field from 1.27.
+            let endpoint = f
+                .get("container-runtime-endpoint")
+                .cloned()
+                .or_else(|| setting(&config, "containerRuntimeEndpoint"))
+                .unwrap_or_default();
             let sock = endpoint.trim_start_matches("unix://");
             if let Err(e) = std::os::unix::net::UnixStream::connect(sock) {
                 return fail(

@@ -64,6 +64,10 @@ pub enum ToolCmd {
     /// Route each other node's pod subnet via its InternalIP, from the Node objects (once,
     /// or kept in sync with --watch: the routes component of the profiles).
     Routes(routes::RoutesArgs),
+    /// Find the Kubernetes release of the kubelet and the API server in --bin, check that the
+    /// profiles support it (1.20 to 1.36), and write the flags and configuration lines that
+    /// release takes (the node-config components run it; docs/kubernetes-versions.md).
+    K8sRelease(crate::release::ReleaseArgs),
     /// Wait until this node has its pod subnet from the controller manager, and print it (for
     /// the CNI bridge's configuration).
     PodCidr(routes::PodCidrArgs),
@@ -316,6 +320,7 @@ pub fn run(cmd: ToolCmd, socket: &Path) -> u8 {
         } => crate::members::remove_cmd(etcd, &member),
         ToolCmd::Routes(a) => routes::run(a),
         ToolCmd::PodCidr(a) => routes::pod_cidr(a),
+        ToolCmd::K8sRelease(a) => crate::release::run(a),
         ToolCmd::CsrApprove(a) => csr::run(a),
         ToolCmd::Restore(a) => backup::restore(socket, a),
         ToolCmd::Reset {

@@ -3,6 +3,7 @@
 //! - [`fetch`]: the official binaries, checksummed and installed (`dmucctl fetch`);
 //! - [`host`]: `dmucctl doctor` (is this host ready) and `dmucctl reset` (tear the node down);
 //! - [`etcd`] and [`backup`]: `dmucctl backup` and `dmucctl restore` of the cluster's etcd;
+//! - [`release`]: what differs between Kubernetes releases (`dmucctl k8s-release`);
 //! - [`cli`]: their command line, which dmucctl-full also shows.
 //!
 //! A program of its own, `dmucctl-tools`, that dmucctl-full execs for these commands: they
@@ -21,4 +22,5 @@ pub mod join;
 pub mod kube;
 pub mod members;
 pub mod pki;
+pub mod release;
 pub mod routes;

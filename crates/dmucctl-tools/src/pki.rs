@@ -839,8 +839,7 @@ mod tests {
 
     #[test]
     fn keys_go_to_their_roles_users_and_check_sees_a_wrong_owner() {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("SKIPPED: chown needs root");
+        if dmuc_tests::skip_unless_root("pki::keys_go_to_their_roles_users (chown)") {
             return;
         }
         use std::os::unix::fs::MetadataExt as _;

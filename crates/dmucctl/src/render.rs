@@ -29,6 +29,7 @@ pub fn show(r: &dmuc_proto::ShowResult) -> String {
             ("user", &c.user),
             ("group", &c.group),
             ("env-file", &c.env_file),
+            ("args-file", &c.args_file),
         ] {
             if let Some(v) = v {
                 let _ = writeln!(s, "{k} = {}", q(v));
@@ -230,6 +231,7 @@ mod tests {
                 kind: "service".into(),
                 command: vec!["sh".into(), "-c".into(), "echo \"a\\b\"\n$x".into()],
                 env_file: (name == "etcd").then(|| "-/etc/default/etcd".into()),
+                args_file: (name == "api").then(|| "/etc/api.args".into()),
                 env,
                 cwd: "/srv".into(),
                 user: Some("etcd".into()),
@@ -267,6 +269,10 @@ mod tests {
         assert!(etcd.get("group").is_none());
         assert_eq!(etcd["env-file"].as_str(), Some("-/etc/default/etcd"));
         assert!(doc["component"]["api"].get("env-file").is_none());
+        assert_eq!(
+            doc["component"]["api"]["args-file"].as_str(),
+            Some("/etc/api.args")
+        );
         assert_eq!(etcd["env"]["ETCD_NAME"].as_str(), Some("n=1 \"x\""));
         let after = doc["component"]["api"]["after"].as_array().unwrap();
         let dep = after.get(0).unwrap().as_inline_table().unwrap();

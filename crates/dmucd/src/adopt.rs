@@ -146,10 +146,12 @@ pub fn definition_hash(c: &Component) -> String {
     text.push('\u{1}');
     // The file's name, not its contents: a changed file needs a restart, as in systemd.
     // Nothing without one, so that the digests of earlier definitions stay as they were.
-    if let Some(f) = &c.env_file {
-        let dash = if f.optional { "-" } else { "" };
-        text.push_str(&format!("{dash}{}", f.path.display()));
-        text.push('\u{1}');
+    for (key, f) in [("", &c.env_file), ("args:", &c.args_file)] {
+        if let Some(f) = f {
+            let dash = if f.optional { "-" } else { "" };
+            text.push_str(&format!("{key}{dash}{}", f.path.display()));
+            text.push('\u{1}');
+        }
     }
     for o in [
         &c.cwd.as_ref().map(|p| p.display().to_string()),
@@ -199,6 +201,9 @@ mod tests {
         let optional = comp("[component.a]\ncommand = [\"x\", \"1\"]\nenv-file = \"-/e\"\n");
         assert_ne!(definition_hash(&a), definition_hash(&file));
         assert_ne!(definition_hash(&file), definition_hash(&optional));
+        let args = comp("[component.a]\ncommand = [\"x\", \"1\"]\nargs-file = \"/e\"\n");
+        assert_ne!(definition_hash(&a), definition_hash(&args));
+        assert_ne!(definition_hash(&file), definition_hash(&args));
         // Stable across versions: a dmucd that knows env-file adopts what an older one
         // started (the digest of a definition without one is what it always was).
         assert_eq!(definition_hash(&a), "71ff3cdb36ec4fb1");

@@ -8,6 +8,7 @@ const COMPONENT_KEYS: &[&str] = &[
     "command",
     "env",
     "env-file",
+    "args-file",
     "cwd",
     "user",
     "group",
@@ -81,18 +82,18 @@ impl Cx<'_> {
                 }
             }
         }
-        let env_file = self
-            .string(t, "env-file", &what)
-            .map(|s| match s.strip_prefix('-') {
-                Some(p) => EnvFile {
-                    path: p.into(),
-                    optional: true,
-                },
-                None => EnvFile {
-                    path: s.into(),
-                    optional: false,
-                },
-            });
+        let file = |s: String| match s.strip_prefix('-') {
+            Some(p) => EnvFile {
+                path: p.into(),
+                optional: true,
+            },
+            None => EnvFile {
+                path: s.into(),
+                optional: false,
+            },
+        };
+        let env_file = self.string(t, "env-file", &what).map(file);
+        let args_file = self.string(t, "args-file", &what).map(file);
         let cwd = self.path(t, "cwd", &what);
         let user = self.string(t, "user", &what);
         let group = self.string(t, "group", &what);
@@ -225,6 +226,7 @@ impl Cx<'_> {
                 command,
                 env,
                 env_file,
+                args_file,
                 cwd,
                 user,
                 group,

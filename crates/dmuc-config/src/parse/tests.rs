@@ -423,3 +423,36 @@ fn env_files_are_data_not_scripts() {
     );
     assert!(parse_env_file("A-B=x").is_err());
 }
+
+#[test]
+fn args_file_is_a_path_optional_with_a_dash_and_holds_one_argument_a_line() {
+    let c = ok(r#"
+[vars]
+config = "/var/lib/x/config"
+[component.kubelet]
+command = ["kubelet", "--v=2"]
+args-file = "${config}/kubelet.args"
+[component.b]
+command = ["true"]
+args-file = "-/etc/b.args"
+"#);
+    let get = |n: &str| c.graph.get(n).unwrap().args_file.clone();
+    assert_eq!(
+        get("kubelet"),
+        Some(EnvFile {
+            path: "/var/lib/x/config/kubelet.args".into(),
+            optional: false
+        })
+    );
+    assert!(get("b").unwrap().optional);
+    assert_has(
+        &errs("[component.a]\ncommand = [\"true\"]\nargs-file = []\n"),
+        3,
+        "args-file",
+    );
+    assert_eq!(
+        parse_args_file("# flags\n--container-runtime=remote\n\n  --x=a b 'c'  \n#--y\n"),
+        ["--container-runtime=remote", "--x=a b 'c'"]
+    );
+    assert!(parse_args_file("").is_empty());
+}

@@ -99,13 +99,36 @@ impl<B: Backend> Runtime<B> {
                 }
             }
         }
+        // Read at each start too: config/cluster.toml's node-config writes the kubelet's
+        // flags for the Kubernetes release it finds.
+        let mut argv = c.command.clone();
+        if let Some(f) = &c.args_file {
+            match std::fs::read_to_string(&f.path) {
+                Ok(text) => argv.extend(dmuc_config::parse_args_file(&text)),
+                Err(e) if f.optional && e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    let name = c.name.clone();
+                    let hint = if f.optional {
+                        ""
+                    } else {
+                        " (a leading '-' in args-file makes a missing file no error)"
+                    };
+                    self.launch_failed(
+                        name,
+                        run,
+                        format!("args-file {}: {e}{hint}", f.path.display()),
+                    );
+                    return;
+                }
+            }
+        }
         env.push(("DMUC_COMPONENT".into(), c.name.clone()));
         env.push(("DMUC_RUN".into(), run.to_string()));
         let log = self.log_path(comp);
         let socket = self.paths.runtime_dir.join("shim.sock");
         let spec = crate::spec::encode(&crate::spec::Launch {
             name: &c.name,
-            argv: &c.command,
+            argv: &argv,
             env: &env,
             cwd: c.cwd.as_deref(),
             user: c.user.as_deref(),

@@ -215,9 +215,8 @@ impl<B: Backend> Runtime<B> {
                             kind: kind_name(c.kind).into(),
                             command: c.command.clone(),
                             env: c.env.clone(),
-                            env_file: c.env_file.as_ref().map(|f| {
-                                format!("{}{}", if f.optional { "-" } else { "" }, f.path.display())
-                            }),
+                            env_file: c.env_file.as_ref().map(file_arg),
+                            args_file: c.args_file.as_ref().map(file_arg),
                             cwd: c.cwd.as_ref().unwrap_or(&here).display().to_string(),
                             user: c.user.clone(),
                             group: c.group.clone(),
@@ -568,4 +567,9 @@ impl<B: Backend> Runtime<B> {
             self.notify.send("READY=1");
         }
     }
+}
+
+/// An `env-file` or `args-file` as written in the graph (`-PATH` when a missing file is fine).
+fn file_arg(f: &dmuc_config::EnvFile) -> String {
+    format!("{}{}", if f.optional { "-" } else { "" }, f.path.display())
 }
