@@ -95,6 +95,17 @@ fn the_cluster_profile_comes_up_in_order_with_its_real_probes() {
     ] {
         d.wait_state(name, state, T);
     }
+    // The stand-ins say they are v1.36.0: node-config wrote what 1.36 takes (the CRI endpoint
+    // in the configuration file, no kubelet flags; the v1 scheduler configuration).
+    let release = std::fs::read_to_string(state.join("config/release.env")).unwrap();
+    assert!(release.contains("KUBE_VERSION='v1.36.0'"), "{release}");
+    let args = std::fs::read_to_string(state.join("config/kubelet.args")).unwrap();
+    assert_eq!(dmuc_config::parse_args_file(&args), Vec::<String>::new());
+    let sched = std::fs::read_to_string(state.join("config/kube-scheduler.yaml")).unwrap();
+    assert!(
+        sched.starts_with("apiVersion: kubescheduler.config.k8s.io/v1\n"),
+        "{sched}"
+    );
     // Kubernetes 1.35+ refuses cgroup v1 unless told: node-config tells it on a v1 host.
     let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     let kubelet = std::fs::read_to_string(state.join("config/kubelet.yaml")).unwrap();

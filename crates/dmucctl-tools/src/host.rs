@@ -235,6 +235,11 @@ pub fn doctor(i: &DoctorInput) -> Vec<Check> {
             ),
         });
     }
+    let found = ["kubelet", "kube-apiserver"]
+        .map(|p| find_in(&i.bin, p, r).map_or(Ok(None), |p| crate::release::cmd::version_of(&p)));
+    if let Some(c) = release_check(found) {
+        out.push(c);
+    }
     let plugins = ["bridge", "host-local", "loopback", "portmap"];
     let missing: Vec<&str> = plugins
         .iter()
@@ -259,7 +264,7 @@ pub fn doctor(i: &DoctorInput) -> Vec<Check> {
             Level::Warn,
             "cgroup version",
             "v1 (Kubernetes 1.35 and later refuse it by default)",
-            "nothing to do: config/cluster.toml's node-config detects v1 and sets the kubelet's failCgroupV1: false; to move to v2, boot with systemd.unified_cgroup_hierarchy=1",
+            "nothing to do: the profiles' node-config detects v1 and tells kubelets of 1.31 and later failCgroupV1: false (older ones run on v1 as they are); to move to v2, boot with systemd.unified_cgroup_hierarchy=1",
         )
     });
     let swaps = read(r, "/proc/swaps").map_or(0, |s| {
@@ -418,6 +423,48 @@ pub fn doctor(i: &DoctorInput) -> Vec<Check> {
 }
 
 /// The tmux dmucd will run, and how dmucd will be its client.
+/// The Kubernetes release of the kubelet and the API server (what `--version` said of each,
+/// where there is one) against the range the profiles support; `None` when neither is there
+/// (their binary checks say so).
+fn release_check(found: [Result<Option<crate::release::Version>, String>; 2]) -> Option<Check> {
+    use crate::release::{Found, NEWEST, OLDEST};
+    let what = "Kubernetes release";
+    let [kubelet, apiserver] = found;
+    let (kubelet, apiserver) = match (kubelet, apiserver) {
+        (Ok(k), Ok(a)) => (k, a),
+        (Err(e), _) | (_, Err(e)) => {
+            return Some(bad(
+                Level::Fail,
+                what,
+                e,
+                "install the release's own binaries (dmucctl fetch --kubernetes VERSION)",
+            ));
+        }
+    };
+    let f = Found { kubelet, apiserver };
+    let v = f.kubelet.or(f.apiserver)?;
+    let node = crate::release::Node {
+        socket: String::new(),
+        pause_image: String::new(),
+        pod_logs: None,
+        cgroup_v2: false,
+    };
+    Some(match crate::release::settings(f, &node) {
+        Ok(_) => ok(
+            what,
+            format!("{v}: supported (1.{OLDEST} to 1.{NEWEST}; docs/kubernetes-versions.md)"),
+        ),
+        Err(e) => bad(
+            Level::Fail,
+            what,
+            e,
+            format!(
+                "dmucctl fetch --kubernetes 1.{NEWEST} --dir DIR (any release 1.{OLDEST} to 1.{NEWEST})"
+            ),
+        ),
+    })
+}
+
 fn tmux_check(version: Option<&str>) -> Check {
     let Some(text) = version.map(str::trim) else {
         return bad(
@@ -954,6 +1001,8 @@ mod tests {
         };
         assert_eq!(get("etcd binary").level, Level::Ok);
         assert_eq!(get("kubelet binary").level, Level::Fail);
+        // No kubelet or API server: their binary checks say so, no release to tell.
+        assert!(checks.iter().all(|c| c.what != "Kubernetes release"));
         assert_eq!(get("swap").level, Level::Warn);
         assert_eq!(get("module overlay").level, Level::Ok);
         assert_eq!(get("module br_netfilter").level, Level::Fail);
@@ -1233,5 +1282,39 @@ mod tests {
         );
         assert_eq!(d[1][7], r#"name: "dmuc" id: "4765""#);
         assert_eq!(d[2], ["-D", "OUTPUT", "-j", "KUBE-FIREWALL"]);
+    }
+}
+
+#[cfg(test)]
+mod release_tests {
+    use super::*;
+    use crate::release::Version;
+
+    #[test]
+    fn doctor_says_which_release_it_found_and_whether_it_is_supported() {
+        let v = |minor| Ok(Some(Version { minor, patch: 2 }));
+        let c = release_check([v(20), v(20)]).unwrap();
+        assert_eq!(c.level, Level::Ok);
+        assert!(
+            c.found.starts_with("v1.20.2: supported (1.20 to 1.36"),
+            "{}",
+            c.found
+        );
+        // A worker: its kubelet only.
+        let c = release_check([v(36), Ok(None)]).unwrap();
+        assert!(c.found.starts_with("v1.36.2"), "{}", c.found);
+        let c = release_check([v(37), Ok(None)]).unwrap();
+        assert_eq!(c.level, Level::Fail);
+        assert!(c.found.contains("1.20 to 1.36"), "{}", c.found);
+        assert!(c.fix.unwrap().contains("dmucctl fetch --kubernetes"));
+        let c = release_check([v(30), v(28)]).unwrap();
+        assert!(c.found.contains("newer than the API server"), "{}", c.found);
+        let c = release_check([
+            Err("kubelet --version printed no Kubernetes version".into()),
+            Ok(None),
+        ])
+        .unwrap();
+        assert_eq!(c.level, Level::Fail);
+        assert!(release_check([Ok(None), Ok(None)]).is_none());
     }
 }

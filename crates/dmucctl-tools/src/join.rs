@@ -719,21 +719,56 @@ fn login(a: &JoinArgs) -> Result<(Vec<u8>, Api, String), String> {
         .map_err(|e| format!("{server} with the cluster's CA: {e}"))?;
     k.token = Some(a.token.clone());
     let api = Api::new(&k, true)?;
+    login_check(&api, id).map_err(|e| format!("logging in with the token: {e}"))?;
+    Ok((ca, api, server))
+}
+
+/// That the token logs in as the bootstrapper `system:bootstrap:ID`: asked of the API server
+/// itself (SelfSubjectReview) where it has it (1.26 and later, discovered); older servers
+/// cannot say who a client is, so there the token must log in and be allowed what the
+/// kubelet's TLS bootstrap does (create a CertificateSigningRequest).
+fn login_check(api: &Api, id: &str) -> Result<(), String> {
+    let group = api
+        .get("/apis/authentication.k8s.io/v1")
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default();
+    let has_review = group["resources"]
+        .as_array()
+        .is_some_and(|r| r.iter().any(|r| r["name"] == "selfsubjectreviews"));
+    if has_review {
+        let review = api
+            .create(
+                "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                &json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}),
+            )
+            .map_err(|e| e.to_string())?;
+        let user = review["status"]["userInfo"]["username"]
+            .as_str()
+            .unwrap_or_default();
+        if user != format!("system:bootstrap:{id}") {
+            return Err(format!(
+                "the token logs in as {user:?}, not as the bootstrapper system:bootstrap:{id}"
+            ));
+        }
+        return Ok(());
+    }
     let review = api
         .create(
-            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
-            &json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}),
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            &json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                    "spec": {"resourceAttributes": {"group": "certificates.k8s.io",
+                        "resource": "certificatesigningrequests", "verb": "create"}}}),
         )
-        .map_err(|e| format!("logging in with the token: {e}"))?;
-    let user = review["status"]["userInfo"]["username"]
-        .as_str()
-        .unwrap_or_default();
-    if user != format!("system:bootstrap:{id}") {
+        .map_err(|e| e.to_string())?;
+    if review["status"]["allowed"] != true {
         return Err(format!(
-            "the token logs in as {user:?}, not as the bootstrapper system:bootstrap:{id}"
+            "the token logs in but may not ask for a kubelet certificate (system:bootstrap:{id} lacks create on certificatesigningrequests): {}",
+            review["status"]["reason"]
+                .as_str()
+                .unwrap_or("no reason given")
         ));
     }
-    Ok((ca, api, server))
+    Ok(())
 }
 
 /// `dmucctl join --control-plane`: discovery and login as for a node, then the sealed shared

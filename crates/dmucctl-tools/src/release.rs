@@ -361,7 +361,7 @@ pub fn markdown_table() -> String {
     out
 }
 
-mod cmd;
+pub mod cmd;
 pub use cmd::{ReleaseArgs, found_in, run};
 
 #[cfg(test)]

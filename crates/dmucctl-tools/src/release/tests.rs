@@ -13,14 +13,19 @@ fn node() -> Node {
     }
 }
 
-/// The settings of a node whose kubelet and API server are both 1.`minor`.
+/// The settings of a node whose kubelet and API server are both 1.`minor` (with a pod logs
+/// directory of its own where the release has the field).
 fn at(minor: u32) -> Settings {
+    let node = Node {
+        pod_logs: (minor >= 29).then(|| "/srv/pods".into()),
+        ..node()
+    };
     settings(
         Found {
             kubelet: Some(v(minor)),
             apiserver: Some(v(minor)),
         },
-        &node(),
+        &node,
     )
     .unwrap()
 }
