@@ -227,8 +227,16 @@ fn spawn_in(logs: &Path, c: &dmuc_config::Component) -> Child {
         .append(true)
         .open(logs.join(format!("{}.log", c.name)))
         .unwrap();
+    // The release's flags node-config wrote (the kubelet's args-file), as dmucd adds them.
+    let more = c
+        .args_file
+        .as_ref()
+        .and_then(|f| std::fs::read_to_string(&f.path).ok())
+        .map(|t| dmuc_config::parse_args_file(&t))
+        .unwrap_or_default();
     Command::new(&c.command[0])
         .args(&c.command[1..])
+        .args(more)
         .envs(c.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())

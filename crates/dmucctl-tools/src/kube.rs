@@ -489,4 +489,4 @@ pub fn jws_sign(content: &str, token_id: &str, secret: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

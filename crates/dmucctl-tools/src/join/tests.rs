@@ -167,3 +167,45 @@ fn the_token_table_shows_ids_expiry_and_usages_never_secrets() {
     assert!(lines[2].starts_with("zzzzzz    never"), "{t}");
     assert!(!t.contains("0123456789abcdef"), "{t}");
 }
+
+/// The token's login, on API servers with SelfSubjectReview (1.26 and later: who the token
+/// is) and without it (1.20 to 1.25: that it may start a TLS bootstrap).
+#[test]
+fn a_token_logs_in_as_its_bootstrapper_on_old_and_new_api_servers() {
+    use crate::kube::tests::{answering, plain};
+    let new = r#"{"resources":[{"name":"tokenreviews"},{"name":"selfsubjectreviews"}]}"#;
+    let old = r#"{"resources":[{"name":"tokenreviews"}]}"#;
+    let me = r#"{"status":{"userInfo":{"username":"system:bootstrap:abcdef"}}}"#;
+    let other = r#"{"status":{"userInfo":{"username":"system:admin"}}}"#;
+    let (url, n) = answering(vec![(200, new), (201, me)]);
+    login_check(&plain(url), "abcdef").unwrap();
+    assert_eq!(n.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let (url, _) = answering(vec![(200, new), (201, other)]);
+    let e = login_check(&plain(url), "abcdef").unwrap_err();
+    assert!(
+        e.contains("\"system:admin\"") && e.contains("system:bootstrap:abcdef"),
+        "{e}"
+    );
+    let (url, n) = answering(vec![(200, old), (201, r#"{"status":{"allowed":true}}"#)]);
+    login_check(&plain(url), "abcdef").unwrap();
+    assert_eq!(n.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let (url, _) = answering(vec![
+        (200, old),
+        (
+            201,
+            r#"{"status":{"allowed":false,"reason":"no RBAC policy matched"}}"#,
+        ),
+    ]);
+    let e = login_check(&plain(url), "abcdef").unwrap_err();
+    assert!(
+        e.contains("no RBAC policy matched") && e.contains("certificatesigningrequests"),
+        "{e}"
+    );
+    // A token the API server does not take: refused at discovery.
+    let (url, _) = answering(vec![(401, r#"{"message":"Unauthorized"}"#)]);
+    assert!(
+        login_check(&plain(url), "abcdef")
+            .unwrap_err()
+            .contains("401")
+    );
+}

@@ -93,7 +93,7 @@ fn transient_errors_are_told_from_final_ones() {
 }
 
 /// A server on loopback answering each connection with the next of `answers`; counts them.
-fn answering(
+pub(crate) fn answering(
     answers: Vec<(u16, &'static str)>,
 ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::io::{Read, Write};
@@ -118,7 +118,7 @@ fn answering(
 }
 
 /// A client of a plain-HTTP server at `url`.
-fn plain(url: String) -> Api {
+pub(crate) fn plain(url: String) -> Api {
     Api::new(
         &Kubeconfig {
             server: url,
