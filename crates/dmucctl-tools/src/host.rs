@@ -489,7 +489,7 @@ fn tmux_check(version: Option<&str>) -> Check {
         Some(_) => bad(
             Level::Warn,
             "tmux",
-            format!("{text}: older than the versions tested (3.3a to 3.7c)"),
+            format!("{text}: older than the versions tested (3.3a and 3.5a)"),
             "install tmux 3.2 or later, or point DMUC_TMUX at one",
         ),
         None => bad(
@@ -498,7 +498,7 @@ fn tmux_check(version: Option<&str>) -> Check {
             format!(
                 "{text}: not a release dmuc knows; dmucd will attach through a `tmux -C` process"
             ),
-            "a tagged release (3.3a to 3.7c are tested) behaves as tested",
+            "a tagged release behaves as tested (3.3a and 3.5a, with both of dmucd's ways to attach)",
         ),
     }
 }
