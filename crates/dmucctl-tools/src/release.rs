@@ -134,10 +134,10 @@ pub const ROWS: &[Row] = &[
         what: "kubelet: pod logs directory",
         program: Program::Kubelet,
         target: Target::KubeletConfig,
-        since: 29,
+        since: 30,
         until: NEWEST,
         value: "podLogsDir: {pod-logs}",
-        why: "KubeletConfiguration.podLogsDir exists from 1.29; older kubelets write /var/log/pods, so a profile asking for another directory is refused there",
+        why: "KubeletConfiguration.podLogsDir exists from 1.30 (kubernetes/kubernetes#112957); older kubelets write /var/log/pods, so a profile asking for another directory is refused there",
     },
     Row {
         what: "kubelet: running on cgroup v1",
@@ -164,7 +164,7 @@ pub const ROWS: &[Row] = &[
         since: 22,
         until: 22,
         value: "kubescheduler.config.k8s.io/v1beta2",
-        why: "v1beta1 was removed in 1.22; v1beta2 is served 1.22 to 1.25",
+        why: "v1beta2 is served 1.22 to 1.27 (v1beta1 is gone from 1.23)",
     },
     Row {
         what: "kube-scheduler: configuration API",
@@ -173,7 +173,7 @@ pub const ROWS: &[Row] = &[
         since: 23,
         until: 24,
         value: "kubescheduler.config.k8s.io/v1beta3",
-        why: "v1beta3 is served 1.23 to 1.28",
+        why: "v1beta3 is served 1.23 to 1.28 (v1beta2 is deprecated from 1.25)",
     },
     Row {
         what: "kube-scheduler: configuration API",
@@ -293,14 +293,15 @@ fn fill(row: &Row, node: &Node) -> Option<String> {
     )
 }
 
-/// What a kubelet older than 1.29 cannot do that the node asks for.
+/// What a kubelet older than 1.30 cannot do that the node asks for.
 fn check_node(found: Found, node: &Node) -> Result<(), String> {
-    if let (Some(k), Some(dir)) = (found.kubelet, &node.pod_logs) {
-        if k.minor < 29 && dir != DEFAULT_POD_LOGS {
-            return Err(format!(
-                "the kubelet {k} writes pod logs to {DEFAULT_POD_LOGS} only (podLogsDir is 1.29 and later): set pod-logs = \"{DEFAULT_POD_LOGS}\" or bind-mount {dir} there"
-            ));
-        }
+    if let (Some(k), Some(dir)) = (found.kubelet, &node.pod_logs)
+        && k.minor < 30
+        && dir != DEFAULT_POD_LOGS
+    {
+        return Err(format!(
+            "the kubelet {k} writes pod logs to {DEFAULT_POD_LOGS} only (podLogsDir is 1.30 and later): set pod-logs = \"{DEFAULT_POD_LOGS}\" or bind-mount {dir} there"
+        ));
     }
     Ok(())
 }

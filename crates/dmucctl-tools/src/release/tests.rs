@@ -17,7 +17,7 @@ fn node() -> Node {
 /// directory of its own where the release has the field).
 fn at(minor: u32) -> Settings {
     let node = Node {
-        pod_logs: (minor >= 29).then(|| "/srv/pods".into()),
+        pod_logs: (minor >= 30).then(|| "/srv/pods".into()),
         ..node()
     };
     settings(
@@ -186,9 +186,9 @@ fn unsupported_releases_and_skew_are_refused_with_the_range() {
 }
 
 #[test]
-fn a_pod_logs_directory_needs_1_29() {
+fn a_pod_logs_directory_needs_1_30() {
     let old = Found {
-        kubelet: Some(v(28)),
+        kubelet: Some(v(29)),
         apiserver: None,
     };
     let e = settings(old, &node()).unwrap_err();
