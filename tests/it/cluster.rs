@@ -44,14 +44,10 @@ fn bin_dir_for(dir: &Path) -> PathBuf {
     bin
 }
 
-#[test]
-fn the_cluster_profile_comes_up_in_order_with_its_real_probes() {
-    if skip_without("the stand-in cluster test", &["kubectl"]) {
-        return;
-    }
-    let _ports = fixed_ports();
+/// A work directory (open to the control plane's users, who must reach their programs and
+/// files in it) with the stand-ins' bin and a state directory, and config/cluster.toml.
+fn standin_node() -> (tempfile::TempDir, PathBuf, PathBuf, String) {
     let work = tempfile::tempdir().unwrap();
-    // The control plane's users must reach their programs and files in it.
     open_dir(work.path());
     let bin = bin_dir_for(work.path());
     let state = work.path().join("state");
@@ -59,6 +55,16 @@ fn the_cluster_profile_comes_up_in_order_with_its_real_probes() {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/cluster.toml"),
     )
     .unwrap();
+    (work, bin, state, toml)
+}
+
+#[test]
+fn the_cluster_profile_comes_up_in_order_with_its_real_probes() {
+    if skip_without("the stand-in cluster test", &["kubectl"]) {
+        return;
+    }
+    let _ports = fixed_ports();
+    let (work, bin, state, toml) = standin_node();
     let var = |k: &str, v: &Path| format!("{k}={}", v.display());
     let (b, s, c) = (
         var("bin", &bin),
@@ -264,4 +270,44 @@ after = [{{ component = "writer", condition = "completed" }}]
         "data lost across kill -9"
     );
     assert_eq!(d.stop(), Some(0));
+}
+
+/// A Kubernetes release the profiles are not written for stops node-config with the range
+/// (no crash loop): the kubelet and containerd wait on it, and say so.
+#[test]
+fn an_unsupported_kubernetes_release_stops_node_config_with_the_supported_range() {
+    let _ports = fixed_ports();
+    let (_work, bin, state, toml) = standin_node();
+    let var = |k: &str, v: &Path| format!("{k}={}", v.display());
+    let (b, s) = (var("bin", &bin), var("state", &state));
+    let mut d = Daemon::start_env(
+        tempfile::tempdir().unwrap(),
+        &toml,
+        &["--var", &b, "--var", &s, "--hold"],
+        &[("DMUC_STANDIN_K8S", "v1.19.16")],
+    );
+    d.ctl_ok(&["start", "--no-wait", "node-config"]);
+    let failed = d.wait_state("node-config", "failed", T);
+    let log = d.log("node-config");
+    assert!(
+        log.contains("Kubernetes v1.19.16 is not supported")
+            && log.contains("1.20 to 1.36")
+            && log.contains("docs/kubernetes-versions.md"),
+        "{log}\n{failed}"
+    );
+    assert_eq!(failed["restarts"].as_u64(), Some(0), "{failed}");
+    // What needs its files waits, naming it, and nothing was written for the kubelet.
+    assert!(!state.join("config/kubelet.args").exists());
+    assert!(!state.join("config/kubelet.yaml").exists());
+    // Starting the kubelet runs node-config again, which fails again; containerd waits on
+    // node-config alone (the kubelet on containerd, among others), and says why.
+    d.ctl_ok(&["start", "--no-wait", "kubelet"]);
+    wait_for("containerd to wait on a failed node-config", T, || {
+        let st = d.comp("containerd")?;
+        let r = st["reason"].as_str().unwrap_or("");
+        (st["state"] == "pending" && r.contains("node-config") && r.contains("failed"))
+            .then_some(())
+    });
+    assert_eq!(d.comp("kubelet").unwrap()["state"], "pending");
+    assert!(!state.join("config/kubelet.args").exists());
 }

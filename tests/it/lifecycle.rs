@@ -764,3 +764,62 @@ env-file = "{f}.missing"
         d.log("show").contains("A=changed B= C=kept").then_some(())
     });
 }
+
+#[test]
+fn args_file_is_read_at_each_start_after_the_command_and_a_missing_one_fails_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("x.args");
+    let toml = format!(
+        r#"
+[component.write]
+kind = "oneshot"
+command = ["sh", "-c", "printf '# made now\n--one\n\n  --two=a b  \n' > {f}"]
+[component.show]
+kind = "oneshot"
+command = ["sh", "-c", "for a in \"$@\"; do echo \"arg[$a]\"; done", "sh", "--zero"]
+args-file = "{f}"
+after = [{{ component = "write", condition = "completed" }}]
+[component.optional]
+kind = "oneshot"
+command = ["sh", "-c", "echo \"optional $#\"", "sh"]
+args-file = "-{f}.missing"
+[component.needs]
+kind = "oneshot"
+command = ["true"]
+args-file = "{f}.missing"
+"#,
+        f = f.display()
+    );
+    let mut d = Daemon::start(&toml);
+    d.wait_state("show", "completed", T);
+    // Written by the component before: read at the start, each line one argument, after the
+    // command's own.
+    assert!(
+        d.log("show")
+            .contains("arg[--zero]\narg[--one]\narg[--two=a b]\n"),
+        "{}",
+        d.log("show")
+    );
+    d.wait_state("optional", "completed", T);
+    assert!(d.log("optional").contains("optional 0"));
+    let failed = d.wait_state("needs", "failed", T);
+    let why = failed["reason"].as_str().unwrap_or_default().to_string()
+        + failed["last_exit"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("args-file") && why.contains("x.args.missing") && why.contains("leading '-'"),
+        "{why}"
+    );
+    let shown = d.ctl_ok(&["show", "show"]);
+    assert!(
+        shown.contains(&format!("args-file = \"{}\"", f.display())),
+        "{shown}"
+    );
+    // A change in the file counts at the next start.
+    std::fs::write(&f, "--changed\n").unwrap();
+    d.ctl_ok(&["start", "show"]);
+    wait_for("show to run again with the new file", T, || {
+        d.log("show")
+            .contains("arg[--zero]\narg[--changed]\n")
+            .then_some(())
+    });
+}

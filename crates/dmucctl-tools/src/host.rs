@@ -93,6 +93,7 @@ fn node_only(what: &str) -> bool {
         || what == "swap"
         || what == "CAP_SYS_RESOURCE"
         || what == "conntrack tool"
+        || what == "ipset tool"
         || what.starts_with("module ")
         || what.starts_with("sysctl ")
 }
@@ -379,10 +380,17 @@ pub fn doctor(i: &DoctorInput) -> Vec<Check> {
         });
     }
     // ip: the routes component sets the other nodes' pod routes with it.
-    for (tool, package) in [
-        ("iptables", "iptables"),
-        ("conntrack", "conntrack"),
-        ("ip", "iproute2"),
+    // ipset: kube-proxy --cleanup (dmucctl reset) of the older releases (1.20) fails without it.
+    for (tool, package, level, why) in [
+        ("iptables", "iptables", Level::Fail, ""),
+        ("conntrack", "conntrack", Level::Fail, ""),
+        ("ip", "iproute2", Level::Fail, ""),
+        (
+            "ipset",
+            "ipset",
+            Level::Warn,
+            " (kube-proxy --cleanup, which dmucctl reset runs, fails without it on Kubernetes 1.20)",
+        ),
     ] {
         let found = ["usr/sbin", "sbin", "usr/bin", "bin"]
             .iter()
@@ -391,10 +399,10 @@ pub fn doctor(i: &DoctorInput) -> Vec<Check> {
             ok(&format!("{tool} tool"), "present")
         } else {
             bad(
-                Level::Fail,
+                level,
                 &format!("{tool} tool"),
                 "missing",
-                format!("apt-get install -y {package}"),
+                format!("apt-get install -y {package}{why}"),
             )
         });
     }
@@ -1025,6 +1033,14 @@ mod tests {
         assert_eq!(get("node address").level, Level::Fail);
         assert_eq!(get("iptables tool").level, Level::Ok);
         assert_eq!(get("conntrack tool").level, Level::Fail);
+        assert_eq!(get("ipset tool").level, Level::Warn);
+        assert!(
+            get("ipset tool")
+                .fix
+                .as_ref()
+                .unwrap()
+                .contains("kube-proxy --cleanup")
+        );
         assert_eq!(get("CNI plugins").level, Level::Fail);
         assert_eq!(
             get("ip tool").fix.as_deref(),
@@ -1054,6 +1070,7 @@ mod tests {
             "module br_netfilter",
             "sysctl net.ipv4.ip_forward",
             "conntrack tool",
+            "ipset tool",
         ] {
             assert!(!names.contains(&gone), "{gone}: {names:?}");
         }
