@@ -64,7 +64,7 @@ fn the_cluster_profile_comes_up_in_order_with_its_real_probes() {
         return;
     }
     let _ports = fixed_ports();
-    let (work, bin, state, toml) = standin_node();
+    let (_work, bin, state, toml) = standin_node();
     let var = |k: &str, v: &Path| format!("{k}={}", v.display());
     let (b, s, c) = (
         var("bin", &bin),
