@@ -8,6 +8,11 @@ use std::collections::BTreeMap;
 /// Looks up an environment variable (injected so parsing stays pure).
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
+/// The most an expanded string may hold: far above any command or script a graph needs, and a
+/// bound on what a chain of variables that each double the one before can cost (a hostile or
+/// broken file gets an error, not all the memory; a reload of it leaves the daemon running).
+pub const MAX_EXPANDED: usize = 64 * 1024;
+
 /// Expands one string. `vars` are already fully expanded.
 pub fn expand(
     s: &str,
@@ -27,7 +32,14 @@ pub fn expand(
                 .find('}')
                 .ok_or_else(|| format!("unclosed '${{' in '{s}'"))?;
             let name = &body[..end];
-            out.push_str(&lookup(name, vars, env)?);
+            let value = lookup(name, vars, env)?;
+            if out.len() + value.len() > MAX_EXPANDED {
+                return Err(format!(
+                    "'${{{name}}}' makes this string longer than {MAX_EXPANDED} bytes once expanded: \
+                     does a variable repeat another several times?"
+                ));
+            }
+            out.push_str(&value);
             rest = &body[end + 1..];
         } else {
             out.push('$');
@@ -77,6 +89,26 @@ pub fn expand_vars(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chain_of_doubling_vars_is_stopped_at_the_bound() {
+        let env = |_: &str| None;
+        let mut raw = vec![("v0".to_string(), "x".repeat(64))];
+        for i in 1..40 {
+            raw.push((format!("v{i}"), format!("${{v{}}}${{v{}}}", i - 1, i - 1)));
+        }
+        let (vars, errors) = expand_vars(&BTreeMap::new(), &raw, &env);
+        // 64 × 2^10 = 64 KiB is the last that fits; every later one is an error naming the bound.
+        assert_eq!(vars["v10"].len(), MAX_EXPANDED);
+        assert!(!vars.contains_key("v11"));
+        assert_eq!(errors.first().map(|e| e.0), Some(11));
+        assert!(
+            errors[0].1.contains("longer than 65536 bytes"),
+            "{:?}",
+            errors[0]
+        );
+        assert!(vars.values().all(|v| v.len() <= MAX_EXPANDED));
+    }
 
     fn env(n: &str) -> Option<String> {
         (n == "HOME").then(|| "/root".to_string())

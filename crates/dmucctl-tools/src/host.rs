@@ -4,6 +4,7 @@
 //! tests), so every check and every removal is testable without touching the real machine.
 
 use std::io::{BufRead, Write};
+use std::os::unix::ffi::OsStringExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -527,6 +528,9 @@ pub struct ResetPlan {
     pub kube_proxy: Option<PathBuf>,
     /// Whether to touch host networking (bridge, iptables): only when root is `/`.
     pub network: bool,
+    /// The host root whose mount table is read again before deleting (nothing is deleted
+    /// across a mount that is still there).
+    pub root: PathBuf,
 }
 
 impl ResetPlan {
@@ -615,11 +619,7 @@ pub fn reset_plan(i: &ResetInput) -> ResetPlan {
     // A directory that is a mount the node did not make (a partition, a test's bind mount
     // giving one of several nodes its own /var/lib/kubelet) is emptied, not unmounted: what
     // is beneath it is not this node's. The kubelet's bind of its root onto itself is its own.
-    let points: Vec<PathBuf> = read(root, "/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(4).map(|m| under(Path::new(m))))
-        .collect();
+    let points = mount_points(root);
     let mut kept = Vec::new();
     paths = paths
         .into_iter()
@@ -654,6 +654,7 @@ pub fn reset_plan(i: &ResetInput) -> ResetPlan {
             shims: vec![],
             kube_proxy: None,
             network: false,
+            root: root.to_path_buf(),
         };
     }
     let kube_proxy = find_in(i.bin, "kube-proxy", root);
@@ -664,7 +665,86 @@ pub fn reset_plan(i: &ResetInput) -> ResetPlan {
         shims: shims_of(root, i.containerd_socket),
         kube_proxy,
         network: root == Path::new("/"),
+        root: root.to_path_buf(),
     }
+}
+
+/// The mount points of the host under `root` (/proc/self/mountinfo's fifth field, its octal
+/// escapes decoded: a path with a space is `\040` there).
+fn mount_points(root: &Path) -> Vec<PathBuf> {
+    read(root, "/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .map(|m| {
+            let m = PathBuf::from(std::ffi::OsString::from_vec(unescape_mount(m)));
+            root.join(m.strip_prefix("/").unwrap_or(&m))
+        })
+        .collect()
+}
+
+/// A mountinfo field's bytes: `\NNN` (three octal digits) is the byte NNN, as the kernel
+/// writes space, tab, newline and backslash.
+fn unescape_mount(field: &str) -> Vec<u8> {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let oct = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], oct) {
+            (b'\\', Some(d)) => {
+                out.push(d.iter().fold(0u8, |n, c| n.wrapping_mul(8) + (c - b'0')));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Removes the tree at `p` without crossing into a mount: a directory in `points` or on
+/// another device than `p`'s is left with what is in it, and named in the answer.
+fn remove_tree(p: &Path, points: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    use std::os::unix::fs::MetadataExt as _;
+    let top = std::fs::symlink_metadata(p)?;
+    if !top.is_dir() {
+        std::fs::remove_file(p)?;
+        return Ok(vec![]);
+    }
+    let mut kept = Vec::new();
+    let mut stack = vec![(p.to_path_buf(), false)];
+    // Depth first: a directory is visited, its children pushed, then removed once they are.
+    while let Some((dir, visited)) = stack.pop() {
+        if visited {
+            match std::fs::remove_dir(&dir) {
+                Ok(()) => {}
+                // Not empty: it holds a kept mount.
+                Err(_) if kept.iter().any(|k: &PathBuf| k.starts_with(&dir)) => {}
+                Err(e) => return Err(e),
+            }
+            continue;
+        }
+        stack.push((dir.clone(), true));
+        for e in std::fs::read_dir(&dir)? {
+            let path = e?.path();
+            let m = std::fs::symlink_metadata(&path)?;
+            if m.is_dir() {
+                if m.dev() != top.dev() || points.contains(&path) {
+                    kept.push(path);
+                } else {
+                    stack.push((path, false));
+                }
+            } else {
+                std::fs::remove_file(&path)?;
+            }
+        }
+    }
+    Ok(kept)
 }
 
 /// Whether the mount on `p` is `p` bound onto itself (what the kubelet does with its root
@@ -818,14 +898,19 @@ pub fn reset(plan: &ResetPlan) -> Vec<Step> {
             Err(e) => done.push(Err(format!("cannot unmount {}: {e}", m.display()))),
         }
     }
+    // What is still mounted now (a mount that would not go): never deleted through.
+    let points = mount_points(&plan.root);
     for p in &plan.paths {
-        let r = if p.is_dir() && !p.is_symlink() {
-            std::fs::remove_dir_all(p)
-        } else {
-            std::fs::remove_file(p)
-        };
-        match r {
-            Ok(()) => done.push(Ok(format!("removed {}", p.display()))),
+        match remove_tree(p, &points) {
+            Ok(kept) if kept.is_empty() => done.push(Ok(format!("removed {}", p.display()))),
+            Ok(kept) => {
+                for k in kept {
+                    done.push(Err(format!(
+                        "left {}: a mount (unmount it, then reset again)",
+                        k.display()
+                    )));
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => done.push(Err(format!("cannot remove {}: {e}", p.display()))),
         }
@@ -1333,5 +1418,53 @@ mod release_tests {
         .unwrap();
         assert_eq!(c.level, Level::Fail);
         assert!(release_check([Ok(None), Ok(None)]).is_none());
+    }
+}
+
+#[cfg(test)]
+mod mount_tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_decoded() {
+        assert_eq!(unescape_mount(r"/var/lib/a\040b"), b"/var/lib/a b");
+        assert_eq!(unescape_mount(r"/x\011\012\134y"), b"/x\t\n\\y");
+        // Not an escape: left as it is.
+        assert_eq!(unescape_mount(r"/x\09"), br"/x\09");
+        assert_eq!(unescape_mount(r"/x\"), br"/x\");
+    }
+
+    /// A bind mount whose path has a space (`\040` in mountinfo) inside what reset removes:
+    /// found, and never deleted through while it is still mounted.
+    #[test]
+    fn reset_does_not_delete_through_a_mount_with_a_space_in_its_path() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let vol = "var/lib/kubelet/pods/p1/volumes/my vol";
+        std::fs::create_dir_all(r.join(vol)).unwrap();
+        std::fs::write(r.join(vol).join("precious"), "x").unwrap();
+        std::fs::write(r.join("var/lib/kubelet/pods/p1/other"), "x").unwrap();
+        std::fs::create_dir_all(r.join("proc/self")).unwrap();
+        std::fs::write(
+            r.join("proc/self/mountinfo"),
+            "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n\
+             99 22 8:1 /data /var/lib/kubelet/pods/p1/volumes/my\\040vol rw - ext4 /dev/sda1 rw\n",
+        )
+        .unwrap();
+        assert_eq!(
+            mount_points(r)[1],
+            r.join("var/lib/kubelet/pods/p1/volumes/my vol")
+        );
+        let kept = remove_tree(&r.join("var/lib/kubelet"), &mount_points(r)).unwrap();
+        assert_eq!(kept, [r.join(vol)]);
+        assert!(r.join(vol).join("precious").exists());
+        assert!(!r.join("var/lib/kubelet/pods/p1/other").exists());
+        // Without the mount, the tree goes.
+        assert!(
+            remove_tree(&r.join("var/lib/kubelet"), &[])
+                .unwrap()
+                .is_empty()
+        );
+        assert!(!r.join("var/lib/kubelet").exists());
     }
 }

@@ -326,6 +326,12 @@ pub fn create(a: TokenArgs) -> u8 {
     match make(&a) {
         Ok(line) => {
             println!("{line}");
+            eprintln!(
+                "(on the command line, the token and the certificate key show in `ps` to every \
+                 user of the node while the join runs: --token-file FILE and \
+                 --certificate-key-file FILE read them from a file of mode 0600 instead, `-` \
+                 from standard input)"
+            );
             dmuc_client::OK
         }
         Err(e) => {
@@ -505,9 +511,18 @@ pub struct JoinArgs {
     /// The control plane's API server (what `dmucctl token create` printed).
     #[arg(long, value_name = "URL")]
     pub server: String,
-    /// The bootstrap token, `ID.SECRET`.
-    #[arg(long, value_name = "TOKEN")]
-    pub token: String,
+    /// The bootstrap token, `ID.SECRET` (any local user can read it in `ps` while the join
+    /// runs: --token-file keeps it off the command line).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        required_unless_present = "token_file",
+        conflicts_with = "token_file"
+    )]
+    pub token: Option<String>,
+    /// Read the bootstrap token from this file (`-`: standard input).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
     /// The pin of the cluster CA's public key: cluster-info's CA must have it.
     #[arg(long, value_name = "sha256:HEX")]
     pub ca_cert_hash: String,
@@ -519,17 +534,72 @@ pub struct JoinArgs {
     pub force: bool,
     /// Join as a control-plane member (config/ha.toml) instead of a worker: the CAs and the
     /// service-account key from the sealed Secret, and this member's etcd added as a learner.
-    #[arg(long, requires_all = ["certificate_key", "node_name", "node_ip"])]
+    #[arg(long, requires_all = ["node_name", "node_ip"])]
     pub control_plane: bool,
-    /// The key that opens the sealed Secret (what `token create --control-plane` printed).
-    #[arg(long, value_name = "HEX", requires = "control_plane")]
+    /// The key that opens the sealed Secret (what `token create --control-plane` printed;
+    /// --certificate-key-file keeps it off the command line).
+    #[arg(
+        long,
+        value_name = "HEX",
+        requires = "control_plane",
+        conflicts_with = "certificate_key_file"
+    )]
     pub certificate_key: Option<String>,
+    /// Read the certificate key from this file (`-`: standard input).
+    #[arg(long, value_name = "FILE", requires = "control_plane")]
+    pub certificate_key_file: Option<PathBuf>,
     /// This member's name (its etcd member name; the profile's `node`).
     #[arg(long, value_name = "NAME", requires = "control_plane")]
     pub node_name: Option<String>,
     /// This member's address (etcd's peer and client URLs; the profile's `node-ip`).
     #[arg(long, value_name = "IP", requires = "control_plane")]
     pub node_ip: Option<std::net::Ipv4Addr>,
+}
+
+impl JoinArgs {
+    /// The token (after [`JoinArgs::read_secrets`]).
+    fn token(&self) -> &str {
+        self.token.as_deref().unwrap_or_default()
+    }
+
+    /// Reads the token and the certificate key from their files where given (`-`: standard
+    /// input, for one of them), so that neither shows in `ps`.
+    pub fn read_secrets(&mut self, stdin: &mut dyn std::io::Read) -> Result<(), String> {
+        if self.token_file.as_deref() == Some(std::path::Path::new("-"))
+            && self.certificate_key_file.as_deref() == Some(std::path::Path::new("-"))
+        {
+            return Err(
+                "--token-file and --certificate-key-file cannot both be standard input".into(),
+            );
+        }
+        let mut read = |f: &std::path::Path, what: &str| -> Result<String, String> {
+            let mut text = String::new();
+            if f == std::path::Path::new("-") {
+                use std::io::Read as _;
+                std::io::Read::take(&mut *stdin, 4096)
+                    .read_to_string(&mut text)
+                    .map_err(|e| format!("{what} from standard input: {e}"))?;
+            } else {
+                text = std::fs::read_to_string(f)
+                    .map_err(|e| format!("{what} file {}: {e}", f.display()))?;
+            }
+            let v = text.trim().to_string();
+            if v.is_empty() {
+                return Err(format!("no {what} in {}", f.display()));
+            }
+            Ok(v)
+        };
+        if let Some(f) = &self.token_file.clone() {
+            self.token = Some(read(f, "token")?);
+        }
+        if let Some(f) = &self.certificate_key_file.clone() {
+            self.certificate_key = Some(read(f, "certificate key")?);
+        }
+        if self.control_plane && self.certificate_key.is_none() {
+            return Err("--control-plane needs the certificate key: --certificate-key-file FILE (or --certificate-key)".into());
+        }
+        Ok(())
+    }
 }
 
 /// `ID.SECRET` of a bootstrap token (`[a-z0-9]{6}.[a-z0-9]{16}`).
@@ -564,6 +634,19 @@ pub fn parse_hash(h: &str) -> Result<String, String> {
     }
 }
 
+/// The API server's URL: https only (the token would cross the network in clear).
+pub fn parse_server(s: &str) -> Result<String, String> {
+    let rest = s.strip_prefix("https://").ok_or_else(|| {
+        format!(
+            "--server {s:?}: only https:// is taken (the token and the node's credentials must not cross the network in clear)"
+        )
+    })?;
+    if rest.trim_end_matches('/').is_empty() {
+        return Err(format!("--server {s:?} names no host"));
+    }
+    Ok(s.trim_end_matches('/').to_string())
+}
+
 /// Checks the `cluster-info` ConfigMap read without trusting the server: signed with the
 /// token's secret (the server knows the token) and holding the CA the pin names (the
 /// operator knows the CA). Returns the CA.
@@ -586,9 +669,18 @@ pub fn check_cluster_info(
         })?;
     kube::jws_ok(jws, content, id, secret)
         .map_err(|e| format!("{e}: a wrong token secret, or not the cluster you think"))?;
-    let k = kube::parse_kubeconfig(content, std::path::Path::new("/"))
-        .map_err(|e| format!("cluster-info: {e}"))?;
+    let k = kube::parse_kubeconfig_inline(content).map_err(|e| format!("cluster-info: {e}"))?;
     let ca = k.ca.ok_or("cluster-info's kubeconfig holds no CA")?;
+    // The pin names one certificate: a bundle would let whoever can sign cluster-info (any
+    // holder of the token, answering in the server's place) add a CA of their own beside it.
+    let certs = x509_parser::pem::Pem::iter_from_buffer(&ca)
+        .filter(|p| p.as_ref().is_ok_and(|p| p.label == "CERTIFICATE"))
+        .count();
+    if certs != 1 {
+        return Err(format!(
+            "cluster-info's CA holds {certs} certificates: only the one --ca-cert-hash pins is              trusted, alone"
+        ));
+    }
     let found = kube::ca_hash(&ca)?;
     if found != pin {
         return Err(format!(
@@ -610,7 +702,11 @@ pub const JOIN_FILES: [&str; 3] = [
 const KUBELET_CREDENTIALS: [&str; 2] = ["kubelet.kubeconfig", "kubelet"];
 
 /// `dmucctl join`.
-pub fn join(a: JoinArgs) -> u8 {
+pub fn join(mut a: JoinArgs) -> u8 {
+    if let Err(e) = a.read_secrets(&mut std::io::stdin()) {
+        eprintln!("dmucctl: join: {e}; nothing was written");
+        return dmuc_client::FAILED;
+    }
     if a.control_plane {
         return join_control_plane(&a);
     }
@@ -675,7 +771,7 @@ fn discover(a: &JoinArgs) -> Result<Vec<(&'static str, String, u32)>, String> {
         (JOIN_FILES[0], ca_text.clone(), 0o644),
         (
             JOIN_FILES[1],
-            crate::pki::token_kubeconfig("dmuc", &server, "kubelet-bootstrap", &ca_text, &a.token),
+            crate::pki::token_kubeconfig("dmuc", &server, "kubelet-bootstrap", &ca_text, a.token()),
             0o600,
         ),
         (
@@ -689,9 +785,9 @@ fn discover(a: &JoinArgs) -> Result<Vec<(&'static str, String, u32)>, String> {
 /// Discovery and login with the token: the cluster's CA (checked against the pin), a client
 /// logged in as the bootstrapper, and the server URL.
 fn login(a: &JoinArgs) -> Result<(Vec<u8>, Api, String), String> {
-    let (id, secret) = parse_token(&a.token)?;
+    let (id, secret) = parse_token(a.token())?;
     let pin = parse_hash(&a.ca_cert_hash)?;
-    let server = a.server.trim_end_matches('/').to_string();
+    let server = parse_server(&a.server)?;
     let info = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
     // Discovery: nothing is trusted until the signature and the pin are checked.
     let blind = Api::new(
@@ -717,7 +813,7 @@ fn login(a: &JoinArgs) -> Result<(Vec<u8>, Api, String), String> {
     Api::new(&k, true)?
         .get(info)
         .map_err(|e| format!("{server} with the cluster's CA: {e}"))?;
-    k.token = Some(a.token.clone());
+    k.token = Some(a.token().to_string());
     let api = Api::new(&k, true)?;
     login_check(&api, id).map_err(|e| format!("logging in with the token: {e}"))?;
     Ok((ca, api, server))

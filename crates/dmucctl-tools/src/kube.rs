@@ -29,6 +29,16 @@ pub struct Kubeconfig {
 /// line-based reader of the keys, not YAML in general: enough for the flat files kubeadm,
 /// kubectl and dmucctl write.
 pub fn parse_kubeconfig(text: &str, dir: &Path) -> Result<Kubeconfig, String> {
+    parse(text, Some(dir))
+}
+
+/// [`parse_kubeconfig`] of a kubeconfig from somewhere else (a server's cluster-info): inline
+/// data only, a reference to a local file is an error (it would read this host's files).
+pub fn parse_kubeconfig_inline(text: &str) -> Result<Kubeconfig, String> {
+    parse(text, None)
+}
+
+fn parse(text: &str, dir: Option<&Path>) -> Result<Kubeconfig, String> {
     let mut k = Kubeconfig::default();
     let b64 = |v: &str, what: &str| {
         base64::engine::general_purpose::STANDARD
@@ -36,6 +46,12 @@ pub fn parse_kubeconfig(text: &str, dir: &Path) -> Result<Kubeconfig, String> {
             .map_err(|e| format!("{what}: not base64: {e}"))
     };
     let file = |v: &str| {
+        let Some(dir) = dir else {
+            return Err(format!(
+                "names a local file ({}): only inline data (…-data keys) is taken from elsewhere",
+                v.trim()
+            ));
+        };
         let p = dir.join(v.trim());
         std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))
     };

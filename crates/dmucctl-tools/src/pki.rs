@@ -409,13 +409,19 @@ pub fn client_cert(ca_crt: &str, ca_key: &str, cn: &str) -> Result<(String, Stri
     Ok((leaf(&plan, 1, &k, &issuer)?, k.serialize_pem()))
 }
 
-/// Writes `bytes` to `path` atomically (temp file, then rename) with `mode`.
+/// Writes `bytes` to `path` atomically (temp file, then rename) with `mode`. The temp file is
+/// made anew (a leftover one, or a link in its place, is removed first, then it is created
+/// exclusively with `mode`): a stale 0644 temp file must not give a key its mode.
 pub(crate) fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
     let tmp = path.with_extension("tmp~");
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot remove the leftover {}: {e}", tmp.display())),
+    }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(mode)
         .open(&tmp)
         .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
@@ -611,14 +617,19 @@ pub fn check(o: &Options) -> Result<Vec<Finding>, String> {
     };
     let mut out: Vec<Finding> = cas
         .iter()
-        .map(|(which, ca)| Finding {
-            file: format!("{}.crt", which.stem()),
-            days_left: Some(days_left(ca)),
-            problems: if ca.is_ca() {
+        .map(|(which, ca)| {
+            let mut problems = if ca.is_ca() {
                 vec![]
             } else {
                 vec!["not a CA certificate".into()]
-            },
+            };
+            // The CA's key, where this host has it (a worker has none).
+            problems.extend(private(&p(&format!("{}.key", which.stem()))));
+            Finding {
+                file: format!("{}.crt", which.stem()),
+                days_left: Some(days_left(ca)),
+                problems,
+            }
         })
         .collect();
     for c in &certs {
@@ -822,6 +833,30 @@ fn private(path: &Path) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// A leftover temp file of another mode (or a link in its place) does not lend a key its
+    /// mode or its target.
+    #[test]
+    fn a_key_is_written_through_a_fresh_temp_file() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("ca.key");
+        let tmp = dir.path().join("ca.tmp~");
+        std::fs::write(&tmp, "stale").unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_file(&key, b"secret", 0o600).unwrap();
+        let m = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(m, 0o600);
+        assert_eq!(std::fs::read(&key).unwrap(), b"secret");
+        // A link where the temp file goes: the link is replaced, its target left alone.
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, "untouched").unwrap();
+        std::os::unix::fs::symlink(&target, &tmp).unwrap();
+        write_file(&key, b"again", 0o600).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"untouched");
+        assert_eq!(std::fs::read(&key).unwrap(), b"again");
+        assert!(!tmp.exists());
+    }
+
     fn opts(dir: &Path) -> Options {
         Options {
             dir: dir.to_path_buf(),
@@ -1003,6 +1038,22 @@ mod tests {
         let sa = findings.iter().find(|f| f.file == "sa.key").unwrap();
         assert!(sa.problems.is_empty(), "{sa:?}");
         mode("etcd-peer.key", 0o600);
+        // The CAs' keys are checked too.
+        for ca in ["ca", "etcd-ca"] {
+            mode(&format!("{ca}.key"), 0o604);
+            let findings = check(&o).unwrap();
+            let f = findings
+                .iter()
+                .find(|f| f.file == format!("{ca}.crt"))
+                .unwrap();
+            assert!(
+                f.problems
+                    .iter()
+                    .any(|p| p.contains(&format!("{ca}.key is mode 0604"))),
+                "{f:?}"
+            );
+            mode(&format!("{ca}.key"), 0o600);
+        }
 
         // Asked for another node IP, check reports the SANs that lack it.
         let mut other = o.clone();

@@ -28,6 +28,15 @@ pub struct RoutesArgs {
     /// Only remove dmuc's routes (what `dmucctl reset` does).
     #[arg(long, conflicts_with = "watch")]
     pub remove: bool,
+    /// The cluster's pod CIDR (the profile's `cluster-cidr`): a pod subnet outside it is
+    /// never routed.
+    #[arg(long, value_name = "CIDR", default_value = "10.244.0.0/16", value_parser = parse_net)]
+    pub cluster_cidr: Net,
+}
+
+fn parse_net(s: &str) -> Result<Net, String> {
+    Net::parse(s)
+        .ok_or_else(|| format!("{s:?} is not an IPv4 network (ADDR/PREFIX, host bits zero)"))
 }
 
 /// A route to a pod subnet: `cidr via gateway`.
@@ -43,10 +52,101 @@ impl std::fmt::Display for Route {
     }
 }
 
+/// An IPv4 network, `ADDR/PREFIX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Net {
+    pub addr: u32,
+    pub prefix: u8,
+}
+
+impl Net {
+    /// `10.244.1.0/24` (host bits must be zero).
+    pub fn parse(s: &str) -> Option<Net> {
+        let (a, p) = s.split_once('/')?;
+        let addr = u32::from(a.parse::<Ipv4Addr>().ok()?);
+        let prefix: u8 = p.parse().ok().filter(|p| *p <= 32)?;
+        let n = Net { addr, prefix };
+        (addr & !n.mask() == 0).then_some(n)
+    }
+
+    fn mask(self) -> u32 {
+        if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.prefix)
+        }
+    }
+
+    /// Whether `ip` is in this network.
+    pub fn contains(self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & self.mask() == self.addr
+    }
+
+    /// Whether `other` lies wholly inside this network.
+    pub fn covers(self, other: Net) -> bool {
+        other.prefix >= self.prefix && other.addr & self.mask() == self.addr
+    }
+
+    /// Whether the two share an address.
+    pub fn overlaps(self, other: Net) -> bool {
+        self.covers(other) || other.covers(self)
+    }
+}
+
+/// What a route must respect, from this host and the cluster: the pod subnets come from the
+/// cluster CIDR (the controller manager allocates them there), the gateways are on this
+/// host's own networks, and nothing a Node says may re-route this host's own networks.
+#[derive(Debug, Clone)]
+pub struct Bounds {
+    /// The cluster's pod CIDR (the profile's `cluster-cidr`).
+    pub cluster: Net,
+    /// This host's IPv4 networks (`ip -4 addr`: address and prefix of each interface but
+    /// loopback).
+    pub host: Vec<(Ipv4Addr, Net)>,
+}
+
 /// What the Nodes ask for: each other node's IPv4 pod subnets via its IPv4 InternalIP,
-/// with the node's name; and the nodes still without a subnet or an address.
-pub fn wanted(nodes: &BTreeMap<String, Value>, me: &str) -> (BTreeMap<Route, String>, Vec<String>) {
-    let (mut want, mut waiting) = (BTreeMap::new(), Vec::new());
+/// with the node's name; the nodes still without a subnet or an address; and what is refused
+/// (a Node object is written by its kubelet: whoever holds a node's credentials, or a
+/// bootstrap token, can write any podCIDR or address in it), each with why.
+pub fn wanted(
+    nodes: &BTreeMap<String, Value>,
+    me: &str,
+    b: &Bounds,
+) -> (BTreeMap<Route, String>, Vec<String>, Vec<String>) {
+    let (mut want, mut waiting, mut refused) = (BTreeMap::new(), Vec::new(), Vec::new());
+    // Every node's pod subnets, ours included, for the overlap check.
+    let subnets = |n: &Value| -> Vec<String> {
+        let mut cidrs: Vec<String> = n["spec"]["podCIDRs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str().map(str::to_string))
+            .collect();
+        if cidrs.is_empty() {
+            cidrs.extend(n["spec"]["podCIDR"].as_str().map(str::to_string));
+        }
+        // IPv4 only (a dual-stack node's IPv6 subnet is not routed here).
+        cidrs.retain(|c| {
+            c.split_once('/')
+                .is_some_and(|(a, _)| a.parse::<Ipv4Addr>().is_ok())
+        });
+        cidrs
+    };
+    // Every node's pod subnets that could be routed (this node's always): one that is refused
+    // for itself does not also block the others.
+    let all: Vec<(&String, Net)> = nodes
+        .iter()
+        .flat_map(|(name, n)| {
+            subnets(n)
+                .into_iter()
+                .filter_map(move |c| Net::parse(&c).map(|net| (name, net)))
+        })
+        .filter(|(name, net)| {
+            name.as_str() == me
+                || (b.cluster.covers(*net) && !b.host.iter().any(|(_, h)| h.overlaps(*net)))
+        })
+        .collect();
     for (name, n) in nodes {
         if name == me {
             continue;
@@ -57,35 +157,64 @@ pub fn wanted(nodes: &BTreeMap<String, Value>, me: &str) -> (BTreeMap<Route, Str
             .flatten()
             .filter(|a| a["type"] == "InternalIP")
             .find_map(|a| a["address"].as_str()?.parse::<Ipv4Addr>().ok());
-        let mut cidrs: Vec<&str> = n["spec"]["podCIDRs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        if cidrs.is_empty() {
-            cidrs.extend(n["spec"]["podCIDR"].as_str());
+        let cidrs = subnets(n);
+        let Some(via) = via.filter(|_| !cidrs.is_empty()) else {
+            waiting.push(name.clone());
+            continue;
+        };
+        if let Some(why) = bad_gateway(via, b) {
+            refused.push(format!("node {name}: gateway {via}: {why}"));
+            continue;
         }
-        cidrs.retain(|c| {
-            c.split_once('/')
-                .is_some_and(|(a, _)| a.parse::<Ipv4Addr>().is_ok())
-        });
-        match via {
-            Some(via) if !cidrs.is_empty() => {
-                for c in cidrs {
-                    want.insert(
-                        Route {
-                            cidr: c.to_string(),
-                            via,
-                        },
-                        name.clone(),
-                    );
+        for c in cidrs {
+            match bad_subnet(&c, name, &all, b) {
+                Some(why) => refused.push(format!("node {name}: pod subnet {c}: {why}")),
+                None => {
+                    want.insert(Route { cidr: c, via }, name.clone());
                 }
             }
-            _ => waiting.push(name.clone()),
         }
     }
-    (want, waiting)
+    (want, waiting, refused)
+}
+
+/// Why a node's gateway is not one to route through.
+fn bad_gateway(via: Ipv4Addr, b: &Bounds) -> Option<String> {
+    if b.host.iter().any(|(a, _)| *a == via) {
+        return Some("an address of this host".into());
+    }
+    if !b.host.iter().any(|(_, net)| net.contains(via)) {
+        return Some("not on a network of this host".into());
+    }
+    None
+}
+
+/// Why a node's pod subnet is not one to route.
+fn bad_subnet(cidr: &str, name: &str, all: &[(&String, Net)], b: &Bounds) -> Option<String> {
+    let Some(net) = Net::parse(cidr) else {
+        return Some("not a network address".into());
+    };
+    if !b.cluster.covers(net) {
+        return Some(format!(
+            "outside the cluster CIDR {}/{}",
+            Ipv4Addr::from(b.cluster.addr),
+            b.cluster.prefix
+        ));
+    }
+    if let Some((_, h)) = b.host.iter().find(|(_, h)| h.overlaps(net)) {
+        return Some(format!(
+            "overlaps this host's network {}/{}",
+            Ipv4Addr::from(h.addr),
+            h.prefix
+        ));
+    }
+    if let Some((other, _)) = all
+        .iter()
+        .find(|(other, n)| other.as_str() != name && n.overlaps(net))
+    {
+        return Some(format!("overlaps node {other}'s"));
+    }
+    None
 }
 
 /// dmuc's routes in `ip -4 route show proto 211` output (`10.244.1.0/24 via 198.18.0.11 dev
@@ -146,9 +275,21 @@ pub fn delete(r: &Route) -> Result<(), String> {
 fn sync(
     nodes: &BTreeMap<String, Value>,
     me: &str,
-    waiting_said: &mut Vec<String>,
+    cluster: Net,
+    said: &mut (Vec<String>, Vec<String>),
 ) -> Result<(), String> {
-    let (want, waiting) = wanted(nodes, me);
+    let b = Bounds {
+        cluster,
+        host: host_networks()?,
+    };
+    let (want, waiting, refused) = wanted(nodes, me, &b);
+    if refused != said.1 {
+        for r in &refused {
+            eprintln!("refused: {r}");
+        }
+        said.1 = refused;
+    }
+    let waiting_said = &mut said.0;
     if &waiting != waiting_said {
         if !waiting.is_empty() {
             println!(
@@ -176,6 +317,27 @@ fn sync(
         }
     }
     Ok(())
+}
+
+/// This host's IPv4 addresses with their networks (`ip -4 -o addr show`), loopback aside.
+pub fn host_networks() -> Result<Vec<(Ipv4Addr, Net)>, String> {
+    ip(&["-4", "-o", "addr", "show"]).map(|t| parse_addrs(&t))
+}
+
+/// `2: eth0    inet 198.18.0.1/24 brd ... scope global eth0` lines: address and network.
+pub fn parse_addrs(text: &str) -> Vec<(Ipv4Addr, Net)> {
+    text.lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let at = w.iter().position(|x| *x == "inet")?;
+            let (a, p) = w.get(at + 1)?.split_once('/')?;
+            let addr: Ipv4Addr = a.parse().ok()?;
+            let prefix: u8 = p.parse().ok().filter(|p| *p <= 32)?;
+            let mut net = Net { addr: 0, prefix };
+            net.addr = u32::from(addr) & net.mask();
+            (!addr.is_loopback()).then_some((addr, net))
+        })
+        .collect()
 }
 
 /// `dmucctl pod-cidr`'s arguments.
@@ -266,7 +428,7 @@ pub fn remove_all() -> Result<usize, String> {
 
 fn follow(a: &RoutesArgs) -> Result<(), String> {
     let api = Api::new(&kube::load_kubeconfig(&a.node.kubeconfig)?, true)?;
-    let mut waiting = Vec::new();
+    let mut said = (Vec::new(), Vec::new());
     if !a.watch {
         let list = api
             .get("/api/v1/nodes")
@@ -286,14 +448,14 @@ fn follow(a: &RoutesArgs) -> Result<(), String> {
                 )
             })
             .collect();
-        return sync(&nodes, &a.node.name, &mut waiting);
+        return sync(&nodes, &a.node.name, a.cluster_cidr, &mut said);
     }
     println!(
         "routing the pod subnets of the nodes other than {} (proto {PROTO})",
         a.node.name
     );
     api.list_watch("/api/v1/nodes", |nodes, _| {
-        sync(nodes, &a.node.name, &mut waiting).map(|()| false)
+        sync(nodes, &a.node.name, a.cluster_cidr, &mut said).map(|()| false)
     })
 }
 

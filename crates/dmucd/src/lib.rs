@@ -41,7 +41,7 @@ pub mod shimlink;
 pub mod spec;
 pub mod statefile;
 
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -99,12 +99,52 @@ pub fn resolve_paths(cfg: &Config, o: &Overrides) -> Paths {
     p
 }
 
+/// Makes `p` (mode 0700) when missing, then checks it is dmucd's own: a directory, not a
+/// link, owned by this user and never writable by others (what another user made first at a
+/// guessable path such as /tmp/dmuc-UID could hold their links and specs). Refused otherwise.
 fn private_dir(p: &Path) -> anyhow::Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(p)
-        .with_context(|| format!("cannot create {}", p.display()))
+        .with_context(|| format!("cannot create {}", p.display()))?;
+    let m = own_dir(p, false)?;
+    if m.mode() & 0o077 != 0 {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make {} private", p.display()))?;
+    }
+    Ok(())
+}
+
+/// The checks of a directory dmucd keeps its sockets or files in: a directory (not a link),
+/// owned by this user (or, with `root_ok`, by root: /run, or /tmp with its sticky bit), and
+/// not writable by others unless sticky and root's.
+fn own_dir(p: &Path, root_ok: bool) -> anyhow::Result<std::fs::Metadata> {
+    let m = std::fs::symlink_metadata(p).with_context(|| format!("cannot read {}", p.display()))?;
+    let me = nix::unistd::geteuid().as_raw();
+    let fix = "remove it, or choose another place (XDG_RUNTIME_DIR, --socket)";
+    if m.file_type().is_symlink() || !m.is_dir() {
+        anyhow::bail!(
+            "{} is not a directory but a link or a file: {fix}",
+            p.display()
+        );
+    }
+    if m.uid() != me && !(root_ok && m.uid() == 0) {
+        anyhow::bail!(
+            "{} belongs to uid {}, not to this user (uid {me}): another user made it first; {fix}",
+            p.display(),
+            m.uid()
+        );
+    }
+    let sticky_root = m.mode() & 0o1000 != 0 && m.uid() == 0;
+    if m.mode() & 0o022 != 0 && !sticky_root {
+        anyhow::bail!(
+            "{} is writable by others (mode {:04o}): they could put their own files in it; {fix}",
+            p.display(),
+            m.mode() & 0o7777
+        );
+    }
+    Ok(m)
 }
 
 /// Holds the state-dir lock for the daemon's lifetime.
@@ -163,10 +203,10 @@ pub async fn run(
             .mode(0o755)
             .create(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
+        own_dir(parent, true)?;
     }
     private_dir(&paths.runtime_dir)?;
     private_dir(&paths.runtime_dir.join("spec"))?;
-    let _ = std::fs::set_permissions(&paths.runtime_dir, std::fs::Permissions::from_mode(0o700));
     let _lock = lock(&paths.state_dir)?;
 
     let (tx, rx) = mpsc::unbounded_channel();
@@ -249,4 +289,52 @@ pub fn load_config(
 /// Prints the `--check` summary of a valid config: components in start order, by level.
 pub fn check_summary(cfg: &Config) -> String {
     dmuc_config::summary(cfg)
+}
+
+#[cfg(test)]
+mod dir_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// What another user made first at dmucd's paths is refused, with the way out.
+    #[test]
+    fn directories_others_made_or_may_write_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let mine = t.path().join("mine");
+        private_dir(&mine.join("spec")).unwrap();
+        assert_eq!(std::fs::metadata(&mine).unwrap().mode() & 0o777, 0o700);
+        // Ours but opened to the group: made private again.
+        std::fs::set_permissions(&mine, std::fs::Permissions::from_mode(0o750)).unwrap();
+        private_dir(&mine).unwrap();
+        assert_eq!(std::fs::metadata(&mine).unwrap().mode() & 0o777, 0o700);
+        // Writable by others: they may have put links in it.
+        let open = t.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = private_dir(&open).unwrap_err().to_string();
+        assert!(e.contains("writable by others (mode 0777)"), "{e}");
+        // A link in its place.
+        let link = t.path().join("link");
+        std::os::unix::fs::symlink(&mine, &link).unwrap();
+        let e = private_dir(&link).unwrap_err().to_string();
+        assert!(e.contains("not a directory but a link"), "{e}");
+        // /tmp itself is root's and sticky: a fine parent for a socket, not a private dir.
+        own_dir(Path::new("/tmp"), true).unwrap();
+        // Another user's.
+        if dmuc_tests::skip_unless_root("dir_tests (chown to another user)") {
+            return;
+        }
+        let theirs = t.path().join("dmuc-1000");
+        std::fs::create_dir(&theirs).unwrap();
+        std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+        nix::unistd::chown(&theirs, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+        for root_ok in [false, true] {
+            let e = own_dir(&theirs, root_ok).unwrap_err().to_string();
+            assert!(
+                e.contains("belongs to uid 65534") && e.contains("XDG_RUNTIME_DIR"),
+                "{e}"
+            );
+        }
+        assert!(private_dir(&theirs).is_err());
+    }
 }

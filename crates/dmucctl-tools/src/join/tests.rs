@@ -113,12 +113,14 @@ fn a_node_that_joined_already_is_refused_before_anything_is_asked() {
     let a = JoinArgs {
         // Nothing listens there: the refusal comes first.
         server: "https://127.0.0.1:9".into(),
-        token: "abcdef.0123456789abcdef".into(),
+        token: Some("abcdef.0123456789abcdef".into()),
+        token_file: None,
         ca_cert_hash: format!("sha256:{}", "0".repeat(64)),
         state: dir.path().into(),
         force: false,
         control_plane: false,
         certificate_key: None,
+        certificate_key_file: None,
         node_name: None,
         node_ip: None,
     };
@@ -207,5 +209,132 @@ fn a_token_logs_in_as_its_bootstrapper_on_old_and_new_api_servers() {
         login_check(&plain(url), "abcdef")
             .unwrap_err()
             .contains("401")
+    );
+}
+
+/// A token holder answering in the server's place can sign a cluster-info of their own: it
+/// may carry only the pinned CA, inline.
+#[test]
+fn cluster_info_with_a_second_ca_or_a_local_file_is_refused() {
+    let (ca, mine) = (ca(), ca());
+    let pin = kube::ca_hash(ca.as_bytes()).unwrap();
+    let (id, secret) = ("abcdef", "0123456789abcdef");
+    let bundle = cluster_info(&format!("{ca}{mine}"), &[(id, secret)]);
+    let e = check_cluster_info(&bundle, id, secret, &pin).unwrap_err();
+    assert!(e.contains("holds 2 certificates"), "{e}");
+    // certificate-authority: PATH would read this host's file (/dev/zero: without end).
+    let content = "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority: /dev/zero\n    server: https://198.18.0.1:6443\n";
+    let mut cm = json!({"data": {"kubeconfig": content}});
+    cm["data"][format!("jws-kubeconfig-{id}")] = json!(kube::jws_sign(content, id, secret));
+    let e = check_cluster_info(&cm, id, secret, &pin).unwrap_err();
+    assert!(e.contains("local file (/dev/zero)"), "{e}");
+}
+
+#[test]
+fn join_takes_only_https_servers() {
+    assert_eq!(
+        parse_server("https://198.18.0.1:6443/").unwrap(),
+        "https://198.18.0.1:6443"
+    );
+    for bad in [
+        "http://198.18.0.1:6443",
+        "198.18.0.1:6443",
+        "HTTP://x",
+        "https://",
+    ] {
+        let e = parse_server(bad).unwrap_err();
+        assert!(e.contains(bad), "{e}");
+    }
+    assert!(parse_server("http://x").unwrap_err().contains("in clear"));
+}
+
+fn join_args(args: &[&str]) -> Result<JoinArgs, clap::Error> {
+    #[derive(clap::Parser)]
+    struct P {
+        #[command(flatten)]
+        a: JoinArgs,
+    }
+    let mut v = vec![
+        "join",
+        "--server",
+        "https://x:6443",
+        "--ca-cert-hash",
+        "sha256:0",
+    ];
+    v.extend(args);
+    <P as clap::Parser>::try_parse_from(v).map(|p| p.a)
+}
+
+/// The token and the certificate key can stay off the command line (`ps`).
+#[test]
+fn secrets_come_from_files_or_standard_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("token");
+    std::fs::write(&f, "abcdef.0123456789abcdef\n").unwrap();
+    let mut a = join_args(&["--token-file", f.to_str().unwrap()]).unwrap();
+    a.read_secrets(&mut std::io::empty()).unwrap();
+    assert_eq!(a.token(), "abcdef.0123456789abcdef");
+    let mut a = join_args(&[
+        "--token-file",
+        "-",
+        "--control-plane",
+        "--node-name",
+        "m2",
+        "--node-ip",
+        "198.18.0.22",
+        "--certificate-key-file",
+        f.to_str().unwrap(),
+    ])
+    .unwrap();
+    a.read_secrets(&mut "ghijkl.0123456789abcdef\n".as_bytes())
+        .unwrap();
+    assert_eq!(a.token(), "ghijkl.0123456789abcdef");
+    assert_eq!(
+        a.certificate_key.as_deref(),
+        Some("abcdef.0123456789abcdef")
+    );
+    // Neither given, both given, both from standard input, an empty file, a member without key.
+    assert!(join_args(&[]).is_err());
+    assert!(join_args(&["--token", "a.b", "--token-file", "-"]).is_err());
+    let mut both = join_args(&[
+        "--token-file",
+        "-",
+        "--control-plane",
+        "--node-name",
+        "m",
+        "--node-ip",
+        "198.18.0.22",
+        "--certificate-key-file",
+        "-",
+    ])
+    .unwrap();
+    assert!(
+        both.read_secrets(&mut std::io::empty())
+            .unwrap_err()
+            .contains("both")
+    );
+    std::fs::write(&f, "\n").unwrap();
+    let mut empty = join_args(&["--token-file", f.to_str().unwrap()]).unwrap();
+    assert!(
+        empty
+            .read_secrets(&mut std::io::empty())
+            .unwrap_err()
+            .contains("no token")
+    );
+    let mut nokey = join_args(&[
+        "--token",
+        "abcdef.0123456789abcdef",
+        "--control-plane",
+        "--node-name",
+        "m",
+        "--node-ip",
+        "198.18.0.22",
+    ])
+    .unwrap();
+    assert!(
+        nokey
+            .read_secrets(&mut std::io::empty())
+            .unwrap_err()
+            .contains("--certificate-key-file")
     );
 }
