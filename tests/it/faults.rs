@@ -360,3 +360,134 @@ fn an_unwritable_log_is_reported_and_logging_resumes() {
     assert_eq!(d.comp("talker").unwrap()["pid"].as_u64(), Some(pid));
     assert_eq!(d.stop(), Some(0));
 }
+
+/// The daemon's own descriptor limit, made small in the child before it execs dmucd.
+fn few_descriptors() -> std::io::Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: 64,
+        rlim_max: 64,
+    };
+    // SAFETY: setrlimit with a valid pointer; async-signal-safe.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Out of descriptors, the control socket's accepts fail: the daemon pauses between tries
+/// (it used to retry at once, 2.5 million log lines in 10 s), says so once, and answers
+/// again when descriptors come back.
+#[test]
+fn out_of_descriptors_the_daemon_pauses_says_so_once_and_answers_again() {
+    let s = standin();
+    let toml = format!("[component.a]\ncommand = [\"{s}\", \"--name\", \"a\"]\n");
+    let mut d = Daemon::start_pre_exec(&toml, few_descriptors);
+    d.wait_state("a", "running", T);
+    // Connections the daemon accepts until it has no descriptor left; the rest wait in the
+    // socket's backlog, which it cannot drain.
+    let conns: Vec<UnixStream> = (0..200)
+        .map_while(|_| UnixStream::connect(d.socket()).ok())
+        .collect();
+    wait_for("the daemon to run out of descriptors", T, || {
+        d.stderr()
+            .contains("trying again, less often")
+            .then_some(())
+    });
+    // Give it the time for many tries (a plain wait is the point here: the loop must not
+    // spin while nothing changes): it says so once.
+    std::thread::sleep(Duration::from_millis(500));
+    let said = d.stderr().matches("control socket accept:").count();
+    assert_eq!(said, 1, "{}", d.stderr());
+    drop(conns);
+    wait_for("the daemon to answer again", T, || {
+        d.ctl(&["status"]).status.success().then_some(())
+    });
+    assert!(d.stderr().contains("works again after"), "{}", d.stderr());
+    assert_eq!(d.stop(), Some(0));
+}
+
+/// A connection that never says hello is closed after 10 s; over the limit of connections a
+/// client is told why.
+#[test]
+fn silent_connections_are_closed_and_one_too_many_is_told_why() {
+    let s = standin();
+    let toml = format!("[component.a]\ncommand = [\"{s}\", \"--name\", \"a\"]\n");
+    let mut d = Daemon::start(&toml);
+    d.wait_state("a", "running", T);
+    let silent = UnixStream::connect(d.socket()).unwrap();
+    let started = std::time::Instant::now();
+    let mut line = String::new();
+    // EOF: the daemon closed it.
+    assert_eq!(BufReader::new(&silent).read_line(&mut line).unwrap(), 0);
+    assert!(
+        started.elapsed() >= Duration::from_secs(9),
+        "{:?}",
+        started.elapsed()
+    );
+    // 512 greeted connections, then one more.
+    let mut held = Vec::new();
+    for _ in 0..512 {
+        let mut w = UnixStream::connect(d.socket()).unwrap();
+        let mut r = BufReader::new(w.try_clone().unwrap());
+        let v = call(
+            &mut w,
+            &mut r,
+            json!({"id": 0, "verb": "hello", "version": "1.0"}),
+        );
+        assert!(v.get("result").is_some(), "{v}");
+        held.push(w);
+    }
+    let extra = UnixStream::connect(d.socket()).unwrap();
+    let mut line = String::new();
+    BufReader::new(&extra).read_line(&mut line).unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["error"]["code"], "too-many-connections", "{v}");
+    drop(held);
+    wait_for("a slot to be free again", T, || {
+        d.ctl(&["status"]).status.success().then_some(())
+    });
+}
+
+/// Each `logs -f` costs the daemon an inotify instance (128 per user by default, shared with
+/// everything else the user runs): past 32 followers a client is told so, and a place freed
+/// by a client that left is taken again.
+#[test]
+fn log_followers_are_capped_and_a_place_comes_back() {
+    let s = standin();
+    let toml = format!("[component.a]\ncommand = [\"{s}\", \"--name\", \"a\"]\n");
+    let mut d = Daemon::start(&toml);
+    d.wait_state("a", "running", T);
+    wait_for("a line in a's log", T, || {
+        (!d.log("a").is_empty()).then_some(())
+    });
+    let follow = |sock: &std::path::Path| {
+        let mut w = UnixStream::connect(sock).unwrap();
+        let mut r = BufReader::new(w.try_clone().unwrap());
+        call(
+            &mut w,
+            &mut r,
+            json!({"id": 0, "verb": "hello", "version": "1.0"}),
+        );
+        let v = call(
+            &mut w,
+            &mut r,
+            json!({"id": 1, "verb": "logs", "name": "a", "follow": true}),
+        );
+        (w, v)
+    };
+    let sock = d.socket();
+    let mut followers = Vec::new();
+    for i in 0..32 {
+        let (w, v) = follow(&sock);
+        assert!(v.get("error").is_none(), "follower {i}: {v}");
+        followers.push(w);
+    }
+    let (_w, v) = follow(&sock);
+    assert_eq!(v["error"]["code"], "too-many-followers", "{v}");
+    followers.pop();
+    wait_for("the freed place to be taken", T, || {
+        let (w, v) = follow(&sock);
+        v.get("error").is_none().then_some(w)
+    });
+}

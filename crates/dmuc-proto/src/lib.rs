@@ -294,6 +294,11 @@ pub enum ErrorCode {
     ShuttingDown,
     /// A bug or a system error on the daemon's side.
     Internal,
+    /// The daemon serves as many connections as it takes: try again when one closes.
+    TooManyConnections,
+    /// `logs --follow`: the daemon follows as many logs for clients as it takes (each costs
+    /// an inotify instance, of which a user has 128 by default).
+    TooManyFollowers,
 }
 
 /// A typed error.

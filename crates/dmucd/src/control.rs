@@ -27,6 +27,15 @@ use crate::msg::Msg;
 
 /// A write to a client that takes longer than this closes its connection.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more are told so and closed.
+const MAX_CONNS: usize = 512;
+/// A connection must say `hello` this soon, in a frame this small: one that says nothing (or
+/// sends a partial frame) holds neither a slot for long nor more than a few KiB of buffer.
+const HELLO_DEADLINE: Duration = Duration::from_secs(10);
+const HELLO_FRAME: usize = 4096;
+/// The pause after a failed accept, doubled up to the maximum while it keeps failing.
+const ACCEPT_PAUSE_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_PAUSE_MAX: Duration = Duration::from_secs(1);
 /// Terminal replies queued for one connection before it counts as not reading.
 const CTL_QUEUE: usize = 256;
 /// Stream items queued for one connection.
@@ -190,15 +199,49 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let listener = tokio::net::UnixListener::from_std(listener)?;
     static NEXT: AtomicU64 = AtomicU64::new(1);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNS));
+    // Out of descriptors (EMFILE, ENFILE, ENOBUFS): the pending connection stays in the
+    // backlog and every accept fails again at once. Wait, doubling up to a second, and say
+    // so once per run of failures rather than once per try.
+    let mut pause = ACCEPT_PAUSE_MIN;
+    let mut failures = 0u64;
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
-                // EMFILE and friends: log and go on; the next accept may succeed.
-                tracing::warn!("control socket accept: {e}");
-                tokio::task::yield_now().await;
+                if failures == 0 {
+                    tracing::warn!("control socket accept: {e}; trying again, less often");
+                }
+                failures += 1;
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(ACCEPT_PAUSE_MAX);
                 continue;
             }
+        };
+        if failures > 0 {
+            tracing::warn!("control socket accept works again after {failures} failures");
+            (failures, pause) = (0, ACCEPT_PAUSE_MIN);
+        }
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Told why, then closed (a client that does not read is not waited for).
+            tokio::spawn(async move {
+                let line = Reply::error(
+                    None,
+                    ErrorReply::new(
+                        ErrorCode::TooManyConnections,
+                        format!("dmucd serves {MAX_CONNS} connections at once"),
+                    )
+                    .hint("try again when one has closed"),
+                )
+                .to_line();
+                let mut stream = stream;
+                let _ = tokio::time::timeout(
+                    std::time::Duration::from_secs(1),
+                    stream.write_all(line.as_bytes()),
+                )
+                .await;
+            });
+            continue;
         };
         let cred = match stream.peer_cred() {
             Ok(c) => c,
@@ -210,7 +253,7 @@ pub async fn serve(
         let peer = policy.peer(cred.uid(), cred.gid(), cred.pid());
         let id = NEXT.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(conn = id, uid = peer.uid, pid = ?peer.pid, write = peer.can_write, "client connected");
-        connection(stream, id, peer, policy.clone(), tx.clone());
+        connection(stream, id, peer, policy.clone(), tx.clone(), slot);
     }
 }
 
@@ -220,6 +263,7 @@ fn connection(
     peer: Peer,
     policy: Arc<Policy>,
     tx: mpsc::UnboundedSender<Msg>,
+    slot: tokio::sync::OwnedSemaphorePermit,
 ) {
     let (rd, mut wr) = stream.into_split();
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<String>(CTL_QUEUE);
@@ -271,6 +315,7 @@ fn connection(
         }
         reader.abort();
         let _ = tx.send(Msg::ConnClosed { conn: id });
+        drop(slot);
     });
 }
 
@@ -285,23 +330,33 @@ async fn read_loop(
     let mut greeted = false;
     loop {
         buf.clear();
-        let n = match (&mut rd)
-            .take(MAX_FRAME as u64)
-            .read_until(b'\n', &mut buf)
-            .await
-        {
+        let limit = if greeted { MAX_FRAME } else { HELLO_FRAME };
+        let mut frame = (&mut rd).take(limit as u64);
+        let read = frame.read_until(b'\n', &mut buf);
+        let read = if greeted {
+            read.await
+        } else {
+            match tokio::time::timeout(HELLO_DEADLINE, read).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::debug!(conn = conn.id, "no hello within {HELLO_DEADLINE:?}: closed");
+                    break;
+                }
+            }
+        };
+        let n = match read {
             Ok(n) => n,
             Err(_) => break,
         };
         if n == 0 {
             break;
         }
-        if buf.last() != Some(&b'\n') && buf.len() >= MAX_FRAME {
+        if buf.last() != Some(&b'\n') && buf.len() >= limit {
             conn.reply(&Reply::error(
                 None,
                 ErrorReply::new(
                     ErrorCode::FrameTooLarge,
-                    format!("frame exceeds {MAX_FRAME} bytes; it was discarded"),
+                    format!("frame exceeds {limit} bytes; it was discarded"),
                 )
                 .hint("send one request per line, each under 1 MiB"),
             ));

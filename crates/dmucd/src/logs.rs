@@ -96,6 +96,30 @@ fn tail_one(path: &Path, n: usize) -> (Vec<String>, u64) {
     }
 }
 
+/// Clients following logs at once: each costs an inotify instance of dmucd's user (root's in
+/// production: 128 by default, shared with every other program of that user).
+pub const MAX_FOLLOWERS: usize = 32;
+static FOLLOWERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A follower's place among [`MAX_FOLLOWERS`], given back when dropped.
+struct Following;
+
+impl Following {
+    fn take() -> Option<Following> {
+        use std::sync::atomic::Ordering::SeqCst;
+        FOLLOWERS
+            .fetch_update(SeqCst, SeqCst, |n| (n < MAX_FOLLOWERS).then_some(n + 1))
+            .ok()
+            .map(|_| Following)
+    }
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        FOLLOWERS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// Serves `logs`: the last `n` lines as a result, or with `follow` as a stream that goes on
 /// until the connection closes or the stream is cancelled.
 pub async fn serve(conn: Conn, id: u64, path: PathBuf, n: usize, follow: bool) {
@@ -110,6 +134,17 @@ pub async fn serve(conn: Conn, id: u64, path: PathBuf, n: usize, follow: bool) {
         );
         return;
     }
+    let Some(_place) = Following::take() else {
+        conn.end_stream(&Reply::error(
+            Some(id),
+            dmuc_proto::ErrorReply::new(
+                dmuc_proto::ErrorCode::TooManyFollowers,
+                format!("dmucd follows at most {MAX_FOLLOWERS} logs at once for clients"),
+            )
+            .hint("stop another `logs -f`, or read without --follow"),
+        ));
+        return;
+    };
     let mut sink = ToClient { conn: &conn, id };
     if let Err(e) = follow_lines(&path, From::Tail(n), &mut sink).await {
         conn.end_stream(&Reply::error(

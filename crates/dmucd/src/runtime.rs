@@ -247,7 +247,10 @@ impl<B: Backend> Runtime<B> {
                 )
             })
             .collect();
-        let events = EventLog::open(&paths.state_dir.join("events.jsonl"));
+        // Rotated as the components' logs are (log-max-size, log-keep): a crash loop does not
+        // fill the state disk.
+        let events = EventLog::open(&paths.state_dir.join("events.jsonl"))
+            .rotating(cfg.daemon.log_max_size, cfg.daemon.log_keep);
         use crate::statefile::StateWriter;
         let adopt_file = StateWriter::start(paths.runtime_dir.clone());
         // The actor paces status.json itself (it builds the snapshot only when due).
