@@ -618,6 +618,19 @@ fn the_socket_belongs_to_the_configured_group_whose_members_may_write() {
     let meta = std::fs::metadata(d.socket()).unwrap();
     assert_eq!(meta.mode() & 0o777, 0o660);
     assert_eq!(meta.gid(), 65534);
+    // What the socket gives the group only, the files give the group only: the logs (in a
+    // setgid directory, so that they take its group), the event log and status.json.
+    wait_for("status.json", T, || {
+        d.path("state/status.json").exists().then_some(())
+    });
+    let mode = |p: &str| {
+        let m = std::fs::metadata(d.path(p)).unwrap();
+        (m.mode() & 0o7777, m.gid())
+    };
+    assert_eq!(mode("log"), (0o2750, 65534));
+    for f in ["log/db.log", "state/events.jsonl", "state/status.json"] {
+        assert_eq!(mode(f), (0o640, 65534), "{f}");
+    }
     // Only the directory needs opening for nobody; the socket's group mode lets it in.
     d.open_to_others(false);
     let o = d.ctl_as_nobody(&["stop", "web"]);

@@ -110,7 +110,8 @@ impl<'a> LogWriter<'a> {
     #[inline(never)]
     fn open(&mut self) {
         let flags = sys::O_WRONLY | sys::O_CREAT | sys::O_APPEND | sys::O_CLOEXEC;
-        match sys::open(self.path, flags, 0o666) {
+        // Readable by dmucd's user and the log directory's group only (docs/security.md).
+        match sys::open(self.path, flags, 0o640) {
             Ok(fd) => {
                 self.size = sys::fstat(fd).map(|s| s.size).unwrap_or(0);
                 self.fd = Some(fd);

@@ -58,12 +58,7 @@ impl EventLog {
             .or_else(|| last_seq(&rotated(path, 1)))
             .unwrap_or(0);
         let size = std::fs::metadata(path).map_or(0, |m| m.len());
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| tracing::warn!("cannot open {}: {e}", path.display()))
-            .ok();
+        let file = open_shared(path);
         EventLog {
             path: path.to_path_buf(),
             file,
@@ -93,12 +88,7 @@ impl EventLog {
         } else {
             let _ = std::fs::rename(&self.path, rotated(&self.path, 1));
         }
-        self.file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| tracing::warn!("cannot open {}: {e}", self.path.display()))
-            .ok();
+        self.file = open_shared(&self.path);
         self.size = 0;
     }
 
@@ -170,6 +160,25 @@ impl EventLog {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// The event log for appending, mode 0640 and the group of the state files (as status.json):
+/// the control socket refuses `events` to others, so does the file.
+fn open_shared(path: &Path) -> Option<File> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
+        .map_err(|e| tracing::warn!("cannot open {}: {e}", path.display()))
+        .ok()?;
+    // An older dmucd's file was 0644.
+    let _ = f.set_permissions(std::fs::Permissions::from_mode(0o640));
+    if let Some(gid) = crate::statefile::group() {
+        let _ = nix::unistd::fchown(&f, None, Some(gid.into()));
+    }
+    Some(f)
 }
 
 /// `events.jsonl.N`.

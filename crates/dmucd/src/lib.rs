@@ -116,6 +116,18 @@ fn private_dir(p: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The log directory: mode 2750 (setgid: the logs take its group), group `gid` when set.
+fn share_dir(dir: &Path, gid: Option<u32>) {
+    if let Some(gid) = gid
+        && let Err(e) = nix::unistd::chown(dir, None, Some(gid.into()))
+    {
+        tracing::warn!("cannot give {} to gid {gid}: {e}", dir.display());
+    }
+    if let Err(e) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o2750)) {
+        tracing::warn!("cannot make {} 2750: {e}", dir.display());
+    }
+}
+
 /// The checks of a directory dmucd keeps its sockets or files in: a directory (not a link),
 /// owned by this user (or, with `root_ok`, by root: /run, or /tmp with its sticky bit), and
 /// not writable by others unless sticky and root's.
@@ -186,6 +198,12 @@ pub async fn run(
     mut stop: mpsc::UnboundedReceiver<()>,
 ) -> anyhow::Result<()> {
     let paths = resolve_paths(&cfg, &overrides);
+    // The log directory is made private to dmucd and its group when it is dmuc's own: made
+    // now, or named `dmuc` or `log` under a `dmuc` directory (the defaults); a directory the
+    // operator pointed at (/var/log itself, say) is left as it is.
+    let own_logs = !paths.log_dir.exists()
+        || paths.log_dir.file_name() == Some(std::ffi::OsStr::new("dmuc"))
+        || paths.log_dir.parent().and_then(Path::file_name) == Some(std::ffi::OsStr::new("dmuc"));
     for d in [&paths.state_dir, &paths.log_dir] {
         std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
     }
@@ -195,6 +213,13 @@ pub async fn run(
         cfg.daemon.public_status,
     ));
     let listener = control::bind(&paths.socket, policy.gid)?;
+    // Logs, events and status files: readable by dmucd's user and the socket's group only,
+    // as the socket's `logs` and `events` are. New log files take the directory's group
+    // (setgid), the shims make them 0640.
+    statefile::set_group(policy.gid);
+    if own_logs {
+        share_dir(&paths.log_dir, policy.gid);
+    }
     if let Some(parent) = paths.tmux_socket.parent() {
         // Not private: it may also hold the control socket. tmux's socket and dmucd.run/
         // are private themselves.

@@ -115,13 +115,43 @@ fn run(dir: &std::path::Path, shared: &(Mutex<Shared>, Condvar)) {
     }
 }
 
-/// Replaces a file atomically (readers never see half of it).
+/// Replaces a file atomically (readers never see half of it), mode 0640: dmucd's user and
+/// the group of `[daemon] group` (set with [`set_group`]) may read it, nobody else; the
+/// control socket's policy says the same.
 fn replace(dir: &std::path::Path, name: &str, bytes: &[u8]) {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
     let path = dir.join(name);
     let tmp = dir.join(format!("{name}.tmp"));
-    if let Err(e) = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, &path)) {
+    let _ = std::fs::remove_file(&tmp);
+    let r = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o640)
+        .open(&tmp)
+        .and_then(|mut f| {
+            if let Some(gid) = group() {
+                let _ = nix::unistd::fchown(&f, None, Some(gid.into()));
+            }
+            f.write_all(bytes)
+        })
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = r {
         tracing::debug!("cannot write {}: {e}", path.display());
     }
+}
+
+/// The gid of `[daemon] group`, which may read the state files and logs.
+static GROUP: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+
+/// Sets the group of the state files (once, at start).
+pub fn set_group(gid: Option<u32>) {
+    let _ = GROUP.set(gid);
+}
+
+/// The group of the state files.
+pub fn group() -> Option<u32> {
+    GROUP.get().copied().flatten()
 }
 
 #[cfg(test)]
