@@ -46,9 +46,81 @@ fn node_of(user: &str) -> Option<&str> {
     user.strip_prefix("system:node:").filter(|n| !n.is_empty())
 }
 
+/// What no node's serving certificate may name, whatever its Node object says (the kubelet
+/// writes its own addresses): the API server's addresses, and the other nodes' addresses and
+/// names. The cluster's service names and loopback are refused in any case.
+#[derive(Debug, Clone, Default)]
+pub struct Reserved {
+    /// The API server's addresses (the `kubernetes` Service and its endpoints).
+    pub apiserver: Vec<IpAddr>,
+    /// Every Node: its name, addresses and host names.
+    pub nodes: Vec<(String, Vec<IpAddr>, Vec<String>)>,
+}
+
+impl Reserved {
+    /// From the Nodes, the `kubernetes` Service and its Endpoints, as the API gives them.
+    pub fn from_api(
+        nodes: &[Value],
+        service: Option<&Value>,
+        endpoints: Option<&Value>,
+    ) -> Reserved {
+        let mut apiserver: Vec<IpAddr> = service
+            .and_then(|s| s["spec"]["clusterIP"].as_str())
+            .and_then(|ip| ip.parse().ok())
+            .into_iter()
+            .collect();
+        for subset in endpoints
+            .and_then(|e| e["subsets"].as_array())
+            .into_iter()
+            .flatten()
+        {
+            apiserver.extend(
+                subset["addresses"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| a["ip"].as_str()?.parse::<IpAddr>().ok()),
+            );
+        }
+        let nodes = nodes
+            .iter()
+            .map(|n| {
+                let name = n["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let addrs = n["status"]["addresses"].as_array().into_iter().flatten();
+                let ips = addrs
+                    .clone()
+                    .filter_map(|a| a["address"].as_str()?.parse::<IpAddr>().ok())
+                    .collect();
+                let hosts = addrs
+                    .filter(|a| a["type"] == "Hostname")
+                    .filter_map(|a| a["address"].as_str().map(str::to_string))
+                    .collect();
+                (name, ips, hosts)
+            })
+            .collect();
+        Reserved { apiserver, nodes }
+    }
+}
+
+/// Whether `dns` is a name of the cluster's own services (the API server's above all) or
+/// of this host.
+fn service_name(dns: &str) -> bool {
+    let d = dns.trim_end_matches('.').to_ascii_lowercase();
+    d == "localhost"
+        || d.ends_with(".localhost")
+        || d == "kubernetes"
+        || d.starts_with("kubernetes.")
+        || d.ends_with(".svc")
+        || d.contains(".svc.")
+        || d.ends_with(".cluster.local")
+}
+
 /// Judges a CSR object. `node`: the Node its requester names (from the API), when there is
-/// one.
-pub fn judge(csr: &Value, node: Option<&Value>) -> Verdict {
+/// one; `reserved`: what no node may have in its certificate.
+pub fn judge(csr: &Value, node: Option<&Value>, reserved: &Reserved) -> Verdict {
     let spec = &csr["spec"];
     let decided = csr["status"]["conditions"].as_array().is_some_and(|c| {
         c.iter()
@@ -113,6 +185,37 @@ pub fn judge(csr: &Value, node: Option<&Value>) -> Verdict {
     }
     if let Some(d) = req.dns.iter().find(|d| !hostnames.contains(&d.as_str())) {
         return Verdict::Refuse(format!("{d} is not a name of Node {name}"));
+    }
+    // What the Node says of itself is the kubelet's word: never the API server's or another
+    // node's address or name, nor a service's, whatever it claims.
+    for ip in &req.ips {
+        if ip.is_loopback() || ip.is_unspecified() || ip.is_multicast() {
+            return Verdict::Refuse(format!("{ip} is no node's own address"));
+        }
+        if reserved.apiserver.contains(ip) {
+            return Verdict::Refuse(format!("{ip} is the API server's address"));
+        }
+        if let Some((other, ..)) = reserved
+            .nodes
+            .iter()
+            .find(|(other, ips, _)| other != name && ips.contains(ip))
+        {
+            return Verdict::Refuse(format!("{ip} is Node {other}'s address too"));
+        }
+    }
+    for d in &req.dns {
+        if service_name(d) {
+            return Verdict::Refuse(format!(
+                "{d} is a name of the cluster's services or of localhost"
+            ));
+        }
+        if let Some((other, ..)) = reserved
+            .nodes
+            .iter()
+            .find(|(other, _, hosts)| other != name && (other == d || hosts.contains(d)))
+        {
+            return Verdict::Refuse(format!("{d} is Node {other}'s name"));
+        }
     }
     Verdict::Approve(name.to_string())
 }
@@ -183,6 +286,26 @@ pub fn run(a: CsrArgs) -> u8 {
 
 const CSRS: &str = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
 
+/// What no node may name, read now (a CSR is judged against the cluster as it is).
+fn reserved(api: &Api) -> Result<Reserved, String> {
+    let nodes = api
+        .get("/api/v1/nodes")
+        .map_err(|e| format!("nodes: {e}"))?
+        .unwrap_or_default();
+    let service = api
+        .get("/api/v1/namespaces/default/services/kubernetes")
+        .map_err(|e| format!("the kubernetes Service: {e}"))?;
+    let endpoints = api
+        .get("/api/v1/namespaces/default/endpoints/kubernetes")
+        .map_err(|e| format!("the kubernetes Endpoints: {e}"))?;
+    let items = nodes["items"].as_array().cloned().unwrap_or_default();
+    Ok(Reserved::from_api(
+        &items,
+        service.as_ref(),
+        endpoints.as_ref(),
+    ))
+}
+
 fn approve(a: &CsrArgs) -> Result<(), String> {
     let api = Api::new(&kube::load_kubeconfig(&a.kubeconfig)?, true)?;
     // A refusal is said once per request, not at each of its updates.
@@ -194,7 +317,12 @@ fn approve(a: &CsrArgs) -> Result<(), String> {
             .transpose()
             .map_err(|e| format!("the node of {name}: {e}"))?
             .flatten();
-        match judge(csr, node.as_ref()) {
+        // Decided or another signer's: nothing more to read.
+        if judge(csr, node.as_ref(), &Reserved::default()) == Verdict::NotOurs {
+            return Ok(());
+        }
+        let reserved = reserved(&api).map_err(|e| format!("for {name}: {e}"))?;
+        match judge(csr, node.as_ref(), &reserved) {
             Verdict::NotOurs => {}
             Verdict::Refuse(why) => {
                 if said.insert(name.to_string()) {

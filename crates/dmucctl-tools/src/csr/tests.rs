@@ -40,13 +40,17 @@ fn a_node_s_request_for_its_own_names_and_addresses_is_approved() {
         request_pem("system:node:w1", "system:nodes", &["198.18.0.11"], &["w1"]),
         &SERVING,
     );
-    assert_eq!(judge(&good, Some(&node())), Verdict::Approve("w1".into()));
+    assert_eq!(
+        judge(&good, Some(&node()), &Reserved::default()),
+        Verdict::Approve("w1".into())
+    );
 }
 
 #[test]
 fn anything_else_stays_pending_with_its_reason() {
     let n = node();
-    let refused = |c: &Value, n: Option<&Value>, want: &str| match judge(c, n) {
+    let refused = |c: &Value, n: Option<&Value>, want: &str| match judge(c, n, &Reserved::default())
+    {
         Verdict::Refuse(why) => assert!(why.contains(want), "{why} ∌ {want}"),
         v => panic!("{v:?} for {c}"),
     };
@@ -102,8 +106,86 @@ fn anything_else_stays_pending_with_its_reason() {
     refused(&bad, Some(&n), "not PEM");
     // Not ours: another signer, or decided already.
     bad["spec"]["signerName"] = json!("kubernetes.io/kube-apiserver-client-kubelet");
-    assert_eq!(judge(&bad, Some(&n)), Verdict::NotOurs);
+    assert_eq!(
+        judge(&bad, Some(&n), &Reserved::default()),
+        Verdict::NotOurs
+    );
     let mut done = csr("system:node:w1", req(&["198.18.0.11"], &[]), &SERVING);
     done["status"]["conditions"] = json!([{"type": "Denied", "status": "True"}]);
-    assert_eq!(judge(&done, Some(&n)), Verdict::NotOurs);
+    assert_eq!(
+        judge(&done, Some(&n), &Reserved::default()),
+        Verdict::NotOurs
+    );
+}
+
+/// A Node's addresses are its kubelet's word: a node that claims the API server's address,
+/// another node's, or a service name in its own Node object still gets none of them.
+#[test]
+fn a_node_cannot_have_the_api_server_s_or_another_node_s_names_and_addresses() {
+    let liar = json!({"metadata": {"name": "w1"}, "status": {"addresses": [
+        {"type": "InternalIP", "address": "198.18.0.11"},
+        {"type": "InternalIP", "address": "198.18.0.1"},
+        {"type": "InternalIP", "address": "10.96.0.1"},
+        {"type": "InternalIP", "address": "198.18.0.12"},
+        {"type": "InternalIP", "address": "127.0.0.1"},
+        {"type": "Hostname", "address": "w1"},
+        {"type": "Hostname", "address": "kubernetes.default.svc"},
+        {"type": "Hostname", "address": "w2"}]}});
+    let w2 = json!({"metadata": {"name": "w2"}, "status": {"addresses": [
+        {"type": "InternalIP", "address": "198.18.0.12"},
+        {"type": "Hostname", "address": "w2"}]}});
+    let service = json!({"spec": {"clusterIP": "10.96.0.1"}});
+    let endpoints = json!({"subsets": [{"addresses": [{"ip": "198.18.0.1"}]}]});
+    let reserved = Reserved::from_api(&[liar.clone(), w2], Some(&service), Some(&endpoints));
+    let judge_of = |ips: &[&str], dns: &[&str]| {
+        let c = csr(
+            "system:node:w1",
+            request_pem("system:node:w1", "system:nodes", ips, dns),
+            &SERVING,
+        );
+        judge(&c, Some(&liar), &reserved)
+    };
+    for (ips, dns, why) in [
+        (
+            &["198.18.0.1"][..],
+            &[][..],
+            "198.18.0.1 is the API server's address",
+        ),
+        (&["10.96.0.1"], &[], "10.96.0.1 is the API server's address"),
+        (
+            &["198.18.0.12"],
+            &[],
+            "198.18.0.12 is Node w2's address too",
+        ),
+        (&["127.0.0.1"], &[], "no node's own address"),
+        (
+            &["198.18.0.11"],
+            &["kubernetes.default.svc"],
+            "name of the cluster's services",
+        ),
+        (&["198.18.0.11"], &["w2"], "w2 is Node w2's name"),
+    ] {
+        match judge_of(ips, dns) {
+            Verdict::Refuse(r) => assert!(r.contains(why), "{r} ∌ {why}"),
+            v => panic!("{ips:?} {dns:?}: {v:?}"),
+        }
+    }
+    // Its own address and name still go through.
+    assert_eq!(
+        judge_of(&["198.18.0.11"], &["w1"]),
+        Verdict::Approve("w1".into())
+    );
+    for d in [
+        "kubernetes",
+        "kubernetes.default",
+        "x.ns.svc",
+        "a.svc.cluster.local",
+        "localhost",
+        "KUBERNETES.",
+    ] {
+        assert!(service_name(d), "{d}");
+    }
+    for d in ["w1", "node-1.example.org", "svc-host"] {
+        assert!(!service_name(d), "{d}");
+    }
 }
