@@ -28,6 +28,10 @@ pub struct CsrArgs {
     /// Keep watching and approving (a component's mode); without it, look once and exit.
     #[arg(long)]
     pub watch: bool,
+    /// The node on this host, the API server's (config/cluster.toml's `node`): its own
+    /// requests may name the API server's addresses, which are this host's. No other node's.
+    #[arg(long = "node", value_name = "NAME")]
+    pub local_node: Option<String>,
 }
 
 /// What to do with one CSR.
@@ -55,6 +59,9 @@ pub struct Reserved {
     pub apiserver: Vec<IpAddr>,
     /// Every Node: its name, addresses and host names.
     pub nodes: Vec<(String, Vec<IpAddr>, Vec<String>)>,
+    /// The node on the API server's host (the operator's word, `--node`), which may have
+    /// its addresses.
+    pub local: Option<String>,
 }
 
 impl Reserved {
@@ -101,7 +108,11 @@ impl Reserved {
                 (name, ips, hosts)
             })
             .collect();
-        Reserved { apiserver, nodes }
+        Reserved {
+            apiserver,
+            nodes,
+            local: None,
+        }
     }
 }
 
@@ -192,7 +203,7 @@ pub fn judge(csr: &Value, node: Option<&Value>, reserved: &Reserved) -> Verdict 
         if ip.is_loopback() || ip.is_unspecified() || ip.is_multicast() {
             return Verdict::Refuse(format!("{ip} is no node's own address"));
         }
-        if reserved.apiserver.contains(ip) {
+        if reserved.apiserver.contains(ip) && reserved.local.as_deref() != Some(name) {
             return Verdict::Refuse(format!("{ip} is the API server's address"));
         }
         if let Some((other, ..)) = reserved
@@ -321,7 +332,8 @@ fn approve(a: &CsrArgs) -> Result<(), String> {
         if judge(csr, node.as_ref(), &Reserved::default()) == Verdict::NotOurs {
             return Ok(());
         }
-        let reserved = reserved(&api).map_err(|e| format!("for {name}: {e}"))?;
+        let mut reserved = reserved(&api).map_err(|e| format!("for {name}: {e}"))?;
+        reserved.local = a.local_node.clone();
         match judge(csr, node.as_ref(), &reserved) {
             Verdict::NotOurs => {}
             Verdict::Refuse(why) => {

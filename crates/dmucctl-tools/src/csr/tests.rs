@@ -175,6 +175,25 @@ fn a_node_cannot_have_the_api_server_s_or_another_node_s_names_and_addresses() {
         judge_of(&["198.18.0.11"], &["w1"]),
         Verdict::Approve("w1".into())
     );
+    // The node on the API server's host (the operator says which) may name its address.
+    let cp = json!({"metadata": {"name": "cp"}, "status": {"addresses": [
+        {"type": "InternalIP", "address": "198.18.0.1"}, {"type": "Hostname", "address": "cp"}]}});
+    let mut with_cp =
+        Reserved::from_api(std::slice::from_ref(&cp), Some(&service), Some(&endpoints));
+    let ask = csr(
+        "system:node:cp",
+        request_pem("system:node:cp", "system:nodes", &["198.18.0.1"], &["cp"]),
+        &SERVING,
+    );
+    assert!(matches!(
+        judge(&ask, Some(&cp), &with_cp),
+        Verdict::Refuse(_)
+    ));
+    with_cp.local = Some("cp".into());
+    assert_eq!(
+        judge(&ask, Some(&cp), &with_cp),
+        Verdict::Approve("cp".into())
+    );
     for d in [
         "kubernetes",
         "kubernetes.default",
