@@ -69,57 +69,31 @@ impl<B: Backend> Runtime<B> {
             env.push((k.clone(), v.clone()));
         }
         // Read at each start, as systemd's EnvironmentFile=: another component may have
-        // written it just before (config/ha.toml's pki writes etcd's).
-        if let Some(f) = &c.env_file {
-            let read = match std::fs::read_to_string(&f.path) {
-                Ok(text) => dmuc_config::parse_env_file(&text),
-                Err(e) if f.optional && e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
-                Err(e) => Err(e.to_string()),
+        // written them just before (config/ha.toml's pki writes etcd's environment,
+        // node-config the kubelet's flags for the Kubernetes release it finds).
+        let read = || -> Result<_, String> {
+            let vars = match (start_file("env-file", c.env_file.as_ref())?, &c.env_file) {
+                (Some(text), Some(f)) => dmuc_config::parse_env_file(&text)
+                    .map_err(|e| format!("env-file {}: {e}", f.path.display()))?,
+                _ => Vec::new(),
             };
-            match read {
-                Ok(vars) => {
-                    for (k, v) in vars {
-                        env.retain(|(ek, _)| *ek != k);
-                        env.push((k, v));
-                    }
-                }
-                Err(e) => {
-                    let name = c.name.clone();
-                    let hint = if f.optional {
-                        ""
-                    } else {
-                        " (a leading '-' in env-file makes a missing file no error)"
-                    };
-                    self.launch_failed(
-                        name,
-                        run,
-                        format!("env-file {}: {e}{hint}", f.path.display()),
-                    );
-                    return;
-                }
-            }
-        }
-        // Read at each start too: config/cluster.toml's node-config writes the kubelet's
-        // flags for the Kubernetes release it finds.
+            let args = start_file("args-file", c.args_file.as_ref())?
+                .map_or_else(Vec::new, |text| dmuc_config::parse_args_file(&text));
+            Ok((vars, args))
+        };
         let mut argv = c.command.clone();
-        if let Some(f) = &c.args_file {
-            match std::fs::read_to_string(&f.path) {
-                Ok(text) => argv.extend(dmuc_config::parse_args_file(&text)),
-                Err(e) if f.optional && e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    let name = c.name.clone();
-                    let hint = if f.optional {
-                        ""
-                    } else {
-                        " (a leading '-' in args-file makes a missing file no error)"
-                    };
-                    self.launch_failed(
-                        name,
-                        run,
-                        format!("args-file {}: {e}{hint}", f.path.display()),
-                    );
-                    return;
+        match read() {
+            Ok((vars, args)) => {
+                for (k, v) in vars {
+                    env.retain(|(ek, _)| *ek != k);
+                    env.push((k, v));
                 }
+                argv.extend(args);
+            }
+            Err(e) => {
+                let name = c.name.clone();
+                self.launch_failed(name, run, e);
+                return;
             }
         }
         env.push(("DMUC_COMPONENT".into(), c.name.clone()));
@@ -242,5 +216,23 @@ impl<B: Backend> Runtime<B> {
         let name = self.name(comp).to_string();
         let rec = self.events.push(Some(&name), what);
         self.record_for_waiters(comp, &rec);
+    }
+}
+
+/// The text of a component's `env-file` or `args-file` (`key`), read at its start: `None`
+/// without one, or when an optional one (`-PATH`) is missing; an error that names the file.
+fn start_file(key: &str, f: Option<&dmuc_config::EnvFile>) -> Result<Option<String>, String> {
+    let Some(f) = f else { return Ok(None) };
+    match std::fs::read_to_string(&f.path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if f.optional && e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => {
+            let hint = if f.optional {
+                String::new()
+            } else {
+                format!(" (a leading '-' in {key} makes a missing file no error)")
+            };
+            Err(format!("{key} {}: {e}{hint}", f.path.display()))
+        }
     }
 }
