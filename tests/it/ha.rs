@@ -149,7 +149,7 @@ fn join_member(m1: &Worker, m: &mut Worker, admin: &str, bin: &Path, wrong_first
     args[9] = &words[10];
     let (ok, said) = m.dmucctl(&args);
     assert!(ok && said.contains("as a learner"), "{said}");
-    for f in ["ca.key", "etcd-ca.key", "sa.key"] {
+    for f in ["ca.key", "etcd-ca.key", "kubelet-ca.key", "sa.key"] {
         assert!(m.state().join("pki").join(f).exists(), "{f}: {said}");
     }
     let vars = member_vars(m, bin);

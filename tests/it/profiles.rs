@@ -267,6 +267,7 @@ fn cluster_is_the_modern_graph_with_real_probes() {
                         "kube-proxy",
                         "admin",
                         "etcd-ca",
+                        "kubelet-ca",
                         "etcd-server",
                         "etcd-peer",
                         "apiserver-etcd-client",

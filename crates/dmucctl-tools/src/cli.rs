@@ -214,7 +214,8 @@ pub struct FetchArgs {
 pub enum PkiCmd {
     /// Generate what is missing: CA, apiserver and kubelet serving certs, client certs
     /// (admin, controller-manager, scheduler, kubelet, kube-proxy, apiserver→kubelet), etcd's
-    /// own CA with its serving, peer and apiserver client certs, the service-account key pair,
+    /// own CA with its serving, peer and apiserver client certs, the kubelets' serving CA (the
+    /// node's serving cert; no API client trusts it), the service-account key pair,
     /// and a kubeconfig per client. Existing files are kept.
     Init {
         #[command(flatten)]

@@ -26,14 +26,17 @@ use crate::kube::{self, Api};
 /// The Secret (in kube-system) holding the sealed files.
 pub const CERTS_SECRET: &str = "dmuc-certs";
 
-/// What every member shares, with the mode each is written with: the two CAs (their keys
-/// sign each member's own certificates) and the service-account key pair (every API server
-/// must verify the tokens any of them signed).
-pub const SHARED: [(&str, u32); 6] = [
+/// What every member shares, with the mode each is written with: the three CAs (their keys
+/// sign each member's own certificates; every controller manager signs kubelets' serving
+/// certificates that every API server verifies) and the service-account key pair (every API
+/// server must verify the tokens any of them signed).
+pub const SHARED: [(&str, u32); 8] = [
     ("ca.crt", 0o644),
     ("ca.key", 0o600),
     ("etcd-ca.crt", 0o644),
     ("etcd-ca.key", 0o600),
+    ("kubelet-ca.crt", 0o644),
+    ("kubelet-ca.key", 0o600),
     ("sa.key", 0o600),
     ("sa.pub", 0o644),
 ];

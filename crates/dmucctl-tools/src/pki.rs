@@ -61,6 +61,8 @@ pub const KEY_OWNERS: &[(&str, &str, Option<&str>)] = &[
     ("sa.key", "apiserver", Some("controller-manager")),
     // The controller manager signs the nodes' certificates.
     ("ca.key", "controller-manager", None),
+    // It signs the joined kubelets' serving certificates.
+    ("kubelet-ca.key", "controller-manager", None),
     (
         "kube-controller-manager.kubeconfig",
         "controller-manager",
@@ -125,6 +127,10 @@ pub enum Ca {
     Cluster,
     /// `etcd-ca.crt`: etcd's serving and peer certificates and its clients'.
     Etcd,
+    /// `kubelet-ca.crt`: the kubelets' serving certificates only (the controller manager
+    /// signs joined nodes' with it). The API server verifies kubelets with it; clients of the
+    /// API server never trust it, so a node's certificate can never pass for the API server.
+    Kubelet,
 }
 
 impl Ca {
@@ -133,6 +139,7 @@ impl Ca {
         match self {
             Ca::Cluster => "ca",
             Ca::Etcd => "etcd-ca",
+            Ca::Kubelet => "kubelet-ca",
         }
     }
 
@@ -140,6 +147,7 @@ impl Ca {
         match self {
             Ca::Cluster => "kubernetes-ca",
             Ca::Etcd => "etcd-ca",
+            Ca::Kubelet => "kubelet-serving-ca",
         }
     }
 }
@@ -266,14 +274,14 @@ pub fn plan(o: &Options) -> Result<(Vec<CertPlan>, Vec<KubeconfigPlan>), String>
             "system:kube-proxy",
             Some("system:node-proxier"),
         ),
-        // The kubelet's serving certificate, from our CA, so the apiserver can verify it
-        // (--kubelet-certificate-authority) for logs/exec.
+        // The kubelet's serving certificate, from the kubelets' own CA, so the apiserver can
+        // verify it (--kubelet-certificate-authority) for logs/exec.
         CertPlan {
             name: "kubelet",
             cn: o.node_name.clone(),
             org: None,
             usage: Usage::Server,
-            ca: Ca::Cluster,
+            ca: Ca::Kubelet,
             dns: vec![o.node_name.clone(), "localhost".into()],
             ips: node_ips.clone(),
         },
@@ -475,7 +483,7 @@ pub fn init(o: &Options) -> Result<Vec<(String, Outcome)>, String> {
 
     // The CAs: each kept when both halves are there (and not --force).
     let mut cas = Vec::new();
-    for which in [Ca::Cluster, Ca::Etcd] {
+    for which in [Ca::Cluster, Ca::Etcd, Ca::Kubelet] {
         let stem = which.stem();
         let (crt, key) = (p(&format!("{stem}.crt")), p(&format!("{stem}.key")));
         let fresh = o.force || !crt.exists() || !key.exists();
@@ -596,7 +604,7 @@ pub fn check(o: &Options) -> Result<Vec<Finding>, String> {
     let (certs, kubeconfigs) = plan(o)?;
     let p = |f: &str| o.dir.join(f);
     let mut ca_pems = Vec::new();
-    for which in [Ca::Cluster, Ca::Etcd] {
+    for which in [Ca::Cluster, Ca::Etcd, Ca::Kubelet] {
         let stem = which.stem();
         let text = read(&p(&format!("{stem}.crt")))?;
         let (_, pem) =

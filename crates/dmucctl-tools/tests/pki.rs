@@ -117,9 +117,13 @@ fn chain_sans_identities_and_modes() {
     for (name, cn, org, eku) in certs {
         let crt = format!("{name}.crt");
         // etcd's certificates come from its own CA, and only from it: a client certificate
-        // of the cluster CA does not open etcd.
+        // of the cluster CA does not open etcd. The kubelet's serving certificate comes from
+        // the kubelets' CA, which clients of the API server do not trust: it cannot pass for
+        // the API server's.
         let (ca, other) = if name.starts_with("etcd-") || name == "apiserver-etcd-client" {
             ("etcd-ca.crt", "ca.crt")
+        } else if name == "kubelet" {
+            ("kubelet-ca.crt", "ca.crt")
         } else {
             ("ca.crt", "etcd-ca.crt")
         };
