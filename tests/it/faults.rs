@@ -379,7 +379,7 @@ fn few_descriptors() -> std::io::Result<()> {
 /// (it used to retry at once, 2.5 million log lines in 10 s), says so once, and answers
 /// again when descriptors come back.
 #[test]
-fn out_of_descriptors_the_daemon_pauses_says_so_once_and_answers_again() {
+fn out_of_descriptors_the_daemon_pauses_says_so_once_a_run_and_answers_again() {
     let s = standin();
     let toml = format!("[component.a]\ncommand = [\"{s}\", \"--name\", \"a\"]\n");
     let mut d = Daemon::start_pre_exec(&toml, few_descriptors);
@@ -395,10 +395,18 @@ fn out_of_descriptors_the_daemon_pauses_says_so_once_and_answers_again() {
             .then_some(())
     });
     // Give it the time for many tries (a plain wait is the point here: the loop must not
-    // spin while nothing changes): it says so once.
+    // spin while nothing changes): each run of failures is said once (a descriptor the daemon
+    // frees meanwhile may let one accept through, which starts a new run), not once a try.
     std::thread::sleep(Duration::from_millis(500));
-    let said = d.stderr().matches("control socket accept:").count();
-    assert_eq!(said, 1, "{}", d.stderr());
+    let log = d.stderr();
+    let (said, recovered) = (
+        log.matches("control socket accept:").count(),
+        log.matches("control socket accept works again").count(),
+    );
+    assert!(
+        said <= recovered + 1 && said <= 10,
+        "{said} runs of failures, {recovered} recoveries:\n{log}"
+    );
     drop(conns);
     wait_for("the daemon to answer again", T, || {
         d.ctl(&["status"]).status.success().then_some(())
