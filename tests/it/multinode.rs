@@ -55,6 +55,9 @@ fn workers_join_share_pods_and_services_and_leave_the_others_alone() {
     let o = Command::new(bin_dir().join("dmucctl"))
         .args(["token", "create", "--kubeconfig"])
         .arg(&k.kubeconfig)
+        // The operator pins what dmuc-w1's serving certificate may name; dmuc-w2's first
+        // certificate pins its own.
+        .args(["--node-name", "dmuc-w1", "--node-ip", "198.18.0.11"])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -189,6 +192,26 @@ fn workers_join_share_pods_and_services_and_leave_the_others_alone() {
         approved.contains("node dmuc-w1's serving certificate"),
         "{approved}"
     );
+    let w2_logs = wait_for("dmuc-w2's serving certificate", T, || {
+        let l = cp.ctl_ok(&["logs", "csr-approve"]);
+        l.contains("node dmuc-w2's serving certificate")
+            .then_some(l)
+    });
+    assert!(
+        w2_logs.contains("pinned node dmuc-w2's addresses: 198.18.0.12")
+            && !w2_logs.contains("pinned node dmuc-w1's"),
+        "{w2_logs}"
+    );
+    let pins = k.ok(&[
+        "-n",
+        "kube-system",
+        "get",
+        "configmap",
+        "dmuc-node-addresses",
+        "-o",
+        "jsonpath={.data.dmuc-w1} {.data.dmuc-w2}",
+    ]);
+    assert_eq!(pins.trim(), "198.18.0.11 198.18.0.12,dmuc-w2", "{pins}");
 
     // The expired token, once the token cleaner has removed it: refused, nothing written.
     let (expired_id, _) = expired.split_once('.').unwrap();

@@ -1,10 +1,11 @@
 //! `dmucctl csr-approve`: approves the kubelets' serving certificate requests (signer
 //! `kubernetes.io/kubelet-serving`), which the controller manager never approves by itself,
-//! once each is checked: asked by the node it names, for that node's name and addresses
+//! once each is checked: asked by the node it names, for that node's pinned name and addresses
 //! only, for serving only. The API server then reaches the joined kubelets with a
 //! certificate it verifies (`--kubelet-certificate-authority`), for logs, exec and
 //! port-forward. What fails a check stays pending, with the reason in the window.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -39,8 +40,9 @@ pub struct CsrArgs {
 pub enum Verdict {
     /// Another signer's, or decided already.
     NotOurs,
-    /// The node whose serving certificate it asks for.
-    Approve(String),
+    /// The node whose serving certificate it asks for, and what to pin for it when nothing
+    /// was pinned yet (its first serving certificate: the names and addresses it names).
+    Approve(String, Option<String>),
     /// Left pending, and why.
     Refuse(String),
 }
@@ -62,6 +64,52 @@ pub struct Reserved {
     /// The node on the API server's host (the operator's word, `--node`), which may have
     /// its addresses.
     pub local: Option<String>,
+    /// Each node's pinned names and addresses (ConfigMap kube-system/dmuc-node-addresses):
+    /// the operator's word (`token create --node-name --node-ip`), else those of the node's
+    /// first approved serving certificate. A node never gets others.
+    pub pins: BTreeMap<String, Vec<String>>,
+}
+
+/// The ConfigMap in kube-system that holds each node's pinned names and addresses: a key a
+/// node, its value `IP,IP,NAME` (only administrators write in kube-system).
+pub const PINS: &str = "dmuc-node-addresses";
+
+/// The pins of a `dmuc-node-addresses` ConfigMap.
+pub fn pins_of(cm: Option<&Value>) -> BTreeMap<String, Vec<String>> {
+    cm.and_then(|c| c["data"].as_object())
+        .into_iter()
+        .flatten()
+        .filter_map(|(node, v)| {
+            let v = v.as_str()?;
+            Some((
+                node.clone(),
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|a| !a.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            ))
+        })
+        .collect()
+}
+
+/// Checks a pin the operator gives (`IP` or host names, comma-separated) and returns it as
+/// the ConfigMap holds it.
+pub fn parse_pin(text: &str) -> Result<String, String> {
+    let parts: Vec<&str> = text.split(',').map(str::trim).collect();
+    for p in &parts {
+        let name_ok = !p.is_empty()
+            && p.len() <= 253
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        if p.parse::<IpAddr>().is_err() && !name_ok {
+            return Err(format!("{p:?} is neither an IP address nor a host name"));
+        }
+        if service_name(p) {
+            return Err(format!("{p} is a name of the cluster's services"));
+        }
+    }
+    Ok(parts.join(","))
 }
 
 impl Reserved {
@@ -112,6 +160,7 @@ impl Reserved {
             apiserver,
             nodes,
             local: None,
+            pins: BTreeMap::new(),
         }
     }
 }
@@ -228,7 +277,31 @@ pub fn judge(csr: &Value, node: Option<&Value>, reserved: &Reserved) -> Verdict 
             return Verdict::Refuse(format!("{d} is Node {other}'s name"));
         }
     }
-    Verdict::Approve(name.to_string())
+    // What dmuc knows of the node (the operator's word or its first certificate) bounds what
+    // it may claim later: an address given up by another node, or taken from one that is
+    // down, is not its own.
+    match reserved.pins.get(name) {
+        Some(pin) => {
+            let known = |a: &str| a == name || pin.iter().any(|p| p.eq_ignore_ascii_case(a));
+            let mut claimed = req
+                .ips
+                .iter()
+                .map(ToString::to_string)
+                .chain(req.dns.clone());
+            if let Some(a) = claimed.find(|a| !known(a)) {
+                return Verdict::Refuse(format!(
+                    "{a} is not among Node {name}'s pinned addresses ({}; ConfigMap \
+                     kube-system/{PINS}: an administrator changes them there)",
+                    pin.join(",")
+                ));
+            }
+            Verdict::Approve(name.to_string(), None)
+        }
+        None => {
+            let pin = req.ips.iter().map(ToString::to_string).chain(req.dns);
+            Verdict::Approve(name.to_string(), Some(pin.collect::<Vec<_>>().join(",")))
+        }
+    }
 }
 
 /// What a certificate request asks for.
@@ -309,12 +382,50 @@ fn reserved(api: &Api) -> Result<Reserved, String> {
     let endpoints = api
         .get("/api/v1/namespaces/default/endpoints/kubernetes")
         .map_err(|e| format!("the kubernetes Endpoints: {e}"))?;
+    let pins = api
+        .get(&format!("{PINS_AT}/{PINS}"))
+        .map_err(|e| format!("ConfigMap {PINS}: {e}"))?;
     let items = nodes["items"].as_array().cloned().unwrap_or_default();
-    Ok(Reserved::from_api(
-        &items,
-        service.as_ref(),
-        endpoints.as_ref(),
-    ))
+    let mut r = Reserved::from_api(&items, service.as_ref(), endpoints.as_ref());
+    r.pins = pins_of(pins.as_ref());
+    Ok(r)
+}
+
+const PINS_AT: &str = "/api/v1/namespaces/kube-system/configmaps";
+
+/// Records `pin` as `node`'s names and addresses: only where none is (`replace` false), or
+/// in any case. `false` when one was there already. Optimistic: a concurrent writer makes
+/// the replace fail (409) and this reads again.
+pub fn pin_node(api: &Api, node: &str, pin: &str, replace: bool) -> Result<bool, String> {
+    for _ in 0..5 {
+        let cm = api
+            .get(&format!("{PINS_AT}/{PINS}"))
+            .map_err(|e| format!("ConfigMap {PINS}: {e}"))?;
+        let written = match cm {
+            None => api.create(
+                PINS_AT,
+                &json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": PINS, "namespace": "kube-system"},
+                        "data": {node: pin}}),
+            ),
+            Some(mut cm) => {
+                if !replace && cm["data"][node].is_string() {
+                    return Ok(false);
+                }
+                if !cm["data"].is_object() {
+                    cm["data"] = json!({});
+                }
+                cm["data"][node] = json!(pin);
+                api.put(&format!("{PINS_AT}/{PINS}"), &cm)
+            }
+        };
+        match written {
+            Ok(_) => return Ok(true),
+            Err(e) if e.status == 409 => continue,
+            Err(e) => return Err(format!("ConfigMap {PINS}: {e}")),
+        }
+    }
+    Err(format!("ConfigMap {PINS}: changed under each of 5 writes"))
 }
 
 fn approve(a: &CsrArgs) -> Result<(), String> {
@@ -332,16 +443,36 @@ fn approve(a: &CsrArgs) -> Result<(), String> {
         if judge(csr, node.as_ref(), &Reserved::default()) == Verdict::NotOurs {
             return Ok(());
         }
-        let mut reserved = reserved(&api).map_err(|e| format!("for {name}: {e}"))?;
-        reserved.local = a.local_node.clone();
-        match judge(csr, node.as_ref(), &reserved) {
+        // Judged against the cluster as it is; again once if a pin lands meanwhile.
+        let mut verdict = Verdict::NotOurs;
+        for _ in 0..2 {
+            let mut reserved = reserved(&api).map_err(|e| format!("for {name}: {e}"))?;
+            reserved.local = a.local_node.clone();
+            verdict = judge(csr, node.as_ref(), &reserved);
+            let Verdict::Approve(node, Some(pin)) = &verdict else {
+                break;
+            };
+            match pin_node(&api, node, pin, false) {
+                Ok(true) => {
+                    println!("pinned node {node}'s addresses: {pin}");
+                    break;
+                }
+                // Pinned meanwhile (another request, another approver): judged again.
+                Ok(false) => verdict = Verdict::Refuse(format!("node {node}'s pin changed")),
+                Err(e) => {
+                    eprintln!("cannot pin node {node}'s addresses, {name} left pending: {e}");
+                    return Ok(());
+                }
+            }
+        }
+        match verdict {
             Verdict::NotOurs => {}
             Verdict::Refuse(why) => {
                 if said.insert(name.to_string()) {
                     println!("left {name} pending: {why}");
                 }
             }
-            Verdict::Approve(node) => {
+            Verdict::Approve(node, _) => {
                 let mut body = csr.clone();
                 let conditions = body["status"]["conditions"]
                     .as_array()

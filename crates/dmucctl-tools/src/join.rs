@@ -37,6 +37,15 @@ pub struct TokenArgs {
     /// This member's files to seal [default: the kubeconfig's directory].
     #[arg(long, value_name = "DIR", requires = "control_plane")]
     pub pki: Option<PathBuf>,
+    /// The name the joining node will have (its kubelet's `--hostname-override`, else its
+    /// host name): with --node-ip, pins what its serving certificate may name.
+    #[arg(long, value_name = "NAME", requires = "node_ip")]
+    pub node_name: Option<String>,
+    /// The joining node's addresses (IPs or host names, comma-separated), as the operator
+    /// knows them: `csr-approve` approves no others for --node-name [default: those of its
+    /// first serving certificate].
+    #[arg(long, value_name = "ADDR,...", requires = "node_name", value_parser = crate::csr::parse_pin)]
+    pub node_ip: Option<String>,
 }
 
 /// An administrator's kubeconfig (`token`, `csr-approve`).
@@ -380,6 +389,13 @@ fn make(a: &TokenArgs) -> Result<String, String> {
         {
             eprintln!("made {} {name}", obj["kind"].as_str().unwrap_or_default());
         }
+    }
+    if let (Some(node), Some(pin)) = (&a.node_name, &a.node_ip) {
+        crate::csr::pin_node(&api, node, pin, true)?;
+        eprintln!(
+            "pinned node {node}'s addresses: {pin} (ConfigMap kube-system/{})",
+            crate::csr::PINS
+        );
     }
     let (id, secret) = (random(6)?, random(16)?);
     let expires = time::OffsetDateTime::now_utc()

@@ -42,7 +42,7 @@ fn a_node_s_request_for_its_own_names_and_addresses_is_approved() {
     );
     assert_eq!(
         judge(&good, Some(&node()), &Reserved::default()),
-        Verdict::Approve("w1".into())
+        Verdict::Approve("w1".into(), Some("198.18.0.11,w1".into()))
     );
 }
 
@@ -173,7 +173,7 @@ fn a_node_cannot_have_the_api_server_s_or_another_node_s_names_and_addresses() {
     // Its own address and name still go through.
     assert_eq!(
         judge_of(&["198.18.0.11"], &["w1"]),
-        Verdict::Approve("w1".into())
+        Verdict::Approve("w1".into(), Some("198.18.0.11,w1".into()))
     );
     // The node on the API server's host (the operator says which) may name its address.
     let cp = json!({"metadata": {"name": "cp"}, "status": {"addresses": [
@@ -192,7 +192,7 @@ fn a_node_cannot_have_the_api_server_s_or_another_node_s_names_and_addresses() {
     with_cp.local = Some("cp".into());
     assert_eq!(
         judge(&ask, Some(&cp), &with_cp),
-        Verdict::Approve("cp".into())
+        Verdict::Approve("cp".into(), Some("198.18.0.1,cp".into()))
     );
     for d in [
         "kubernetes",
@@ -206,5 +206,58 @@ fn a_node_cannot_have_the_api_server_s_or_another_node_s_names_and_addresses() {
     }
     for d in ["w1", "node-1.example.org", "svc-host"] {
         assert!(!service_name(d), "{d}");
+    }
+}
+
+/// What dmuc knows of a node bounds what it may claim: once pinned (by the operator, or by
+/// its first certificate), an address its Node object gains later is not approved, even one
+/// no other node has now (a node down, an address given up).
+#[test]
+fn a_pinned_node_gets_its_pinned_names_and_addresses_only() {
+    let moved = json!({"metadata": {"name": "w1"}, "status": {"addresses": [
+        {"type": "InternalIP", "address": "198.18.0.11"},
+        {"type": "InternalIP", "address": "198.18.0.13"},
+        {"type": "Hostname", "address": "w1"},
+        {"type": "Hostname", "address": "w1.example.org"}]}});
+    let cm = json!({"data": {"w1": "198.18.0.11, w1.example.org", "w2": "198.18.0.12"}});
+    let mut reserved = Reserved {
+        pins: pins_of(Some(&cm)),
+        ..Default::default()
+    };
+    assert_eq!(reserved.pins["w1"], ["198.18.0.11", "w1.example.org"]);
+    let ask = |ips: &[&str], dns: &[&str], reserved: &Reserved| {
+        let c = csr(
+            "system:node:w1",
+            request_pem("system:node:w1", "system:nodes", ips, dns),
+            &SERVING,
+        );
+        judge(&c, Some(&moved), reserved)
+    };
+    // Pinned ones (and its own name) go through, with nothing more to pin.
+    assert_eq!(
+        ask(&["198.18.0.11"], &["w1", "w1.example.org"], &reserved),
+        Verdict::Approve("w1".into(), None)
+    );
+    match ask(&["198.18.0.11", "198.18.0.13"], &["w1"], &reserved) {
+        Verdict::Refuse(why) => assert!(
+            why.contains("198.18.0.13 is not among Node w1's pinned addresses")
+                && why.contains(PINS),
+            "{why}"
+        ),
+        v => panic!("{v:?}"),
+    }
+    // Another node's pin bounds that node only.
+    reserved.pins.remove("w1");
+    assert_eq!(
+        ask(&["198.18.0.13"], &[], &reserved),
+        Verdict::Approve("w1".into(), Some("198.18.0.13".into()))
+    );
+    // The operator's pins: addresses and host names, never a service's name.
+    assert_eq!(
+        parse_pin("198.18.0.11, w1.example.org").unwrap(),
+        "198.18.0.11,w1.example.org"
+    );
+    for bad in ["", "198.18.0.11,", "a b", "kubernetes.default.svc", "x/y"] {
+        assert!(parse_pin(bad).is_err(), "{bad:?}");
     }
 }
