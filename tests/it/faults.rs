@@ -493,6 +493,18 @@ fn log_followers_are_capped_and_a_place_comes_back() {
     }
     let (_w, v) = follow(&sock);
     assert_eq!(v["error"]["code"], "too-many-followers", "{v}");
+    // 32 followers of a log cost dmucd one inotify instance (shared), not 32 of its user's.
+    let inotify = std::fs::read_dir(format!("/proc/{}/fd", d.pid()))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|l| l.as_os_str() == "anon_inode:inotify")
+        })
+        .count();
+    assert_eq!(
+        inotify, 1,
+        "dmucd's inotify instances while 32 clients follow"
+    );
     followers.pop();
     wait_for("the freed place to be taken", T, || {
         let (w, v) = follow(&sock);

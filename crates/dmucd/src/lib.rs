@@ -20,6 +20,7 @@
 //! - [`control`]: the control socket (binding, authorization, framing).
 //! - [`events`]: the event log (file, ring, followers).
 //! - [`logs`]: `logs` from the log files, with inotify following.
+//! - [`filewatch`]: dmucd's one inotify instance, shared by every follower.
 //! - [`notify`]: systemd readiness notification.
 //! - [`runtime`]: the actor; its `requests` submodule answers the control protocol.
 
@@ -30,6 +31,7 @@ pub mod backend;
 pub mod conn;
 pub mod control;
 pub mod events;
+pub mod filewatch;
 pub mod logs;
 pub mod msg;
 pub mod notify;

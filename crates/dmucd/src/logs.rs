@@ -9,12 +9,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use dmuc_proto::{Reply, StreamItem};
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
-use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
+use nix::sys::inotify::AddWatchFlags;
 
 use crate::conn::Conn;
+use crate::filewatch::Watch;
 
 /// Lines per stream frame.
 const BATCH_LINES: usize = 512;
@@ -96,8 +94,8 @@ fn tail_one(path: &Path, n: usize) -> (Vec<String>, u64) {
     }
 }
 
-/// Clients following logs at once: each costs an inotify instance of dmucd's user (root's in
-/// production: 128 by default, shared with every other program of that user).
+/// Clients following logs at once: each costs a task, a file descriptor and a watch of
+/// dmucd's one inotify instance (crate::filewatch).
 pub const MAX_FOLLOWERS: usize = 32;
 static FOLLOWERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -192,14 +190,13 @@ pub async fn follow_lines(
     from: From,
     sink: &mut impl LineSink,
 ) -> std::io::Result<()> {
-    let ino = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
     let dir = path.parent().unwrap_or(Path::new("."));
     // Watches first, then read: nothing written in between is missed.
-    ino.add_watch(
+    let mut dir_watch = Watch::new(
         dir,
         AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_MOVED_FROM,
     )?;
-    let mut file_watch = watch_file(&ino, path);
+    let mut file_watch = watch_file(path);
     let mut file = File::open(path).ok();
     let mut inode = file
         .as_ref()
@@ -213,9 +210,6 @@ pub async fn follow_lines(
     if !lines.is_empty() && !sink.lines(lines).await {
         return Ok(());
     }
-    // SAFETY: the fd is owned by the Inotify inside the AsyncFd and stays open until the
-    // AsyncFd is dropped; `as_raw_fd` always returns that same fd.
-    let fd = unsafe { AsyncFd::register_with_interest(InotifyFd(ino), Interest::READABLE) }?;
     let mut partial = Vec::new();
     loop {
         // Drain what is there, then see whether the path now names another file (rotation).
@@ -233,36 +227,26 @@ pub async fn follow_lines(
                     return Ok(());
                 }
             }
-            if let Some(w) = file_watch.take() {
-                let _ = fd.get_ref().0.rm_watch(w);
-            }
-            file_watch = watch_file(&fd.get_ref().0, path);
+            // The old file's watch goes (with its last holder), the new file's comes.
+            file_watch = watch_file(path);
             file = File::open(path).ok();
             inode = now;
             pos = 0;
             continue;
         }
-        let mut guard = fd.readable().await?;
         // Which event it was does not matter: the loop re-reads and re-checks the path.
-        match guard.try_io(|f| f.get_ref().0.read_events().map_err(std::io::Error::from)) {
-            Ok(Ok(_)) | Err(_) => {}
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Ok(Err(e)) => return Err(e),
+        match file_watch.as_mut() {
+            Some(w) => tokio::select! {
+                () = w.changed() => {}
+                () = dir_watch.changed() => {}
+            },
+            None => dir_watch.changed().await,
         }
     }
 }
 
-/// Inotify as tokio's `AsyncFd` wants it.
-struct InotifyFd(Inotify);
-
-impl AsRawFd for InotifyFd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0.as_fd().as_raw_fd()
-    }
-}
-
-fn watch_file(ino: &Inotify, path: &Path) -> Option<WatchDescriptor> {
-    ino.add_watch(path, AddWatchFlags::IN_MODIFY).ok()
+fn watch_file(path: &Path) -> Option<Watch> {
+    Watch::new(path, AddWatchFlags::IN_MODIFY).ok()
 }
 
 /// Passes everything from `pos` to the end of `f` to `sink`, complete lines only; false
@@ -353,5 +337,70 @@ mod tests {
         assert_eq!(tail(&p, 1).0, ["5"]);
         assert!(tail(&p, 0).0.is_empty());
         assert!(tail(&dir.path().join("none.log"), 3).0.is_empty());
+    }
+
+    /// Many followers of files in one directory, some of the same file: each gets every
+    /// line of its own file, across a rotation, on the one shared inotify instance.
+    #[tokio::test]
+    async fn followers_share_one_instance_and_miss_nothing() {
+        struct Collect(tokio::sync::mpsc::UnboundedSender<String>);
+        impl LineSink for Collect {
+            async fn lines(&mut self, lines: Vec<String>) -> bool {
+                lines.into_iter().all(|l| self.0.send(l).is_ok())
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let paths: Vec<PathBuf> = (0..5)
+            .map(|i| dir.path().join(format!("{i}.log")))
+            .collect();
+        for p in &paths {
+            std::fs::write(p, "start\n").unwrap();
+        }
+        let mut rxs = Vec::new();
+        for i in 0..40 {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let p = paths[i % paths.len()].clone();
+            tokio::spawn(
+                async move { follow_lines(&p, From::At(0, None), &mut Collect(tx)).await },
+            );
+            rxs.push((i % paths.len(), rx));
+        }
+        // A follower has its watches once it has read the first line (watches first, then
+        // the file): what comes after must come with the events.
+        for (_, rx) in &mut rxs {
+            assert_eq!(rx.recv().await.unwrap(), "start");
+        }
+        for round in 0..3 {
+            for (i, p) in paths.iter().enumerate() {
+                if round == 2 {
+                    // Rotation: the file renamed away, a new one made in its place.
+                    std::fs::rename(p, format!("{}.1", p.display())).unwrap();
+                }
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .unwrap();
+                writeln!(f, "{i}:{round}").unwrap();
+            }
+        }
+        for (i, rx) in &mut rxs {
+            for round in 0..3 {
+                let line = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+                    .await
+                    .expect("a followed line")
+                    .unwrap();
+                assert_eq!(line, format!("{i}:{round}"));
+            }
+        }
+        let inotify = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read_link(e.path()).is_ok_and(|l| l.as_os_str() == "anon_inode:inotify")
+            })
+            .count();
+        // The shared one (other tests of this process may hold theirs meanwhile, not 40).
+        assert!(inotify < 5, "{inotify} inotify instances for 40 followers");
     }
 }
