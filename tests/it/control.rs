@@ -643,8 +643,9 @@ fn a_follower_that_falls_behind_is_told_how_many_events_it_missed() {
     let s = standin();
     // Four crash loops (zero backoff): events come fast enough that the follower's queues
     // overflow well before its 10 s write timeout would disconnect it.
-    let toml: String = (0..4)
-        .map(|i| {
+    // Crash loops log every event here (crash-loop-exits = 0): their events are the flood.
+    let toml: String = std::iter::once("[daemon]\ncrash-loop-exits = 0\n".to_string())
+        .chain((0..4).map(|i| {
             let name = if i == 0 {
                 "loop".to_string()
             } else {
@@ -658,7 +659,7 @@ backoff = {{ initial = "0s" }}
 start-limit = {{ burst = 100000, interval = "1s" }}
 "#
             )
-        })
+        }))
         .collect();
     let mut d = Daemon::start(&toml);
     wait_for("the crash loop", T, || {

@@ -72,6 +72,80 @@ start-limit = {{ burst = 6, interval = "1m" }}
     assert_eq!(d.stop(), Some(0));
 }
 
+/// A crash loop with no backoff and no start limit: its events are coalesced (one
+/// `crash_loop` record per 100 exits or per window), the neighbour's are not, and a stop ends
+/// the loop with what it held back, then the stop.
+#[test]
+fn a_crash_loop_storm_is_coalesced_in_the_event_log() {
+    let s = standin();
+    let toml = format!(
+        r#"
+[daemon]
+crash-loop-window = "2s"
+[component.steady]
+command = ["{s}", "--name", "steady"]
+[component.storm]
+command = ["{s}", "--name", "storm", "--exit", "--exit-code", "4"]
+backoff = {{ initial = "0s" }}
+start-limit = {{ burst = 1000000, interval = "1s" }}
+"#
+    );
+    let mut d = Daemon::start(&toml);
+    d.wait_state("steady", "running", T);
+    wait_for("300 restarts", Duration::from_secs(60), || {
+        (d.comp("storm")?["run"].as_u64()? > 300).then_some(())
+    });
+    d.ctl_ok(&["restart", "steady"]);
+    d.ctl_ok(&["stop", "storm"]);
+    d.wait_state("storm", "stopped", T);
+    let runs = d.comp("storm").unwrap()["run"].as_u64().unwrap();
+    let ev = d.events();
+    let of = |c: &'static str| ev.iter().filter(move |e| e["component"] == c);
+    let mine: Vec<&Value> = of("storm").collect();
+    let last_loop = mine
+        .iter()
+        .rposition(|e| e["event"] == "crash_loop")
+        .unwrap();
+    let exits = mine[..last_loop]
+        .iter()
+        .filter(|e| e["event"] == "exit")
+        .count();
+    let loops: Vec<&Value> = of("storm").filter(|e| e["event"] == "crash_loop").collect();
+    // Ten exits logged one by one (what made it a loop), then records until the stop.
+    assert_eq!(exits, 10, "exits logged of {runs} runs");
+    assert_eq!(loops[0]["phase"], "begin", "{loops:?}");
+    assert!(
+        loops.len() >= 2 && loops.len() < 2 + runs as usize / 50,
+        "{loops:?}"
+    );
+    let counted: u64 = loops[1..]
+        .iter()
+        .map(|l| l["exits"].as_u64().unwrap())
+        .sum();
+    assert!(
+        counted + 10 >= runs - 1,
+        "{counted} exits coalesced of {runs} runs"
+    );
+    assert!(
+        loops[1..]
+            .iter()
+            .all(|l| l["last_exit"].as_str().is_none_or(|x| x.contains("4"))),
+        "{loops:?}"
+    );
+    // The stop: the loop's last record (over), then the moves to stopped, logged.
+    let after = &mine[last_loop..];
+    assert_eq!(after[0]["phase"], "over", "{after:?}");
+    assert!(after[1..].iter().any(|e| e["to"] == "stopped"), "{after:?}");
+    // The neighbour's restart is logged as it is.
+    assert!(of("steady").any(|e| e["to"] == "stopping"));
+    assert!(
+        of("storm").count() < 40,
+        "{} storm events in the log",
+        of("storm").count()
+    );
+    assert_eq!(d.stop(), Some(0));
+}
+
 #[test]
 fn kill_9_of_dmucd_during_start_up_and_during_shutdown_converges() {
     let s = standin();

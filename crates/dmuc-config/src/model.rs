@@ -37,6 +37,11 @@ pub struct DaemonConfig {
     pub log_keep: u32,
     /// tmux scrollback lines per window (`history-limit`); the log files hold the rest.
     pub history_limit: u32,
+    /// Exits within `crash_loop_window` that make a crash loop, whose events are then
+    /// coalesced (`crash-loop-exits`; 0: never).
+    pub crash_loop_exits: u32,
+    /// The crash loop's window (`crash-loop-window`).
+    pub crash_loop_window: Duration,
     /// Group allowed to use the control socket (`group`), used by the control protocol.
     pub group: Option<String>,
     /// Peers without write access may still read status (`public-status`, default true).
@@ -55,6 +60,8 @@ impl DaemonConfig {
             log_max_size: 10 * 1024 * 1024,
             log_keep: 5,
             history_limit: 2000,
+            crash_loop_exits: 10,
+            crash_loop_window: Duration::from_secs(10),
             public_status: true,
             ..Default::default()
         }

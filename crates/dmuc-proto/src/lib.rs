@@ -683,9 +683,38 @@ pub enum EventWhat {
         /// Its PID.
         pid: u32,
     },
+    /// A crash loop: the component exited `[daemon] crash-loop-exits` times within
+    /// `crash-loop-window`, and its loop's events (exits, spawns, probe verdicts, its moves
+    /// among starting, running, ready and backoff) are coalesced into one of these per 100
+    /// exits or per window, until it settles (no exit for a window) or moves elsewhere.
+    CrashLoop {
+        /// `begin`, `ongoing` or `over`.
+        phase: LoopPhase,
+        /// Exits in this record's span.
+        exits: u32,
+        /// Events of that span left out of the log.
+        held: u32,
+        /// How long the span lasted, in milliseconds.
+        span_ms: u64,
+        /// The last exit's status.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        last_exit: String,
+    },
     /// An event of a newer daemon this client does not know.
     #[serde(other)]
     Other,
+}
+
+/// Where a crash loop is, in its [`EventWhat::CrashLoop`] records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoopPhase {
+    /// It began: the exits that made it one were logged one by one.
+    Begin,
+    /// Still looping: what the span held back.
+    Ongoing,
+    /// Over: what the last span held back; the events after it are logged again.
+    Over,
 }
 
 /// `start`/`stop`/`restart`'s result.

@@ -138,6 +138,36 @@ pub fn event_line(e: &EventRecord, style: Style) -> String {
         ),
         EventWhat::Daemon { message } => message.clone(),
         EventWhat::Spawned { pid } => format!("running as pid {pid}"),
+        EventWhat::CrashLoop {
+            phase,
+            exits,
+            held,
+            span_ms,
+            last_exit,
+        } => {
+            let span = format!("{:.1} s", *span_ms as f64 / 1000.0);
+            let last = if last_exit.is_empty() {
+                String::new()
+            } else {
+                format!(", the last {last_exit}")
+            };
+            match phase {
+                dmuc_proto::LoopPhase::Begin => format!(
+                    "crash loop: {exits} exits in {span}; its events are coalesced until it settles"
+                ),
+                dmuc_proto::LoopPhase::Ongoing => {
+                    format!(
+                        "crash loop: {exits} more exits in {span}{last} ({held} events coalesced)"
+                    )
+                }
+                dmuc_proto::LoopPhase::Over if *exits == 0 => {
+                    "crash loop over; events logged again".to_string()
+                }
+                dmuc_proto::LoopPhase::Over => format!(
+                    "crash loop over: {exits} more exits in {span}{last} ({held} events coalesced); events logged again"
+                ),
+            }
+        }
         EventWhat::Other => "(an event this dmucctl does not know)".to_string(),
     };
     format!("#{:<5} {} {who}: {what}", e.seq, clock(e.ts_us))

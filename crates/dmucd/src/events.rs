@@ -12,6 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use dmuc_proto::{EventRecord, EventWhat};
 use tokio::sync::broadcast;
 
+pub mod storm;
+
 /// Events kept in memory.
 const RING: usize = 4096;
 /// Events a follower may fall behind before it is told it missed some.

@@ -62,6 +62,8 @@ enum TimerKey {
     StatusFile,
     /// The watched Overview's CPU and memory are due (every USAGE_EVERY).
     Usage,
+    /// A crash loop's record is due, or its loop settled (events::storm).
+    Storm,
 }
 
 /// The Overview's CPU and memory columns.
@@ -171,6 +173,9 @@ pub struct Runtime<B: Backend> {
     rx: mpsc::UnboundedReceiver<Msg>,
     base_env: Vec<(String, String)>,
     events: EventLog,
+    /// Crash loops, whose events are coalesced, and when their next record is due.
+    storms: crate::events::storm::Storms,
+    storm_at: Option<Instant>,
     dirty: bool,
     /// Shutdown under way.
     stopping: bool,
@@ -269,6 +274,8 @@ impl<B: Backend> Runtime<B> {
             rx,
             base_env,
             events,
+            storms: Default::default(),
+            storm_at: None,
             dirty: true,
             stopping: false,
             told_shims: false,

@@ -11,6 +11,8 @@ const DAEMON_KEYS: &[&str] = &[
     "log-max-size",
     "log-keep",
     "history-limit",
+    "crash-loop-exits",
+    "crash-loop-window",
     "group",
     "public-status",
     "hold",
@@ -59,6 +61,22 @@ impl Cx<'_> {
         }
         if let Some(n) = self.uint(t, "history-limit", "daemon", 0, 1_000_000) {
             d.history_limit = n as u32;
+        }
+        if let Some(n) = self.uint(t, "crash-loop-exits", "daemon", 0, 1_000_000) {
+            d.crash_loop_exits = n as u32;
+        }
+        if let Some((_, span)) = self.get(t, "crash-loop-window")
+            && let Some(w) = self.duration(t, "crash-loop-window", "daemon")
+        {
+            if w.is_zero() || w > std::time::Duration::from_secs(3600) {
+                self.err(
+                    &span,
+                    "daemon.crash-loop-window must be between 1ms and 1h".into(),
+                    Some("write it like \"10s\" (the default) or \"1m\"".into()),
+                );
+            } else {
+                d.crash_loop_window = w;
+            }
         }
         if let Some(b) = self.boolean(t, "public-status", "daemon") {
             d.public_status = b;

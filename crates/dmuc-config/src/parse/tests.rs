@@ -129,7 +129,16 @@ state-dir = "/tmp/state"
 log-max-size = "1M"
 log-keep = 2
 history-limit = 500
+crash-loop-exits = 0
+crash-loop-window = "1m"
 "#);
+    assert_eq!(c.daemon.crash_loop_exits, 0);
+    assert_eq!(
+        c.daemon.crash_loop_window,
+        std::time::Duration::from_secs(60)
+    );
+    let d = errs("[daemon]\ncrash-loop-window = \"0s\"\n");
+    assert_has(&d, 2, "between 1ms and 1h");
     assert_eq!(c.daemon.socket, Some("/tmp/s.sock".into()));
     assert_eq!(c.daemon.session, "lab");
     assert_eq!(c.daemon.log_max_size, 1 << 20);

@@ -2,6 +2,7 @@
 //! place or a new shim), signals, timers, probes, and events for the log and waiters.
 
 use super::*;
+use crate::events::storm::Limits;
 
 impl<B: Backend> Runtime<B> {
     pub(super) fn apply(&mut self, e: Effect) {
@@ -213,9 +214,67 @@ impl<B: Backend> Runtime<B> {
                 )
             }
         };
+        self.log_event(comp, what, true);
+    }
+
+    /// Logs a component's event, unless a crash loop coalesces it (events::storm); with
+    /// `waiters`, what is logged goes to the requests waiting on that component too.
+    pub(super) fn log_event(&mut self, comp: usize, what: EventWhat, waiters: bool) {
         let name = self.name(comp).to_string();
-        let rec = self.events.push(Some(&name), what);
-        self.record_for_waiters(comp, &rec);
+        let now = self.storm_clock();
+        let lim = self.storm_limits();
+        for what in self.storms.admit(&name, what, now, lim) {
+            let rec = self.events.push(Some(&name), what);
+            if waiters {
+                self.record_for_waiters(comp, &rec);
+            }
+        }
+        self.arm_storm_timer();
+    }
+
+    /// Logs the records of crash loops whose span or loop ended (the `Storm` timer).
+    pub(super) fn storms_due(&mut self) {
+        self.storm_at = None;
+        let (now, lim) = (self.storm_clock(), self.storm_limits());
+        for (name, records) in self.storms.expire(now, lim) {
+            let comp = self.sup.graph().index_of(&name);
+            for what in records {
+                let rec = self.events.push(Some(&name), what);
+                if let Some(comp) = comp {
+                    self.record_for_waiters(comp, &rec);
+                }
+            }
+        }
+        self.arm_storm_timer();
+    }
+
+    fn storm_clock(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn storm_limits(&self) -> Limits {
+        Limits {
+            exits: self.cfg.daemon.crash_loop_exits,
+            window_ms: u64::try_from(self.cfg.daemon.crash_loop_window.as_millis())
+                .unwrap_or(u64::MAX),
+        }
+    }
+
+    /// One `Storm` timer, at the earliest loop's due time.
+    fn arm_storm_timer(&mut self) {
+        let at = self
+            .storms
+            .deadline(self.storm_limits())
+            .map(|ms| self.started + Duration::from_millis(ms));
+        if at != self.storm_at {
+            if let Some(old) = self.storm_at.take() {
+                self.timers.remove(&(old, TimerKey::Storm));
+            }
+            if let Some(at) = at {
+                self.timers.insert((at, TimerKey::Storm));
+            }
+            self.storm_at = at;
+        }
     }
 }
 

@@ -86,7 +86,7 @@ impl<B: Backend> Runtime<B> {
                         let u = self.sup.unit(comp);
                         let probed = self.sup.graph().components()[comp].ready.is_some();
                         if probed && u.run == run && u.pid == Some(pid) {
-                            self.events.push(Some(&name), EventWhat::Spawned { pid });
+                            self.log_event(comp, EventWhat::Spawned { pid }, false);
                         }
                         return;
                     }
@@ -125,16 +125,15 @@ impl<B: Backend> Runtime<B> {
                     } else {
                         "liveness"
                     };
-                    let name = self.name(comp).to_string();
-                    let rec = self.events.push(
-                        Some(&name),
+                    self.log_event(
+                        comp,
                         EventWhat::Probe {
                             role: role_name.into(),
                             ok,
                             detail: detail.clone(),
                         },
+                        true,
                     );
-                    self.record_for_waiters(comp, &rec);
                     self.slots[comp].note = detail.map(|d| {
                         format!(
                             "{} probe: {d}",
@@ -199,6 +198,7 @@ impl<B: Backend> Runtime<B> {
                 TimerKey::Wait { id } => self.wait_timed_out(id),
                 TimerKey::StatusFile => self.paced_outputs(),
                 TimerKey::Usage => self.sample_usage(),
+                TimerKey::Storm => self.storms_due(),
                 TimerKey::Watchdog => {
                     self.notify.send("WATCHDOG=1");
                     if let Some(every) = self.notify.watchdog_every() {
