@@ -117,6 +117,53 @@ fn notify_ready_socket_is_sent_at_once() {
     assert_eq!(d.stop(), Some(0));
 }
 
+/// A component whose ready probe never passes (kube-proxy 1.20's, on a real node) does not
+/// keep the unit activating until systemd fails it: after notify-ready-timeout READY=1 goes,
+/// STATUS= names what is not up, and the event log says so.
+#[test]
+fn ready_goes_after_the_timeout_naming_what_is_not_up() {
+    let toml = "[daemon]\nnotify-ready-timeout = \"1500ms\"\n[component.up]\ncommand = [\"sleep\", \"3600\"]\n[component.never]\ncommand = [\"sleep\", \"3600\"]\nready = { file = \"/nonexistent/never\", interval = \"100ms\" }\n";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(T)).unwrap();
+    let p = path.display().to_string();
+    let t0 = Instant::now();
+    let mut d = Daemon::start_env(
+        tempfile::tempdir().unwrap(),
+        toml,
+        &[],
+        &[("NOTIFY_SOCKET", &p)],
+    );
+    let ready = loop {
+        let m = next(&sock);
+        if m.contains("READY=1") {
+            break m;
+        }
+    };
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1500),
+        "READY=1 before the timeout"
+    );
+    assert!(
+        ready.contains("STATUS=1/2 up") && ready.contains("never"),
+        "{ready}"
+    );
+    let said = wait_for("the event saying so", T, || {
+        d.event(|e| {
+            e["event"] == "daemon"
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("notify-ready-timeout"))
+        })
+    });
+    assert!(
+        said["message"].as_str().unwrap().contains("never"),
+        "{said}"
+    );
+    assert_eq!(d.stop(), Some(0));
+}
+
 #[test]
 fn the_unit_file_passes_systemd_analyze_verify() {
     let unit = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../systemd/dmucd.service");

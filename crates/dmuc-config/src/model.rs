@@ -50,6 +50,10 @@ pub struct DaemonConfig {
     pub hold: bool,
     /// When to tell systemd the service is ready (`notify-ready`).
     pub notify_ready: NotifyReady,
+    /// With `settled`: how long to wait for it before `READY=1` goes anyway, naming what is
+    /// not up in `STATUS=` (`notify-ready-timeout`): one component that never gets ready
+    /// does not fail the unit.
+    pub notify_ready_timeout: Duration,
 }
 
 impl DaemonConfig {
@@ -62,6 +66,7 @@ impl DaemonConfig {
             history_limit: 2000,
             crash_loop_exits: 10,
             crash_loop_window: Duration::from_secs(10),
+            notify_ready_timeout: Duration::from_secs(300),
             public_status: true,
             ..Default::default()
         }

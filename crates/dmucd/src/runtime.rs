@@ -64,6 +64,8 @@ enum TimerKey {
     Usage,
     /// A crash loop's record is due, or its loop settled (events::storm).
     Storm,
+    /// `notify-ready-timeout` after the start: READY=1 goes even if the graph has not settled.
+    ReadyOverdue,
 }
 
 /// The Overview's CPU and memory columns.
@@ -195,6 +197,8 @@ pub struct Runtime<B: Backend> {
     notify: crate::notify::Notifier,
     /// `READY=1` sent; the last `STATUS=` sent.
     notified: (bool, String),
+    /// `notify-ready-timeout` passed: READY=1 no longer waits for the graph to settle.
+    ready_overdue: bool,
     /// The graph had settled at the last turn, and it has settled since the heap was last
     /// trimmed (see `trim_heap`).
     settled: bool,
@@ -288,6 +292,7 @@ impl<B: Backend> Runtime<B> {
             shown: (vec![String::new(); n], String::new()),
             notify: crate::notify::Notifier::from_env(),
             notified: (false, String::new()),
+            ready_overdue: false,
             settled: false,
             trim_due: false,
             overview: String::new(),
@@ -317,6 +322,11 @@ impl<B: Backend> Runtime<B> {
         if let Some(every) = self.notify.watchdog_every() {
             self.timers
                 .insert((Instant::now() + every, TimerKey::Watchdog));
+        }
+        if self.notify.active() && self.cfg.daemon.notify_ready == dmuc_config::NotifyReady::Settled
+        {
+            let at = self.started + self.cfg.daemon.notify_ready_timeout;
+            self.timers.insert((at, TimerKey::ReadyOverdue));
         }
         loop {
             // A restart without backoff is a timer due now: launch before the outputs below

@@ -17,6 +17,7 @@ const DAEMON_KEYS: &[&str] = &[
     "public-status",
     "hold",
     "notify-ready",
+    "notify-ready-timeout",
 ];
 
 impl Cx<'_> {
@@ -76,6 +77,22 @@ impl Cx<'_> {
                 );
             } else {
                 d.crash_loop_window = w;
+            }
+        }
+        if let Some((_, span)) = self.get(t, "notify-ready-timeout")
+            && let Some(w) = self.duration(t, "notify-ready-timeout", "daemon")
+        {
+            if w.is_zero() {
+                self.err(
+                    &span,
+                    "daemon.notify-ready-timeout must be more than 0".into(),
+                    Some(
+                        "write it like \"5m\" (the default): below the unit's TimeoutStartSec"
+                            .into(),
+                    ),
+                );
+            } else {
+                d.notify_ready_timeout = w;
             }
         }
         if let Some(b) = self.boolean(t, "public-status", "daemon") {

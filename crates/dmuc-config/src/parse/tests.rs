@@ -131,7 +131,12 @@ log-keep = 2
 history-limit = 500
 crash-loop-exits = 0
 crash-loop-window = "1m"
+notify-ready-timeout = "90s"
 "#);
+    assert_eq!(
+        c.daemon.notify_ready_timeout,
+        std::time::Duration::from_secs(90)
+    );
     assert_eq!(c.daemon.crash_loop_exits, 0);
     assert_eq!(
         c.daemon.crash_loop_window,

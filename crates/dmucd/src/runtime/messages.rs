@@ -199,6 +199,10 @@ impl<B: Backend> Runtime<B> {
                 TimerKey::StatusFile => self.paced_outputs(),
                 TimerKey::Usage => self.sample_usage(),
                 TimerKey::Storm => self.storms_due(),
+                TimerKey::ReadyOverdue => {
+                    self.ready_overdue = true;
+                    self.dirty = true;
+                }
                 TimerKey::Watchdog => {
                     self.notify.send("WATCHDOG=1");
                     if let Some(every) = self.notify.watchdog_every() {

@@ -5,18 +5,30 @@
 use super::*;
 
 impl<B: Backend> Runtime<B> {
-    /// Tells systemd: `READY=1` once (when the socket listens, or when the graph has settled),
-    /// and `STATUS=` whenever the summary changes.
+    /// Tells systemd: `READY=1` once (when the socket listens, or when the graph has settled
+    /// or `notify-ready-timeout` passed), and `STATUS=` whenever the summary changes.
     pub(super) fn notify_state(&mut self) {
         if !self.notify.active() || self.stopping {
             return;
         }
         let status = self.summary_now();
         let status = status.trim_start_matches("dmuc ").to_string();
+        let settled = self.sup.settled();
         let ready_now = !self.notified.0
             && (self.cfg.daemon.notify_ready == dmuc_config::NotifyReady::Socket
-                || self.sup.settled());
+                || settled
+                || self.ready_overdue);
         if ready_now {
+            if !settled && self.cfg.daemon.notify_ready == dmuc_config::NotifyReady::Settled {
+                // The node may well be usable without it (kube-proxy 1.20 is never "ready"):
+                // the unit goes active, and says what is not up.
+                let message = format!(
+                    "told systemd READY=1 after notify-ready-timeout ({:?}) with the graph not settled: {status}",
+                    self.cfg.daemon.notify_ready_timeout
+                );
+                tracing::warn!("{message}");
+                self.events.push(None, EventWhat::Daemon { message });
+            }
             self.notified.0 = true;
             // Whoever READY=1 wakes finds the same state in status.json.
             self.write_status_file();
