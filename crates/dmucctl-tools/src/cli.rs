@@ -444,6 +444,43 @@ fn reset_cmd(profile: &ProfileArgs, keep_pki: bool, yes: bool, root: PathBuf, so
         }
     };
     let state = PathBuf::from(vars.get("state").map_or("/var/lib/dmuc", String::as_str));
+    // Under systemd the unit would start dmucd again (Restart=, or a dependency) while we
+    // remove what it runs: stop the unit, which stops dmucd and the cluster in order.
+    if root == Path::new("/")
+        && let Some(state) = host::unit_state(host::UNIT)
+    {
+        let q = format!(
+            "the systemd unit {} is {state}: stop it (dmucd and every component)?",
+            host::UNIT
+        );
+        if !yes && !host::confirm(&q) {
+            eprintln!("dmucctl: reset: nothing done");
+            return FAILED;
+        }
+        let o = std::process::Command::new("systemctl")
+            .args(["stop", host::UNIT])
+            .output();
+        match o {
+            Ok(o) if o.status.success() => println!(
+                "stopped {} (it stays enabled: the next boot starts the cluster again; \
+                 `systemctl disable {}` keeps it down)",
+                host::UNIT,
+                host::UNIT
+            ),
+            Ok(o) => {
+                eprintln!(
+                    "dmucctl: reset: systemctl stop {} failed: {}; nothing removed",
+                    host::UNIT,
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                return FAILED;
+            }
+            Err(e) => {
+                eprintln!("dmucctl: reset: systemctl: {e}; nothing removed");
+                return FAILED;
+            }
+        }
+    }
     // A running daemon would restart what we remove: stop it (and the cluster) first.
     if let Ok(mut c) = Client::connect(socket) {
         let pid = c.hello().map_or(0, |h| h.pid);

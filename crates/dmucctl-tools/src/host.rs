@@ -269,6 +269,7 @@ pub fn doctor(i: &DoctorInput) -> Vec<Check> {
             "nothing to do: the profiles' node-config detects v1 and tells kubelets of 1.31 and later failCgroupV1: false (older ones run on v1 as they are); to move to v2, boot with systemd.unified_cgroup_hierarchy=1",
         )
     });
+    out.extend(init_checks(i));
     let swaps = read(r, "/proc/swaps").map_or(0, |s| {
         s.lines().skip(1).filter(|l| !l.trim().is_empty()).count()
     });
@@ -510,6 +511,102 @@ fn tmux_check(version: Option<&str>) -> Check {
             "a tagged release behaves as tested (3.3a and 3.5a, with both of dmucd's ways to attach)",
         ),
     }
+}
+
+/// What runs the host (systemd or not), and whether the distribution's own etcd and
+/// containerd services would start at boot: they take the ports and the database dmuc's own
+/// need (etcd: "bind: address already in use"; containerd: the boltdb lock, while its socket
+/// answers).
+fn init_checks(i: &DoctorInput) -> Vec<Check> {
+    let r = &i.root;
+    let mut out = Vec::new();
+    if !systemd_booted(r) {
+        let pid1 = read(r, "/proc/1/comm").unwrap_or_default();
+        out.push(ok(
+            "init system",
+            format!(
+                "not systemd (PID 1 is {}): start dmucd from a shell or your supervisor",
+                pid1.trim()
+            ),
+        ));
+        return out;
+    }
+    let enabled = |unit: &str| {
+        [
+            "etc/systemd/system",
+            "lib/systemd/system",
+            "usr/lib/systemd/system",
+        ]
+        .iter()
+        .any(|d| {
+            let dir = r.join(d);
+            std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| {
+                    e.file_name().to_string_lossy().ends_with(".wants")
+                        && e.path().join(unit).exists()
+                })
+        })
+    };
+    out.push(ok(
+        "init system",
+        if enabled(UNIT) {
+            format!("systemd; {UNIT} is enabled: the cluster starts at boot")
+        } else {
+            format!("systemd; {UNIT} is not enabled (`systemctl enable {UNIT}` starts the cluster at boot)")
+        },
+    ));
+    // The profiles that run them: every one runs etcd but a worker; every one runs
+    // containerd but a control-plane member.
+    for (unit, ours) in [
+        ("etcd.service", i.worker_state.is_none()),
+        ("containerd.service", i.member.is_none()),
+    ] {
+        if !ours {
+            continue;
+        }
+        let what = format!("distribution's {unit}");
+        out.push(if enabled(unit) {
+            bad(
+                Level::Fail,
+                &what,
+                "enabled: it starts at boot and takes what dmuc's own needs (ports, database)",
+                format!("systemctl disable --now {unit} (dmuc runs its own: docs/operations.md, \"Installing\")"),
+            )
+        } else {
+            ok(&what, "not enabled")
+        });
+    }
+    out
+}
+
+/// The systemd unit the package installs.
+pub const UNIT: &str = "dmucd.service";
+
+/// Whether systemd runs this host (sd_booted(3): `/run/systemd/system` is a directory).
+pub fn systemd_booted(root: &Path) -> bool {
+    root.join("run/systemd/system").is_dir()
+}
+
+/// The state of `unit` when systemd runs this host and the unit is running or on its way
+/// (`active`, `activating`, `reloading`, `deactivating`): what `reset` must stop first.
+pub fn unit_state(unit: &str) -> Option<String> {
+    if !systemd_booted(Path::new("/")) {
+        return None;
+    }
+    let o = Command::new("systemctl")
+        .args(["is-active", unit])
+        .output()
+        .ok()?;
+    unit_running(&String::from_utf8_lossy(&o.stdout)).map(str::to_string)
+}
+
+/// `systemctl is-active`'s answer, when it means the unit runs (or is about to).
+pub fn unit_running(is_active: &str) -> Option<&str> {
+    let s = is_active.trim();
+    matches!(s, "active" | "activating" | "reloading" | "deactivating").then_some(s)
 }
 
 /// What `reset` removes, under `root`.
@@ -1132,6 +1229,49 @@ mod tests {
             Some("apt-get install -y iproute2")
         );
         assert!(checks.iter().all(|c| c.what != "joined"));
+        // Not systemd: said, nothing else about services.
+        write(root, "proc/1/comm", "sh\n");
+        let plain = doctor(&i);
+        let init = plain.iter().find(|c| c.what == "init system").unwrap();
+        assert!(init.found.contains("PID 1 is sh"), "{}", init.found);
+        assert!(plain.iter().all(|c| !c.what.starts_with("distribution's")));
+        // systemd, Debian's etcd enabled (as installing etcd-server leaves it), containerd
+        // not, dmucd enabled.
+        std::fs::create_dir_all(root.join("run/systemd/system")).unwrap();
+        let wants = "etc/systemd/system/multi-user.target.wants";
+        write(root, &format!("{wants}/etcd.service"), "");
+        write(root, &format!("{wants}/dmucd.service"), "");
+        let sd = doctor(&i);
+        let get = |w: &str| {
+            sd.iter()
+                .find(|c| c.what == w)
+                .unwrap_or_else(|| panic!("{w}"))
+        };
+        assert!(
+            get("init system")
+                .found
+                .contains("dmucd.service is enabled")
+        );
+        let etcd = get("distribution's etcd.service");
+        assert_eq!(etcd.level, Level::Fail);
+        assert!(
+            etcd.fix
+                .as_ref()
+                .unwrap()
+                .contains("systemctl disable --now etcd.service")
+        );
+        assert_eq!(get("distribution's containerd.service").level, Level::Ok);
+        // A worker runs no etcd: Debian's may stay.
+        let worker = doctor(&DoctorInput {
+            worker_state: Some(root.join("state")),
+            ..i.clone()
+        });
+        assert!(
+            worker
+                .iter()
+                .all(|c| c.what != "distribution's etcd.service")
+        );
+        std::fs::remove_dir_all(root.join("run/systemd")).unwrap();
 
         // An HA member: no node programs or kernel settings; the balancer and the clocks.
         let member = DoctorInput {
@@ -1424,6 +1564,25 @@ mod release_tests {
 #[cfg(test)]
 mod mount_tests {
     use super::*;
+
+    #[test]
+    fn reset_stops_a_running_unit_only() {
+        for (answer, want) in [
+            ("active\n", Some("active")),
+            ("activating", Some("activating")),
+            ("deactivating\n", Some("deactivating")),
+            ("inactive\n", None),
+            ("failed\n", None),
+            ("unknown\n", None),
+            ("", None),
+        ] {
+            assert_eq!(unit_running(answer), want, "{answer:?}");
+        }
+        let root = tempfile::tempdir().unwrap();
+        assert!(!systemd_booted(root.path()));
+        std::fs::create_dir_all(root.path().join("run/systemd/system")).unwrap();
+        assert!(systemd_booted(root.path()));
+    }
 
     #[test]
     fn mountinfo_escapes_are_decoded() {
