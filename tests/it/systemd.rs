@@ -171,7 +171,7 @@ fn the_unit_file_passes_systemd_analyze_verify() {
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(&unit)
         .unwrap()
-        .replace("/usr/local/bin/", &format!("{}/", bin_dir().display()));
+        .replace("/usr/bin/", &format!("{}/", bin_dir().display()));
     let copy = dir.path().join("dmucd.service");
     std::fs::write(&copy, text).unwrap();
     let o = Command::new("systemd-analyze")

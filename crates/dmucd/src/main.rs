@@ -34,11 +34,22 @@ struct Cli {
     /// Start nothing: components start when asked (`dmucctl start NAME`), as in the tutorial.
     #[arg(long)]
     hold: bool,
+    /// Print the man page (roff) on stdout (what the package installs as dmucd(8)).
+    #[arg(long, hide = true)]
+    man: bool,
 }
 
 fn main() -> ExitCode {
     one_malloc_arena();
     let cli = Cli::parse();
+    if cli.man {
+        use clap::CommandFactory as _;
+        let man = clap_mangen::Man::new(Cli::command()).section("8");
+        return match man.render(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::from(1),
+        };
+    }
     let Some(path) = cli.config else {
         eprintln!("dmucd: --config FILE is required (try config/demo.toml)");
         return ExitCode::from(2);
