@@ -1,0 +1,389 @@
+//! The VM rig: Debian 12 guests (systemd as PID 1, cgroup v2, Debian's kernel) under qemu,
+//! for what only a real host shows (../shared/design/vm-rig.md). The image is built once by
+//! tests/vm/image.sh and cached in target/vm/KEY (KEY: a hash of that script, its package list
+//! included); each guest boots a copy-on-write overlay of it in its own temp dir, with
+//! software emulation (TCG: this machine's /dev/kvm is a nested PVM a stock kernel cannot
+//! use), qemu's user network restricted to 198.18.0.0/24, the test's share and
+//! ../shared/k8s as 9p shares, and the guest agent as the command channel. A guest is stopped
+//! by QMP `quit`, then by the PID qemu wrote: never by name.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::util::alive;
+
+/// What the VM tests need that a fresh machine may lack (.ci/run installs them).
+pub(crate) fn missing() -> Vec<String> {
+    let mut why = dmuc_tests::missing_programs(&[
+        "qemu-system-x86_64",
+        "qemu-img",
+        "debootstrap",
+        "mkfs.ext4",
+    ]);
+    if !nix::unistd::geteuid().is_root() {
+        why.push("root (debootstrap)".into());
+    }
+    why
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The built image's directory (base.qcow2, vmlinuz, initrd.img), built under a lock when
+/// missing: several tests in one run share one build.
+pub(crate) fn image() -> PathBuf {
+    let script = repo().join("tests/vm/image.sh");
+    let text = std::fs::read(&script).unwrap();
+    // FNV-1a of the script: the key changes with its package list or any step.
+    let key = text.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let vm = repo().join("target/vm");
+    std::fs::create_dir_all(&vm).unwrap();
+    let dir = vm.join(format!("image-{key:016x}"));
+    let lock = std::fs::File::create(vm.join("image.lock")).unwrap();
+    let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .unwrap();
+    if !dir.join("base.qcow2").exists() {
+        let t0 = Instant::now();
+        let st = Command::new("bash")
+            .arg(&script)
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "tests/vm/image.sh failed");
+        eprintln!("built the guest image in {:?}", t0.elapsed());
+    }
+    dir
+}
+
+/// A running guest.
+pub(crate) struct Guest {
+    dir: tempfile::TempDir,
+    pid: u32,
+    /// The directory the guest sees as /mnt/host.
+    pub(crate) share: PathBuf,
+}
+
+/// How long a (re)boot may take to reach the agent: 14 s quiet, 25–35 s loaded here.
+const BOOT: Duration = Duration::from_secs(180);
+
+impl Guest {
+    /// Boots a guest of the image with `mem_mb` of memory; `share` is its /mnt/host,
+    /// ../shared/k8s its /mnt/k8s (read-only, mounted by [`Guest::mount_k8s`]).
+    pub(crate) fn boot(mem_mb: u32) -> Guest {
+        let image = image();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let share = d.join("share");
+        std::fs::create_dir_all(&share).unwrap();
+        let overlay = d.join("overlay.qcow2");
+        let st = Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+            .arg(image.join("base.qcow2"))
+            .arg(&overlay)
+            .status()
+            .unwrap();
+        assert!(st.success(), "qemu-img create");
+        let machine_id: String = std::fs::read("/proc/sys/kernel/random/uuid")
+            .map(|u| {
+                String::from_utf8_lossy(&u)
+                    .trim()
+                    .replace('-', "")
+                    .to_string()
+            })
+            .unwrap();
+        let k8s = crate::realcluster::shared_k8s();
+        let path = |p: &Path| p.display().to_string();
+        let st = Command::new("qemu-system-x86_64")
+            .args(["-machine", "q35,accel=tcg", "-cpu", "max", "-smp", "2"])
+            .args(["-m", &mem_mb.to_string()])
+            .args(["-nodefaults", "-display", "none"])
+            .args(["-kernel", &path(&image.join("vmlinuz"))])
+            .args(["-initrd", &path(&image.join("initrd.img"))])
+            .args([
+                "-drive",
+                &format!(
+                    "file={},if=virtio,format=qcow2,cache=unsafe",
+                    path(&overlay)
+                ),
+            ])
+            .args(["-serial", &format!("file:{}", path(&d.join("console.log")))])
+            .args([
+                "-qmp",
+                &format!("unix:{},server=on,wait=off", path(&d.join("qmp.sock"))),
+            ])
+            .args(["-device", "virtio-serial-pci"])
+            .args([
+                "-chardev",
+                &format!(
+                    "socket,id=qga0,path={},server=on,wait=off",
+                    path(&d.join("qga.sock"))
+                ),
+            ])
+            .args([
+                "-device",
+                "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
+            ])
+            .args(["-object", "rng-random,id=rng0,filename=/dev/urandom"])
+            .args(["-device", "virtio-rng-pci,rng=rng0"])
+            .args(["-netdev", "user,id=n0,net=198.18.0.0/24,restrict=on"])
+            .args(["-device", "virtio-net-pci,netdev=n0"])
+            .args([
+                "-virtfs",
+                &format!(
+                    "local,path={},mount_tag=hostshare,security_model=none,id=fs0",
+                    path(&share)
+                ),
+            ])
+            .args([
+                "-virtfs",
+                &format!(
+                    "local,path={},mount_tag=k8s,security_model=none,readonly=on,id=fs1",
+                    path(&k8s)
+                ),
+            ])
+            .args(["-pidfile", &path(&d.join("qemu.pid")), "-daemonize"])
+            .args([
+                "-append",
+                &format!(
+                    "root=/dev/vda rw console=ttyS0 quiet systemd.firstboot=off systemd.machine_id={machine_id}"
+                ),
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success(), "qemu-system-x86_64 did not start");
+        let pid: u32 = std::fs::read_to_string(d.join("qemu.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let g = Guest { dir, pid, share };
+        g.wait_agent(BOOT);
+        g
+    }
+
+    fn sock(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The serial console so far (the kernel's and systemd's boot messages).
+    pub(crate) fn console(&self) -> String {
+        std::fs::read_to_string(self.sock("console.log")).unwrap_or_default()
+    }
+
+    /// One guest-agent command on a connection of its own (the agent serves one client at a
+    /// time; a connection held across a reboot hangs), after a sync. `None`: no answer
+    /// within `wait`.
+    fn agent(&self, cmd: &Value, wait: Duration) -> Option<Value> {
+        let mut s = UnixStream::connect(self.sock("qga.sock")).ok()?;
+        s.set_read_timeout(Some(wait)).ok()?;
+        let id = u64::from(std::process::id()) * 1000 + u64::from(rand_u16());
+        let sync = json!({"execute": "guest-sync-delimited", "arguments": {"id": id}});
+        s.write_all(format!("{sync}\n").as_bytes()).ok()?;
+        let mut r = BufReader::new(s.try_clone().ok()?);
+        // Until our sync comes back: a 0xFF delimiter, then its answer.
+        loop {
+            let mut line = Vec::new();
+            r.read_until(b'\n', &mut line).ok()?;
+            if line.is_empty() {
+                return None;
+            }
+            let text: Vec<u8> = line.into_iter().filter(|b| *b != 0xFF).collect();
+            if let Ok(v) = serde_json::from_slice::<Value>(&text)
+                && v["return"] == id
+            {
+                break;
+            }
+        }
+        s.write_all(format!("{cmd}\n").as_bytes()).ok()?;
+        let mut line = String::new();
+        r.read_line(&mut line).ok()?;
+        serde_json::from_str(&line).ok()
+    }
+
+    /// Until the guest agent answers (a boot reached multi-user), or panics at `wait`.
+    pub(crate) fn wait_agent(&self, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            assert!(alive(self.pid), "qemu exited; console:\n{}", self.console());
+            if self
+                .agent(&json!({"execute": "guest-ping"}), Duration::from_secs(3))
+                .is_some()
+            {
+                return;
+            }
+            // The agent's socket refuses or stays silent until the guest's agent runs: each
+            // try waits up to 3 s for an answer, so this loop is paced by that.
+            std::thread::sleep(Duration::from_millis(500)); // between tries, under the deadline
+        }
+        panic!(
+            "the guest agent did not answer within {wait:?}; console:\n{}",
+            self.console()
+        );
+    }
+
+    /// Runs `script` with /bin/sh in the guest as root: its exit code, stdout and stderr.
+    pub(crate) fn sh(&self, script: &str, wait: Duration) -> (i32, String, String) {
+        self.try_sh(script, wait)
+            .unwrap_or_else(|e| panic!("{script:?}: {e}"))
+    }
+
+    /// [`Guest::sh`], with the agent's silence as an error (a guest rebooting).
+    fn try_sh(&self, script: &str, wait: Duration) -> Result<(i32, String, String), String> {
+        let started = self
+            .agent(
+                &json!({"execute": "guest-exec", "arguments": {
+                    "path": "/bin/sh", "arg": ["-c", script], "capture-output": true}}),
+                Duration::from_secs(30),
+            )
+            .ok_or("guest-exec: no answer")?;
+        let pid = started["return"]["pid"]
+            .as_u64()
+            .ok_or_else(|| format!("guest-exec: {started}"))?;
+        let deadline = Instant::now() + wait;
+        loop {
+            let st = self
+                .agent(
+                    &json!({"execute": "guest-exec-status", "arguments": {"pid": pid}}),
+                    Duration::from_secs(30),
+                )
+                .ok_or("guest-exec-status: no answer")?;
+            let r = &st["return"];
+            if r["exited"] == true {
+                let text = |k: &str| {
+                    r[k].as_str()
+                        .map(|b| String::from_utf8_lossy(&b64(b)).into_owned())
+                        .unwrap_or_default()
+                };
+                let code = r["exitcode"]
+                    .as_i64()
+                    .map_or(128 + r["signal"].as_i64().unwrap_or(0), |c| c);
+                return Ok((code as i32, text("out-data"), text("err-data")));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("still running after {wait:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(200)); // polling the agent, under the deadline
+        }
+    }
+
+    /// [`Guest::sh`] that must succeed: its stdout.
+    pub(crate) fn ok(&self, script: &str, wait: Duration) -> String {
+        let (code, out, err) = self.sh(script, wait);
+        assert_eq!(code, 0, "{script}\nstdout: {out}\nstderr: {err}");
+        out
+    }
+
+    /// This boot's id (changes at each boot).
+    pub(crate) fn boot_id(&self) -> String {
+        self.ok(
+            "cat /proc/sys/kernel/random/boot_id",
+            Duration::from_secs(30),
+        )
+        .trim()
+        .to_string()
+    }
+
+    /// `systemctl reboot`, then until the guest is back (a new boot id).
+    pub(crate) fn reboot(&self) {
+        let before = self.boot_id();
+        // The agent may go before it answers: the new boot id tells the reboot happened.
+        let _ = self.agent(
+            &json!({"execute": "guest-exec", "arguments": {
+                "path": "/bin/systemctl", "arg": ["reboot"]}}),
+            Duration::from_secs(10),
+        );
+        let deadline = Instant::now() + BOOT + Duration::from_secs(300);
+        loop {
+            assert!(alive(self.pid), "qemu exited; console:\n{}", self.console());
+            if let Ok((0, id, _)) = self.try_sh(
+                "cat /proc/sys/kernel/random/boot_id",
+                Duration::from_secs(10),
+            ) && id.trim() != before
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the guest did not come back from its reboot; console:\n{}",
+                self.console()
+            );
+            std::thread::sleep(Duration::from_millis(500)); // between tries, under the deadline
+        }
+    }
+
+    /// Mounts ../shared/k8s at /mnt/k8s (read-only) and the test's share at /mnt/host.
+    pub(crate) fn mount_shares(&self) {
+        self.ok(
+            "mkdir -p /mnt/k8s && (mountpoint -q /mnt/k8s || mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 k8s /mnt/k8s) && ls /mnt/host >/dev/null",
+            Duration::from_secs(60),
+        );
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        if let Ok(mut s) = UnixStream::connect(self.sock("qmp.sock")) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut greeting = [0u8; 4096];
+            let _ = s.read(&mut greeting);
+            let _ = s.write_all(b"{\"execute\":\"qmp_capabilities\"}\n{\"execute\":\"quit\"}\n");
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while alive(self.pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50)); // qemu exiting, under the deadline
+        }
+        if alive(self.pid) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+fn rand_u16() -> u16 {
+    let mut b = [0u8; 2];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut b);
+    }
+    u16::from_le_bytes(b) % 1000
+}
+
+/// Standard base64, as the agent encodes output.
+fn b64(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for v in s.bytes().filter_map(val) {
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+#[test]
+fn base64_as_the_agent_writes_it() {
+    assert_eq!(b64("aGVsbG8gd29ybGQK"), b"hello world\n");
+    assert_eq!(b64("YQ=="), b"a");
+    assert_eq!(b64(""), b"");
+}
