@@ -458,6 +458,7 @@ fn release_check(found: [Result<Option<crate::release::Version>, String>; 2]) ->
         pause_image: String::new(),
         pod_logs: None,
         cgroup_v2: false,
+        cgroup_driver: crate::release::Driver::Cgroupfs,
     };
     Some(match crate::release::settings(f, &node) {
         Ok(_) => ok(
@@ -525,7 +526,7 @@ fn init_checks(i: &DoctorInput) -> Vec<Check> {
         out.push(ok(
             "init system",
             format!(
-                "not systemd (PID 1 is {}): start dmucd from a shell or your supervisor",
+                "not systemd (PID 1 is {}): start dmucd from a shell or your supervisor; pods' cgroups: the cgroupfs driver",
                 pid1.trim()
             ),
         ));
@@ -553,9 +554,9 @@ fn init_checks(i: &DoctorInput) -> Vec<Check> {
     out.push(ok(
         "init system",
         if enabled(UNIT) {
-            format!("systemd; {UNIT} is enabled: the cluster starts at boot")
+            format!("systemd; {UNIT} is enabled: the cluster starts at boot; pods' cgroups: the systemd driver")
         } else {
-            format!("systemd; {UNIT} is not enabled (`systemctl enable {UNIT}` starts the cluster at boot)")
+            format!("systemd; {UNIT} is not enabled (`systemctl enable {UNIT}` starts the cluster at boot); pods' cgroups: the systemd driver")
         },
     ));
     // The profiles that run them: every one runs etcd but a worker; every one runs
@@ -969,6 +970,23 @@ fn procs_of(cg: &Path) -> Vec<u32> {
 /// Carries out a plan; returns what was done, one step each (failures included).
 pub fn reset(plan: &ResetPlan) -> Vec<Step> {
     let mut done = Vec::new();
+    // The systemd cgroup driver's pods are systemd units (kubepods.slice, a slice per pod, a
+    // scope per container): stopping the top slice kills them and removes their cgroups, and
+    // leaves no unit behind that the next kubelet could not make again (an rmdir behind
+    // systemd's back would). What it leaves, the steps below take.
+    if plan.root == Path::new("/")
+        && plan
+            .cgroups
+            .iter()
+            .any(|c| c.file_name().is_some_and(|n| n == "kubepods.slice"))
+        && Path::new("/run/systemd/system").is_dir()
+    {
+        done.push(
+            run("systemctl", &["stop", "kubepods.slice"])
+                .map(|_| "stopped kubepods.slice (systemd)".to_string())
+                .map_err(|e| format!("systemctl stop kubepods.slice: {e}")),
+        );
+    }
     // Containers first (their processes are in the pod cgroups), then the shims that wait on
     // them: both outlive a containerd and a kubelet that were stopped alone.
     let mut killed = std::collections::BTreeSet::new();
@@ -1234,6 +1252,7 @@ mod tests {
         let plain = doctor(&i);
         let init = plain.iter().find(|c| c.what == "init system").unwrap();
         assert!(init.found.contains("PID 1 is sh"), "{}", init.found);
+        assert!(init.found.contains("the cgroupfs driver"), "{}", init.found);
         assert!(plain.iter().all(|c| !c.what.starts_with("distribution's")));
         // systemd, Debian's etcd enabled (as installing etcd-server leaves it), containerd
         // not, dmucd enabled.
@@ -1252,6 +1271,7 @@ mod tests {
                 .found
                 .contains("dmucd.service is enabled")
         );
+        assert!(get("init system").found.contains("the systemd driver"));
         let etcd = get("distribution's etcd.service");
         assert_eq!(etcd.level, Level::Fail);
         assert!(

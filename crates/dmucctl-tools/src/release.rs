@@ -197,6 +197,36 @@ pub struct Node {
     pub pod_logs: Option<String>,
     /// The host runs the unified cgroup hierarchy.
     pub cgroup_v2: bool,
+    /// The cgroup driver containerd's runc and the kubelet share ([`cgroup_driver`]).
+    pub cgroup_driver: Driver,
+}
+
+/// Who makes the pods' cgroups: systemd (transient slices and scopes over D-Bus) or the
+/// programs themselves, writing /sys/fs/cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Driver {
+    Systemd,
+    Cgroupfs,
+}
+
+impl Driver {
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::Systemd => "systemd",
+            Driver::Cgroupfs => "cgroupfs",
+        }
+    }
+}
+
+/// The driver for a host: the one asked for, else systemd's where systemd runs the host (it
+/// owns the cgroup tree there, and a second manager of one tree is what the kubelet's docs
+/// warn against), cgroupfs elsewhere (no systemd as PID 1: containers, this project's CI).
+pub fn cgroup_driver(asked: Option<Driver>, systemd_runs_host: bool) -> Driver {
+    asked.unwrap_or(if systemd_runs_host {
+        Driver::Systemd
+    } else {
+        Driver::Cgroupfs
+    })
 }
 
 /// The versions found: the kubelet's and the API server's, where the profile has them.
@@ -212,6 +242,8 @@ pub struct Settings {
     pub kubelet_args: Vec<String>,
     pub kubelet_config: Vec<String>,
     pub scheduler_config_api: Option<String>,
+    /// The node's cgroup driver (`$CGROUP_DRIVER`, and `$SYSTEMD_CGROUP` for runc).
+    pub cgroup_driver: Option<Driver>,
     /// The rows applied, for the operator.
     pub applied: Vec<String>,
 }
@@ -242,7 +274,10 @@ pub fn settings(found: Found, node: &Node) -> Result<Settings, String> {
         }
     }
     check_node(found, node)?;
-    let mut out = Settings::default();
+    let mut out = Settings {
+        cgroup_driver: Some(node.cgroup_driver),
+        ..Settings::default()
+    };
     for row in ROWS {
         let v = match row.program {
             Program::Kubelet => found.kubelet,
@@ -326,6 +361,9 @@ pub fn env_file(found: Found, s: &Settings) -> String {
         "KUBELET_CONFIG_RELEASE={}\n",
         sh_quote(&s.kubelet_config.join("\n"))
     );
+    let driver = s.cgroup_driver.unwrap_or(Driver::Cgroupfs);
+    out += &format!("CGROUP_DRIVER={}\n", driver.name());
+    out += &format!("SYSTEMD_CGROUP={}\n", driver == Driver::Systemd);
     out
 }
 

@@ -31,6 +31,11 @@ pub struct ReleaseArgs {
     /// The kubelet's pod logs directory.
     #[arg(long, value_name = "DIR", default_value = super::DEFAULT_POD_LOGS)]
     pod_logs: String,
+    /// The cgroup driver of containerd's runc and the kubelet (`$CGROUP_DRIVER` and
+    /// `$SYSTEMD_CGROUP` in release.env): by default systemd's where systemd runs the host,
+    /// cgroupfs elsewhere.
+    #[arg(long, value_name = "DRIVER")]
+    cgroup_driver: Option<super::Driver>,
     /// Print the table of what differs by release (docs/kubernetes-versions.md) and exit.
     #[arg(long)]
     table: bool,
@@ -87,6 +92,11 @@ fn write(a: &ReleaseArgs) -> Result<(), String> {
         pause_image: a.pause_image.clone(),
         pod_logs: Some(a.pod_logs.clone()),
         cgroup_v2: Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
+        // sd_booted(3): systemd is PID 1.
+        cgroup_driver: super::cgroup_driver(
+            a.cgroup_driver,
+            Path::new("/run/systemd/system").is_dir(),
+        ),
     };
     let s = super::settings(found, &node)
         .map_err(|e| format!("{e} (binaries in {})", bin.display()))?;
@@ -106,6 +116,15 @@ fn write(a: &ReleaseArgs) -> Result<(), String> {
     for line in &s.applied {
         println!("  {line}");
     }
+    println!(
+        "cgroup driver: {} ({})",
+        node.cgroup_driver.name(),
+        match (a.cgroup_driver, node.cgroup_driver) {
+            (Some(_), _) => "--cgroup-driver",
+            (None, super::Driver::Systemd) => "systemd runs this host",
+            (None, super::Driver::Cgroupfs) => "systemd does not run this host",
+        }
+    );
     if let Some(out) = &a.out {
         std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
         put(&out.join("release.env"), &super::env_file(found, &s))?;

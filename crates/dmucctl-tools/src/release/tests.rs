@@ -10,6 +10,7 @@ fn node() -> Node {
         pause_image: "registry.k8s.io/pause:3.10".into(),
         pod_logs: Some("/srv/pods".into()),
         cgroup_v2: false,
+        cgroup_driver: Driver::Cgroupfs,
     }
 }
 
@@ -264,4 +265,43 @@ fn the_docs_hold_the_table() {
         "docs/kubernetes-versions.md must hold the table as `dmucctl k8s-release --table` prints it:\n{}",
         markdown_table()
     );
+}
+
+#[test]
+fn the_cgroup_driver_is_systemds_where_systemd_runs_the_host_unless_asked() {
+    assert_eq!(cgroup_driver(None, true), Driver::Systemd);
+    assert_eq!(cgroup_driver(None, false), Driver::Cgroupfs);
+    assert_eq!(
+        cgroup_driver(Some(Driver::Cgroupfs), true),
+        Driver::Cgroupfs
+    );
+    assert_eq!(cgroup_driver(Some(Driver::Systemd), false), Driver::Systemd);
+    // release.env carries it for both containerd (runc's SystemdCgroup) and the kubelet.
+    for (d, systemd) in [(Driver::Systemd, "true"), (Driver::Cgroupfs, "false")] {
+        let node = Node {
+            cgroup_driver: d,
+            ..node()
+        };
+        let found = Found {
+            kubelet: Some(v(20)),
+            apiserver: Some(v(20)),
+        };
+        let s = settings(
+            found,
+            &Node {
+                pod_logs: None,
+                ..node
+            },
+        )
+        .unwrap();
+        let env = env_file(found, &s);
+        assert!(
+            env.contains(&format!("CGROUP_DRIVER={}\n", d.name())),
+            "{env}"
+        );
+        assert!(
+            env.contains(&format!("SYSTEMD_CGROUP={systemd}\n")),
+            "{env}"
+        );
+    }
 }
