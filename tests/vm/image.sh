@@ -16,7 +16,7 @@ mirror=${DMUC_VM_MIRROR:-http://deb.debian.org/debian}
 packages=(
   # the host: systemd as PID 1, its kernel, the command channel
   systemd systemd-sysv udev dbus kmod linux-image-amd64 qemu-guest-agent
-  iproute2 iputils-ping procps xz-utils
+  iproute2 iputils-ping procps xz-utils curl
   # a Kubernetes node from Debian's packages (../shared/k8s/README.md) and dmuc's needs
   containerd runc containernetworking-plugins etcd-server etcd-client
   iptables conntrack ipset tmux

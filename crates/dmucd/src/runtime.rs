@@ -358,6 +358,8 @@ impl<B: Backend> Runtime<B> {
                 self.settled = settled;
             }
             if self.stopping && self.sup.all_down() {
+                // The line an operator (and the VM tests) read in the journal of a shutdown.
+                tracing::info!("every component has stopped");
                 break;
             }
             let next = self.timers.first().map(|(t, _)| *t);
