@@ -1027,9 +1027,75 @@ command = ["sleep", "1000"]
     let cpu: f64 = wide_row(second, "burn")[4].parse().unwrap();
     assert!(cpu > 30.0, "a busy loop uses a core:\n{top}");
     d.ctl_ok(&["stop", "burn"]);
+    top_quits_on_q(&d);
     let o = d.ctl(&["top", "-d", "0"]);
     assert_eq!(o.status.code(), Some(2), "{o:?}");
     assert_eq!(d.stop(), Some(0));
+}
+
+/// `q` quits `dmucctl top` on a terminal (script(1) gives it a pty), long before its next
+/// refresh, and the terminal gets its modes back.
+fn top_quits_on_q(d: &Daemon) {
+    use std::io::{Read as _, Write as _};
+    let cmd = format!(
+        "{} --socket {} top -d 600; stty -a",
+        bin_dir().join("dmucctl").display(),
+        d.socket().display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env_remove("DMUC_SOCKET")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut b = [0u8; 4096];
+        while let Ok(n) = out.read(&mut b) {
+            if n == 0 || tx.send(b[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    // Until the output shows `want`, within T.
+    let read_until = |seen: &mut Vec<u8>, want: &str| {
+        let deadline = std::time::Instant::now() + T;
+        while !String::from_utf8_lossy(seen).contains(want) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(b) => seen.extend(b),
+                Err(_) => return false,
+            }
+        }
+        true
+    };
+    if !read_until(&mut seen, "q quits") {
+        let _ = child.kill();
+        panic!(
+            "top's first frame, saying q quits: {:?}",
+            String::from_utf8_lossy(&seen)
+        );
+    }
+    child.stdin.as_mut().unwrap().write_all(b"q").unwrap();
+    // `stty -a` after top: canonical mode and echo are back.
+    if !read_until(&mut seen, "icanon") {
+        let _ = child.kill();
+        panic!(
+            "top quitting on q (its refresh is 10 min away): {:?}",
+            String::from_utf8_lossy(&seen)
+        );
+    }
+    let st = child.wait().unwrap();
+    let text = String::from_utf8_lossy(&seen).into_owned();
+    assert!(st.success(), "{st:?}: {text}");
+    let modes: Vec<&str> = text.split_whitespace().collect();
+    for m in ["icanon", "echo", "isig"] {
+        assert!(modes.contains(&m), "the terminal's {m} put back: {text}");
+    }
 }
 
 /// The Overview's CPU% and MEM columns: there while a client shows the Overview (a control

@@ -401,3 +401,21 @@ fn ha_member_joins_etcd_as_a_learner_and_elects_leaders() {
         assert!(config.contains(part), "{part}");
     }
 }
+
+/// The demo runs beside a real node (a user trying it on the host of their cluster): none of
+/// its stand-ins listens, and none of its probes looks, on a port a real node uses.
+#[test]
+fn the_demo_uses_no_port_of_a_real_node() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/demo.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    for port in [
+        2379, 2380, 2381, 6443, 10248, 10249, 10250, 10256, 10257, 10259,
+    ] {
+        for form in [format!(":{port}"), format!("\"{port}\"")] {
+            assert!(
+                !text.contains(&form),
+                "config/demo.toml uses {port}, a real node's port ({form})"
+            );
+        }
+    }
+}

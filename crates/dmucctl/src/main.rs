@@ -10,6 +10,7 @@
 
 mod analyze;
 mod cli;
+mod keys;
 mod plot;
 mod render;
 mod usage;
@@ -367,6 +368,8 @@ fn top(c: &mut Client, delay: f64, iterations: Option<u64>) -> Result<u8, CallEr
         return Ok(dmuc_client::USAGE);
     }
     let tty = std::io::stdout().is_terminal();
+    // `q` quits, as in top (the terminal is put back when `keys` goes).
+    let keys = if tty { keys::Keys::new() } else { None };
     let mut before: std::collections::HashMap<u32, usage::Usage> = Default::default();
     // The previous snapshot's uptime: CPU % is over the time since.
     let mut last: Option<f64> = None;
@@ -394,7 +397,13 @@ fn top(c: &mut Client, delay: f64, iterations: Option<u64>) -> Result<u8, CallEr
             } else {
                 "CPU since each start, until the next refresh"
             },
-            if tty { ", Ctrl-C quits" } else { "" }
+            if keys.is_some() {
+                ", q quits"
+            } else if tty {
+                ", Ctrl-C quits"
+            } else {
+                ""
+            }
         ));
         frame.push_str(&usage::table(&rows));
         let mut out = std::io::stdout().lock();
@@ -415,7 +424,15 @@ fn top(c: &mut Client, delay: f64, iterations: Option<u64>) -> Result<u8, CallEr
         if !tty {
             println!();
         }
-        std::thread::sleep(Duration::from_secs_f64(delay));
+        let every = Duration::from_secs_f64(delay);
+        match &keys {
+            Some(k) => {
+                if k.wait(every) {
+                    return Ok(OK);
+                }
+            }
+            None => std::thread::sleep(every), // the refresh interval the operator asked for
+        }
     }
 }
 
