@@ -219,7 +219,10 @@ impl Cx<'_> {
                 self.err(&span, msg, Some(hint.into()));
             }
         }
-        let command = command?;
+        // Without a valid command (already reported) the component still takes part in the
+        // graph's checks, so that one pass reports every error: its `after`, and the others'
+        // dependencies on it. The config is refused all the same.
+        let command = command.unwrap_or_default();
         Some((
             Component {
                 name: name.to_string(),

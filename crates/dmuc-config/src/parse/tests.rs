@@ -470,3 +470,36 @@ args-file = "-/etc/b.args"
     );
     assert!(parse_args_file("").is_empty());
 }
+
+/// One pass reports every error (issue 29, row 19): a component whose command is missing
+/// still has its `after` checked, a dependency on it is not "undefined", and no hint names
+/// the component itself.
+#[test]
+fn every_error_in_one_pass_and_no_hint_naming_the_component_itself() {
+    let d = errs(
+        r#"
+[component.a]
+comand = ["sleep", "1"]
+after = ["b"]
+[component.c]
+command = ["c"]
+after = ["a"]
+"#,
+    );
+    assert_has(&d, 3, "did you mean 'command'?");
+    assert_has(&d, 4, "depends on undefined component 'b'");
+    assert!(
+        !d.iter()
+            .any(|x| x.message.contains("undefined component 'a'")),
+        "{d:?}"
+    );
+    let d = errs(
+        r#"
+[component.a]
+command = ["sleep", "1"]
+after = ["b"]
+"#,
+    );
+    assert_has(&d, 4, "depends on undefined component 'b'");
+    assert!(!has(&d, 4, "did you mean 'a'"), "{d:?}");
+}

@@ -18,7 +18,10 @@ impl Cx<'_> {
                 match kinds.get(d.component.as_str()) {
                     None => {
                         known_bad.insert((c.name.clone(), d.component.clone()));
-                        let hint = match did_you_mean(&d.component, &names) {
+                        // Never the component itself (that would be a cycle of one).
+                        let others: Vec<&str> =
+                            names.iter().copied().filter(|n| *n != c.name).collect();
+                        let hint = match did_you_mean(&d.component, &others) {
                             Some(n) => format!("did you mean '{n}'?"),
                             None => format!(
                                 "define [component.{}] or remove it from after",
