@@ -459,6 +459,30 @@ fn real_cluster_serves_survives_kills_and_adoption_then_reset_leaves_the_host_cl
         k.node_ready(&node).then_some(())
     });
 
+    // doctor on the running node: the ports its own components hold are no problem.
+    let o = Command::new(bin_dir().join("dmucctl"))
+        .arg("doctor")
+        .args(&reset.args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&o.stdout);
+    for (port, name) in [
+        (6443, "kube-apiserver"),
+        (2379, "etcd"),
+        (10250, "kubelet"),
+        (10256, "kube-proxy"),
+    ] {
+        let line = said
+            .lines()
+            .find(|l| l.contains(&format!("port {port} ")))
+            .unwrap_or_else(|| panic!("no port {port} in {said}"));
+        assert!(
+            line.starts_with("ok") && line.contains(&format!("held by this node's {name} (pid")),
+            "{said}"
+        );
+    }
+
     // The control plane is not root: each part runs as its own user and reads only its own
     // keys; containerd, the kubelet and kube-proxy stay root.
     let uid_of = |pid: u64| -> u32 {

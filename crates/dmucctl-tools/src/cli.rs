@@ -298,7 +298,7 @@ pub fn run(cmd: ToolCmd, socket: &Path) -> u8 {
             profile,
             root,
             no_ports,
-        } => doctor_cmd(&profile, root, !no_ports),
+        } => doctor_cmd(&profile, root, !no_ports, socket),
         ToolCmd::Backup(a) => backup::backup(socket, a),
         ToolCmd::Token {
             cmd: TokenCmd::Create(a),
@@ -333,7 +333,26 @@ pub fn run(cmd: ToolCmd, socket: &Path) -> u8 {
     }
 }
 
-fn doctor_cmd(profile: &ProfileArgs, root: PathBuf, ports: bool) -> u8 {
+/// This node's components and their PIDs, from its dmucd (none when it does not answer).
+fn running_components(socket: &Path) -> Vec<(String, u32)> {
+    let Ok(mut c) = Client::connect(socket) else {
+        return Vec::new();
+    };
+    let status: Result<dmuc_proto::StatusResult, _> = c.call_as(Verb::Status {
+        names: vec![],
+        text: None,
+    });
+    status
+        .map(|s| {
+            s.components
+                .into_iter()
+                .filter_map(|c| Some((c.name, c.pid?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn doctor_cmd(profile: &ProfileArgs, root: PathBuf, ports: bool, socket: &Path) -> u8 {
     let (vars, role) = match profile.load() {
         Ok(v) => v,
         Err(e) => {
@@ -357,6 +376,7 @@ fn doctor_cmd(profile: &ProfileArgs, root: PathBuf, ports: bool) -> u8 {
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned()),
         worker_state: (role == Role::Worker).then(|| var("state", "/var/lib/dmuc").into()),
         member: (role == Role::Member).then(|| member_readings(&vars)),
+        components: running_components(socket),
     };
     let checks = host::doctor(&input);
     let mut fails = 0;

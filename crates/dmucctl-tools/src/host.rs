@@ -72,6 +72,84 @@ pub struct DoctorInput {
     pub worker_state: Option<PathBuf>,
     /// A control-plane member's profile (config/ha.toml), with what was read of its peers.
     pub member: Option<MemberInput>,
+    /// This node's components as its running dmucd reports them (name, PID of the
+    /// program, which leads its process group): a port one of them holds is no problem.
+    /// Empty when no dmucd answers.
+    pub components: Vec<(String, u32)>,
+}
+
+/// The inodes of the sockets listening on TCP `port`, from /proc/net/tcp or tcp6's text.
+pub fn listening_inodes(text: &str, port: u16) -> Vec<u64> {
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let local_port = u16::from_str_radix(f.get(1)?.rsplit_once(':')?.1, 16).ok()?;
+            // st 0A: LISTEN.
+            (local_port == port && *f.get(3)? == "0A").then(|| f.get(9)?.parse().ok())?
+        })
+        .collect()
+}
+
+/// Who holds a port, of the processes `(pid, process group)` listening on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortHolder {
+    /// This node's component (its name and PID): every listener is in its process group.
+    Ours(String, u32),
+    /// Other processes (their PIDs), or none found (another namespace, no rights).
+    Other(Vec<u32>),
+}
+
+/// Whether every listener belongs to one of this node's `components` (by process group:
+/// the shim starts each program as the leader of a group of its own).
+pub fn port_holder(listeners: &[(u32, u32)], components: &[(String, u32)]) -> PortHolder {
+    let owner = |pgrp: u32| components.iter().find(|(_, pid)| *pid == pgrp);
+    match listeners.first().and_then(|(_, g)| owner(*g)) {
+        Some((name, pid)) if listeners.iter().all(|(_, g)| g == pid) => {
+            PortHolder::Ours(name.clone(), *pid)
+        }
+        _ => PortHolder::Other(listeners.iter().map(|(p, _)| *p).collect()),
+    }
+}
+
+/// The processes `(pid, process group)` with a socket listening on TCP `port`, read under
+/// `root`'s /proc (this network namespace's sockets).
+fn port_listeners(root: &Path, port: u16) -> Vec<(u32, u32)> {
+    let mut inodes = Vec::new();
+    for f in ["proc/net/tcp", "proc/net/tcp6"] {
+        if let Ok(t) = std::fs::read_to_string(root.join(f)) {
+            inodes.extend(listening_inodes(&t, port));
+        }
+    }
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    let mut out = Vec::new();
+    let Ok(procs) = std::fs::read_dir(root.join("proc")) else {
+        return out;
+    };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let holds = std::fs::read_dir(p.path().join("fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| {
+                std::fs::read_link(fd.path())
+                    .is_ok_and(|l| wanted.iter().any(|w| l.as_os_str() == w.as_str()))
+            });
+        if holds
+            && let Some(st) = std::fs::read_to_string(p.path().join("stat"))
+                .ok()
+                .and_then(|t| dmuc_procfs::parse_stat(&t))
+        {
+            out.push((pid, st.pgrp as u32));
+        }
+    }
+    out
 }
 
 /// What `doctor` checks of an HA member besides its programs and ports, read by the caller
@@ -416,12 +494,33 @@ pub fn doctor(i: &DoctorInput) -> Vec<Check> {
         {
             out.push(match std::net::TcpListener::bind(("127.0.0.1", *port)) {
                 Ok(_) => ok(&format!("port {port}"), format!("free ({what})")),
-                Err(e) => bad(
-                    Level::Fail,
-                    &format!("port {port}"),
-                    format!("in use ({what}): {e}"),
-                    format!("stop what listens there: ss -ltnp 'sport = :{port}'"),
-                ),
+                Err(e) => match port_holder(&port_listeners(r, *port), &i.components) {
+                    PortHolder::Ours(name, pid) => ok(
+                        &format!("port {port}"),
+                        format!("held by this node's {name} (pid {pid}; {what})"),
+                    ),
+                    PortHolder::Other(pids) => bad(
+                        Level::Fail,
+                        &format!("port {port}"),
+                        if pids.is_empty() {
+                            format!("in use ({what}): {e}")
+                        } else {
+                            let who: Vec<String> = pids
+                                .iter()
+                                .map(|p| {
+                                    let comm =
+                                        read(r, &format!("/proc/{p}/comm")).unwrap_or_default();
+                                    format!("pid {p} ({})", comm.trim())
+                                })
+                                .collect();
+                            format!(
+                                "in use ({what}) by {}, not this node's dmucd",
+                                who.join(", ")
+                            )
+                        },
+                        format!("stop what listens there: ss -ltnp 'sport = :{port}'"),
+                    ),
+                },
             });
         }
     }
@@ -1199,6 +1298,7 @@ mod tests {
             tmux_version: Some("tmux 3.3a\n".into()),
             worker_state: None,
             member: None,
+            components: vec![],
         };
         let checks = doctor(&i);
         let get = |w: &str| {
@@ -1645,5 +1745,44 @@ mod mount_tests {
                 .is_empty()
         );
         assert!(!r.join("var/lib/kubelet").exists());
+    }
+
+    #[test]
+    fn a_port_held_by_this_node_s_component_is_told_from_another_process() {
+        // /proc/net/tcp as the kernel writes it: 6443 (0x192B) listening, and a connection
+        // from it; 2379 (0x094B) listening on ::.
+        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 0100007F:192B 00000000:0000 0A 00000000:00000000 00:00000000 00000000   999        0 4242 1 0000000000000000 100 0 0 10 0\n\
+   1: 0100007F:192B 0100007F:D0A2 01 00000000:00000000 00:00000000 00000000   999        0 4343 1 0000000000000000 20 4 30 10 -1\n";
+        assert_eq!(listening_inodes(tcp, 6443), vec![4242]);
+        assert!(listening_inodes(tcp, 2379).is_empty());
+        let tcp6 = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 00000000000000000000000000000000:094B 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 77 1 0000000000000000 100 0 0 10 0\n";
+        assert_eq!(listening_inodes(tcp6, 2379), vec![77]);
+
+        let comps = vec![
+            ("etcd".to_string(), 100),
+            ("kube-apiserver".to_string(), 200),
+        ];
+        // The API server, and a child in its group.
+        assert_eq!(
+            port_holder(&[(200, 200), (201, 200)], &comps),
+            PortHolder::Ours("kube-apiserver".into(), 200)
+        );
+        // Not ours: another process, or ours and another together, or nobody found.
+        assert_eq!(
+            port_holder(&[(300, 300)], &comps),
+            PortHolder::Other(vec![300])
+        );
+        assert_eq!(
+            port_holder(&[(200, 200), (300, 300)], &comps),
+            PortHolder::Other(vec![200, 300])
+        );
+        assert_eq!(port_holder(&[], &comps), PortHolder::Other(vec![]));
+        // No dmucd answered: nothing is ours.
+        assert_eq!(
+            port_holder(&[(200, 200)], &[]),
+            PortHolder::Other(vec![200])
+        );
     }
 }
