@@ -443,7 +443,7 @@ fn the_package_brings_the_node_up_at_boot_and_keeps_it_across_restarts_and_reboo
 
     // `dmucctl reset` then `apt purge`: the guest as it was before the package.
     g.ok(
-        "dmucctl reset --config /etc/dmuc/cluster.toml --yes",
+        "dmucctl reset --config /etc/dmuc/cluster.toml --yes --remove-images",
         m(900),
     );
     g.ok("apt-get purge -y dmuc", m(600));

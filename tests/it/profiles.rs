@@ -419,3 +419,55 @@ fn the_demo_uses_no_port_of_a_real_node() {
         }
     }
 }
+
+/// `dmucctl reset` keeps the image archives an operator copied by hand (STATE/images) and
+/// says so; `--remove-images` removes them too (issue 29, row 17). Under `--root`, so that
+/// nothing of this machine is touched.
+#[test]
+fn reset_keeps_the_image_archives_unless_asked() {
+    let root = tempfile::tempdir().unwrap();
+    let state = root.path().join("var/lib/dmuc");
+    for f in ["images/pause.tar", "pki/ca.crt", "etcd/member/db"] {
+        let p = state.join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, "x").unwrap();
+    }
+    let profile = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/cluster.toml");
+    let reset = |extra: &[&str]| {
+        let o = Command::new(bin_dir().join("dmucctl"))
+            .args(["reset", "--yes", "--config"])
+            .arg(&profile)
+            .args([
+                "--var",
+                "state=/var/lib/dmuc",
+                "--var",
+                "node-ip=198.18.0.9",
+            ])
+            .arg("--root")
+            .arg(root.path())
+            .arg("--socket")
+            .arg(root.path().join("no-dmucd.sock"))
+            .args(extra)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let said =
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{said}");
+        said
+    };
+    let said = reset(&[]);
+    assert!(
+        said.contains(
+            "reset keeps /var/lib/dmuc/images (the image archives; --remove-images removes them)"
+        ),
+        "{said}"
+    );
+    assert!(state.join("images/pause.tar").exists(), "{said}");
+    assert!(
+        !state.join("pki").exists() && !state.join("etcd").exists(),
+        "{said}"
+    );
+    let said = reset(&["--remove-images"]);
+    assert!(!state.join("images").exists(), "{said}");
+}

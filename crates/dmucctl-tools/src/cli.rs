@@ -80,6 +80,10 @@ pub enum ToolCmd {
         /// Keep the certificates and kubeconfigs (STATE/pki).
         #[arg(long)]
         keep_pki: bool,
+        /// Remove the image archives too (the profile's `images` directory, STATE/images:
+        /// what an operator put there by hand is kept otherwise).
+        #[arg(long)]
+        remove_images: bool,
         /// Do not ask.
         #[arg(long, short = 'y')]
         yes: bool,
@@ -327,9 +331,19 @@ pub fn run(cmd: ToolCmd, socket: &Path) -> u8 {
         ToolCmd::Reset {
             profile,
             keep_pki,
+            remove_images,
             yes,
             root,
-        } => reset_cmd(&profile, keep_pki, yes, root, socket),
+        } => reset_cmd(
+            &profile,
+            Keep {
+                pki: keep_pki,
+                images: !remove_images,
+            },
+            yes,
+            root,
+            socket,
+        ),
     }
 }
 
@@ -455,7 +469,13 @@ fn member_readings(vars: &std::collections::BTreeMap<String, String>) -> host::M
     }
 }
 
-fn reset_cmd(profile: &ProfileArgs, keep_pki: bool, yes: bool, root: PathBuf, socket: &Path) -> u8 {
+/// What `reset` keeps of the state directory.
+struct Keep {
+    pki: bool,
+    images: bool,
+}
+
+fn reset_cmd(profile: &ProfileArgs, keep: Keep, yes: bool, root: PathBuf, socket: &Path) -> u8 {
     let (vars, role) = match profile.load() {
         Ok(v) => v,
         Err(e) => {
@@ -515,8 +535,22 @@ fn reset_cmd(profile: &ProfileArgs, keep_pki: bool, yes: bool, root: PathBuf, so
         c.wait_closed();
         println!("stopped dmucd and every component");
     }
-    let keep: &[&str] = if keep_pki { &["pki"] } else { &[] };
     let var = |k: &str, d: &str| PathBuf::from(vars.get(k).map_or(d, String::as_str));
+    // The image archives are the operator's (copied by hand for an air-gapped node): kept
+    // unless asked, when they are an entry of the state directory (elsewhere reset never
+    // touches them).
+    let images = var("images", &format!("{}/images", state.display()));
+    let images_entry = (keep.images && images.parent() == Some(state.as_path()))
+        .then(|| images.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .flatten();
+    let mut kept: Vec<&str> = Vec::new();
+    if keep.pki {
+        kept.push("pki");
+    }
+    if let Some(n) = &images_entry {
+        kept.push(n);
+    }
+    let keep: &[&str] = &kept;
     let (socket, bin) = (
         var("containerd-socket", "/run/containerd/containerd.sock"),
         var("bin", "/usr/local/bin"),
@@ -545,6 +579,16 @@ fn reset_cmd(profile: &ProfileArgs, keep_pki: bool, yes: bool, root: PathBuf, so
     if plan.is_empty() {
         println!("nothing to remove");
         return OK;
+    }
+    if images_entry.is_some()
+        && root
+            .join(images.strip_prefix("/").unwrap_or(&images))
+            .exists()
+    {
+        println!(
+            "reset keeps {} (the image archives; --remove-images removes them)",
+            images.display()
+        );
     }
     println!("reset will remove:");
     for p in &plan.paths {
