@@ -377,6 +377,33 @@ fn events_since_resumes_without_gaps_or_duplicates_and_follow_streams() {
             .any(|v| v["id"] == 2 && v.get("result").is_some()),
         "{got:?}"
     );
+
+    // `dmucctl events -f`, as `journalctl -f`: the last 10 events, then what comes.
+    let mut follow = Command::new(bin_dir().join("dmucctl"))
+        .args(["--socket"])
+        .arg(d.socket())
+        .args(["events", "-f", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+    let mut seq = || -> u64 {
+        let l = lines.next().unwrap().unwrap();
+        serde_json::from_str::<Value>(&l).unwrap()["seq"]
+            .as_u64()
+            .unwrap()
+    };
+    let backlog: Vec<u64> = (0..10).map(|_| seq()).collect();
+    assert_eq!(backlog, ((end - 9)..=end).collect::<Vec<_>>());
+    d.ctl_ok(&["restart", "web"]);
+    assert_eq!(seq(), end + 1, "the first new event, nothing between");
+    let _ = follow.kill();
+    let _ = follow.wait();
+    // `dmucctl events` says when it shows only the recent ones.
+    let o = d.ctl(&["events"]);
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(said.contains("-- events from #"), end > 100, "{said}");
 }
 
 #[test]

@@ -184,6 +184,41 @@ fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
                 let _ = out.flush();
                 ok
             };
+            // As journalctl: without --since, `events` says when it shows only the recent
+            // ones, and `-f` shows the last 10 before it follows (resuming after them, so
+            // nothing falls between).
+            let mut since = since;
+            if since.is_none() {
+                let v = c.call(Verb::Events {
+                    since: None,
+                    follow: false,
+                })?;
+                let recent: Vec<EventRecord> =
+                    parse(v.get("events").cloned().unwrap_or(Value::Array(vec![])))?;
+                let shown = if follow {
+                    &recent[recent.len().saturating_sub(FOLLOW_BACKLOG)..]
+                } else {
+                    &recent[..]
+                };
+                if let Some(first) = shown.first()
+                    && first.seq > 1
+                {
+                    eprintln!(
+                        "-- events from #{} (the {} before it: dmucctl events --since 0)",
+                        first.seq,
+                        first.seq - 1
+                    );
+                }
+                for e in shown {
+                    if !print(e) {
+                        return Ok(OK);
+                    }
+                }
+                if !follow {
+                    return Ok(OK);
+                }
+                since = Some(recent.last().map_or(0, |e| e.seq));
+            }
             let v = c.stream(Verb::Events { since, follow }, |item| match item {
                 StreamItem::Event(e) => print(&e),
                 StreamItem::Dropped(n) => {
@@ -358,6 +393,9 @@ fn watch_status(
         }
     }
 }
+
+/// How many recent events `events -f` shows before it follows (journalctl's 10).
+const FOLLOW_BACKLOG: usize = 10;
 
 /// Whether the event stream ends (the daemon closed it) within a short deadline.
 /// `dmucctl top`: a status and a /proc snapshot every `delay` seconds, CPU % over the
