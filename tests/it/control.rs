@@ -557,6 +557,35 @@ fn the_tmux_status_line_shows_each_state_and_a_summary() {
             .lines()
             .any(|l| l == "web")
     );
+    // `C-b w` and `C-b s` list the component session, not dmucd's own control session: the
+    // bindings' filter, evaluated by this tmux for each session.
+    let keys = tmux(&["list-keys", "-T", "prefix"]);
+    let filter = "#{?#{m:_dmucctl*,#{session_name}},0,1}";
+    for k in ["prefix w choose-tree -Zw -f", "prefix s choose-tree -Zs -f"] {
+        assert!(
+            keys.lines().any(|l| {
+                let l = l.split_whitespace().collect::<Vec<_>>().join(" ");
+                l.contains(k) && l.contains(filter)
+            }),
+            "{k}: {keys}"
+        );
+    }
+    let shown = tmux(&[
+        "list-sessions",
+        "-F",
+        &format!("#{{session_name}}={filter}"),
+    ]);
+    let mut ctl = 0;
+    for l in shown.lines() {
+        let (name, show) = l.split_once('=').unwrap();
+        if name.starts_with("_dmucctl") {
+            ctl += 1;
+            assert_eq!(show, "0", "{shown}");
+        } else {
+            assert_eq!(show, "1", "{shown}");
+        }
+    }
+    assert_eq!(ctl, 1, "{shown}");
 }
 
 #[test]

@@ -284,6 +284,10 @@ async fn place(
 /// Name of the overview window. Component names are lowercase, so it cannot clash.
 pub const OVERVIEW: &str = "Overview";
 
+/// The filter that keeps dmucd's own control session out of the session and window trees
+/// (`C-b w`, `C-b s`): 1 for every session but ours (`_dmucctl-PID`).
+pub const HIDE_CTL: &str = "#{?#{m:_dmucctl*,#{session_name}},0,1}";
+
 /// The server's config. `ld_preload` is dmucd's own `LD_PRELOAD`: what the windows' programs
 /// should see, not the stand-in library the server was started with.
 fn conf_text(history_limit: u32, ld_preload: Option<std::ffi::OsString>) -> String {
@@ -312,7 +316,9 @@ fn conf_text(history_limit: u32, ld_preload: Option<std::ffi::OsString>) -> Stri
          set -wg window-status-format '#I:#W#{{?@dmuc_mark, #{{@dmuc_mark}},}}#{{?window_flags,#{{window_flags}}, }}'\n\
          set -wg window-status-current-format '#I:#W#{{?@dmuc_mark, #{{@dmuc_mark}},}}#{{?window_flags,#{{window_flags}}, }}'\n\
          set -wg remain-on-exit on\n\
-         set -wg automatic-rename off\n"
+         set -wg automatic-rename off\n\
+         bind-key w choose-tree -Zw -f '{HIDE_CTL}'\n\
+         bind-key s choose-tree -Zs -f '{HIDE_CTL}'\n"
     ) + &preload
 }
 
