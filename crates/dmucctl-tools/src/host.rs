@@ -3,6 +3,7 @@
 //! as `kubeadm reset`). Both read the host under a root directory (`/` normally; a temp dir in
 //! tests), so every check and every removal is testable without touching the real machine.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, Write};
 use std::os::unix::ffi::OsStringExt as _;
 use std::path::{Path, PathBuf};
@@ -112,20 +113,28 @@ pub fn port_holder(listeners: &[(u32, u32)], components: &[(String, u32)]) -> Po
     }
 }
 
-/// The processes `(pid, process group)` with a socket listening on TCP `port`, read under
-/// `root`'s /proc (this network namespace's sockets).
-fn port_listeners(root: &Path, port: u16) -> Vec<(u32, u32)> {
-    let mut inodes = Vec::new();
-    for f in ["proc/net/tcp", "proc/net/tcp6"] {
-        if let Ok(t) = std::fs::read_to_string(root.join(f)) {
-            inodes.extend(listening_inodes(&t, port));
-        }
+/// For each of `ports`, the processes `(pid, process group)` with a socket listening on it,
+/// read under `root`'s /proc (this network namespace's sockets): the socket tables once, and
+/// one walk of the processes' descriptors for all the ports.
+fn port_listeners(root: &Path, ports: &[u16]) -> BTreeMap<u16, Vec<(u32, u32)>> {
+    let mut out: BTreeMap<u16, Vec<(u32, u32)>> = BTreeMap::new();
+    let tables: Vec<String> = ["proc/net/tcp", "proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(root.join(f)).ok())
+        .collect();
+    // "socket:[INODE]", as /proc/PID/fd/N links read, to the port it listens on.
+    let wanted: BTreeMap<String, u16> = ports
+        .iter()
+        .flat_map(|&port| {
+            tables
+                .iter()
+                .flat_map(move |t| listening_inodes(t, port))
+                .map(move |i| (format!("socket:[{i}]"), port))
+        })
+        .collect();
+    if wanted.is_empty() {
+        return out;
     }
-    if inodes.is_empty() {
-        return Vec::new();
-    }
-    let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
-    let mut out = Vec::new();
     let Ok(procs) = std::fs::read_dir(root.join("proc")) else {
         return out;
     };
@@ -133,20 +142,25 @@ fn port_listeners(root: &Path, port: u16) -> Vec<(u32, u32)> {
         let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
             continue;
         };
-        let holds = std::fs::read_dir(p.path().join("fd"))
+        let held: BTreeSet<u16> = std::fs::read_dir(p.path().join("fd"))
             .into_iter()
             .flatten()
             .flatten()
-            .any(|fd| {
-                std::fs::read_link(fd.path())
-                    .is_ok_and(|l| wanted.iter().any(|w| l.as_os_str() == w.as_str()))
-            });
-        if holds
-            && let Some(st) = std::fs::read_to_string(p.path().join("stat"))
-                .ok()
-                .and_then(|t| dmuc_procfs::parse_stat(&t))
+            .filter_map(|fd| {
+                let l = std::fs::read_link(fd.path()).ok()?;
+                wanted.get(l.to_str()?).copied()
+            })
+            .collect();
+        if held.is_empty() {
+            continue;
+        }
+        if let Some(st) = std::fs::read_to_string(p.path().join("stat"))
+            .ok()
+            .and_then(|t| dmuc_procfs::parse_stat(&t))
         {
-            out.push((pid, st.pgrp as u32));
+            for port in held {
+                out.entry(port).or_default().push((pid, st.pgrp as u32));
+            }
         }
     }
     out
@@ -487,14 +501,27 @@ pub fn doctor(i: &DoctorInput) -> Vec<Check> {
         });
     }
     if i.check_ports {
-        for (port, what) in PORTS
+        let tried: Vec<(u16, &str, std::io::Result<std::net::TcpListener>)> = PORTS
             .iter()
             .filter(|(p, _)| !worker || WORKER_PORTS.contains(p))
             .filter(|(p, _)| !member || !WORKER_PORTS.contains(p))
-        {
-            out.push(match std::net::TcpListener::bind(("127.0.0.1", *port)) {
+            .map(|(p, what)| (*p, *what, std::net::TcpListener::bind(("127.0.0.1", *p))))
+            .collect();
+        let busy: Vec<u16> = tried
+            .iter()
+            .filter(|(_, _, b)| b.is_err())
+            .map(|(p, _, _)| *p)
+            .collect();
+        let listeners = if busy.is_empty() {
+            BTreeMap::new()
+        } else {
+            port_listeners(r, &busy)
+        };
+        for (port, what, bound) in tried {
+            let found = listeners.get(&port).map_or(&[][..], Vec::as_slice);
+            out.push(match bound {
                 Ok(_) => ok(&format!("port {port}"), format!("free ({what})")),
-                Err(e) => match port_holder(&port_listeners(r, *port), &i.components) {
+                Err(e) => match port_holder(found, &i.components) {
                     PortHolder::Ours(name, pid) => ok(
                         &format!("port {port}"),
                         format!("held by this node's {name} (pid {pid}; {what})"),

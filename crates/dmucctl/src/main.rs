@@ -397,7 +397,6 @@ fn watch_status(
 /// How many recent events `events -f` shows before it follows (journalctl's 10).
 const FOLLOW_BACKLOG: usize = 10;
 
-/// Whether the event stream ends (the daemon closed it) within a short deadline.
 /// `dmucctl top`: a status and a /proc snapshot every `delay` seconds, CPU % over the
 /// interval. The sleep is the refresh rate the operator asked for, not a wait for an event.
 fn top(c: &mut Client, delay: f64, iterations: Option<u64>) -> Result<u8, CallError> {
