@@ -720,3 +720,62 @@ async fn the_overview_shows_cpu_and_memory_only_while_someone_watches_it() {
     let frames: Vec<Call> = r.fake.drain().into_iter().filter(is_overview).collect();
     assert!(frames.is_empty(), "{frames:#?}");
 }
+
+/// What the runtime logs, for the tests of what it says.
+#[derive(Clone, Default)]
+struct Logged(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Logged {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Logged {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logged {
+    type Writer = Logged;
+    fn make_writer(&'a self) -> Logged {
+        self.clone()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_first_window_is_no_fault_and_a_lost_one_is_said() {
+    let logged = Logged::default();
+    let _log = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(logged.clone())
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .finish(),
+    );
+    let mut r = Rig::start(ONE);
+    assert_eq!(r.launched("a").await, 1);
+    // A shim just launched asks for its first window: nothing went away.
+    r.new_shim("a", 1, 100);
+    r.view_opened("a").await;
+    r.shim_shown("a", 1).await;
+    assert!(!logged.text().contains("went away"), "{}", logged.text());
+    // Its window closed: that is said, and it gets another.
+    r.shim_says("a", 1, ShimWhat::ViewLost);
+    r.fake
+        .expect(
+            "a window for a again",
+            |c| matches!(c, Call::OpenView { name, .. } if name == "a"),
+        )
+        .await;
+    assert!(
+        logged.text().contains("its window went away"),
+        "{}",
+        logged.text()
+    );
+}

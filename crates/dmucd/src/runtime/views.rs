@@ -57,7 +57,13 @@ impl<B: Backend> Runtime<B> {
         if slot.view != View::Shown || run != self.sup.unit(comp).run || slot.shim.is_none() {
             return;
         }
-        tracing::info!(component = %self.name(comp), "its window went away; opening a new one (it keeps running)");
+        if slot.fresh {
+            // A shim just launched has never had a terminal: this is its first window, not
+            // a fault to report.
+            tracing::debug!(component = %self.name(comp), "opening its window");
+        } else {
+            tracing::info!(component = %self.name(comp), "its window went away; opening a new one (it keeps running)");
+        }
         self.open_view(comp);
     }
 
