@@ -63,6 +63,40 @@ pub fn tail(path: &Path, n: usize) -> (Vec<String>, u64) {
     (lines, len)
 }
 
+/// The last `n` complete lines of the run that began when `path` was `offset` bytes long
+/// with inode `ino` (`Slot::log_from`): only what that run wrote, never the end of an earlier
+/// one (a run that failed at once would show its predecessor's last words; after a reset,
+/// the previous cluster's). Rotated since (another inode, or shorter), the run began in
+/// `path.1` and the current file is all its own. Not known (`ino` none: no log at its
+/// launch, or an adopted run), the current file.
+pub fn tail_since(path: &Path, n: usize, offset: u64, ino: Option<u64>) -> Vec<String> {
+    let same = ino.is_some()
+        && std::fs::metadata(path).is_ok_and(|m| Some(m.ino()) == ino && m.len() >= offset);
+    if !same {
+        return tail_one(path, n).0;
+    }
+    let Ok(mut f) = File::open(path) else {
+        return Vec::new();
+    };
+    // The run's own bytes, when they are few; else its last lines are all its own anyway.
+    const WHOLE: u64 = 256 * 1024;
+    let len = f.metadata().map_or(offset, |m| m.len());
+    if len - offset > WHOLE {
+        return tail_one(path, n).0;
+    }
+    let mut buf = Vec::new();
+    if f.seek(SeekFrom::Start(offset)).is_err() || f.read_to_end(&mut buf).is_err() {
+        return Vec::new();
+    }
+    let end = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let text = String::from_utf8_lossy(&buf[..end]);
+    let all: Vec<&str> = text.split_terminator('\n').collect();
+    all[all.len().saturating_sub(n)..]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
 fn tail_one(path: &Path, n: usize) -> (Vec<String>, u64) {
     let Ok(mut f) = File::open(path) else {
         return (Vec::new(), 0);
@@ -337,6 +371,26 @@ mod tests {
         assert_eq!(tail(&p, 1).0, ["5"]);
         assert!(tail(&p, 0).0.is_empty());
         assert!(tail(&dir.path().join("none.log"), 3).0.is_empty());
+    }
+
+    #[test]
+    fn an_exit_excerpt_is_the_run_s_own_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.log");
+        std::fs::write(&p, "old run 1\nold run 2\n").unwrap();
+        let m = std::fs::metadata(&p).unwrap();
+        let (offset, ino) = (m.len(), Some(m.ino()));
+        // A run that wrote nothing shows nothing of the one before it.
+        assert!(tail_since(&p, 5, offset, ino).is_empty());
+        let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        write!(f, "new 1\nnew 2\nnew 3\n").unwrap();
+        assert_eq!(tail_since(&p, 5, offset, ino), ["new 1", "new 2", "new 3"]);
+        assert_eq!(tail_since(&p, 2, offset, ino), ["new 2", "new 3"]);
+        // Rotated during the run: the current file is all the run's; not known: the same.
+        std::fs::rename(&p, dir.path().join("a.log.1")).unwrap();
+        std::fs::write(&p, "after rotation\n").unwrap();
+        assert_eq!(tail_since(&p, 5, offset, ino), ["after rotation"]);
+        assert_eq!(tail_since(&p, 5, 0, None), ["after rotation"]);
     }
 
     /// Many followers of files in one directory, some of the same file: each gets every

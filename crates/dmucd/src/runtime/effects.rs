@@ -202,6 +202,7 @@ impl<B: Backend> Runtime<B> {
                     ExitStatus::Lost(_) => (None, None),
                 };
                 let log = self.log_path(comp);
+                let (offset, ino) = self.slots[comp].log_from;
                 (
                     comp,
                     EventWhat::Exit {
@@ -209,7 +210,7 @@ impl<B: Backend> Runtime<B> {
                         code,
                         signal,
                         status: status.to_string(),
-                        tail: crate::logs::tail(&log, EXIT_TAIL_LINES).0,
+                        tail: crate::logs::tail_since(&log, EXIT_TAIL_LINES, offset, ino),
                     },
                 )
             }
