@@ -571,6 +571,10 @@ pub struct DaemonInfo {
     pub log_dir: String,
     /// Shutting down.
     pub stopping: bool,
+    /// The `--var` values it was started with: what the cluster it runs was made with, and
+    /// what `dmucctl reset` must use too.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub vars: std::collections::BTreeMap<String, String>,
 }
 
 /// One component's status.

@@ -197,6 +197,7 @@ fn a_result_line_is_the_frame_result_would_build() {
             session: "dmuc".into(),
             log_dir: "/var/log/dmuc".into(),
             stopping: false,
+            vars: [("node-ip".to_string(), "198.18.0.9".to_string())].into(),
         },
         components: vec![ComponentStatus {
             name: "etcd".into(),

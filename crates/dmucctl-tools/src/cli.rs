@@ -469,6 +469,49 @@ fn member_readings(vars: &std::collections::BTreeMap<String, String>) -> host::M
     }
 }
 
+impl ProfileArgs {
+    /// The profile of the dmucd that runs this node, `d`: its config file and its `--var`s,
+    /// with this command's. A different config, or a `--var` that says otherwise than the
+    /// daemon's, is refused: reset must remove what the running node is made of, not what
+    /// a default or a guess would name (a worker's `cgroup-root` missing, and reset would
+    /// offer to kill the pods of the control plane sharing the machine).
+    fn as_run_by(&self, d: &dmuc_proto::DaemonInfo) -> Result<ProfileArgs, String> {
+        let theirs = PathBuf::from(&d.config);
+        if let Some(mine) = &self.config {
+            let same = match (mine.canonicalize(), theirs.canonicalize()) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => *mine == theirs,
+            };
+            if !same {
+                return Err(format!(
+                    "dmucd (pid {}) runs {}, not {}: reset the node it runs with --config {} (or stop it first)",
+                    d.pid,
+                    theirs.display(),
+                    mine.display(),
+                    theirs.display()
+                ));
+            }
+        }
+        let mut vars: Vec<(String, String)> = d.vars.clone().into_iter().collect();
+        for (k, v) in &self.vars {
+            match d.vars.get(k) {
+                Some(run) if run != v => {
+                    return Err(format!(
+                        "dmucd (pid {}) runs with --var {k}={run}, and this reset says {k}={v}: leave it out (reset uses the daemon's) or stop dmucd first",
+                        d.pid
+                    ));
+                }
+                Some(_) => {}
+                None => vars.push((k.clone(), v.clone())),
+            }
+        }
+        Ok(ProfileArgs {
+            config: Some(theirs),
+            vars,
+        })
+    }
+}
+
 /// What `reset` keeps of the state directory.
 struct Keep {
     pki: bool,
@@ -476,6 +519,27 @@ struct Keep {
 }
 
 fn reset_cmd(profile: &ProfileArgs, keep: Keep, yes: bool, root: PathBuf, socket: &Path) -> u8 {
+    // The dmucd running this node, if one answers: the node is what it was started with.
+    let mut daemon = Client::connect(socket).ok().and_then(|mut c| {
+        let s: dmuc_proto::StatusResult = c
+            .call_as(Verb::Status {
+                names: vec![],
+                text: None,
+            })
+            .ok()?;
+        Some((c, s.daemon))
+    });
+    let run_by = match &daemon {
+        Some((_, d)) => match profile.as_run_by(d) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("dmucctl: reset: {e}; nothing done");
+                return FAILED;
+            }
+        },
+        None => None,
+    };
+    let profile = run_by.as_ref().unwrap_or(profile);
     let (vars, role) = match profile.load() {
         Ok(v) => v,
         Err(e) => {
@@ -484,19 +548,132 @@ fn reset_cmd(profile: &ProfileArgs, keep: Keep, yes: bool, root: PathBuf, socket
         }
     };
     let state = PathBuf::from(vars.get("state").map_or("/var/lib/dmuc", String::as_str));
+    let var = |k: &str, d: &str| PathBuf::from(vars.get(k).map_or(d, String::as_str));
+    // The image archives are the operator's (copied by hand for an air-gapped node): kept
+    // unless asked, when they are an entry of the state directory (elsewhere reset never
+    // touches them).
+    let images = var("images", &format!("{}/images", state.display()));
+    let images_entry = (keep.images && images.parent() == Some(state.as_path()))
+        .then(|| images.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .flatten();
+    let mut kept: Vec<&str> = Vec::new();
+    if keep.pki {
+        kept.push("pki");
+    }
+    if let Some(n) = &images_entry {
+        kept.push(n);
+    }
+    let keep: &[&str] = &kept;
+    let (containerd, bin) = (
+        var("containerd-socket", "/run/containerd/containerd.sock"),
+        var("bin", "/usr/local/bin"),
+    );
+    let cgroup_root = var("cgroup-root", "/");
+    // What config/worker.toml lets a node move out of the usual places.
+    let dirs: Vec<PathBuf> = [
+        "kubelet-root",
+        "containerd-root",
+        "containerd-state",
+        "pod-logs",
+        "cni-data",
+    ]
+    .iter()
+    .filter_map(|k| vars.get(*k).map(PathBuf::from))
+    .collect();
+    let input = host::ResetInput {
+        root: &root,
+        state: &state,
+        keep,
+        containerd_socket: &containerd,
+        bin: &bin,
+        cgroup_root: &cgroup_root,
+        dirs: &dirs,
+        pods: matches!(role, Role::Node | Role::Worker),
+    };
+    // Everything reset will do, said before anything is done, and asked once.
+    let shown = host::reset_plan(&input);
     // Under systemd the unit would start dmucd again (Restart=, or a dependency) while we
     // remove what it runs: stop the unit, which stops dmucd and the cluster in order.
-    if root == Path::new("/")
-        && let Some(state) = host::unit_state(host::UNIT)
-    {
-        let q = format!(
-            "the systemd unit {} is {state}: stop it (dmucd and every component)?",
+    let unit = if root == Path::new("/") {
+        host::unit_state(host::UNIT)
+    } else {
+        None
+    };
+    if unit.is_none() && daemon.is_none() && shown.is_empty() {
+        println!("nothing to remove");
+        return OK;
+    }
+    match (&unit, &daemon) {
+        (Some(state), _) => println!(
+            "reset will stop the systemd unit {} ({state}: dmucd and every component, in order; it stays enabled)",
             host::UNIT
+        ),
+        (None, Some((_, d))) => println!(
+            "reset will stop dmucd (pid {}, {}) and every component, in order",
+            d.pid, d.config
+        ),
+        (None, None) => {}
+    }
+    if let Some(p) = &profile.config {
+        let given: Vec<String> = profile
+            .vars
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        println!(
+            "the node of {}{}{}",
+            p.display(),
+            if given.is_empty() { "" } else { " with --var " },
+            given.join(" --var ")
         );
-        if !yes && !host::confirm(&q) {
-            eprintln!("dmucctl: reset: nothing done");
-            return FAILED;
-        }
+    }
+    if images_entry.is_some()
+        && root
+            .join(images.strip_prefix("/").unwrap_or(&images))
+            .exists()
+    {
+        println!(
+            "reset keeps {} (the image archives; --remove-images removes them)",
+            images.display()
+        );
+    }
+    if !shown.is_empty() {
+        println!("reset will remove:");
+    }
+    for p in &shown.paths {
+        println!("  {}", p.display());
+    }
+    if !shown.shims.is_empty() {
+        println!(
+            "  {} containerd shims of {} (and their containers)",
+            shown.shims.len(),
+            containerd.display()
+        );
+    }
+    if !shown.cgroups.is_empty() {
+        println!(
+            "  {} pod cgroups under the cgroup root {}{} (their processes are killed)",
+            shown.cgroups.len(),
+            cgroup_root.display(),
+            if cgroup_root == Path::new("/") {
+                ": every kubepods cgroup of this host"
+            } else {
+                ""
+            }
+        );
+    }
+    if shown.network {
+        println!(
+            "  the routes to other nodes' pod subnets, the cni0 bridge and the KUBE-*/CNI-* iptables and ip6tables chains"
+        );
+    }
+    if !yes && !host::confirm("Do all this?") {
+        eprintln!("dmucctl: reset: nothing done");
+        return FAILED;
+    }
+    if unit.is_some() {
+        // Not the daemon's connection: systemd stops it.
+        daemon = None;
         let o = std::process::Command::new("systemctl")
             .args(["stop", host::UNIT])
             .output();
@@ -522,100 +699,15 @@ fn reset_cmd(profile: &ProfileArgs, keep: Keep, yes: bool, root: PathBuf, socket
         }
     }
     // A running daemon would restart what we remove: stop it (and the cluster) first.
-    if let Ok(mut c) = Client::connect(socket) {
-        let pid = c.hello().map_or(0, |h| h.pid);
-        let q = format!("dmucd (pid {pid}) is running: stop it and every component?");
-        if !yes && !host::confirm(&q) {
-            eprintln!("dmucctl: reset: nothing done");
-            return FAILED;
-        }
+    if let Some((mut c, _)) = daemon {
         if let Err(e) = c.call(Verb::Shutdown {}) {
             return report(&e);
         }
         c.wait_closed();
         println!("stopped dmucd and every component");
     }
-    let var = |k: &str, d: &str| PathBuf::from(vars.get(k).map_or(d, String::as_str));
-    // The image archives are the operator's (copied by hand for an air-gapped node): kept
-    // unless asked, when they are an entry of the state directory (elsewhere reset never
-    // touches them).
-    let images = var("images", &format!("{}/images", state.display()));
-    let images_entry = (keep.images && images.parent() == Some(state.as_path()))
-        .then(|| images.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .flatten();
-    let mut kept: Vec<&str> = Vec::new();
-    if keep.pki {
-        kept.push("pki");
-    }
-    if let Some(n) = &images_entry {
-        kept.push(n);
-    }
-    let keep: &[&str] = &kept;
-    let (socket, bin) = (
-        var("containerd-socket", "/run/containerd/containerd.sock"),
-        var("bin", "/usr/local/bin"),
-    );
-    // What config/worker.toml lets a node move out of the usual places.
-    let dirs: Vec<PathBuf> = [
-        "kubelet-root",
-        "containerd-root",
-        "containerd-state",
-        "pod-logs",
-        "cni-data",
-    ]
-    .iter()
-    .filter_map(|k| vars.get(*k).map(PathBuf::from))
-    .collect();
-    let plan = host::reset_plan(&host::ResetInput {
-        root: &root,
-        state: &state,
-        keep,
-        containerd_socket: &socket,
-        bin: &bin,
-        cgroup_root: &var("cgroup-root", "/"),
-        dirs: &dirs,
-        pods: matches!(role, Role::Node | Role::Worker),
-    });
-    if plan.is_empty() {
-        println!("nothing to remove");
-        return OK;
-    }
-    if images_entry.is_some()
-        && root
-            .join(images.strip_prefix("/").unwrap_or(&images))
-            .exists()
-    {
-        println!(
-            "reset keeps {} (the image archives; --remove-images removes them)",
-            images.display()
-        );
-    }
-    println!("reset will remove:");
-    for p in &plan.paths {
-        println!("  {}", p.display());
-    }
-    if !plan.shims.is_empty() {
-        println!(
-            "  {} containerd shims of {} (and their containers)",
-            plan.shims.len(),
-            socket.display()
-        );
-    }
-    if !plan.cgroups.is_empty() {
-        println!(
-            "  {} pod cgroups (their processes are killed)",
-            plan.cgroups.len()
-        );
-    }
-    if plan.network {
-        println!(
-            "  the routes to other nodes' pod subnets, the cni0 bridge and the KUBE-*/CNI-* iptables and ip6tables chains"
-        );
-    }
-    if !yes && !host::confirm("Remove all this?") {
-        eprintln!("dmucctl: reset: nothing removed");
-        return FAILED;
-    }
+    // What is there now, but only what was shown.
+    let plan = host::reset_plan(&input).within(&shown);
     let mut failed = 0;
     for step in host::reset(&plan) {
         match step {
@@ -745,5 +837,83 @@ fn pki_cmd(cmd: PkiCmd) -> u8 {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn daemon(config: &str, vars: &[(&str, &str)]) -> dmuc_proto::DaemonInfo {
+        dmuc_proto::DaemonInfo {
+            pid: 42,
+            version: "0".into(),
+            uptime_ms: 0,
+            config: config.into(),
+            tmux_socket: String::new(),
+            session: "dmuc".into(),
+            log_dir: String::new(),
+            stopping: false,
+            vars: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn args(config: Option<&str>, vars: &[(&str, &str)]) -> ProfileArgs {
+        ProfileArgs {
+            config: config.map(PathBuf::from),
+            vars: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    /// issue 29, row 3: a worker's reset without the run's --vars fell back to the host's
+    /// cgroup root, where the control plane's pods are.
+    #[test]
+    fn reset_takes_the_running_daemon_s_profile_and_refuses_what_contradicts_it() {
+        let d = daemon(
+            "/etc/dmuc/worker.toml",
+            &[("cgroup-root", "/dmuc-w1"), ("state", "/srv/w1")],
+        );
+        // Nothing said: the daemon's config and vars.
+        let p = args(None, &[]).as_run_by(&d).unwrap();
+        assert_eq!(p.config, Some(PathBuf::from("/etc/dmuc/worker.toml")));
+        let mut vars = p.vars.clone();
+        vars.sort();
+        assert_eq!(
+            vars,
+            vec![
+                ("cgroup-root".to_string(), "/dmuc-w1".to_string()),
+                ("state".to_string(), "/srv/w1".to_string())
+            ]
+        );
+        // The same config and a var it agrees with, or one the daemon did not set: kept.
+        let p = args(
+            Some("/etc/dmuc/worker.toml"),
+            &[("state", "/srv/w1"), ("bin", "/opt/k8s")],
+        )
+        .as_run_by(&d)
+        .unwrap();
+        assert_eq!(p.vars.len(), 3, "{:?}", p.vars);
+        // A var that says otherwise: refused, naming both values.
+        let e = args(None, &[("cgroup-root", "/")])
+            .as_run_by(&d)
+            .unwrap_err();
+        assert!(
+            e.contains("--var cgroup-root=/dmuc-w1") && e.contains("cgroup-root=/:"),
+            "{e}"
+        );
+        // Another profile than the one running: refused, naming it.
+        let e = args(Some("/etc/dmuc/cluster.toml"), &[])
+            .as_run_by(&d)
+            .unwrap_err();
+        assert!(
+            e.contains("runs /etc/dmuc/worker.toml, not /etc/dmuc/cluster.toml"),
+            "{e}"
+        );
     }
 }

@@ -758,6 +758,20 @@ pub struct ResetPlan {
 }
 
 impl ResetPlan {
+    /// This plan without what `shown` does not have: what reset does after its question is
+    /// what it asked (a pod or a path that appeared meanwhile is left alone).
+    pub fn within(mut self, shown: &ResetPlan) -> ResetPlan {
+        self.paths.retain(|p| shown.paths.contains(p));
+        self.mounts.retain(|p| shown.mounts.contains(p));
+        self.cgroups.retain(|p| shown.cgroups.contains(p));
+        self.shims.retain(|p| shown.shims.contains(p));
+        self.network &= shown.network;
+        if shown.kube_proxy.is_none() {
+            self.kube_proxy = None;
+        }
+        self
+    }
+
     /// Nothing to do.
     pub fn is_empty(&self) -> bool {
         self.paths.is_empty()

@@ -280,6 +280,7 @@ impl<B: Backend> Runtime<B> {
             session: self.cfg.daemon.session.clone(),
             log_dir: self.paths.log_dir.display().to_string(),
             stopping: self.stopping,
+            vars: self.overrides.vars.clone(),
         }
     }
 
