@@ -159,9 +159,32 @@ fn every_verb_round_trips_through_dmucctl() {
     // usage error: exit 2.
     assert_eq!(d.ctl(&["restart"]).status.code(), Some(2));
 
-    // shutdown waits until the daemon is gone.
+    // shutdown waits until the daemon is gone, and says how the ordered stop goes: a
+    // line as each running component stops, dependents first.
+    let st: Value = serde_json::from_str(&d.ctl_ok(&["status", "--json"])).unwrap();
+    let running: Vec<&str> = ["web", "api", "db"]
+        .into_iter()
+        .filter(|n| {
+            st["components"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["name"] == *n && c["pid"].is_u64())
+        })
+        .collect();
+    assert!(running.contains(&"db"), "{st}");
     let out = d.ctl_ok(&["shutdown"]);
     assert!(out.contains("dmucd stopped"), "{out}");
+    let stopped: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("-> stopped"))
+        .filter_map(|l| {
+            ["web", "api", "db"]
+                .into_iter()
+                .find(|n| l.contains(&format!(" {n}: ")))
+        })
+        .collect();
+    assert_eq!(stopped, running, "{out}");
     assert_eq!(d.wait_exit(T), Some(0));
     assert!(!d.socket().exists(), "socket left behind");
     let o = d.ctl(&["status"]);

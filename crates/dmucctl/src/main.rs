@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 use dmuc_proto::{
-    Action, ActionResult, ErrorCode, EventRecord, GraphResult, StatusResult, StreamItem, Verb,
+    Action, ActionResult, ErrorCode, EventRecord, EventWhat, GraphResult, State, StatusResult,
+    StreamItem, Verb,
 };
 use serde_json::Value;
 
@@ -280,15 +281,48 @@ fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
             let _ = write!(out, "{}", render::reload_plan(&r, dry_run));
         }
         Cmd::Shutdown { no_wait } => {
+            // The ordered stop's progress: the events from the last one before the request
+            // on, on a connection of their own, until dmucd closes it as it exits.
+            let progress = if no_wait {
+                None
+            } else {
+                let mut f = Client::connect(socket)?;
+                f.hello()?;
+                let v = f.call(Verb::Events {
+                    since: None,
+                    follow: false,
+                })?;
+                let recent: Vec<EventRecord> =
+                    parse(v.get("events").cloned().unwrap_or(Value::Array(vec![])))?;
+                Some((f, recent.last().map_or(0, |e| e.seq)))
+            };
             c.call(Verb::Shutdown {})?;
             let pid = c.hello()?.pid;
-            if no_wait {
-                let _ = writeln!(out, "dmucd (pid {pid}) is shutting down");
-            } else {
-                let _ = writeln!(out, "dmucd (pid {pid}) is stopping every component...");
-                let _ = out.flush();
-                c.wait_closed();
-                let _ = writeln!(out, "dmucd stopped");
+            match progress {
+                None => {
+                    let _ = writeln!(out, "dmucd (pid {pid}) is shutting down");
+                }
+                Some((mut f, since)) => {
+                    let _ = writeln!(out, "dmucd (pid {pid}) is stopping every component...");
+                    let _ = out.flush();
+                    // Ends with the daemon: a closed connection is the normal end here.
+                    let _ = f.stream(
+                        Verb::Events {
+                            since: Some(since),
+                            follow: true,
+                        },
+                        |item| match item {
+                            StreamItem::Event(e) if stop_progress(&e) => {
+                                let ok = writeln!(out, "{}", render::event_line(&e, style)).is_ok();
+                                let _ = out.flush();
+                                ok
+                            }
+                            _ => true,
+                        },
+                    );
+                    c.wait_closed();
+                    let _ = writeln!(out, "dmucd stopped");
+                }
             }
         }
         Cmd::Attach { name } => {
@@ -521,6 +555,16 @@ fn event_log(c: &mut Client, since: Option<u64>) -> Result<Vec<EventRecord>, Cal
         },
     )?;
     Ok(events)
+}
+
+/// The events `shutdown` prints as the ordered stop goes: each component asked to stop,
+/// stopped (or killed at its stop timeout), and what dmucd says of the whole.
+fn stop_progress(e: &EventRecord) -> bool {
+    match &e.what {
+        EventWhat::State { to, .. } => matches!(to, State::Stopping | State::Stopped),
+        EventWhat::Exit { .. } | EventWhat::Daemon { .. } => true,
+        _ => false,
+    }
 }
 
 fn follow_ends(follow: &mut Client) -> Result<bool, CallError> {
