@@ -68,6 +68,8 @@ pub(crate) fn image() -> PathBuf {
 pub(crate) struct Guest {
     dir: tempfile::TempDir,
     pid: u32,
+    /// qemu's command line, for [`Guest::power_on`] after a poweroff.
+    args: Vec<String>,
     /// The directory the guest sees as /mnt/host.
     pub(crate) share: PathBuf,
 }
@@ -75,10 +77,29 @@ pub(crate) struct Guest {
 /// How long a (re)boot may take to reach the agent: 14 s quiet, 25–35 s loaded here.
 const BOOT: Duration = Duration::from_secs(180);
 
+/// A link between two guests: a datagram socket pair in a directory the test made
+/// (qemu's `dgram` netdev: an Ethernet segment of two, no bridge, no host interface).
+/// Guest `n` is 198.18.0.1n/24 on it, with hostname `name`, MAC 52:54:00:12:00:0n.
+pub(crate) struct Net<'a> {
+    pub(crate) link: &'a Path,
+    pub(crate) n: u8,
+    pub(crate) peer: u8,
+    pub(crate) name: &'a str,
+}
+
+impl Net<'_> {
+    pub(crate) fn ip(&self) -> String {
+        format!("198.18.0.{}", 10 + u32::from(self.n))
+    }
+}
+
 impl Guest {
-    /// Boots a guest of the image with `mem_mb` of memory; `share` is its /mnt/host,
-    /// ../shared/k8s its /mnt/k8s (read-only, mounted by [`Guest::mount_k8s`]).
-    pub(crate) fn boot(mem_mb: u32) -> Guest {
+    /// Boots a guest of the image with `mem_mb` of memory and `smp` CPUs on the link `net`;
+    /// `share` is its /mnt/host, ../shared/k8s its /mnt/k8s (read-only, mounted by
+    /// [`Guest::mount_shares`]). The guest has the link's address, a default route to
+    /// 198.18.0.1 (nobody: a real host has one, and the API server and the kubelet take the
+    /// node's address from it) and its name, before anything else runs in it.
+    pub(crate) fn boot(mem_mb: u32, smp: u8, net: &Net) -> Guest {
         let image = image();
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -102,72 +123,131 @@ impl Guest {
             .unwrap();
         let k8s = crate::realcluster::shared_k8s();
         let path = |p: &Path| p.display().to_string();
+        let mut args: Vec<String> = Vec::new();
+        let mut arg = |a: &[&str]| args.extend(a.iter().map(|s| s.to_string()));
+        arg(&["-machine", "q35,accel=tcg", "-cpu", "max"]);
+        arg(&["-smp", &smp.to_string(), "-m", &mem_mb.to_string()]);
+        arg(&["-nodefaults", "-display", "none"]);
+        arg(&["-kernel", &path(&image.join("vmlinuz"))]);
+        arg(&["-initrd", &path(&image.join("initrd.img"))]);
+        arg(&[
+            "-drive",
+            &format!(
+                "file={},if=virtio,format=qcow2,cache=unsafe",
+                path(&overlay)
+            ),
+        ]);
+        arg(&["-serial", &format!("file:{}", path(&d.join("console.log")))]);
+        arg(&[
+            "-qmp",
+            &format!("unix:{},server=on,wait=off", path(&d.join("qmp.sock"))),
+        ]);
+        arg(&["-device", "virtio-serial-pci"]);
+        arg(&[
+            "-chardev",
+            &format!(
+                "socket,id=qga0,path={},server=on,wait=off",
+                path(&d.join("qga.sock"))
+            ),
+        ]);
+        arg(&[
+            "-device",
+            "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
+        ]);
+        arg(&["-object", "rng-random,id=rng0,filename=/dev/urandom"]);
+        arg(&["-device", "virtio-rng-pci,rng=rng0"]);
+        let sock = |n: u8| path(&net.link.join(format!("{n}.sock")));
+        arg(&[
+            "-netdev",
+            &format!(
+                "dgram,id=n0,local.type=unix,local.path={},remote.type=unix,remote.path={}",
+                sock(net.n),
+                sock(net.peer)
+            ),
+        ]);
+        arg(&[
+            "-device",
+            &format!("virtio-net-pci,netdev=n0,mac=52:54:00:12:00:{:02x}", net.n),
+        ]);
+        arg(&[
+            "-virtfs",
+            &format!(
+                "local,path={},mount_tag=hostshare,security_model=none,id=fs0",
+                path(&share)
+            ),
+        ]);
+        arg(&[
+            "-virtfs",
+            &format!(
+                "local,path={},mount_tag=k8s,security_model=none,readonly=on,id=fs1",
+                path(&k8s)
+            ),
+        ]);
+        arg(&["-pidfile", &path(&d.join("qemu.pid")), "-daemonize"]);
+        arg(&[
+            "-append",
+            &format!(
+                "root=/dev/vda rw console=ttyS0 quiet systemd.firstboot=off systemd.machine_id={machine_id}"
+            ),
+        ]);
+        let mut g = Guest {
+            dir,
+            pid: 0,
+            args,
+            share,
+        };
+        g.power_on();
+        // The link's address and the host's name, kept across reboots; the image's DHCP
+        // catch-all (99-) comes after this file.
+        g.ok(
+            &format!(
+                "printf '[Match]\\nName=en*\\n[Network]\\nAddress={ip}/24\\nGateway=198.18.0.1\\n' \
+                   >/etc/systemd/network/10-link.network && \
+                 hostnamectl set-hostname {name} && \
+                 sed -i 's/dmuc-vm/{name}/' /etc/hosts && \
+                 networkctl reload && networkctl reconfigure $(ls /sys/class/net | grep ^en) && \
+                 until ip -4 route show default | grep -q 198.18.0.1 && \
+                   ip -4 -o addr show | grep -q ' {ip}/24'; do sleep 0.2; done",
+                ip = net.ip(),
+                name = net.name
+            ),
+            Duration::from_secs(60),
+        );
+        g
+    }
+
+    /// Starts qemu on the guest's disk (first boot, or after [`Guest::poweroff`]), then
+    /// until its agent answers.
+    pub(crate) fn power_on(&mut self) {
         let st = Command::new("qemu-system-x86_64")
-            .args(["-machine", "q35,accel=tcg", "-cpu", "max", "-smp", "2"])
-            .args(["-m", &mem_mb.to_string()])
-            .args(["-nodefaults", "-display", "none"])
-            .args(["-kernel", &path(&image.join("vmlinuz"))])
-            .args(["-initrd", &path(&image.join("initrd.img"))])
-            .args([
-                "-drive",
-                &format!(
-                    "file={},if=virtio,format=qcow2,cache=unsafe",
-                    path(&overlay)
-                ),
-            ])
-            .args(["-serial", &format!("file:{}", path(&d.join("console.log")))])
-            .args([
-                "-qmp",
-                &format!("unix:{},server=on,wait=off", path(&d.join("qmp.sock"))),
-            ])
-            .args(["-device", "virtio-serial-pci"])
-            .args([
-                "-chardev",
-                &format!(
-                    "socket,id=qga0,path={},server=on,wait=off",
-                    path(&d.join("qga.sock"))
-                ),
-            ])
-            .args([
-                "-device",
-                "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
-            ])
-            .args(["-object", "rng-random,id=rng0,filename=/dev/urandom"])
-            .args(["-device", "virtio-rng-pci,rng=rng0"])
-            .args(["-netdev", "user,id=n0,net=198.18.0.0/24,restrict=on"])
-            .args(["-device", "virtio-net-pci,netdev=n0"])
-            .args([
-                "-virtfs",
-                &format!(
-                    "local,path={},mount_tag=hostshare,security_model=none,id=fs0",
-                    path(&share)
-                ),
-            ])
-            .args([
-                "-virtfs",
-                &format!(
-                    "local,path={},mount_tag=k8s,security_model=none,readonly=on,id=fs1",
-                    path(&k8s)
-                ),
-            ])
-            .args(["-pidfile", &path(&d.join("qemu.pid")), "-daemonize"])
-            .args([
-                "-append",
-                &format!(
-                    "root=/dev/vda rw console=ttyS0 quiet systemd.firstboot=off systemd.machine_id={machine_id}"
-                ),
-            ])
+            .args(&self.args)
             .status()
             .unwrap();
         assert!(st.success(), "qemu-system-x86_64 did not start");
-        let pid: u32 = std::fs::read_to_string(d.join("qemu.pid"))
+        self.pid = std::fs::read_to_string(self.sock("qemu.pid"))
             .unwrap()
             .trim()
             .parse()
             .unwrap();
-        let g = Guest { dir, pid, share };
-        g.wait_agent(BOOT);
-        g
+        self.wait_agent(BOOT);
+    }
+
+    /// `systemctl poweroff`, then until qemu has exited (the guest powered down): `wait`.
+    pub(crate) fn poweroff(&self, wait: Duration) {
+        let _ = self.agent(
+            &json!({"execute": "guest-exec", "arguments": {
+                "path": "/bin/systemctl", "arg": ["poweroff"]}}),
+            Duration::from_secs(10),
+        );
+        let deadline = Instant::now() + wait;
+        while alive(self.pid) {
+            assert!(
+                Instant::now() < deadline,
+                "the guest did not power off within {wait:?}; console:\n{}",
+                self.console()
+            );
+            std::thread::sleep(Duration::from_millis(200)); // qemu exiting, under the deadline
+        }
     }
 
     fn sock(&self, name: &str) -> PathBuf {
