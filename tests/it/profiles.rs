@@ -520,7 +520,7 @@ fn reset_of_a_running_node_uses_what_its_dmucd_was_started_with() {
         "{said}"
     );
     let other = d.dir.path().join("other.toml");
-    std::fs::write(&other, toml).unwrap();
+    std::fs::write(&other, format!("# another node's\n{toml}")).unwrap();
     let (ok, said) = reset(&["--config", other.to_str().unwrap()]);
     assert!(
         !ok && said.contains(&format!("not {}", other.display())),
