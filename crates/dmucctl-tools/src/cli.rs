@@ -472,10 +472,10 @@ fn member_readings(vars: &std::collections::BTreeMap<String, String>) -> host::M
 impl ProfileArgs {
     /// The profile of the dmucd that runs this node, `d`: its config file and its `--var`s,
     /// with this command's. A different config (not that file, nor a copy of it), or a
-    /// `--var` that says otherwise than the
-    /// daemon's, is refused: reset must remove what the running node is made of, not what
-    /// a default or a guess would name (a worker's `cgroup-root` missing, and reset would
-    /// offer to kill the pods of the control plane sharing the machine).
+    /// `--var` that says otherwise than the daemon's, is refused: reset must remove what the
+    /// running node is made of, not what a default or a guess would name (a worker's
+    /// `cgroup-root` missing, and reset would offer to kill the pods of the control plane
+    /// sharing the machine).
     fn as_run_by(&self, d: &dmuc_proto::DaemonInfo) -> Result<ProfileArgs, String> {
         let theirs = PathBuf::from(&d.config);
         if let Some(mine) = &self.config {
