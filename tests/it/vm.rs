@@ -68,7 +68,7 @@ pub(crate) fn image() -> PathBuf {
 pub(crate) struct Guest {
     dir: tempfile::TempDir,
     pid: u32,
-    /// qemu's command line, for [`Guest::power_on`] after a poweroff.
+    /// qemu's command line ([`Guest::power_on`]).
     args: Vec<String>,
     /// The directory the guest sees as /mnt/host.
     pub(crate) share: PathBuf,
@@ -216,8 +216,7 @@ impl Guest {
         g
     }
 
-    /// Starts qemu on the guest's disk (first boot, or after [`Guest::poweroff`]), then
-    /// until its agent answers.
+    /// Starts qemu on the guest's disk, then until its agent answers.
     pub(crate) fn power_on(&mut self) {
         let st = Command::new("qemu-system-x86_64")
             .args(&self.args)
@@ -230,24 +229,6 @@ impl Guest {
             .parse()
             .unwrap();
         self.wait_agent(BOOT);
-    }
-
-    /// `systemctl poweroff`, then until qemu has exited (the guest powered down): `wait`.
-    pub(crate) fn poweroff(&self, wait: Duration) {
-        let _ = self.agent(
-            &json!({"execute": "guest-exec", "arguments": {
-                "path": "/bin/systemctl", "arg": ["poweroff"]}}),
-            Duration::from_secs(10),
-        );
-        let deadline = Instant::now() + wait;
-        while alive(self.pid) {
-            assert!(
-                Instant::now() < deadline,
-                "the guest did not power off within {wait:?}; console:\n{}",
-                self.console()
-            );
-            std::thread::sleep(Duration::from_millis(200)); // qemu exiting, under the deadline
-        }
     }
 
     fn sock(&self, name: &str) -> PathBuf {
