@@ -280,50 +280,47 @@ fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
             let r: dmuc_proto::ReloadResult = parse(c.call(Verb::Reload { dry_run })?)?;
             let _ = write!(out, "{}", render::reload_plan(&r, dry_run));
         }
-        Cmd::Shutdown { no_wait } => {
-            // The ordered stop's progress: the events from the last one before the request
-            // on, on a connection of their own, until dmucd closes it as it exits.
-            let progress = if no_wait {
-                None
-            } else {
-                let mut f = Client::connect(socket)?;
-                f.hello()?;
-                let v = f.call(Verb::Events {
-                    since: None,
-                    follow: false,
-                })?;
-                let recent: Vec<EventRecord> =
-                    parse(v.get("events").cloned().unwrap_or(Value::Array(vec![])))?;
-                Some((f, recent.last().map_or(0, |e| e.seq)))
-            };
+        Cmd::Shutdown { no_wait } if no_wait => {
             c.call(Verb::Shutdown {})?;
             let pid = c.hello()?.pid;
-            match progress {
-                None => {
-                    let _ = writeln!(out, "dmucd (pid {pid}) is shutting down");
-                }
-                Some((mut f, since)) => {
-                    let _ = writeln!(out, "dmucd (pid {pid}) is stopping every component...");
-                    let _ = out.flush();
-                    // Ends with the daemon: a closed connection is the normal end here.
-                    let _ = f.stream(
-                        Verb::Events {
-                            since: Some(since),
-                            follow: true,
-                        },
-                        |item| match item {
-                            StreamItem::Event(e) if stop_progress(&e) => {
-                                let ok = writeln!(out, "{}", render::event_line(&e, style)).is_ok();
-                                let _ = out.flush();
-                                ok
-                            }
-                            _ => true,
-                        },
-                    );
-                    c.wait_closed();
-                    let _ = writeln!(out, "dmucd stopped");
+            let _ = writeln!(out, "dmucd (pid {pid}) is shutting down");
+        }
+        Cmd::Shutdown { .. } => {
+            // The ordered stop's progress: the events from the last one before the request
+            // on, subscribed to on this connection before the shutdown is asked on it (a
+            // connection's requests are taken in order: nothing is missed), until dmucd
+            // closes it as it exits.
+            let pid = c.hello()?.pid;
+            let v = c.call(Verb::Events {
+                since: None,
+                follow: false,
+            })?;
+            let recent: Vec<EventRecord> =
+                parse(v.get("events").cloned().unwrap_or(Value::Array(vec![])))?;
+            let follow = c.send(Verb::Events {
+                since: Some(recent.last().map_or(0, |e| e.seq)),
+                follow: true,
+            })?;
+            let shutdown = c.send(Verb::Shutdown {})?;
+            let _ = writeln!(out, "dmucd (pid {pid}) is stopping every component...");
+            let _ = out.flush();
+            // Ends with the daemon: a closed connection is the normal end here.
+            while let Ok(Some(r)) = c.frame() {
+                match r.body {
+                    dmuc_proto::Body::Stream(StreamItem::Event(e))
+                        if r.id == Some(follow) && stop_progress(&e) =>
+                    {
+                        let _ = writeln!(out, "{}", render::event_line(&e, style));
+                        let _ = out.flush();
+                    }
+                    dmuc_proto::Body::Error(e) if r.id == Some(shutdown) => {
+                        return Err(CallError::Remote(e));
+                    }
+                    _ => {}
                 }
             }
+            c.wait_closed();
+            let _ = writeln!(out, "dmucd stopped");
         }
         Cmd::Attach { name } => {
             let s: StatusResult = parse(c.call(Verb::Status {
