@@ -522,15 +522,27 @@ struct Keep {
 
 fn reset_cmd(profile: &ProfileArgs, keep: Keep, yes: bool, root: PathBuf, socket: &Path) -> u8 {
     // The dmucd running this node, if one answers: the node is what it was started with.
-    let mut daemon = Client::connect(socket).ok().and_then(|mut c| {
-        let s: dmuc_proto::StatusResult = c
-            .call_as(Verb::Status {
-                names: vec![],
-                text: None,
-            })
-            .ok()?;
-        Some((c, s.daemon))
-    });
+    let mut daemon = match Client::connect(socket) {
+        Err(_) => None,
+        Ok(mut c) => match c.call_as::<dmuc_proto::StatusResult>(Verb::Status {
+            names: vec![],
+            text: None,
+        }) {
+            Ok(s) => Some((c, s.daemon)),
+            Err(e) => {
+                let why = match e {
+                    dmuc_client::CallError::Remote(r) => r.message,
+                    dmuc_client::CallError::Broken(b) => b,
+                    dmuc_client::CallError::Unreachable { err, .. } => err.to_string(),
+                };
+                eprintln!(
+                    "dmucctl: reset: a dmucd answers on {} but not with its status ({why}): stop it first; nothing done",
+                    socket.display()
+                );
+                return FAILED;
+            }
+        },
+    };
     let run_by = match &daemon {
         Some((_, d)) => match profile.as_run_by(d) {
             Ok(p) => Some(p),
