@@ -190,12 +190,7 @@ fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
             // nothing falls between).
             let mut since = since;
             if since.is_none() {
-                let v = c.call(Verb::Events {
-                    since: None,
-                    follow: false,
-                })?;
-                let recent: Vec<EventRecord> =
-                    parse(v.get("events").cloned().unwrap_or(Value::Array(vec![])))?;
+                let recent = recent_events(&mut c)?;
                 let shown = if follow {
                     &recent[recent.len().saturating_sub(FOLLOW_BACKLOG)..]
                 } else {
@@ -291,12 +286,7 @@ fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
             // connection's requests are taken in order: nothing is missed), until dmucd
             // closes it as it exits.
             let pid = c.hello()?.pid;
-            let v = c.call(Verb::Events {
-                since: None,
-                follow: false,
-            })?;
-            let recent: Vec<EventRecord> =
-                parse(v.get("events").cloned().unwrap_or(Value::Array(vec![])))?;
+            let recent = recent_events(&mut c)?;
             let follow = c.send(Verb::Events {
                 since: Some(recent.last().map_or(0, |e| e.seq)),
                 follow: true,
@@ -517,19 +507,20 @@ fn analysis(
     Ok(analyze::analyze(&events, &names, &g.edges, since, name))
 }
 
+/// The daemon's recent events: its answer to `events` without `since`.
+fn recent_events(c: &mut Client) -> Result<Vec<EventRecord>, CallError> {
+    let v = c.call(Verb::Events {
+        since: None,
+        follow: false,
+    })?;
+    parse(v.get("events").cloned().unwrap_or(Value::Array(vec![])))
+}
+
 /// The event log after `since` (all of it without), in order: streamed one event per frame
 /// (a reply of thousands would not fit one), up to the last event there was when asked.
 /// Uses up the connection (a stream is left by dropping it).
 fn event_log(c: &mut Client, since: Option<u64>) -> Result<Vec<EventRecord>, CallError> {
-    let recent: Vec<EventRecord> = parse(
-        c.call(Verb::Events {
-            since: None,
-            follow: false,
-        })?
-        .get("events")
-        .cloned()
-        .unwrap_or(Value::Array(vec![])),
-    )?;
+    let recent = recent_events(c)?;
     let Some(last) = recent.last().map(|e| e.seq) else {
         return Ok(Vec::new());
     };
