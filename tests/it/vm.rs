@@ -198,7 +198,8 @@ impl Guest {
         };
         g.power_on();
         // The link's address and the host's name, kept across reboots; the image's DHCP
-        // catch-all (99-) comes after this file.
+        // catch-all (99-) comes after this file. Polled for networkd's address and route,
+        // with a deadline of its own (30 s) so that nothing is left looping in the guest.
         g.ok(
             &format!(
                 "printf '[Match]\\nName=en*\\n[Network]\\nAddress={ip}/24\\nGateway=198.18.0.1\\n' \
@@ -206,8 +207,10 @@ impl Guest {
                  hostnamectl set-hostname {name} && \
                  sed -i 's/dmuc-vm/{name}/' /etc/hosts && \
                  networkctl reload && networkctl reconfigure $(ls /sys/class/net | grep ^en) && \
-                 until ip -4 route show default | grep -q 198.18.0.1 && \
-                   ip -4 -o addr show | grep -q ' {ip}/24'; do sleep 0.2; done",
+                 i=0; until ip -4 route show default | grep -q 198.18.0.1 && \
+                   ip -4 -o addr show | grep -q ' {ip}/24'; do \
+                   i=$((i+1)); [ $i -lt 150 ] || {{ echo 'no address within 30 s' >&2; exit 1; }}; \
+                   sleep 0.2; done",
                 ip = net.ip(),
                 name = net.name
             ),
