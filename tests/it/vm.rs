@@ -207,7 +207,7 @@ impl Guest {
                  hostnamectl set-hostname {name} && \
                  sed -i 's/dmuc-vm/{name}/' /etc/hosts && \
                  networkctl reload && networkctl reconfigure $(ls /sys/class/net | grep ^en) && \
-                 i=0; until ip -4 route show default | grep -q 198.18.0.1 && \
+                 i=0 && until ip -4 route show default | grep -q 198.18.0.1 && \
                    ip -4 -o addr show | grep -q ' {ip}/24'; do \
                    i=$((i+1)); [ $i -lt 150 ] || {{ echo 'no address within 30 s' >&2; exit 1; }}; \
                    sleep 0.2; done",
