@@ -196,6 +196,22 @@ command = ["sleep", "1000"]
         (side["name"].as_str(), side["waited_for"].as_str()),
         (Some("side"), None)
     );
+    // Without a name, the window ends where dmucd said the start settled (after the last one
+    // up), and what came after is counted, not analysed.
+    let settled_ev = wait_for("the settled event", T, || {
+        d.events().into_iter().find(|e| {
+            e["event"] == "daemon"
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("the graph settled: 4/4 up"))
+        })
+    });
+    let whole = json(&d, &[]);
+    assert_eq!(
+        (&whole["settled"], &whole["until_seq"]),
+        (&true.into(), &settled_ev["seq"]),
+        "{whole}"
+    );
     // The text form: the chain as systemd prints it, then every component.
     let text = d.ctl_ok(&["analyze", "c"]);
     assert!(text.starts_with("c was up @"), "{text}");
@@ -218,6 +234,18 @@ command = ["sleep", "1000"]
         (&chain[1]["launched_us"], &2.into())
     );
     assert_eq!(json(&d, &["c"])["since_seq"], boot["since_seq"]);
+    // The graph's start still ends where it settled, the restart after it counted as later
+    // events; `--until` takes them in.
+    let start = json(&d, &[]);
+    assert_eq!(start["until_seq"], settled_ev["seq"], "{start}");
+    assert!(start["later"].as_u64().unwrap() >= 3, "{start}");
+    assert_eq!(start["components"][1]["launches"], 1, "{start}");
+    let to_now = json(&d, &["--until", "1000000"]);
+    assert_eq!(
+        (&to_now["later"], &to_now["components"][1]["launches"]),
+        (&0.into(), &2.into()),
+        "{to_now}"
+    );
 
     // A new dmucd adopts the components: the analysis still is of the start that launched them.
     d.crash();

@@ -629,6 +629,11 @@ pub struct EventRecord {
 /// its window there.
 pub const BOOT_EVENT: &str = "started the graph";
 
+/// How the `daemon` event begins that dmucd writes when the graph it started first settles:
+/// every component wanted up is up or has given up, what `READY=1` waits for. `dmucctl
+/// analyze` and `plot` end their window there unless told `--until`.
+pub const SETTLED_EVENT: &str = "the graph settled";
+
 /// What an event says.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]

@@ -4,7 +4,9 @@
 //! (the launches are in the previous dmucd's events) and for one component's restart.
 //!
 //! The window is the graph's last start: from dmucd's last `daemon` event saying it started
-//! the graph ([`BOOT`]), or from `--since SEQ`. A component is *up* when it reaches `running`
+//! the graph ([`BOOT`]), or from `--since SEQ`; to the event saying that start settled
+//! ([`SETTLED`]: later restarts and exits are another story), or to `--until SEQ`. With a
+//! component named, it runs to the last event (its last start is what is asked about). A component is *up* when it reaches `running`
 //! (no ready probe), `ready` or `completed`; its launch is its last `starting` before that;
 //! it was *running* when its PID was known: `running` itself, or, with a ready probe, the
 //! `spawned` event between launch and ready.
@@ -17,6 +19,7 @@ use dmuc_proto::{EventRecord, EventWhat, GraphEdge, State};
 use serde::Serialize;
 
 use dmuc_proto::BOOT_EVENT as BOOT;
+use dmuc_proto::SETTLED_EVENT as SETTLED;
 
 /// One component in the window.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -44,6 +47,12 @@ pub struct Comp {
 pub struct Analysis {
     /// The window holds the events after this sequence number.
     pub since_seq: u64,
+    /// The window's last event: the graph settled there, or `--until` said so.
+    pub until_seq: u64,
+    /// Events after the window, not analysed (the log's newer history).
+    pub later: usize,
+    /// The window ends where the graph's start settled.
+    pub settled: bool,
     /// The wall-clock time of its first event (µs since the epoch): the times are from there.
     pub t0_us: u64,
     /// The component the chain ends at (the last one up, or the one asked about).
@@ -87,14 +96,38 @@ fn window(events: &[EventRecord], since: Option<u64>) -> &[EventRecord] {
     &events[start..]
 }
 
+/// Where the window ends: at `until`, or (without a component asked about) at the event that
+/// says the start settled; otherwise at the log's end. The window, the events after it, and
+/// whether it ends at the settling.
+fn end(win: &[EventRecord], until: Option<u64>, whole: bool) -> (&[EventRecord], usize, bool) {
+    let cut = match until {
+        Some(u) => win.iter().position(|e| e.seq > u),
+        None if whole => None,
+        None => win
+            .iter()
+            .position(|e| {
+                e.component.is_none()
+                    && matches!(&e.what, EventWhat::Daemon { message } if message.starts_with(SETTLED))
+            })
+            .map(|i| i + 1),
+    };
+    let n = cut.unwrap_or(win.len());
+    let settled = win[..n].last().is_some_and(
+        |e| matches!(&e.what, EventWhat::Daemon { message } if message.starts_with(SETTLED)),
+    );
+    (&win[..n], win.len() - n, settled)
+}
+
 /// Analyses `events` (in order) for the components `names` (config order) and their
-/// dependencies `edges`; the chain ends at `target` (its last time up) or, without one, at
-/// the component that came up last.
+/// dependencies `edges`, from `since` (or the graph's last start) to `until` (or where that
+/// start settled); the chain ends at `target` (its last time up, the window then running to
+/// the log's end unless `until`) or, without one, at the component that came up last.
 pub fn analyze(
     events: &[EventRecord],
     names: &[String],
     edges: &[GraphEdge],
     since: Option<u64>,
+    until: Option<u64>,
     target: Option<&str>,
 ) -> Result<Analysis, String> {
     if let Some(t) = target
@@ -102,10 +135,18 @@ pub fn analyze(
     {
         return Err(format!("no component named {t:?}"));
     }
-    let win = window(events, since);
+    if let (Some(s), Some(u)) = (since, until)
+        && u <= s
+    {
+        return Err(format!(
+            "--until {u} is not after --since {s}: the window would be empty"
+        ));
+    }
+    let (win, later, settled) = end(window(events, since), until, target.is_some());
     let Some(first) = win.first() else {
         return Err("no events in the window: nothing was started since".into());
     };
+    let until_seq = win.last().map_or(first.seq, |e| e.seq);
     let t0 = first.ts_us;
     let mut moves: HashMap<&str, Moves> = HashMap::new();
     let mut spawns: HashMap<&str, Vec<u64>> = HashMap::new();
@@ -200,6 +241,9 @@ pub fn analyze(
     }
     Ok(Analysis {
         since_seq: first.seq.saturating_sub(1),
+        until_seq,
+        later,
+        settled,
         t0_us: t0,
         target: top.map(|c| c.name),
         chain,
@@ -220,6 +264,25 @@ fn took(c: &Comp) -> Option<u64> {
     Some(c.up_us?.saturating_sub(c.launched_us?))
 }
 
+/// Where the window ended and what it left out.
+pub(crate) fn window_note(a: &Analysis) -> String {
+    let mut note = if a.settled {
+        format!("The start settled at #{}", a.until_seq)
+    } else {
+        format!("The window ends at #{}", a.until_seq)
+    };
+    if a.later > 0 {
+        let _ = write!(
+            note,
+            "; {} later event{} not shown (--until SEQ to include them)",
+            a.later,
+            if a.later == 1 { "" } else { "s" }
+        );
+    }
+    note.push('.');
+    note
+}
+
 /// The text `dmucctl analyze` prints.
 pub fn render(a: &Analysis) -> String {
     let mut out = String::new();
@@ -227,7 +290,7 @@ pub fn render(a: &Analysis) -> String {
         (Some(t), Some(c)) => {
             let _ = writeln!(
                 out,
-                "{t} was up {} (events after #{}; @ is time since then, + the time from launch to up).\n",
+                "{t} was up {} (events after #{}; @ is time since then, + the time from launch to up).",
                 at(c.up_us),
                 a.since_seq
             );
@@ -235,11 +298,12 @@ pub fn render(a: &Analysis) -> String {
         _ => {
             let _ = writeln!(
                 out,
-                "Nothing came up in the window (events after #{}).\n",
+                "Nothing came up in the window (events after #{}).",
                 a.since_seq
             );
         }
     }
+    let _ = writeln!(out, "{}\n", window_note(a));
     for (depth, c) in a.chain.iter().enumerate() {
         let lead = if depth == 0 {
             String::new()

@@ -109,6 +109,10 @@ pub enum Cmd {
         /// graph; an adoption keeps that start).
         #[arg(long, value_name = "SEQ")]
         since: Option<u64>,
+        /// Up to this sequence number (default: where that start settled; with NAME, the last
+        /// event).
+        #[arg(long, value_name = "SEQ")]
+        until: Option<u64>,
         /// The analysis as one JSON object.
         #[arg(long)]
         json: bool,
@@ -120,6 +124,10 @@ pub enum Cmd {
         /// Only events after this sequence number (default: since dmucd last started the graph).
         #[arg(long, value_name = "SEQ")]
         since: Option<u64>,
+        /// Up to this sequence number (default: where that start settled; with NAME, the last
+        /// event).
+        #[arg(long, value_name = "SEQ")]
+        until: Option<u64>,
     },
     /// Re-read the config file and apply the difference: new components start, removed ones
     /// stop, changed ones restart, the others keep running untouched.

@@ -229,8 +229,13 @@ fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
                 print(e);
             }
         }
-        Cmd::Analyze { name, since, json } => {
-            let a = match analysis(&mut c, since, name.as_deref())? {
+        Cmd::Analyze {
+            name,
+            since,
+            until,
+            json,
+        } => {
+            let a = match analysis(&mut c, since, until, name.as_deref())? {
                 Ok(a) => a,
                 Err(e) => {
                     eprintln!("dmucctl analyze: {e}");
@@ -244,15 +249,17 @@ fn run(cmd: Cmd, socket: &Path, style: Style) -> Result<u8, CallError> {
             };
             let _ = write!(out, "{text}");
         }
-        Cmd::Plot { name, since } => match analysis(&mut c, since, name.as_deref())? {
-            Ok(a) => {
-                let _ = write!(out, "{}", plot::svg(&a));
+        Cmd::Plot { name, since, until } => {
+            match analysis(&mut c, since, until, name.as_deref())? {
+                Ok(a) => {
+                    let _ = write!(out, "{}", plot::svg(&a));
+                }
+                Err(e) => {
+                    eprintln!("dmucctl plot: {e}");
+                    return Ok(FAILED);
+                }
             }
-            Err(e) => {
-                eprintln!("dmucctl plot: {e}");
-                return Ok(FAILED);
-            }
-        },
+        }
         Cmd::Graph { dot } => {
             let g: GraphResult = parse(c.call(Verb::Graph {})?)?;
             let text = if dot {
@@ -499,12 +506,15 @@ fn top(c: &mut Client, delay: f64, iterations: Option<u64>) -> Result<u8, CallEr
 fn analysis(
     c: &mut Client,
     since: Option<u64>,
+    until: Option<u64>,
     name: Option<&str>,
 ) -> Result<Result<analyze::Analysis, String>, CallError> {
     let g: GraphResult = parse(c.call(Verb::Graph {})?)?;
     let events = event_log(c, since)?;
     let names: Vec<String> = g.nodes.iter().map(|n| n.name.clone()).collect();
-    Ok(analyze::analyze(&events, &names, &g.edges, since, name))
+    Ok(analyze::analyze(
+        &events, &names, &g.edges, since, until, name,
+    ))
 }
 
 /// The daemon's recent events: its answer to `events` without `since`.

@@ -100,6 +100,12 @@ pub fn svg(a: &Analysis) -> String {
         );
         t += step;
     }
+    let _ = writeln!(
+        s,
+        r#"<text class="window" x="10" y="{:.1}" font-size="11">{}</text>"#,
+        bottom + 32.0,
+        esc(&crate::analyze::window_note(a))
+    );
     for (i, c) in a.components.iter().enumerate() {
         let y = TOP + ROW * i as f64;
         let class = if critical(c) { "bar critical" } else { "bar" };
@@ -156,24 +162,27 @@ pub fn svg(a: &Analysis) -> String {
                 bar_h + 2.0
             );
         }
-        // Marks: a failure or exit (backoff, failed, exited), a launch after the first.
+        // Marks: a failure or exit (backoff, failed, exited) on the bar's upper half, a launch
+        // after the first on its lower half: an exit and the relaunch right after it, at the
+        // same place on the axis, both show.
         let mut launched = 0;
+        let half = (ROW - 4.0) / 2.0;
         for (t, st) in &c.moves {
             let color = match st {
-                State::Backoff | State::Failed | State::Exited => Some(("#d9534f", "failure")),
+                State::Backoff | State::Failed | State::Exited => {
+                    Some(("#d9534f", "failure", y + 2.0))
+                }
                 State::Starting => {
                     launched += 1;
-                    (launched > 1).then_some(("#337ab7", "relaunch"))
+                    (launched > 1).then_some(("#337ab7", "relaunch", y + 2.0 + half))
                 }
                 _ => None,
             };
-            if let Some((fill, what)) = color {
+            if let Some((fill, what, top)) = color {
                 let _ = writeln!(
                     s,
-                    r#"<rect class="{what}" x="{:.1}" y="{:.1}" width="3" height="{:.1}" fill="{fill}"><title>{}: {} at {}</title></rect>"#,
+                    r#"<rect class="{what}" x="{:.1}" y="{top:.1}" width="3" height="{half:.1}" fill="{fill}"><title>{}: {} at {}</title></rect>"#,
                     x(*t) - 1.0,
-                    y + 2.0,
-                    ROW - 4.0,
                     esc(&c.name),
                     st.name(),
                     secs(*t)

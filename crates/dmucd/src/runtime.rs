@@ -202,6 +202,9 @@ pub struct Runtime<B: Backend> {
     /// The graph had settled at the last turn, and it has settled since the heap was last
     /// trimmed (see `trim_heap`).
     settled: bool,
+    /// The graph was started ([`Runtime::mark_boot`]) and has not settled since: its
+    /// [`dmuc_proto::SETTLED_EVENT`] is still to be written.
+    settle_unsaid: bool,
     trim_due: bool,
     /// The overview window's last frame.
     overview: String,
@@ -294,6 +297,7 @@ impl<B: Backend> Runtime<B> {
             notified: (false, String::new()),
             ready_overdue: false,
             settled: false,
+            settle_unsaid: false,
             trim_due: false,
             overview: String::new(),
             usage: Usage::default(),
@@ -356,6 +360,10 @@ impl<B: Backend> Runtime<B> {
                 // Trimmed after the next paced outputs, the start-up's last allocations.
                 self.trim_due |= settled && !self.settled;
                 self.settled = settled;
+                if settled && self.settle_unsaid && !self.stopping {
+                    self.settle_unsaid = false;
+                    self.mark_settled();
+                }
             }
             if self.stopping && self.sup.all_down() {
                 // The line an operator (and the VM tests) read in the journal of a shutdown.
@@ -458,6 +466,30 @@ impl<B: Backend> Runtime<B> {
             std::process::id(),
             self.slots.len()
         );
+        self.events.push(None, EventWhat::Daemon { message });
+        self.settle_unsaid = true;
+    }
+
+    /// The event that says the graph started at [`Runtime::mark_boot`] has settled (where
+    /// `dmucctl analyze` ends its window), with how it settled.
+    fn mark_settled(&mut self) {
+        let states: Vec<_> = (0..self.slots.len())
+            .map(|c| self.sup.unit(c).state.kind())
+            .collect();
+        let up = states.iter().filter(|s| s.is_up()).count();
+        let failed: Vec<&str> = (0..self.slots.len())
+            .filter(|&c| states[c] == dmuc_proto::State::Failed)
+            .map(|c| self.name(c))
+            .collect();
+        let mut message = format!(
+            "{}: {up}/{} up, {:.1?} after its start",
+            dmuc_proto::SETTLED_EVENT,
+            states.len(),
+            self.started.elapsed()
+        );
+        if !failed.is_empty() {
+            message.push_str(&format!("; failed: {}", failed.join(", ")));
+        }
         self.events.push(None, EventWhat::Daemon { message });
     }
 

@@ -97,7 +97,7 @@ fn the_chain_follows_what_each_component_waited_for_last() {
     let mut log = Log::new();
     boot(&mut log);
     let (n, e) = graph();
-    let a = analyze(&log.0, &n, &e, None, None).unwrap();
+    let a = analyze(&log.0, &n, &e, None, None, None).unwrap();
     assert_eq!(a.target.as_deref(), Some("kubelet"));
     // kubelet waited for the apiserver (ready at 4.0 s), not setup (completed at 0.3 s); the
     // apiserver's launch is its second (after the backoff), its wait etcd's readiness.
@@ -142,12 +142,12 @@ fn the_window_is_the_last_start_of_the_graph_and_adoption_keeps_it() {
         "adopted 5 components from the previous dmucd (pid 42): ...",
     );
     let (n, e) = graph();
-    let a = analyze(&log.0, &n, &e, None, None).unwrap();
+    let a = analyze(&log.0, &n, &e, None, None, None).unwrap();
     assert_eq!(a.since_seq, earlier as u64);
     assert_eq!(a.chain[2].launched_us, Some(1000));
     assert_eq!(a.components[0].launches, 1);
     // --since: the window the operator asks for.
-    let a = analyze(&log.0, &n, &e, Some(1), None).unwrap();
+    let a = analyze(&log.0, &n, &e, Some(1), None, None).unwrap();
     assert_eq!(a.since_seq, 1);
     assert_eq!(
         a.components[0].up_us,
@@ -165,7 +165,7 @@ fn one_component_is_told_at_its_last_start() {
         .to(60_100, "apiserver", Stopping, Starting)
         .to(62_100, "apiserver", Starting, Ready);
     let (n, e) = graph();
-    let a = analyze(&log.0, &n, &e, None, Some("apiserver")).unwrap();
+    let a = analyze(&log.0, &n, &e, None, None, Some("apiserver")).unwrap();
     assert_eq!(
         chain(&a),
         [
@@ -175,7 +175,7 @@ fn one_component_is_told_at_its_last_start() {
     );
     assert!(render(&a).starts_with("apiserver was up @62.100s"));
     // The graph as a whole still came up when it did.
-    let a = analyze(&log.0, &n, &e, None, None).unwrap();
+    let a = analyze(&log.0, &n, &e, None, None, None).unwrap();
     assert_eq!(a.chain[0].up_us, Some(4_500_000));
 }
 
@@ -186,7 +186,7 @@ fn what_never_came_up_is_said_and_a_bad_name_is_an_error() {
         .to(5, "etcd", Pending, Starting)
         .to(900, "etcd", Starting, Failed);
     let (n, e) = graph();
-    let a = analyze(&log.0, &n, &e, None, None).unwrap();
+    let a = analyze(&log.0, &n, &e, None, None, None).unwrap();
     assert!(a.chain.is_empty() && a.target.is_none());
     let text = render(&a);
     assert!(text.starts_with("Nothing came up"), "{text}");
@@ -196,10 +196,10 @@ fn what_never_came_up_is_said_and_a_bad_name_is_an_error() {
         "{text}"
     );
     assert_eq!(
-        analyze(&log.0, &n, &e, None, Some("etcdd")).unwrap_err(),
+        analyze(&log.0, &n, &e, None, None, Some("etcdd")).unwrap_err(),
         "no component named \"etcdd\""
     );
-    assert!(analyze(&[], &n, &e, None, None).is_err());
+    assert!(analyze(&[], &n, &e, None, None, None).is_err());
 }
 
 #[test]
@@ -212,7 +212,7 @@ fn a_started_condition_is_met_at_the_dependency_s_launch() {
         .to(3000, "runtime", Starting, Ready);
     let n = names(&["runtime", "agent"]);
     let e = vec![edge("agent", "runtime", "started")];
-    let a = analyze(&log.0, &n, &e, None, None).unwrap();
+    let a = analyze(&log.0, &n, &e, None, None, None).unwrap();
     // The runtime came up last; the agent waited for its start only.
     assert_eq!(a.target.as_deref(), Some("runtime"));
     assert_eq!(a.components[1].waited_for.as_deref(), Some("runtime"));
@@ -242,6 +242,7 @@ fn running_is_the_pid_of_the_launch_that_came_up_or_running_itself() {
         &names(&["db", "app", "quick"]),
         &[edge("app", "db", "ready")],
         None,
+        None,
         Some("app"),
     )
     .unwrap();
@@ -268,4 +269,63 @@ fn running_is_the_pid_of_the_launch_that_came_up_or_running_itself() {
         serde_json::from_str(r#"{"seq":9,"ts_us":1,"component":"db","event":"resized","cols":80}"#)
             .unwrap();
     assert_eq!(e.what, EventWhat::Other);
+}
+
+#[test]
+fn the_window_ends_where_the_start_settled_or_at_until() {
+    let mut log = Log::new();
+    boot(&mut log);
+    log.daemon(4600, "the graph settled: 5/5 up, 4.6s after its start");
+    let settled_at = log.0.len() as u64;
+    // Five minutes of a crash loop afterwards: not the start's story.
+    for i in 0..10 {
+        let t = 20_000 * (i + 1);
+        log.to(t, "proxy", Running, Backoff)
+            .to(t + 100, "proxy", Backoff, Starting)
+            .to(t + 200, "proxy", Starting, Running);
+    }
+    let (n, e) = graph();
+    let a = analyze(&log.0, &n, &e, None, None, None).unwrap();
+    assert_eq!((a.until_seq, a.later, a.settled), (settled_at, 30, true));
+    assert_eq!(a.chain[0].up_us, Some(4_500_000));
+    let proxy = &a.components[4];
+    assert_eq!(proxy.launches, 1, "{proxy:?}");
+    assert!(proxy.moves.iter().all(|(t, _)| *t <= 4_600_000));
+    let text = render(&a);
+    assert!(
+        text.contains(&format!(
+            "The start settled at #{settled_at}; 30 later events not shown (--until SEQ to include them)."
+        )),
+        "{text}"
+    );
+
+    // --until: up to that event, whatever settled.
+    let a = analyze(&log.0, &n, &e, None, Some(settled_at + 3), None).unwrap();
+    assert_eq!(
+        (a.until_seq, a.later, a.settled),
+        (settled_at + 3, 27, false)
+    );
+    assert_eq!(a.components[4].launches, 2);
+    assert!(render(&a).contains(&format!("The window ends at #{}; 27 later", settled_at + 3)));
+    // Up to the log's end: nothing left out, nothing said about it.
+    let last = log.0.len() as u64;
+    let a = analyze(&log.0, &n, &e, None, Some(last), None).unwrap();
+    assert_eq!((a.until_seq, a.later), (last, 0));
+    assert!(render(&a).contains(&format!("The window ends at #{last}.\n")));
+    // An empty window is an error that says why.
+    let err = analyze(&log.0, &n, &e, Some(5), Some(5), None).unwrap_err();
+    assert!(err.contains("--until 5 is not after --since 5"), "{err}");
+
+    // A component asked about: its last start, however late (the window runs to the end).
+    let a = analyze(&log.0, &n, &e, None, None, Some("proxy")).unwrap();
+    assert_eq!(a.later, 0);
+    assert_eq!(a.chain[0].launches, 11);
+
+    // A log without the settled event (an older dmucd, or a start that never settled): to
+    // the end, as before.
+    let mut old = Log::new();
+    boot(&mut old);
+    old.to(30_000, "proxy", Running, Backoff);
+    let a = analyze(&old.0, &n, &e, None, None, None).unwrap();
+    assert_eq!((a.later, a.settled), (0, false));
 }

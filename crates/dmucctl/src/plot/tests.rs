@@ -61,7 +61,7 @@ fn analysis() -> Analysis {
             condition: "ready".into(),
         },
     ];
-    analyze(&events, &names, &edges, None, None).unwrap()
+    analyze(&events, &names, &edges, None, None, None).unwrap()
 }
 
 #[test]
@@ -137,4 +137,65 @@ fn ticks_are_round_and_about_ten() {
     assert_eq!(tick(3_300_000), 500_000);
     assert_eq!(tick(10_000), 1000);
     assert_eq!(tick(95_000_000), 10_000_000);
+}
+
+#[test]
+fn the_axis_ends_where_the_start_settled_and_an_exit_and_its_relaunch_both_show() {
+    // A 3 s start that settled, then 5 min of a crash loop: the chart is of the 3 s.
+    let mut events = vec![
+        event(
+            1,
+            0,
+            None,
+            EventWhat::Daemon {
+                message: "started the graph of g.toml: dmucd pid 1, 1 components".into(),
+            },
+        ),
+        to(2, 1, "api", State::Starting),
+        // Its exit and relaunch 1 ms apart: the same place on the axis.
+        to(3, 1500, "api", State::Backoff),
+        to(4, 1501, "api", State::Starting),
+        to(5, 3000, "api", State::Ready),
+        event(
+            6,
+            3001,
+            None,
+            EventWhat::Daemon {
+                message: "the graph settled: 1/1 up".into(),
+            },
+        ),
+    ];
+    for i in 0..15u64 {
+        events.push(to(7 + 2 * i, 20_000 * (i + 1), "api", State::Backoff));
+        events.push(to(8 + 2 * i, 20_000 * (i + 1) + 5, "api", State::Starting));
+    }
+    let a = analyze(&events, &["api".into()], &[], None, None, None).unwrap();
+    let text = svg(&a);
+    let doc = roxmltree::Document::parse(&text).unwrap();
+    // The last tick is within the start (3 s and its margin), not five minutes on.
+    let ticks: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.attribute("text-anchor") == Some("middle"))
+        .filter_map(|n| n.text())
+        .collect();
+    assert_eq!(ticks.last(), Some(&"3.000s"), "{ticks:?}");
+    let marks = |class: &str| -> Vec<(f64, f64)> {
+        doc.descendants()
+            .filter(|n| n.attribute("class") == Some(class))
+            .map(|n| {
+                let f = |k| n.attribute(k).unwrap().parse::<f64>().unwrap();
+                (f("y"), f("y") + f("height"))
+            })
+            .collect()
+    };
+    let (fail, again) = (marks("failure"), marks("relaunch"));
+    assert_eq!((fail.len(), again.len()), (1, 1), "{text}");
+    assert!(
+        fail[0].1 <= again[0].0,
+        "the exit mark {fail:?} and the relaunch mark {again:?} overlap"
+    );
+    assert!(
+        text.contains("The start settled at #6; 30 later events not shown"),
+        "{text}"
+    );
 }
