@@ -311,3 +311,72 @@ fn an_unsupported_kubernetes_release_stops_node_config_with_the_supported_range(
     assert_eq!(d.comp("kubelet").unwrap()["state"], "pending");
     assert!(!state.join("config/kubelet.args").exists());
 }
+
+/// The tutorial's step-by-step path (docs/tutorial.md §2, `--hold`, then one `dmucctl start`
+/// per step, as the page writes them) ends in the same graph as a boot: every component of
+/// the profile started, none left `stopped` (never asked for), the steps' helpers included
+/// (`wanted-by`: cni-config with the kubelet, routes and csr-approve with the API server).
+#[test]
+fn the_tutorial_s_step_by_step_starts_end_in_the_whole_graph() {
+    let _ports = fixed_ports();
+    let (_work, bin, state, toml) = standin_node();
+    let tutorial = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/tutorial.md"),
+    )
+    .unwrap();
+    let steps: Vec<&str> = tutorial
+        .lines()
+        .filter_map(|l| l.strip_prefix("# dmucctl start "))
+        .map(str::trim)
+        .collect();
+    assert!(
+        steps.contains(&"kubelet") && steps.contains(&"kube-apiserver"),
+        "{steps:?}"
+    );
+    let var = |k: &str, v: &Path| format!("{k}={}", v.display());
+    let (b, s, c) = (
+        var("bin", &bin),
+        var("state", &state),
+        var("containerd-socket", &state.join("containerd.sock")),
+    );
+    let mut d = Daemon::start_with(
+        tempfile::tempdir().unwrap(),
+        &toml,
+        &[
+            "--var",
+            &b,
+            "--var",
+            &s,
+            "--var",
+            &c,
+            "--var",
+            "node=testnode",
+            "--var",
+            "node-ip=127.0.0.1",
+            "--hold",
+        ],
+    );
+    wait_for("the daemon to answer", T, || {
+        d.ctl(&["status"]).status.success().then_some(())
+    });
+    let stopped = |d: &Daemon| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(&d.ctl_ok(&["status", "--json"])).unwrap();
+        v["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["state"] == "stopped")
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(stopped(&d).contains(&"cni-config".to_string()), "held");
+    for step in &steps {
+        d.ctl_ok(&["start", "--no-wait", step]);
+    }
+    assert_eq!(
+        stopped(&d),
+        Vec::<String>::new(),
+        "after the tutorial's steps {steps:?}, what was never started"
+    );
+    assert_eq!(d.stop(), Some(0));
+}

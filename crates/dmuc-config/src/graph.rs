@@ -11,6 +11,8 @@ pub struct Graph {
     components: Vec<Component>,
     index: BTreeMap<String, usize>,
     dependents: Vec<Vec<usize>>,
+    /// For each component, those whose `wanted-by` names it.
+    wants: Vec<Vec<usize>>,
     levels: Vec<usize>,
 }
 
@@ -33,10 +35,22 @@ impl Graph {
                 }
             }
         }
+        let mut wants = vec![Vec::new(); components.len()];
+        for (i, c) in components.iter().enumerate() {
+            for w in &c.wanted_by {
+                if let Some(&j) = index.get(w)
+                    && j != i
+                    && !wants[j].contains(&i)
+                {
+                    wants[j].push(i);
+                }
+            }
+        }
         let mut g = Graph {
             components,
             index,
             dependents,
+            wants,
             levels: Vec::new(),
         };
         g.levels = g.compute_levels();
@@ -122,6 +136,26 @@ impl Graph {
     /// Every component `i` needs, transitively (not including `i`).
     pub fn closure_deps(&self, i: usize) -> Vec<usize> {
         self.closure(i, |g, k| g.deps_of(k).collect())
+    }
+
+    /// The components whose `wanted-by` names `i`: a start of `i` starts them too.
+    pub fn wanted_by_start_of(&self, i: usize) -> &[usize] {
+        &self.wants[i]
+    }
+
+    /// What a start of `comps` brings up: them, what they need (transitively), and what
+    /// any of those wants (`wanted-by`) with what that needs, to a fixed point. Sorted.
+    pub fn start_set(&self, comps: &[usize]) -> Vec<usize> {
+        let mut seen = vec![false; self.len()];
+        let mut stack: Vec<usize> = comps.to_vec();
+        while let Some(k) = stack.pop() {
+            if std::mem::replace(&mut seen[k], true) {
+                continue;
+            }
+            stack.extend(self.deps_of(k));
+            stack.extend(self.wants[k].iter().copied());
+        }
+        (0..self.len()).filter(|&i| seen[i]).collect()
     }
 
     /// Every component that needs `i`, transitively (not including `i`).

@@ -324,6 +324,10 @@ pub struct Component {
     pub kind: Kind,
     /// Dependencies.
     pub after: Vec<Dependency>,
+    /// `wanted-by`: a start of any of these (by name, or as what a named start needs) starts
+    /// this component too, as systemd's `WantedBy=`. Under `--hold`, the helpers of a step
+    /// (the CNI config after the kubelet) come with it; a whole-graph start starts it anyway.
+    pub wanted_by: Vec<String>,
     /// Restart policy.
     pub restart: Restart,
     /// Restart delays.

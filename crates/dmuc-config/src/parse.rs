@@ -185,8 +185,8 @@ fn key_span(t: &dyn TableLike, k: &str) -> Option<Range<usize>> {
     t.get_key_value(k).and_then(|(key, _)| key.span())
 }
 
-/// Where a component was declared, and where each of its `after` entries is.
-type AfterSpans = (Range<usize>, Vec<Range<usize>>);
+/// Where a component was declared, and where each of its `after` and `wanted-by` entries is.
+type AfterSpans = (Range<usize>, Vec<Range<usize>>, Vec<Range<usize>>);
 
 struct Cx<'a> {
     text: &'a str,

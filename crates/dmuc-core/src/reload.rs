@@ -33,6 +33,14 @@ impl Plan {
     }
 }
 
+/// Whether `new` runs differently from `old`: anything but `wanted-by`, which says what a
+/// start brings along, not how this component runs (a change of it alone restarts nothing).
+fn runs_otherwise(old: &Component, new: &Component) -> bool {
+    let mut old = old.clone();
+    old.wanted_by.clone_from(&new.wanted_by);
+    old != *new
+}
+
 /// Compares two graphs. A `[vars]` change shows up here only in the components whose expanded
 /// strings changed.
 pub fn plan(old: &Graph, new: &Graph) -> Plan {
@@ -40,7 +48,7 @@ pub fn plan(old: &Graph, new: &Graph) -> Plan {
     for c in new.components() {
         match old.get(&c.name) {
             None => p.add.push(c.name.clone()),
-            Some(o) if o != c => p.change.push(c.name.clone()),
+            Some(o) if runs_otherwise(o, c) => p.change.push(c.name.clone()),
             Some(_) => p.keep.push(c.name.clone()),
         }
     }

@@ -827,6 +827,9 @@ pub struct ComponentSpec {
     /// What it waits for (as `graph`'s edges, `from` being this component).
     #[serde(default)]
     pub after: Vec<GraphEdge>,
+    /// The components whose start starts this one too (`wanted-by`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wanted_by: Vec<String>,
     /// Its log file.
     pub log: String,
 }

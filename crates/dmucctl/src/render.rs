@@ -49,6 +49,10 @@ pub fn show(r: &dmuc_proto::ShowResult) -> String {
                 .collect();
             let _ = writeln!(s, "after = [{}]", deps.join(", "));
         }
+        if !c.wanted_by.is_empty() {
+            let names: Vec<String> = c.wanted_by.iter().map(|n| q(n)).collect();
+            let _ = writeln!(s, "wanted-by = [{}]", names.join(", "));
+        }
         if !c.env.is_empty() {
             let _ = writeln!(s, "[component.{}.env]", c.name);
             for (k, v) in &c.env {
@@ -266,6 +270,10 @@ mod tests {
                 cwd: "/srv".into(),
                 user: Some("etcd".into()),
                 group: None,
+                wanted_by: (name == "api")
+                    .then(|| "etcd".to_string())
+                    .into_iter()
+                    .collect(),
                 after,
                 log: format!("/var/log/dmuc/{name}.log"),
             }
@@ -308,6 +316,9 @@ mod tests {
         let dep = after.get(0).unwrap().as_inline_table().unwrap();
         assert_eq!(dep.get("component").unwrap().as_str(), Some("etcd"));
         assert_eq!(dep.get("condition").unwrap().as_str(), Some("ready"));
+        let wanted = doc["component"]["api"]["wanted-by"].as_array().unwrap();
+        assert_eq!(wanted.get(0).unwrap().as_str(), Some("etcd"));
+        assert!(etcd.get("wanted-by").is_none());
     }
 
     #[test]

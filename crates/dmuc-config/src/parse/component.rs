@@ -14,6 +14,7 @@ const COMPONENT_KEYS: &[&str] = &[
     "group",
     "kind",
     "after",
+    "wanted-by",
     "restart",
     "backoff",
     "start-limit",
@@ -102,6 +103,7 @@ impl Cx<'_> {
             _ => Kind::Service,
         };
         let (after, after_spans) = self.after(t, &what);
+        let (wanted_by, wanted_spans) = self.names_list(t, "wanted-by", &what);
         let restart = match self.enum_str(t, "restart", &what, &["always", "on-failure", "never"]) {
             Some((s, _)) => match s.as_str() {
                 "always" => Restart::Always,
@@ -235,6 +237,7 @@ impl Cx<'_> {
                 group,
                 kind,
                 after,
+                wanted_by,
                 restart,
                 backoff,
                 start_limit,
@@ -242,7 +245,7 @@ impl Cx<'_> {
                 liveness,
                 stop,
             },
-            (kspan.clone(), after_spans),
+            (kspan.clone(), after_spans, wanted_spans),
         ))
     }
 
@@ -312,6 +315,42 @@ impl Cx<'_> {
             return None;
         }
         Some(argv)
+    }
+
+    /// A list of component names (`wanted-by`), with where each is.
+    pub(super) fn names_list(
+        &mut self,
+        t: &dyn TableLike,
+        key: &str,
+        what: &str,
+    ) -> (Vec<String>, Vec<Range<usize>>) {
+        let (mut names, mut spans) = (Vec::new(), Vec::new());
+        let Some((item, span)) = self.get(t, key) else {
+            return (names, spans);
+        };
+        let Some(arr) = item.as_array() else {
+            self.err(
+                &span,
+                format!("{what}.{key} must be a list of component names"),
+                Some(format!("write {key} = [\"kubelet\"]")),
+            );
+            return (names, spans);
+        };
+        for el in arr.iter() {
+            let es = el.span().unwrap_or(span.clone());
+            match el.as_str() {
+                Some(s) => {
+                    names.push(s.to_string());
+                    spans.push(es);
+                }
+                None => self.err(
+                    &es,
+                    format!("{what}.{key} entries must be component names"),
+                    Some(format!("write {key} = [\"kubelet\"]")),
+                ),
+            }
+        }
+        (names, spans)
     }
 
     pub(super) fn after(

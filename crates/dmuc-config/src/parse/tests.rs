@@ -503,3 +503,43 @@ after = ["b"]
     assert_has(&d, 4, "depends on undefined component 'b'");
     assert!(!has(&d, 4, "did you mean 'a'"), "{d:?}");
 }
+
+#[test]
+fn wanted_by_names_defined_components_once_and_never_itself() {
+    let d = errs(
+        r#"
+[component.kubelet]
+command = ["kubelet"]
+[component.cni]
+command = ["cni"]
+after = ["kubelet"]
+wanted-by = ["kublet", "cni", "kubelet", "kubelet"]
+[component.x]
+command = ["x"]
+wanted-by = "kubelet"
+"#,
+    );
+    assert_has(&d, 7, "is wanted by undefined component 'kublet'");
+    assert_has(&d, 7, "did you mean 'kubelet'?");
+    assert_has(&d, 7, "component 'cni' is wanted by itself");
+    assert_has(&d, 7, "lists 'kubelet' twice in wanted-by");
+    assert_has(
+        &d,
+        10,
+        "component.x.wanted-by must be a list of component names",
+    );
+    let c = ok(r#"
+[component.kubelet]
+command = ["kubelet"]
+[component.cni]
+command = ["cni"]
+after = ["kubelet"]
+wanted-by = ["kubelet"]
+"#);
+    assert_eq!(c.graph.get("cni").unwrap().wanted_by, ["kubelet"]);
+    assert_eq!(
+        c.graph
+            .wanted_by_start_of(c.graph.index_of("kubelet").unwrap()),
+        [1]
+    );
+}

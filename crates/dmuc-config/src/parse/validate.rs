@@ -13,7 +13,38 @@ impl Cx<'_> {
         let names: Vec<&str> = comps.iter().map(|c| c.name.as_str()).collect();
         let mut known_bad: BTreeSet<(String, String)> = BTreeSet::new();
         for c in comps {
-            let (_, dspans) = &spans[&c.name];
+            let (_, dspans, wspans) = &spans[&c.name];
+            let mut wanted = BTreeSet::new();
+            for (w, s) in c.wanted_by.iter().zip(wspans) {
+                if *w == c.name {
+                    self.err(
+                        s,
+                        format!("component '{}' is wanted by itself", c.name),
+                        Some("name the component whose start should start this one".into()),
+                    );
+                } else if !kinds.contains_key(w.as_str()) {
+                    let others: Vec<&str> =
+                        names.iter().copied().filter(|n| *n != c.name).collect();
+                    let hint = match did_you_mean(w, &others) {
+                        Some(n) => format!("did you mean '{n}'?"),
+                        None => format!("define [component.{w}] or remove it from wanted-by"),
+                    };
+                    self.err(
+                        s,
+                        format!(
+                            "component '{}' is wanted by undefined component '{w}'",
+                            c.name
+                        ),
+                        Some(hint),
+                    );
+                } else if !wanted.insert(w.as_str()) {
+                    self.err(
+                        s,
+                        format!("component '{}' lists '{w}' twice in wanted-by", c.name),
+                        Some("keep one entry".into()),
+                    );
+                }
+            }
             for (d, s) in c.after.iter().zip(dspans) {
                 match kinds.get(d.component.as_str()) {
                     None => {
@@ -68,7 +99,7 @@ impl Cx<'_> {
             .collect();
         for cycle in find_cycles(&nodes) {
             let first = &cycle[0];
-            let span = spans.get(first).and_then(|(k, d)| {
+            let span = spans.get(first).and_then(|(k, d, _)| {
                 let c = comps.iter().find(|c| &c.name == first)?;
                 let pos = c.after.iter().position(|d| d.component == cycle[1])?;
                 Some(d.get(pos).cloned().unwrap_or(k.clone()))

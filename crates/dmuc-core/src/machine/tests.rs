@@ -490,6 +490,66 @@ fn hold_starts_nothing_until_asked_then_brings_dependencies() {
 }
 
 #[test]
+fn a_start_brings_what_is_wanted_by_it_after_it_and_nothing_else() {
+    // The tutorial's step by step: `start kubelet` brings the CNI config that follows it
+    // (wanted-by), which waits for the kubelet as its `after` says; `start api` its helper.
+    let mut h = H::new(
+        r#"
+[component.api]
+command = ["api"]
+ready = { tcp = "127.0.0.1:6443" }
+[component.approver]
+command = ["approve"]
+after = ["api"]
+wanted-by = ["api"]
+[component.kubelet]
+command = ["kubelet"]
+after = ["api"]
+ready = { tcp = "127.0.0.1:10248" }
+[component.cni]
+kind = "oneshot"
+command = ["cni"]
+after = ["kubelet"]
+wanted-by = ["kubelet"]
+[component.proxy]
+command = ["proxy"]
+after = ["kubelet"]
+"#,
+    );
+    h.s.hold();
+    h.feed(Input::Boot);
+    let fx = h.feed(Input::Request(Request::Start(vec![h.i("api")])));
+    assert_eq!(h.launched(&fx), vec!["api"]);
+    assert_eq!(h.state("approver"), "pending", "wanted by api's start");
+    assert_eq!(h.state("kubelet"), "stopped", "not asked for");
+    h.started("api", 1);
+    let fx = h.probe("api", ProbeRole::Ready, true);
+    assert_eq!(h.launched(&fx), vec!["approver"]);
+    let fx = h.feed(Input::Request(Request::Start(vec![h.i("kubelet")])));
+    assert_eq!(h.launched(&fx), vec!["kubelet"]);
+    assert_eq!(h.state("cni"), "pending");
+    h.started("kubelet", 2);
+    let fx = h.probe("kubelet", ProbeRole::Ready, true);
+    assert_eq!(
+        h.launched(&fx),
+        vec!["cni"],
+        "after the kubelet, as its after says"
+    );
+    assert_eq!(h.state("proxy"), "stopped", "wants nothing: still held");
+    // Its start set, as the graph computes it: named, needed, wanted (and what that needs).
+    let g = h.s.graph();
+    let names = |v: Vec<usize>| -> Vec<String> {
+        v.into_iter()
+            .map(|i| g.components()[i].name.clone())
+            .collect()
+    };
+    assert_eq!(
+        names(g.start_set(&[g.index_of("cni").unwrap()])),
+        ["api", "approver", "kubelet", "cni"]
+    );
+}
+
+#[test]
 fn settled_when_everything_wanted_is_up_or_failed() {
     let mut h = H::new(CLUSTER);
     assert!(!h.s.settled(), "nothing started yet");

@@ -109,7 +109,8 @@ impl Supervisor {
     pub(super) fn on_request(&mut self, r: Request, now: Instant, fx: &mut Vec<Effect>) {
         match r {
             Request::Start(comps) => {
-                for c in self.with_deps(&comps) {
+                // With what they need, and what their start wants (`wanted-by`).
+                for c in self.graph.start_set(&comps) {
                     if comps.contains(&c) {
                         self.want_up(c);
                     } else {

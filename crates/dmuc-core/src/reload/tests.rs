@@ -44,6 +44,17 @@ fn the_plan_names_each_kind_of_change() {
     assert_eq!(p.keep, ["db"]);
     assert!(!p.is_empty());
     assert!(plan(&graph(OLD), &graph(OLD)).is_empty());
+    // `wanted-by` says what a start brings along: a change of it alone restarts nothing.
+    let wanted = OLD.replace(
+        "after = [\"old\"]",
+        "after = [\"old\"]\nwanted-by = [\"old\"]",
+    );
+    assert_ne!(wanted, OLD);
+    let p = plan(&graph(OLD), &graph(&wanted));
+    assert!(
+        p.is_empty() && p.keep.contains(&"oldchild".to_string()),
+        "{p:?}"
+    );
 }
 
 #[test]

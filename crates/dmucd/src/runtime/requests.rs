@@ -229,6 +229,7 @@ impl<B: Backend> Runtime<B> {
                                     condition: d.condition.as_str().into(),
                                 })
                                 .collect(),
+                            wanted_by: c.wanted_by.clone(),
                             log: self
                                 .paths
                                 .log_dir
