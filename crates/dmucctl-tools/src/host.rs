@@ -77,6 +77,73 @@ pub struct DoctorInput {
     /// program, which leads its process group): a port one of them holds is no problem.
     /// Empty when no dmucd answers.
     pub components: Vec<(String, u32)>,
+    /// The profile's image archives directory and the pause image its kubelet's pods need
+    /// (`images` and `pause-image`); `None` for a profile without a kubelet.
+    pub pause: Option<(PathBuf, String)>,
+}
+
+/// Whether an image archive (a `ctr images import`/`docker save` tarball) names `image`: the
+/// reference is in its index or manifest (`io.containerd.image.name`, `RepoTags`). Read in
+/// chunks, overlapping by the reference's length, to the end of the file.
+fn archive_names(path: &Path, image: &str) -> bool {
+    use std::io::Read as _;
+    let needle = image.as_bytes();
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    let mut kept = 0;
+    loop {
+        let n = match f.read(&mut buf[kept..]) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => n,
+        };
+        let have = kept + n;
+        if buf[..have].windows(needle.len()).any(|w| w == needle) {
+            return true;
+        }
+        kept = needle.len().saturating_sub(1).min(have);
+        buf.copy_within(have - kept..have, 0);
+    }
+}
+
+/// The pause image every pod starts with: in an archive of the images directory (imported by
+/// the `images` component before the kubelet starts), else the first start pulls it from its
+/// registry, which a node without one cannot: said before the first pod hangs in
+/// ContainerCreating.
+fn pause_check(dir: &Path, image: &str, running: bool) -> Check {
+    let what = "pause image";
+    if running {
+        return ok(
+            what,
+            format!("{image}: this node runs (its `images` component saw to it at the start)"),
+        );
+    }
+    let mut archives: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "tar"))
+                .collect()
+        })
+        .unwrap_or_default();
+    archives.sort();
+    match archives.iter().find(|p| archive_names(p, image)) {
+        Some(p) => ok(what, format!("{image} in {}", p.display())),
+        None => bad(
+            Level::Warn,
+            what,
+            format!(
+                "no archive in {} holds {image}: the first start pulls it from its registry",
+                dir.display()
+            ),
+            format!(
+                "on a node without a registry, copy its archive there first (the control plane's \
+                 {}/*.tar, or ../shared/k8s/images): without it every pod hangs in ContainerCreating",
+                dir.display()
+            ),
+        ),
+    }
 }
 
 /// The inodes of the sockets listening on TCP `port`, from /proc/net/tcp or tcp6's text.
@@ -550,6 +617,9 @@ pub fn doctor(i: &DoctorInput) -> Vec<Check> {
                 },
             });
         }
+    }
+    if let Some((dir, image)) = &i.pause {
+        out.push(pause_check(dir, image, !i.components.is_empty()));
     }
     if let Some(m) = &i.member {
         out.retain(|c| !node_only(&c.what));
@@ -1340,6 +1410,7 @@ mod tests {
             worker_state: None,
             member: None,
             components: vec![],
+            pause: None,
         };
         let checks = doctor(&i);
         let get = |w: &str| {
@@ -1825,5 +1896,38 @@ mod mount_tests {
             port_holder(&[(200, 200)], &[]),
             PortHolder::Other(vec![200])
         );
+    }
+
+    #[test]
+    fn the_pause_image_is_in_an_archive_or_doctor_says_the_first_start_needs_a_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = "registry.k8s.io/pause:3.10";
+        // No archive: a warning that names the directory, the image and the fix.
+        let c = pause_check(dir.path(), image, false);
+        assert_eq!(c.level, Level::Warn, "{c:?}");
+        assert!(
+            c.found.contains("no archive in") && c.found.contains(image),
+            "{c:?}"
+        );
+        assert!(
+            c.fix.as_deref().unwrap().contains("ContainerCreating"),
+            "{c:?}"
+        );
+        // Another image's archive does not count; the name across a read boundary does.
+        std::fs::write(dir.path().join("web.tar"), b"RepoTags: busybox-httpd:local").unwrap();
+        assert_eq!(pause_check(dir.path(), image, false).level, Level::Warn);
+        let mut tar = vec![0u8; (1 << 20) - 10];
+        tar.extend_from_slice(format!("{{\"io.containerd.image.name\":\"{image}\"}}").as_bytes());
+        tar.extend_from_slice(&[0u8; 4096]);
+        std::fs::write(dir.path().join("pause-3.10.tar"), &tar).unwrap();
+        let c = pause_check(dir.path(), image, false);
+        assert_eq!(c.level, Level::Ok, "{c:?}");
+        assert!(c.found.contains("pause-3.10.tar"), "{c:?}");
+        // Not a `.tar`: not what `images` imports.
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(other.path().join("pause.tar.gz"), image).unwrap();
+        assert_eq!(pause_check(other.path(), image, false).level, Level::Warn);
+        // A running node: its `images` component saw to it.
+        assert_eq!(pause_check(other.path(), image, true).level, Level::Ok);
     }
 }
