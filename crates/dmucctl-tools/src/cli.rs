@@ -182,7 +182,7 @@ impl ProfileArgs {}
 #[derive(clap::Args, Debug)]
 pub struct FetchArgs {
     /// Kubernetes: kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy,
-    /// kubectl (`v1.34.2`; `1.34` or `v1.34.x` means the latest 1.34 patch release).
+    /// kubectl (`v1.36.2`; `1.36` or `v1.36.x` means the latest 1.36 patch release).
     #[arg(long, value_name = "VERSION")]
     kubernetes: Option<String>,
     /// etcd and etcdctl (`v3.6.5`).
@@ -391,6 +391,9 @@ fn doctor_cmd(profile: &ProfileArgs, root: PathBuf, ports: bool, socket: &Path) 
         worker_state: (role == Role::Worker).then(|| var("state", "/var/lib/dmuc").into()),
         member: (role == Role::Member).then(|| member_readings(&vars)),
         components: running_components(socket),
+        pause: vars
+            .get("pause-image")
+            .map(|p| (var("images", "/var/lib/dmuc/images").into(), p.clone())),
     };
     let checks = host::doctor(&input);
     let mut fails = 0;
@@ -757,7 +760,8 @@ fn fetch_cmd(a: FetchArgs) -> u8 {
             "dmucctl: fetch: name at least one of --kubernetes, --etcd, --containerd, --runc, --cni"
         );
         eprintln!(
-            "hint: e.g. dmucctl fetch --kubernetes 1.34 --etcd v3.6.5 --containerd 2.1.4 --runc 1.3.1 --cni 1.7.1"
+            "hint: e.g. dmucctl fetch {} (what dmuc is tested with)",
+            fetch::tested_flags()
         );
         return 2;
     }

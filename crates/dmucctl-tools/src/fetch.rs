@@ -15,10 +15,31 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The version set the docs install and dmuc is tested with: the newest Kubernetes minor the
+/// profiles are written for (docs/kubernetes-versions.md), and the etcd, containerd, runc and
+/// CNI plugins released for it. The one place it is written: `fetch`'s hint prints it, and a
+/// test holds every `dmucctl fetch` line of the docs to it.
+pub const TESTED: [(&str, &str); 5] = [
+    ("kubernetes", "1.36"),
+    ("etcd", "v3.6.5"),
+    ("containerd", "2.1.4"),
+    ("runc", "1.3.1"),
+    ("cni", "1.7.1"),
+];
+
+/// `--kubernetes 1.36 --etcd v3.6.5 ...`: [`TESTED`] as `fetch`'s flags.
+pub fn tested_flags() -> String {
+    TESTED
+        .iter()
+        .map(|(k, v)| format!("--{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Versions asked for (each optional: fetch only some).
 #[derive(Debug, Clone, Default)]
 pub struct Versions {
-    /// e.g. `v1.34.2`.
+    /// e.g. `v1.36.2`.
     pub kubernetes: Option<String>,
     /// e.g. `v3.6.5`.
     pub etcd: Option<String>,
@@ -587,5 +608,49 @@ mod tests {
             matches!(&cni.install, Install::Archive(w) if w.iter().all(|(_, d)| d.starts_with("/cni")))
         );
         assert_eq!(p.len(), KUBE_BINARIES.len() + 4);
+    }
+
+    /// Every `dmucctl fetch` line of the docs (README and docs/*.md) asks for the versions of
+    /// [`TESTED`]: one version set, not a page that says 1.36 while its command fetches 1.34.
+    #[test]
+    fn the_docs_fetch_the_tested_version_set() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut pages = vec![root.join("README.md")];
+        for e in std::fs::read_dir(root.join("docs")).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "md") {
+                pages.push(p);
+            }
+        }
+        let mut seen = 0;
+        for page in pages {
+            let text = std::fs::read_to_string(&page).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let Some(at) = line.find("dmucctl fetch --") else {
+                    continue;
+                };
+                seen += 1;
+                let words: Vec<&str> = line[at..].split_whitespace().collect();
+                for (flag, version) in TESTED {
+                    if let Some(i) = words.iter().position(|w| *w == format!("--{flag}")) {
+                        let got = words
+                            .get(i + 1)
+                            .map(|w| w.trim_end_matches(['`', ')', ';', ',', '.']));
+                        assert_eq!(
+                            got,
+                            Some(version),
+                            "{}:{}: --{flag}: {line}",
+                            page.display(),
+                            n + 1
+                        );
+                    }
+                }
+            }
+        }
+        assert!(seen >= 3, "the docs' fetch lines: {seen}");
+        assert_eq!(
+            tested_flags(),
+            "--kubernetes 1.36 --etcd v3.6.5 --containerd 2.1.4 --runc 1.3.1 --cni 1.7.1"
+        );
     }
 }
