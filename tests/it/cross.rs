@@ -69,6 +69,9 @@ fn the_other_architectures_shim_and_front_work_under_emulation() {
     )
     .unwrap();
     std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Once the copy has run, no child forked meanwhile by another test holds it open for
+    // writing any more: the daemon's exec of it cannot meet ETXTBSY.
+    dmuc_tests::output_of_fresh(Command::new(&dmucd).arg("--version"));
     let mut d = Daemon::start_exe(
         dmucd,
         r#"
