@@ -58,6 +58,22 @@ fn standin_node() -> (tempfile::TempDir, PathBuf, PathBuf, String) {
     (work, bin, state, toml)
 }
 
+/// dmucd's arguments for config/cluster.toml on the stand-ins' node: its `bin`, `state` and
+/// containerd socket, a node name and the loopback address.
+fn node_args(bin: &Path, state: &Path) -> Vec<String> {
+    let var = |k: &str, v: &Path| format!("{k}={}", v.display());
+    [
+        var("bin", bin),
+        var("state", state),
+        var("containerd-socket", &state.join("containerd.sock")),
+        "node=testnode".into(),
+        "node-ip=127.0.0.1".into(),
+    ]
+    .into_iter()
+    .flat_map(|v| ["--var".to_string(), v])
+    .collect()
+}
+
 #[test]
 fn the_cluster_profile_comes_up_in_order_with_its_real_probes() {
     if skip_without("the stand-in cluster test", &["kubectl"]) {
@@ -65,28 +81,9 @@ fn the_cluster_profile_comes_up_in_order_with_its_real_probes() {
     }
     let _ports = fixed_ports();
     let (_work, bin, state, toml) = standin_node();
-    let var = |k: &str, v: &Path| format!("{k}={}", v.display());
-    let (b, s, c) = (
-        var("bin", &bin),
-        var("state", &state),
-        var("containerd-socket", &state.join("containerd.sock")),
-    );
-    let mut d = Daemon::start_with(
-        tempfile::tempdir().unwrap(),
-        &toml,
-        &[
-            "--var",
-            &b,
-            "--var",
-            &s,
-            "--var",
-            &c,
-            "--var",
-            "node=testnode",
-            "--var",
-            "node-ip=127.0.0.1",
-        ],
-    );
+    let args = node_args(&bin, &state);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut d = Daemon::start_with(tempfile::tempdir().unwrap(), &toml, &args);
     for (name, state) in [
         ("pki", "completed"),
         ("node-config", "completed"),
@@ -333,29 +330,10 @@ fn the_tutorial_s_step_by_step_starts_end_in_the_whole_graph() {
         steps.contains(&"kubelet") && steps.contains(&"kube-apiserver"),
         "{steps:?}"
     );
-    let var = |k: &str, v: &Path| format!("{k}={}", v.display());
-    let (b, s, c) = (
-        var("bin", &bin),
-        var("state", &state),
-        var("containerd-socket", &state.join("containerd.sock")),
-    );
-    let mut d = Daemon::start_with(
-        tempfile::tempdir().unwrap(),
-        &toml,
-        &[
-            "--var",
-            &b,
-            "--var",
-            &s,
-            "--var",
-            &c,
-            "--var",
-            "node=testnode",
-            "--var",
-            "node-ip=127.0.0.1",
-            "--hold",
-        ],
-    );
+    let mut args = node_args(&bin, &state);
+    args.push("--hold".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut d = Daemon::start_with(tempfile::tempdir().unwrap(), &toml, &args);
     wait_for("the daemon to answer", T, || {
         d.ctl(&["status"]).status.success().then_some(())
     });
