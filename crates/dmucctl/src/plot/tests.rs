@@ -11,6 +11,18 @@ fn event(seq: u64, ms: u64, name: Option<&str>, what: EventWhat) -> EventRecord 
     }
 }
 
+/// dmucd's own event (no component): the graph started, or settled.
+fn daemon(seq: u64, ms: u64, message: &str) -> EventRecord {
+    event(
+        seq,
+        ms,
+        None,
+        EventWhat::Daemon {
+            message: message.into(),
+        },
+    )
+}
+
 fn to(seq: u64, ms: u64, name: &str, to: State) -> EventRecord {
     event(
         seq,
@@ -27,13 +39,10 @@ fn to(seq: u64, ms: u64, name: &str, to: State) -> EventRecord {
 /// etcd, then an api that fails once, then a node agent; a tool that never comes up.
 fn analysis() -> Analysis {
     let events = vec![
-        event(
+        daemon(
             1,
             0,
-            None,
-            EventWhat::Daemon {
-                message: "started the graph of g.toml: dmucd pid 1, 4 components".into(),
-            },
+            "started the graph of g.toml: dmucd pid 1, 4 components",
         ),
         to(2, 1, "etcd", State::Starting),
         to(3, 2, "tool<&>", State::Starting),
@@ -143,27 +152,17 @@ fn ticks_are_round_and_about_ten() {
 fn the_axis_ends_where_the_start_settled_and_an_exit_and_its_relaunch_both_show() {
     // A 3 s start that settled, then 5 min of a crash loop: the chart is of the 3 s.
     let mut events = vec![
-        event(
+        daemon(
             1,
             0,
-            None,
-            EventWhat::Daemon {
-                message: "started the graph of g.toml: dmucd pid 1, 1 components".into(),
-            },
+            "started the graph of g.toml: dmucd pid 1, 1 components",
         ),
         to(2, 1, "api", State::Starting),
         // Its exit and relaunch 1 ms apart: the same place on the axis.
         to(3, 1500, "api", State::Backoff),
         to(4, 1501, "api", State::Starting),
         to(5, 3000, "api", State::Ready),
-        event(
-            6,
-            3001,
-            None,
-            EventWhat::Daemon {
-                message: "the graph settled: 1/1 up".into(),
-            },
-        ),
+        daemon(6, 3001, "the graph settled: 1/1 up"),
     ];
     for i in 0..15u64 {
         events.push(to(7 + 2 * i, 20_000 * (i + 1), "api", State::Backoff));
