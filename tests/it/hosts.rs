@@ -99,12 +99,28 @@ fn until(g: &Guest, what: &str, script: &str, want: &str, wait: Duration) -> Str
         last = format!("{out}{err}");
         std::thread::sleep(m(2)); // the cluster coming up in the guest, under the deadline
     }
-    let status = g.sh(
-        "systemctl status dmucd --no-pager; dmucctl status; tail -n 30 /var/log/dmuc/kube-proxy.log",
-        m(60),
-    );
-    panic!("{what}: not within {wait:?}; last: {last}\nstatus: {status:?}");
+    // What explains it, each line also printed as `hosts: diag:` (CI's summary keeps those).
+    let (_, status, _) = g.sh(DIAG, m(120));
+    for l in status.lines() {
+        eprintln!("hosts: diag: {l}");
+    }
+    panic!("{what}: not within {wait:?}; last: {last}");
 }
+
+/// What a test that timed out prints of the guest: the unit, the graph, the node's conditions,
+/// the pods, and the last lines of the logs of the components a node's readiness needs.
+const DIAG: &str = r#"
+systemctl status dmucd --no-pager -n 0 | head -n 12
+dmucctl status
+/usr/local/bin/kubectl --kubeconfig /var/lib/dmuc/pki/admin.kubeconfig get node -o \
+  jsonpath='{range .items[*].status.conditions[*]}{.type}={.status} {.reason}: {.message}{"\n"}{end}'
+/usr/local/bin/kubectl --kubeconfig /var/lib/dmuc/pki/admin.kubeconfig get pods -A -o wide
+ls -l /var/lib/dmuc/cni/net.d /etc/cni/net.d 2>&1
+uptime; free -m | head -n 2; df -h / | tail -n 1
+for c in cni-config kubelet containerd kube-controller-manager; do
+  echo "-- $c"; tail -n 12 /var/log/dmuc/$c.log | cut -c1-300
+done
+"#;
 
 /// What the package and the cluster may leave on a host; `dmucctl reset` and `apt purge`
 /// must bring it back to what it was before the install. (The control plane's system users
@@ -166,14 +182,16 @@ fn web_serves(g: &Guest, what: &str) {
     );
 }
 
+/// Until the node's Ready condition is True; what it says otherwise (its reason and message)
+/// is the failure's `last`.
 fn node_ready(g: &Guest, what: &str) {
     until(
         g,
         what,
         &format!(
-            "{ADMIN} get node -o jsonpath='{{.items[0].status.conditions[?(@.type==\"Ready\")].status}}'"
+            "{ADMIN} get node -o jsonpath='{{range .items[0].status.conditions[?(@.type==\"Ready\")]}}ready={{.status}} {{.reason}}: {{.message}}{{end}}'"
         ),
-        "True",
+        "ready=True ",
         m(600),
     );
 }
