@@ -175,9 +175,9 @@ fn workers_join_share_pods_and_services_and_leave_the_others_alone() {
     let body = wait_for("the Service from the control plane", T, || http_get(&svc));
     assert!(body.contains("hello from busybox-httpd"), "{body}");
     for w in &workers {
-        let pid = w.holder.id();
+        let netns = w.netns();
         wait_for(&format!("the Service from {}", w.name), T, || {
-            http_get_in(pid, &svc)
+            http_get_in(&netns, &svc)
         });
     }
     // Logs and exec on a worker's pod: the API server reaches that kubelet, whose serving
@@ -276,14 +276,14 @@ fn workers_join_share_pods_and_services_and_leave_the_others_alone() {
     ]);
     k.ok(&["delete", "node", "dmuc-w2"]);
     let w2 = workers.pop().unwrap();
-    let w2_pid = w2.holder.id();
+    let w2_netns = w2.netns();
     let mut w2 = w2;
     let (ok, said) = w2.reset();
     assert!(ok, "{said}");
     assert!(said.contains("removed 2 routes"), "{said}");
     assert!(routes_in(Some(&w2)).is_empty());
     drop(w2);
-    assert!(!alive(w2_pid));
+    assert!(!w2_netns.exists(), "{} left", w2_netns.display());
     wait_for("the routes to worker 2 to go", T, || {
         (!routes_in(None).contains(&c2) && !routes_in(Some(&workers[0])).contains(&c2))
             .then_some(())

@@ -1,12 +1,10 @@
 //! Nodes on one machine for the multi-node and HA tests: a bridge on the host (198.18.0.1)
 //! and nodes, each a dmucd in network, mount and UTS namespaces of its own (a veth on the
-//! bridge; its own /run, kubelet root, containerd root, CNI state and pod logs by bind mounts).
-//!
-//! The namespaces are entered with nsenter, not `ip netns exec`: that remounts /sys and so
-//! hides the cgroup hierarchies the kubelet needs.
+//! bridge; its own /run, kubelet root, containerd root, CNI state and pod logs by bind mounts),
+//! made and entered by config/one-machine.sh, the script docs/operations.md gives users.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use crate::realcluster::{T, http_get};
 use crate::util::*;
@@ -38,99 +36,82 @@ impl Bridge {
 }
 
 impl Drop for Bridge {
+    /// `one-machine.sh down`, which refuses while a node is left (said, and the bridge
+    /// deleted all the same).
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", BRIDGE]).status();
+        let (ok, said) = one_machine_sh(Path::new("/nonexistent"), &["down"]);
+        if !ok {
+            eprintln!("cleanup: one-machine.sh down: {said}");
+            let _ = Command::new("ip").args(["link", "del", BRIDGE]).status();
+        }
     }
 }
 
-/// A node: the namespaces (held by a `cat` the test started, until its stdin closes), its
-/// directories, and its dmucd.
+/// The script users run for the same (docs/operations.md, "On one machine").
+pub fn one_machine() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/one-machine.sh")
+}
+
+/// `config/one-machine.sh ARGS` with the nodes' directories under `work`: success, and what
+/// it said.
+fn one_machine_sh(work: &Path, args: &[&str]) -> (bool, String) {
+    let o = Command::new("sh")
+        .arg(one_machine())
+        .args(args)
+        .env("DMUC_NODES", work)
+        .env("DMUC_BRIDGE", BRIDGE)
+        .env("DMUC_BRIDGE_IP", format!("{CP_IP}/24"))
+        .output()
+        .unwrap();
+    said(&o)
+}
+
+/// A node made by `config/one-machine.sh add`: its namespaces, its directories (under the
+/// test's `work`), and its dmucd.
 pub struct Worker {
     pub name: String,
     pub ip: String,
     pub dir: PathBuf,
-    pub holder: Child,
+    work: PathBuf,
     d: Option<Daemon>,
     vars: Vec<String>,
 }
 
 impl Worker {
     pub fn new(name: &str, ip: &str, work: &Path) -> Worker {
-        let dir = work.join(name);
-        let holder = Command::new("unshare")
-            .args([
-                "--net",
-                "--mount",
-                "--uts",
-                "--propagation",
-                "private",
-                "--",
-                "cat",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let pid = holder.id().to_string();
-        // The namespaces exist once unshare has exec'd cat.
-        wait_for("the node's namespaces", T, || {
-            let me = std::fs::read_link("/proc/self/ns/net").ok()?;
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            let ns = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
-            (cmd.starts_with(b"cat\0") && ns != me).then_some(())
-        });
-        let veth = format!("veth-{name}");
-        let peer = format!("vp-{name}");
-        for args in [
-            vec![
-                "link", "add", &veth, "type", "veth", "peer", "name", &peer, "netns", &pid,
-            ],
-            vec!["link", "set", &veth, "master", BRIDGE, "up"],
-        ] {
-            let st = Command::new("ip").args(&args).status().unwrap();
-            assert!(st.success(), "ip {args:?}");
-        }
-        let mut binds = String::new();
-        for (sub, at) in [
-            ("kubelet", "/var/lib/kubelet"),
-            ("containerd", "/var/lib/containerd"),
-            ("cni", "/var/lib/cni"),
-            ("pods", "/var/log/pods"),
-            ("containers", "/var/log/containers"),
-        ] {
-            let from = dir.join("root").join(sub);
-            std::fs::create_dir_all(&from).unwrap();
-            binds += &format!("mkdir -p {at} && mount --bind {} {at}\n", from.display());
-        }
-        let setup = format!(
-            "set -e\nhostname {name}\nip link set {peer} name eth0\nip link set lo up\n\
-             ip addr add {ip}/24 dev eth0\nip link set eth0 up\nip route add default via {CP_IP}\n\
-             mount -t tmpfs tmpfs /run\n{binds}"
-        );
-        let o = Command::new("nsenter")
-            .args(["-t", &pid, "-n", "-m", "-u", "--", "sh", "-c", &setup])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        // One left by a killed run of this test (refused while it runs processes).
+        let _ = one_machine_sh(work, &["del", name, "--purge"]);
+        let (ok, out) = one_machine_sh(work, &["add", name, ip]);
+        assert!(ok, "one-machine.sh add {name} {ip}: {out}");
         Worker {
             name: name.into(),
             ip: ip.into(),
             vars: Vec::new(),
-            dir,
-            holder,
+            dir: work.join(name),
+            work: work.to_path_buf(),
             d: None,
         }
     }
 
-    /// `nsenter` into the node's namespaces, then `args`.
+    /// The node's network namespace (`ip netns`'s file).
+    pub fn netns(&self) -> PathBuf {
+        PathBuf::from(format!("/run/netns/dmuc-{}", self.name))
+    }
+
+    /// `net:[INODE]`, as /proc/PID/ns/net names the node's network namespace.
+    fn netns_id(&self) -> Option<PathBuf> {
+        use std::os::unix::fs::MetadataExt;
+        let ino = std::fs::metadata(self.netns()).ok()?.ino();
+        Some(PathBuf::from(format!("net:[{ino}]")))
+    }
+
+    /// Into the node's namespaces, then `args` (`one-machine.sh run NAME -- ...`).
     pub fn enter(&self) -> Vec<String> {
         [
-            "nsenter",
-            "-t",
-            &self.holder.id().to_string(),
-            "-n",
-            "-m",
-            "-u",
+            "sh",
+            &one_machine().display().to_string(),
+            "run",
+            &self.name,
             "--",
         ]
         .iter()
@@ -205,11 +186,10 @@ impl Worker {
         ));
     }
 
-    /// kill -9 of every process in the node's network namespace but the holder: its dmucd,
+    /// kill -9 of every process in the node's network namespace: its dmucd,
     /// tmux server and components, as a power cut would. Returns how many.
     pub fn kill_all(&mut self) -> usize {
-        let holder = self.holder.id();
-        let ns = std::fs::read_link(format!("/proc/{holder}/ns/net")).unwrap();
+        let ns = self.netns_id().expect("the node's network namespace");
         let mut killed = std::collections::BTreeSet::new();
         // Until none is left: a dying process's parent may still fork.
         wait_for("every process of the node to die", T, || {
@@ -218,11 +198,10 @@ impl Worker {
                 let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
                     continue;
                 };
-                if pid == holder
-                    || std::fs::read_link(format!("/proc/{pid}/ns/net"))
-                        .ok()
-                        .as_ref()
-                        != Some(&ns)
+                if std::fs::read_link(format!("/proc/{pid}/ns/net"))
+                    .ok()
+                    .as_ref()
+                    != Some(&ns)
                 {
                     continue;
                 }
@@ -250,10 +229,9 @@ impl Worker {
         killed.len()
     }
 
-    /// The processes in the node's network namespace (not the holder): PID and program name.
+    /// The processes in the node's network namespace: PID and program name.
     pub fn processes(&self) -> Vec<(u32, String)> {
-        let holder = self.holder.id();
-        let Ok(ns) = std::fs::read_link(format!("/proc/{holder}/ns/net")) else {
+        let Some(ns) = self.netns_id() else {
             return vec![];
         };
         let mut v = Vec::new();
@@ -261,11 +239,10 @@ impl Worker {
             let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
                 continue;
             };
-            if pid != holder
-                && std::fs::read_link(format!("/proc/{pid}/ns/net"))
-                    .ok()
-                    .as_ref()
-                    == Some(&ns)
+            if std::fs::read_link(format!("/proc/{pid}/ns/net"))
+                .ok()
+                .as_ref()
+                == Some(&ns)
             {
                 let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
                 v.push((pid, comm.trim().to_string()));
@@ -327,14 +304,16 @@ impl Drop for Worker {
         if !ok {
             eprintln!("cleanup: reset of {}: {said}", self.name);
         }
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
+        let (ok, said) = one_machine_sh(&self.work, &["del", &self.name, "--purge"]);
+        if !ok {
+            eprintln!("cleanup: one-machine.sh del {}: {said}", self.name);
+        }
     }
 }
 
-/// GET / from `addr` inside the network namespace of `pid` (a thread of ours enters it).
-pub fn http_get_in(pid: u32, addr: &str) -> Option<String> {
-    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).ok()?;
+/// GET / from `addr` inside the network namespace `netns` (a thread of ours enters it).
+pub fn http_get_in(netns: &Path, addr: &str) -> Option<String> {
+    let ns = std::fs::File::open(netns).ok()?;
     let addr = addr.to_string();
     std::thread::spawn(move || {
         nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).ok()?;
@@ -359,4 +338,126 @@ pub fn routes_in(w: Option<&Worker>) -> String {
         .output()
         .unwrap();
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `config/one-machine.sh` on its own (no cluster): a node with its address, name and own
+/// /run; none of the host's mounts under /run copied into it (a copy would keep the host's
+/// pods' network namespaces alive); what it refuses; and nothing left after `del --purge` and
+/// `down`.
+#[test]
+fn one_machine_makes_a_node_without_the_host_s_mounts_and_refuses_what_would_lose_work() {
+    if dmuc_tests::skip_unless(
+        "nodes::one_machine_makes_a_node",
+        &dmuc_tests::missing_programs(&["unshare", "nsenter", "ip", "findmnt"]),
+    ) {
+        return;
+    }
+    // The bridge and the 198.18.0.0/24 addresses are the multi-node tests' too.
+    let _ports = fixed_ports();
+    let work = tempfile::tempdir().unwrap();
+    let sh = |args: &[&str]| one_machine_sh(work.path(), args);
+    // A mount of the host's under /run, as a pod's network namespace is.
+    let host_mount = tempfile::tempdir_in("/run").unwrap();
+    let hm = host_mount.path().display().to_string();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs", &hm])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let _bridge = Bridge::new();
+    for bad in ["", "W1", "a_b", "-x", "abcdefghijk"] {
+        let (ok, out) = sh(&["add", bad, "198.18.0.31"]);
+        assert!(!ok && out.contains("node name"), "{bad:?}: {out}");
+    }
+    let w = Worker::new("dmuc-t1", "198.18.0.31", work.path());
+    let run = |cmd: &str| {
+        let e = w.enter();
+        let o = Command::new(&e[0])
+            .args(&e[1..])
+            .args(["sh", "-c", cmd])
+            .output()
+            .unwrap();
+        said(&o)
+    };
+    let (ok, out) = run("hostname; ip -4 -o addr show dev eth0; findmnt -rn -o TARGET");
+    assert!(ok, "{out}");
+    assert!(out.starts_with("dmuc-t1\n"), "{out}");
+    assert!(out.contains("198.18.0.31/24"), "{out}");
+    assert!(
+        !out.contains(&hm),
+        "the host's {hm} copied into the node:\n{out}"
+    );
+    for at in [
+        "/run",
+        "/etc/dmuc",
+        "/var/lib/dmuc",
+        "/var/lib/kubelet",
+        "/var/log/pods",
+    ] {
+        assert!(
+            out.lines().any(|l| l == at),
+            "{at} not the node's own:\n{out}"
+        );
+    }
+    // Its /etc/dmuc is the node's directory.
+    let (ok, out) = run("echo mine > /etc/dmuc/probe");
+    assert!(ok, "{out}");
+    assert_eq!(
+        std::fs::read_to_string(w.dir.join("etc-dmuc/probe")).unwrap(),
+        "mine\n"
+    );
+    // It reaches the host on the bridge.
+    let host = std::net::TcpListener::bind((CP_IP, 0)).unwrap();
+    let at = host.local_addr().unwrap().to_string();
+    let serve = std::thread::spawn(move || {
+        use std::io::Write;
+        let (mut c, _) = host.accept().unwrap();
+        c.write_all(b"HTTP/1.0 200 OK\r\n\r\nfrom the host")
+            .unwrap();
+    });
+    let got = http_get_in(&w.netns(), &at).unwrap_or_default();
+    assert!(
+        got.ends_with("from the host"),
+        "{at} from the node: {got:?}"
+    );
+    serve.join().unwrap();
+    let (ok, out) = sh(&["add", "dmuc-t1", "198.18.0.32"]);
+    assert!(!ok && out.contains("exists"), "{out}");
+    let (ok, out) = sh(&["list"]);
+    assert!(
+        ok && out.contains("dmuc-t1 198.18.0.31/24 0 processes"),
+        "{out}"
+    );
+    // A process in the node: del refuses, naming it; down refuses while the node is there.
+    let e = w.enter();
+    let mut child = Command::new(&e[0])
+        .args(&e[1..])
+        .arg("cat")
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    wait_for("cat in the node", T, || {
+        sh(&["list"])
+            .1
+            .contains("dmuc-t1 198.18.0.31/24 1 processes")
+            .then_some(())
+    });
+    let (ok, out) = sh(&["del", "dmuc-t1"]);
+    assert!(!ok && out.contains(&pid), "{out}");
+    let (ok, out) = sh(&["down"]);
+    assert!(!ok && out.contains("nodes left: dmuc-t1"), "{out}");
+    drop(child.stdin.take());
+    child.wait().unwrap();
+    let netns = w.netns();
+    let dir = w.dir.clone();
+    drop(w); // del --purge
+    assert!(!netns.exists(), "{} left", netns.display());
+    assert!(!dir.exists(), "{} left", dir.display());
+    let links = Command::new("ip").args(["-br", "link"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&links.stdout).contains("veth-dmuc-t1"));
+    let (ok, out) = sh(&["down"]);
+    assert!(ok, "{out}");
+    let st = Command::new("umount").arg(&hm).status().unwrap();
+    assert!(st.success());
 }
