@@ -210,6 +210,15 @@ fn pids(g: &Guest) -> Vec<(String, u64)> {
     p
 }
 
+/// `dmucctl status` in the guest, as `hosts: status:` lines: which components restarted on
+/// the way (CI's summary keeps those lines).
+fn show_status(g: &Guest) {
+    let (_, out, err) = g.sh("dmucctl status", m(60));
+    for l in out.lines().chain(err.lines()) {
+        eprintln!("hosts: status: {l}");
+    }
+}
+
 fn main_pid(g: &Guest) -> String {
     g.ok("systemctl show dmucd -p MainPID --value", m(30))
         .trim()
@@ -359,6 +368,7 @@ fn the_package_brings_the_node_up_at_boot_and_keeps_it_across_restarts_and_reboo
         m(300),
     );
     took("the node Ready");
+    show_status(&g);
 
     // A Deployment served through its Service (kube-proxy), kept across the reboot below.
     g.ok(WEB, m(120));
@@ -448,6 +458,7 @@ fn the_package_brings_the_node_up_at_boot_and_keeps_it_across_restarts_and_reboo
         t1.elapsed()
     );
     web_serves(&g, "the web Service answering after the reboot");
+    show_status(&g);
     // The unit is active (READY=1 from Type=notify) and says how the graph is.
     let show = until(
         &g,

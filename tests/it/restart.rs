@@ -87,6 +87,13 @@ start-limit = {{ burst = 4, interval = "1m" }}
         .filter(|e| e["component"] == "flappy" && e["event"] == "state" && e["to"] == "starting")
         .map(|e| e["ts_us"].as_u64().unwrap() / 1000)
         .collect();
+    // Its window says why it stays down and what starts it again (README's demo scheduler).
+    let said = "[dmuc] flappy failed: start limit hit: 4 starts within 60s; `dmucctl start flappy` tries again";
+    wait_for("the give-up in flappy's window", T, || {
+        d.tmux(&["capture-pane", "-p", "-J", "-t", "=dmuc:=flappy"])
+            .contains(said)
+            .then_some(())
+    });
     assert_eq!(starts.len(), 4, "exactly burst starts: {starts:?}");
     for w in starts.windows(2) {
         assert!(

@@ -426,8 +426,23 @@ impl Guest {
     }
 }
 
+/// The CPU time a process has used, from /proc/PID/stat (utime + stime, in clock ticks of
+/// 1/100 s, as Linux reports them for every architecture this runs on).
+fn cpu_used(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut f = stat.rsplit_once(')')?.1.split_whitespace();
+    // After the command: state (field 3), ..., utime (14), stime (15).
+    let utime: u64 = f.nth(11)?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 10))
+}
+
 impl Drop for Guest {
     fn drop(&mut self) {
+        // What the emulation cost the host (docs/performance.md; CI's budget).
+        if let Some(cpu) = cpu_used(self.pid) {
+            eprintln!("hosts: qemu {} used {:.0?} of CPU", self.pid, cpu);
+        }
         if let Ok(mut s) = UnixStream::connect(self.sock("qmp.sock")) {
             let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
             let mut greeting = [0u8; 4096];

@@ -7,7 +7,8 @@
 //! working again), `view-lost` (its terminal hung up), `view-ok` (it took the one handed over).
 //!
 //! Daemon → shim ([`Down`]): `run N` (start run N in place), `quit` (exit once no program
-//! runs), `view` with a terminal passed alongside (`SCM_RIGHTS`, on the line's first byte).
+//! runs), `view` with a terminal passed alongside (`SCM_RIGHTS`, on the line's first byte),
+//! `say TEXT` (a line for the component's window, such as why dmucd gave up on it).
 //!
 //! A line that does not parse is ignored by its reader (and logged by the daemon), so either
 //! side may be newer than the other.
@@ -58,13 +59,15 @@ pub enum Up<'a> {
 
 /// What the daemon says to a shim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Down {
+pub enum Down<'a> {
     /// Start run N in place.
     Run(u64),
     /// Exit once no program runs.
     Quit,
     /// Show the output on the terminal passed with this line.
     View,
+    /// Show this line in the component's window (not its log: the program did not say it).
+    Say(&'a [u8]),
 }
 
 /// The words of a line, and what follows its first word.
@@ -164,14 +167,15 @@ impl<'a> Up<'a> {
     }
 }
 
-impl Down {
+impl<'a> Down<'a> {
     /// Reads one line (without its newline).
-    pub fn parse(line: &[u8]) -> Option<Down> {
-        let (mut w, _) = words(line.trim_ascii());
+    pub fn parse(line: &'a [u8]) -> Option<Down<'a>> {
+        let (mut w, rest) = words(line.trim_ascii());
         Some(match w.next()? {
             b"run" => Down::Run(w.next().and_then(parse_u64)?),
             b"quit" => Down::Quit,
             b"view" => Down::View,
+            b"say" => Down::Say(rest.trim_ascii()),
             _ => return None,
         })
     }
@@ -185,6 +189,10 @@ impl Down {
             }
             Down::Quit => out(b"quit"),
             Down::View => out(b"view"),
+            Down::Say(text) => {
+                out(b"say ");
+                put_text(out, text);
+            }
         }
         out(b"\n");
     }
@@ -292,10 +300,20 @@ mod tests {
 
     #[test]
     fn every_daemon_line_reads_back_as_written() {
-        for d in [Down::Run(0), Down::Run(u64::MAX), Down::Quit, Down::View] {
+        for d in [
+            Down::Run(0),
+            Down::Run(u64::MAX),
+            Down::Quit,
+            Down::View,
+            Down::Say(b"kube-scheduler failed: start limit hit"),
+        ] {
             let line = written(|o| d.write(&mut |b| o(b)));
             assert_eq!(Down::parse(&line[..line.len() - 1]), Some(d));
         }
         assert_eq!(Down::parse(b" run 3 "), Some(Down::Run(3)));
+        // Free text stays on its line; an empty one is an empty line.
+        let line = written(|o| Down::Say(b"two\nlines").write(&mut |b| o(b)));
+        assert_eq!(line, b"say two lines\n");
+        assert_eq!(Down::parse(b"say"), Some(Down::Say(b"")));
     }
 }

@@ -37,6 +37,8 @@ pub enum ToShim {
     Quit,
     /// `view`, with this terminal passed alongside: show the output there from now on.
     View(OwnedFd),
+    /// `say TEXT`: a line of dmucd's for the component's window.
+    Say(String),
 }
 
 /// The sending side of one shim's connection.

@@ -95,6 +95,10 @@ async fn serve(s: UnixStream, tx: mpsc::UnboundedSender<Msg>) {
                     Down::View.write(&mut put);
                     send_with_fd(wr.as_ref(), &line, &tty).await
                 }
+                ToShim::Say(text) => {
+                    Down::Say(text.as_bytes()).write(&mut put);
+                    wr.write_all(&line).await
+                }
             };
             if sent.is_err() {
                 break;

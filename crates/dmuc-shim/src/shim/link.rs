@@ -142,6 +142,8 @@ impl Link {
             match Down::parse(l) {
                 Some(Down::Quit) => got.quit = true,
                 Some(Down::Run(n)) => got.run = Some(n),
+                // dmucd's word for the window (why it gave up on the component).
+                Some(Down::Say(text)) => say_pane!("[dmuc] {}\r\n", Lossy(text)),
                 // The terminal came with the read (`view`'s first byte).
                 Some(Down::View) | None => {}
             }

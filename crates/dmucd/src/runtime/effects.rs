@@ -192,6 +192,15 @@ impl<B: Backend> Runtime<B> {
                     Some(r) => tracing::info!(component = %name, "{from} -> {to}: {r}"),
                     None => tracing::info!(component = %name, "{from} -> {to}"),
                 }
+                // Its window says so too, where the operator is looking (the shim holds the
+                // window with the last run's output): a crash loop given up on, a start that
+                // could not be made.
+                if to == dmuc_proto::State::Failed
+                    && let Some((_, tx)) = &self.slots[comp].shim
+                {
+                    let why = reason.as_deref().unwrap_or("no reason given");
+                    let _ = tx.send(ToShim::Say(format!("{name} failed: {why}")));
+                }
                 (comp, EventWhat::State { from, to, reason })
             }
             Event::Exit { comp, pid, status } => {
