@@ -357,6 +357,9 @@ fn the_package_brings_the_node_up_at_boot_and_keeps_it_across_restarts_and_reboo
         "the docs' steps:\n{steps}\nstdout: {out}\nstderr: {err}"
     );
     took("followed the docs (doctor ok, systemctl start returned)");
+    // A Deployment served through its Service (kube-proxy), kept across the reboot below:
+    // given now, so its pod starts as soon as the node is Ready.
+    g.ok(WEB, m(120));
     node_ready(&g, "the node Ready after the docs' steps");
     // What the docs say `systemctl status dmucd` says then ("`14/14 up`").
     let said = doc_says_status();
@@ -370,8 +373,6 @@ fn the_package_brings_the_node_up_at_boot_and_keeps_it_across_restarts_and_reboo
     took("the node Ready");
     show_status(&g);
 
-    // A Deployment served through its Service (kube-proxy), kept across the reboot below.
-    g.ok(WEB, m(120));
     web_serves(&g, "the web Service answering");
     // systemd runs this host: containerd's runc and the kubelet use its cgroup driver, and
     // the pod is a systemd unit.
