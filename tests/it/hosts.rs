@@ -440,10 +440,16 @@ fn the_package_brings_the_node_up_at_boot_and_keeps_it_across_restarts_and_reboo
     g.reboot();
     let booted = t1.elapsed();
     let journal = g.ok("journalctl -u dmucd -b -1 --no-pager -o cat", m(120));
-    // From the shutdown's stop on (the watchdog's kill above is in the same boot).
-    let last = &journal[journal
+    // From the shutdown's stop on (the watchdog's kill above is in the same boot). systemd's
+    // "Stopping" and dmucd's first line of its ordered stop are two writers to the journal:
+    // either may come first.
+    let stopping = journal
         .rfind("Stopping dmucd.service")
-        .unwrap_or_else(|| panic!("no stop at shutdown:\n{journal}"))..];
+        .unwrap_or_else(|| panic!("no stop at shutdown:\n{journal}"));
+    let ordered = journal
+        .rfind("stopping all components in reverse dependency order")
+        .unwrap_or(stopping);
+    let last = &journal[stopping.min(ordered)..];
     assert!(
         last.contains("stopping all components in reverse dependency order")
             && last.contains("every component has stopped"),
