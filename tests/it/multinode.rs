@@ -313,7 +313,11 @@ fn workers_join_share_pods_and_services_and_leave_the_others_alone() {
     let took = t.elapsed();
     let said = String::from_utf8_lossy(&o.stdout).into_owned();
     eprintln!("multinode: the control plane's shutdown, a worker joined: {took:.1?}\n{said}");
-    assert!(o.status.success(), "{said}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     for c in ["kube-apiserver", "etcd", "dmucd stopped"] {
         assert!(said.contains(c), "{c} in the shutdown's lines: {said}");
     }
