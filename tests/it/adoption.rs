@@ -287,11 +287,16 @@ fn what_died_changed_or_left_while_no_dmucd_ran_is_handled_on_adoption() {
         let c = d.comp("api")?;
         (c["state"] == "running" && c["pid"].as_u64()? != api).then_some(())
     });
-    let exit = d
-        .events()
-        .into_iter()
-        .find(|e| e["seq"].as_u64() > Some(seq) && e["component"] == "api" && e["event"] == "exit")
-        .expect("the exit that happened while no daemon ran is reported");
+    // The events file is written off the daemon's actor: it may lag the status a moment.
+    let exit = wait_for(
+        "the exit that happened while no daemon ran, reported",
+        T,
+        || {
+            d.events().into_iter().find(|e| {
+                e["seq"].as_u64() > Some(seq) && e["component"] == "api" && e["event"] == "exit"
+            })
+        },
+    );
     assert_eq!(exit["signal"], 9, "{exit}");
     wait_for("web restarted with its new definition", T, || {
         let c = d.comp("web")?;

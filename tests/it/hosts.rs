@@ -99,8 +99,13 @@ fn until(g: &Guest, what: &str, script: &str, want: &str, wait: Duration) -> Str
         last = format!("{out}{err}");
         std::thread::sleep(m(2)); // the cluster coming up in the guest, under the deadline
     }
-    // What explains it, each line also printed as `hosts: diag:` (CI's summary keeps those).
-    let (_, status, _) = g.sh(DIAG, m(120));
+    // What explains it, each line also printed as `hosts: diag:` (CI's summary keeps those);
+    // a guest too busy to answer that says so instead.
+    eprintln!("hosts: {what}: not within {wait:?}; last: {}", last.trim());
+    let status = match g.try_sh(DIAG, m(300)) {
+        Ok((_, out, err)) => out + &err,
+        Err(e) => format!("the diagnostics did not run: {e}"),
+    };
     for l in status.lines() {
         eprintln!("hosts: diag: {l}");
     }
@@ -112,12 +117,15 @@ fn until(g: &Guest, what: &str, script: &str, want: &str, wait: Duration) -> Str
 const DIAG: &str = r#"
 systemctl status dmucd --no-pager -n 0 | head -n 12
 dmucctl status
-/usr/local/bin/kubectl --kubeconfig /var/lib/dmuc/pki/admin.kubeconfig get node -o \
+k="timeout 60 /usr/local/bin/kubectl --request-timeout=50s --kubeconfig /var/lib/dmuc/pki/admin.kubeconfig"
+$k get node -o \
   jsonpath='{range .items[*].status.conditions[*]}{.type}={.status} {.reason}: {.message}{"\n"}{end}'
-/usr/local/bin/kubectl --kubeconfig /var/lib/dmuc/pki/admin.kubeconfig get pods -A -o wide
+$k get pods -A -o wide
+$k get endpoints web -o wide
+iptables -t nat -S | grep -c KUBE-SEP
 ls -l /var/lib/dmuc/cni/net.d /etc/cni/net.d 2>&1
 uptime; free -m | head -n 2; df -h / | tail -n 1
-for c in cni-config kubelet containerd kube-controller-manager; do
+for c in cni-config kubelet containerd kube-controller-manager kube-proxy; do
   echo "-- $c"; tail -n 12 /var/log/dmuc/$c.log | cut -c1-300
 done
 "#;

@@ -334,7 +334,11 @@ impl Guest {
     }
 
     /// [`Guest::sh`], with the agent's silence as an error (a guest rebooting).
-    fn try_sh(&self, script: &str, wait: Duration) -> Result<(i32, String, String), String> {
+    pub(crate) fn try_sh(
+        &self,
+        script: &str,
+        wait: Duration,
+    ) -> Result<(i32, String, String), String> {
         let started = self
             .agent(
                 &json!({"execute": "guest-exec", "arguments": {
