@@ -4,6 +4,9 @@
 use super::*;
 use crate::events::storm::Limits;
 
+/// The longest `say` text sent to a shim, in bytes (its link buffer is 512).
+const SAY_MAX: usize = 240;
+
 impl<B: Backend> Runtime<B> {
     pub(super) fn apply(&mut self, e: Effect) {
         match e {
@@ -199,7 +202,17 @@ impl<B: Backend> Runtime<B> {
                     && let Some((_, tx)) = &self.slots[comp].shim
                 {
                     let why = reason.as_deref().unwrap_or("no reason given");
-                    let _ = tx.send(ToShim::Say(format!("{name} failed: {why}")));
+                    let mut text = format!("{name} failed: {why}");
+                    // The shim reads its link into 512 bytes: a line of ours stays well under.
+                    if text.len() > SAY_MAX {
+                        let mut end = SAY_MAX;
+                        while !text.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        text.truncate(end);
+                        text.push_str("...");
+                    }
+                    let _ = tx.send(ToShim::Say(text));
                 }
                 (comp, EventWhat::State { from, to, reason })
             }
