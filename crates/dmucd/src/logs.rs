@@ -21,6 +21,19 @@ const FRAME_BYTES: usize = 768 * 1024;
 /// A longer line is cut (and marked) so that any line fits in a frame.
 const MAX_LINE: usize = 64 * 1024;
 
+/// Cuts `text` to at most `max` bytes (at a character boundary) and marks the cut with
+/// `mark`; shorter text is left as it is.
+pub fn cut_at(text: &mut String, max: usize, mark: &str) {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str(mark);
+    }
+}
+
 /// Cuts over-long lines, then keeps the newest lines that fit in one frame; returns them
 /// and how many older ones were left out.
 pub fn fit(lines: Vec<String>) -> (Vec<String>, usize) {
@@ -28,14 +41,7 @@ pub fn fit(lines: Vec<String>) -> (Vec<String>, usize) {
     let mut kept: Vec<String> = Vec::new();
     let n = lines.len();
     for mut l in lines.into_iter().rev() {
-        if l.len() > MAX_LINE {
-            let mut cut = MAX_LINE;
-            while !l.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            l.truncate(cut);
-            l.push_str(" [dmuc: line cut at 64 KiB]");
-        }
+        cut_at(&mut l, MAX_LINE, " [dmuc: line cut at 64 KiB]");
         // JSON escaping can double a control-heavy line; count generously.
         total += l.len() * 2 + 8;
         if total > FRAME_BYTES && !kept.is_empty() {
@@ -456,5 +462,24 @@ mod tests {
             .count();
         // The shared one (other tests of this process may hold theirs meanwhile, not 40).
         assert!(inotify < 5, "{inotify} inotify instances for 40 followers");
+    }
+}
+
+#[cfg(test)]
+mod cut_tests {
+    use super::cut_at;
+
+    #[test]
+    fn cuts_at_a_character_boundary_and_marks_only_a_cut() {
+        let mut short = "kube-scheduler failed".to_string();
+        cut_at(&mut short, 240, "...");
+        assert_eq!(short, "kube-scheduler failed");
+        // "é" is 2 bytes: a cut at byte 3 of "aéé" falls inside the second one.
+        let mut s = "aéé".to_string();
+        cut_at(&mut s, 4, "...");
+        assert_eq!(s, "aé...");
+        let mut long = "x".repeat(300);
+        cut_at(&mut long, 240, " [cut]");
+        assert_eq!(long.len(), 240 + " [cut]".len());
     }
 }

@@ -204,14 +204,7 @@ impl<B: Backend> Runtime<B> {
                     let why = reason.as_deref().unwrap_or("no reason given");
                     let mut text = format!("{name} failed: {why}");
                     // The shim reads its link into 512 bytes: a line of ours stays well under.
-                    if text.len() > SAY_MAX {
-                        let mut end = SAY_MAX;
-                        while !text.is_char_boundary(end) {
-                            end -= 1;
-                        }
-                        text.truncate(end);
-                        text.push_str("...");
-                    }
+                    crate::logs::cut_at(&mut text, SAY_MAX, "...");
                     let _ = tx.send(ToShim::Say(text));
                 }
                 (comp, EventWhat::State { from, to, reason })
