@@ -125,7 +125,8 @@ $k get endpoints web -o wide
 iptables -t nat -S | grep -c KUBE-SEP
 ls -l /var/lib/dmuc/cni/net.d /etc/cni/net.d 2>&1
 uptime; free -m | head -n 2; df -h / | tail -n 1
-for c in cni-config kubelet containerd kube-controller-manager kube-proxy; do
+dmucctl events | tail -n 30 | cut -c1-300
+for c in etcd kube-apiserver cni-config kubelet containerd kube-controller-manager kube-proxy; do
   echo "-- $c"; tail -n 12 /var/log/dmuc/$c.log | cut -c1-300
 done
 "#;
@@ -273,8 +274,19 @@ fn the_package_brings_the_node_up_at_boot_and_keeps_it_across_restarts_and_reboo
     }
     let t0 = Instant::now();
     let step = std::cell::Cell::new(Instant::now());
-    let took = |what: &str| {
-        eprintln!("hosts: {what} in {:.0?}", step.get().elapsed());
+    let cpu_then = std::cell::Cell::new(Duration::ZERO);
+    // Each step's time, with the CPU the guest got meanwhile (2 vCPUs: up to 2 s a second)
+    // and this machine's load: a slow step on a starved guest says so.
+    let took = |what: &str, g: &Guest| {
+        let wall = step.get().elapsed();
+        let cpu = g.cpu().unwrap_or_default();
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let load = load.split_whitespace().next().unwrap_or("?");
+        eprintln!(
+            "hosts: {what} in {wall:.0?} (qemu got {:.1} CPU-s/s, load {load})",
+            cpu.saturating_sub(cpu_then.get()).as_secs_f64() / wall.as_secs_f64().max(0.001)
+        );
+        cpu_then.set(cpu);
         step.set(Instant::now());
     };
     // On a link of its own (no peer here): its address and name set before anything runs.
@@ -286,7 +298,7 @@ fn the_package_brings_the_node_up_at_boot_and_keeps_it_across_restarts_and_reboo
         name: "cp",
     };
     let g = Guest::boot(3072, 2, &cp);
-    took("the guest booted");
+    took("the guest booted", &g);
     stage(&g, &deb.unwrap());
     // The host as its user finds it: systemd as PID 1, cgroup v2, Debian's etcd and
     // containerd services enabled by their packages.
@@ -322,7 +334,7 @@ fn the_package_brings_the_node_up_at_boot_and_keeps_it_across_restarts_and_reboo
          test -e /usr/share/dmuc/config/worker.toml",
         m(30),
     );
-    took("installed the package");
+    took("installed the package", &g);
     // doctor names what is in the way: Debian's own etcd and containerd services.
     let (code, out, _) = g.sh("dmucctl doctor --config /etc/dmuc/cluster.toml", m(120));
     assert_ne!(code, 0, "{out}");
@@ -364,10 +376,23 @@ fn the_package_brings_the_node_up_at_boot_and_keeps_it_across_restarts_and_reboo
         code, 0,
         "the docs' steps:\n{steps}\nstdout: {out}\nstderr: {err}"
     );
-    took("followed the docs (doctor ok, systemctl start returned)");
+    took(
+        "followed the docs (doctor ok, systemctl start returned)",
+        &g,
+    );
+    // Where the graph is when the start returns (at the notify timeout on a slow host, the
+    // API server may still be starting).
+    show_status(&g);
     // A Deployment served through its Service (kube-proxy), kept across the reboot below:
-    // given now, so its pod starts as soon as the node is Ready.
-    g.ok(WEB, m(120));
+    // given now (once the API server takes it), so its pod starts as soon as the node is
+    // Ready.
+    until(
+        &g,
+        "the API server taking the web Deployment",
+        &format!("set -e\n{WEB}\necho applied"),
+        "applied",
+        m(600),
+    );
     node_ready(&g, "the node Ready after the docs' steps");
     // What the docs say `systemctl status dmucd` says then ("`14/14 up`").
     let said = doc_says_status();
@@ -378,7 +403,7 @@ fn the_package_brings_the_node_up_at_boot_and_keeps_it_across_restarts_and_reboo
         &said,
         m(300),
     );
-    took("the node Ready");
+    took("the node Ready", &g);
     show_status(&g);
 
     web_serves(&g, "the web Service answering");
@@ -391,7 +416,7 @@ fn the_package_brings_the_node_up_at_boot_and_keeps_it_across_restarts_and_reboo
          systemctl list-units --plain --no-legend 'cri-containerd-*.scope' | grep -q running",
         m(60),
     );
-    took("web served");
+    took("web served", &g);
 
     // `systemctl restart dmucd`: the new dmucd adopts every component (same PIDs), and the
     // pods are untouched (the same pod, its container never restarted).
@@ -421,7 +446,7 @@ fn the_package_brings_the_node_up_at_boot_and_keeps_it_across_restarts_and_reboo
         before_pids,
         "every component adopted, none restarted"
     );
-    took("restart adopted");
+    took("restart adopted", &g);
 
     // The watchdog: a frozen dmucd sends no WATCHDOG=1; systemd aborts it (WatchdogSec, 20 s
     // here) and starts one that adopts the components.
@@ -440,7 +465,7 @@ fn the_package_brings_the_node_up_at_boot_and_keeps_it_across_restarts_and_reboo
         "rm -r /etc/systemd/system/dmucd.service.d && systemctl daemon-reload",
         m(60),
     );
-    took("watchdog restart adopted");
+    took("watchdog restart adopted", &g);
 
     // `systemctl reboot`: dmucd's ordered stop runs to its end within the unit's timeout;
     // the node comes up with no command typed, and with its data: the Deployment serves.
@@ -532,7 +557,7 @@ fn the_package_brings_the_node_up_at_boot_and_keeps_it_across_restarts_and_reboo
         at_timeout || (up_us <= activating_us && activating_us - up_us < 20_000_000),
         "systemd: activating for {activating_us} µs; dmucd analyze: the graph up @{up_us} µs\n{chain}"
     );
-    took("reboot: ordered stop, the node back with its data");
+    took("reboot: ordered stop, the node back with its data", &g);
 
     // `apt remove`: the unit stopped (the ordered stop), the cluster's state kept; installed
     // again, not a byte of it changed. (That dmucd brings a cluster back from its kept state
@@ -561,7 +586,7 @@ fn the_package_brings_the_node_up_at_boot_and_keeps_it_across_restarts_and_reboo
         "enabled"
     );
     assert_eq!(g.ok(STATE, m(120)), kept, "the state after apt install");
-    took("remove and install kept the cluster's state");
+    took("remove and install kept the cluster's state", &g);
 
     // `dmucctl reset` then `apt purge`: the guest as it was before the package.
     g.ok(
@@ -574,6 +599,6 @@ fn the_package_brings_the_node_up_at_boot_and_keeps_it_across_restarts_and_reboo
         after, before,
         "what reset and purge left (before the package: left)"
     );
-    took("reset and purge");
+    took("reset and purge", &g);
     eprintln!("hosts: the whole test took {:.0?}", t0.elapsed());
 }

@@ -422,6 +422,11 @@ impl Guest {
     }
 
     /// Mounts ../shared/k8s at /mnt/k8s (read-only) and the test's share at /mnt/host.
+    /// The CPU time qemu has used so far (all its threads: the guest's CPUs and its I/O).
+    pub(crate) fn cpu(&self) -> Option<Duration> {
+        cpu_used(self.pid)
+    }
+
     pub(crate) fn mount_shares(&self) {
         self.ok(
             "mkdir -p /mnt/k8s && (mountpoint -q /mnt/k8s || mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 k8s /mnt/k8s) && ls /mnt/host >/dev/null",
