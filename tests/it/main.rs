@@ -11,6 +11,7 @@ mod backup;
 mod cluster;
 mod control;
 mod cross;
+mod docs;
 mod faults;
 mod ha;
 mod hosts;

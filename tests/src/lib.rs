@@ -4,6 +4,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod doc;
+
 /// The programs of `progs` that are not on `PATH`.
 pub fn missing_programs(progs: &[&str]) -> Vec<String> {
     let path = std::env::var_os("PATH").unwrap_or_default();
