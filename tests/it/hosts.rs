@@ -272,6 +272,8 @@ fn the_package_brings_the_node_up_at_boot_and_keeps_it_across_restarts_and_reboo
     if dmuc_tests::skip_unless("hosts::the_package_brings_the_node_up_at_boot", &why) {
         return;
     }
+    // No real cluster on the host beside the guest (tests/it/vm.rs: `favour`).
+    let _clusters = crate::util::fixed_ports();
     let t0 = Instant::now();
     let step = std::cell::Cell::new(Instant::now());
     let cpu_then = std::cell::Cell::new(Duration::ZERO);

@@ -67,14 +67,18 @@ pub(crate) fn image() -> PathBuf {
 
 /// The guest's share of this machine's CPUs against the rest of a test run. qemu daemonizes
 /// into a session of its own, so with the kernel's autogroups (sched(7), on by default) it
-/// weighs as much as any one of the other sessions busy beside it: a tmux pane each in the
-/// real-cluster tests, the build. A guest whose Kubernetes gets 1/8 of a CPU takes many
-/// minutes to start, its probes time out, and the test measures the host's load. Its autogroup
-/// (or, without autogroups, its threads) at nice -5 weighs about 3 sessions: one of two
-/// CPUs under the heaviest load here, both when only the build competes. Best effort: a
-/// kernel without either leaves the guest at the default weight, and says so.
+/// weighs as much as any one of the other sessions busy beside it. A guest whose Kubernetes
+/// gets too little CPU never comes up: under TCG its API server answers slower than its
+/// clients' timeouts (the controller manager's 10 s), they crash-loop and waste what CPU it
+/// gets, and the test measures the host's load. Its autogroup (or, without autogroups, its
+/// threads) at nice -15 weighs 28 sessions at nice 0: what it asks for (up to its 2 vCPUs),
+/// the rest going to the other work. At -5 (3 sessions) it got 1.1 to 1.5 CPU-s per second
+/// beside CI's compiling and its node never became Ready. Real clusters on the host must not
+/// run beside it (they would be the ones starved): the test holds `fixed_ports`, and CI runs
+/// only compiling beside it. Best effort: a kernel without either leaves the guest at the
+/// default weight, and says so.
 fn favour(pid: u32) {
-    let group = std::fs::write(format!("/proc/{pid}/autogroup"), "-5").is_ok();
+    let group = std::fs::write(format!("/proc/{pid}/autogroup"), "-15").is_ok();
     let mut threads = 0;
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for t in tasks.flatten() {
@@ -86,7 +90,7 @@ fn favour(pid: u32) {
                 continue;
             };
             // SAFETY: setpriority(2) on a thread id; no memory is passed.
-            if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, -5) } == 0 {
+            if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, -15) } == 0 {
                 threads += 1;
             }
         }
