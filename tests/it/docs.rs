@@ -190,22 +190,22 @@ fn run_step(m: &Machine, n: usize, file: &str, step: &Step) -> Result<(), String
         };
         // Retelling a page (DMUC_DOC_RECORD=FILE): what a command printed that the page does
         // not show is written down and the page goes on; the test still fails at its end.
-        if let (Some(rec), Some(0)) = (std::env::var_os("DMUC_DOC_RECORD"), rc) {
-            if retry.is_zero() || Instant::now() >= deadline {
-                use std::io::Write;
-                let mut f = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(rec)
-                    .unwrap();
-                writeln!(
-                    f,
-                    "## {file}:{}: {why}\n# {}\n{out}",
-                    step.line, step.command
-                )
+        if let (Some(rec), Some(0)) = (std::env::var_os("DMUC_DOC_RECORD"), rc)
+            && (retry.is_zero() || Instant::now() >= deadline)
+        {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(rec)
                 .unwrap();
-                return Err(RECORDED.to_string());
-            }
+            writeln!(
+                f,
+                "## {file}:{}: {why}\n# {}\n{out}",
+                step.line, step.command
+            )
+            .unwrap();
+            return Err(RECORDED.to_string());
         }
         if retry.is_zero() || Instant::now() >= deadline || rc.is_none() {
             let tried = if tries > 1 {
