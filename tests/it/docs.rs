@@ -22,8 +22,13 @@ use crate::util::*;
 /// included), unless its marker retries it for longer.
 const STEP: Duration = Duration::from_secs(240);
 
-/// `run_step`'s error when it wrote the difference down (DMUC_DOC_RECORD) instead of failing.
-const RECORDED: &str = "recorded";
+/// A step that did not fail: it printed what the page shows, or (DMUC_DOC_RECORD) what it
+/// printed instead was written down.
+#[derive(PartialEq)]
+enum Done {
+    AsShown,
+    Recorded,
+}
 
 /// The pages whose blocks are tested (each must say, block by block, how).
 const TESTED_PAGES: &[&str] = &["docs/tutorial.md"];
@@ -167,7 +172,7 @@ fn node_sh(node: &Worker, script: &str) -> (bool, String) {
 
 /// Runs `step` until it succeeds and prints what the page shows (once, or until its retry
 /// time is up): `Err` names the page's line and says what went wrong.
-fn run_step(m: &Machine, n: usize, file: &str, step: &Step) -> Result<(), String> {
+fn run_step(m: &Machine, n: usize, file: &str, step: &Step) -> Result<Done, String> {
     let retry = Duration::from_secs(step.retry_secs);
     let deadline = Instant::now() + retry.max(STEP);
     let mut tries = 0;
@@ -186,7 +191,7 @@ fn run_step(m: &Machine, n: usize, file: &str, step: &Step) -> Result<(), String
             eprintln!("docs: {file}:{} # {}\n{out}", step.line, step.command);
         }
         let Some(why) = failure else {
-            return Ok(());
+            return Ok(Done::AsShown);
         };
         // Retelling a page (DMUC_DOC_RECORD=FILE): what a command printed that the page does
         // not show is written down and the page goes on; the test still fails at its end.
@@ -205,7 +210,7 @@ fn run_step(m: &Machine, n: usize, file: &str, step: &Step) -> Result<(), String
                 step.line, step.command
             )
             .unwrap();
-            return Err(RECORDED.to_string());
+            return Ok(Done::Recorded);
         }
         if retry.is_zero() || Instant::now() >= deadline || rc.is_none() {
             let tried = if tries > 1 {
@@ -252,14 +257,21 @@ fn the_tutorial_runs_as_written_on_the_real_cluster() {
             continue;
         }
         let t = Instant::now();
-        match run_step(&m, n + 1, file, step) {
-            Err(e) if e == RECORDED => recorded += 1,
+        let done = match run_step(&m, n + 1, file, step) {
+            Ok(done) => done,
             Err(e) => panic!("{e}\n--- the node:\n{}", m.diagnostics()),
-            Ok(()) => {}
+        };
+        if done == Done::Recorded {
+            recorded += 1;
         }
         eprintln!(
-            "docs: {file}:{} ok in {:.1?}: {}",
+            "docs: {file}:{} {} in {:.1?}: {}",
             step.line,
+            if done == Done::Recorded {
+                "recorded"
+            } else {
+                "ok"
+            },
             t.elapsed(),
             step.command.lines().next().unwrap_or("")
         );
