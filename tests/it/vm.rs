@@ -78,7 +78,8 @@ pub(crate) fn image() -> PathBuf {
 /// only compiling beside it. Best effort: a kernel without either leaves the guest at the
 /// default weight, and says so.
 fn favour(pid: u32) {
-    let group = std::fs::write(format!("/proc/{pid}/autogroup"), "-15").is_ok();
+    const NICE: i32 = -15;
+    let group = std::fs::write(format!("/proc/{pid}/autogroup"), NICE.to_string()).is_ok();
     let mut threads = 0;
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for t in tasks.flatten() {
@@ -90,7 +91,7 @@ fn favour(pid: u32) {
                 continue;
             };
             // SAFETY: setpriority(2) on a thread id; no memory is passed.
-            if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, -15) } == 0 {
+            if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, NICE) } == 0 {
                 threads += 1;
             }
         }
